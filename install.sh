@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One-step set-up on a fresh machine that has only Python >= 3.11:
+# a virtual environment in .venv with mulap and its pinned dependencies.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=".venv/bin/python -m pip"
+$PIP install -q --upgrade pip
+# torch first and pinned: anything that depends on it must not pull a CUDA build.
+$PIP install -q torch==2.13.0
+# These two declare dependencies that cannot install and are not needed:
+#  musicnn 0.1.0 (TensorFlow 1, numpy<1.17) - we only read its checkpoint files;
+#  tinysoundfont (pyaudio, for live playback) - we only render offline.
+$PIP install -q --no-deps musicnn==0.1.0 tinysoundfont==0.3.7
+$PIP install -q -e ".[test]"
+echo "mulap installed in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -1,0 +1,5 @@
+import sys
+
+from mulap.cli import main
+
+sys.exit(main())

@@ -1,0 +1,144 @@
+"""Configuration: load the seed-style YAML files, apply `key=value` overrides, validate.
+
+The resolved config is one OmegaConf tree with sections `env`, `training`,
+`dataset_config`, `model_config` (plus `downstream` for probe runs). Unknown keys
+are errors that name the key: the base tree is put in struct mode before any
+override is merged.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix; the message says which key or file."""
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return cfg
+
+
+def _resolve_section(value, group: str) -> DictConfig:
+    """A section given as a preset name (configs/<group>/<name>.yaml), a file path, or inline."""
+    if isinstance(value, DictConfig):
+        return value
+    if isinstance(value, str):
+        candidate = Path(value)
+        path = candidate if candidate.suffix in (".yaml", ".yml") else CONFIG_DIR / group / f"{value}.yaml"
+        if not path.is_file():
+            choices = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+            raise ConfigError(f"unknown {group} config {value!r}: no file {path} (choices: {', '.join(choices)})")
+        return _load_yaml(path)
+    raise ConfigError(f"{group} config must be a preset name, a YAML path or a mapping, got {value!r}")
+
+
+def parse_overrides(overrides: Iterable[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. training.epochs=5)")
+        key, value = item.split("=", 1)
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def _apply_overrides(cfg: DictConfig, pairs: list[tuple[str, str]], source: str) -> None:
+    for key, value in pairs:
+        parent_key, _, leaf = key.rpartition(".")
+        try:
+            parent = OmegaConf.select(cfg, parent_key, throw_on_missing=True) if parent_key else cfg
+        except OmegaConfBaseException:
+            parent = None
+        if not isinstance(parent, DictConfig) or leaf not in parent:
+            raise ConfigError(f"unknown config key {key!r} ({source}); see the files in {CONFIG_DIR}")
+        parsed = OmegaConf.create({"v": _yaml_value(value)})["v"] if value != "" else ""
+        try:
+            OmegaConf.update(cfg, key, parsed, merge=False)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"cannot set {key!r} to {value!r} ({source}): {exc}") from None
+
+
+def _yaml_value(text: str):
+    """Parse an override's value the way YAML would (numbers, lists, null, booleans)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _merge_file(base: DictConfig, path: Path) -> DictConfig:
+    user = _load_yaml(path)
+    try:
+        return OmegaConf.merge(base, user)
+    except (ConfigKeyError, ConfigAttributeError) as exc:
+        raise ConfigError(f"{path}: unknown config key {exc.full_key!r}") from None
+
+
+def load_config(config_file: str | Path | None = None, overrides: Iterable[str] = (), extra: dict | None = None) -> DictConfig:
+    """Defaults <- `config_file` (a full or partial config) <- `overrides` (key=value).
+
+    `model_config=<preset>` and `dataset_config=<preset>` overrides pick another preset
+    before the finer overrides are applied. `extra` adds sections (e.g. downstream).
+    """
+    pairs = parse_overrides(overrides)
+    raw = _load_yaml(CONFIG_DIR / "default.yaml")
+    if config_file is not None:
+        user = _load_yaml(Path(config_file))
+        for group in ("model_config", "dataset_config"):
+            if isinstance(user.get(group), str):
+                raw[group] = user.pop(group)
+    else:
+        user = None
+    for key, value in list(pairs):
+        if key in ("model_config", "dataset_config"):
+            raw[key] = value
+            pairs.remove((key, value))
+    raw["model_config"] = _resolve_section(raw["model_config"], "models")
+    raw["dataset_config"] = _resolve_section(raw["dataset_config"], "datasets")
+    if extra:
+        for name, section in extra.items():
+            raw[name] = section
+    OmegaConf.set_struct(raw, True)
+    cfg = raw
+    if user is not None:
+        try:
+            cfg = OmegaConf.merge(cfg, user)
+        except (ConfigKeyError, ConfigAttributeError) as exc:
+            raise ConfigError(f"{config_file}: unknown config key {exc.full_key!r}") from None
+    _apply_overrides(cfg, pairs, "command line")
+    return cfg
+
+
+def save_config(cfg: DictConfig, path: str | Path) -> None:
+    """Write the resolved config atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    tmp.replace(path)
+
+
+def load_saved_config(path: str | Path) -> DictConfig:
+    cfg = _load_yaml(Path(path))
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def to_dict(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

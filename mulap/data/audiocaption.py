@@ -1,0 +1,170 @@
+"""The seed's audiocaption format: (audio, caption) pairs for pre-training.
+
+    <data_dir>/audio/...            audio files (npy 16 kHz, or wav/flac/ogg/mp3 at any rate)
+    <data_dir>/dataset_train.json   [{"audio_id", "caption", "audio_path"}, ...]
+    <data_dir>/dataset_val.json
+    <data_dir>/dataset_test.json
+
+Records are validated when the split is opened (every error names the file and the
+record); audio is decoded lazily. With `on_bad_sample: skip` a bad record or a clip that
+fails to decode is skipped and counted (the collate function reports the count per batch,
+the training module logs it) - never dropped silently.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mulap.audio.chunks import chunk_samples, chunk_with_mask, random_crop
+from mulap.audio.io import AudioError, load_audio
+
+log = logging.getLogger(__name__)
+
+SPLIT_FILES = {"train": "dataset_train.json", "val": "dataset_val.json", "test": "dataset_test.json"}
+FIELDS = ("audio_id", "caption", "audio_path")
+
+
+class DatasetError(ValueError):
+    """A problem with a dataset file or record; the message names the file and record."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    audio_id: str
+    caption: str
+    audio_path: Path
+
+
+@dataclass
+class Skipped:
+    """Marks an item that could not be used (on_bad_sample: skip)."""
+    where: str
+    reason: str
+
+
+def read_split(data_dir: str | Path, split: str, audio_dir: str = "audio", on_bad: str = "error") -> tuple[list[Pair], list[Skipped]]:
+    """Parse and validate one split file. Returns the usable pairs and the skipped records."""
+    if on_bad not in ("error", "skip"):
+        raise DatasetError(f"on_bad_sample must be 'error' or 'skip', got {on_bad!r}")
+    data_dir = Path(data_dir)
+    if split not in SPLIT_FILES:
+        raise DatasetError(f"unknown split {split!r} (train, val, test)")
+    path = data_dir / SPLIT_FILES[split]
+    if not path.is_file():
+        raise DatasetError(f"{path}: split file not found (expected {', '.join(SPLIT_FILES.values())} in {data_dir})")
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(records, list):
+        raise DatasetError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
+    audio_root = (data_dir / audio_dir).resolve()
+    pairs, skipped, seen = [], [], set()
+    for i, rec in enumerate(records):
+        where = f"{path}, record {i}" + (f" (audio_id {rec.get('audio_id')!r})" if isinstance(rec, dict) and "audio_id" in rec else "")
+        try:
+            pairs.append(_check_record(rec, audio_root, seen))
+        except DatasetError as exc:
+            if on_bad == "error":
+                raise DatasetError(f"{where}: {exc}") from None
+            skipped.append(Skipped(where, str(exc)))
+            log.warning("skipping %s: %s", where, exc)
+    return pairs, skipped
+
+
+def _check_record(rec, audio_root: Path, seen: set) -> Pair:
+    if not isinstance(rec, dict):
+        raise DatasetError(f"expected an object with fields {list(FIELDS)}, got {type(rec).__name__}")
+    missing = [f for f in FIELDS if f not in rec]
+    if missing:
+        raise DatasetError(f"missing field(s) {missing}")
+    caption = rec["caption"]
+    if not isinstance(caption, str) or not caption.strip():
+        raise DatasetError("empty caption")
+    if not isinstance(rec["audio_path"], str) or not rec["audio_path"]:
+        raise DatasetError("audio_path must be a non-empty string")
+    audio_path = (audio_root / rec["audio_path"]).resolve()
+    if not audio_path.is_relative_to(audio_root):
+        raise DatasetError(f"audio_path {rec['audio_path']!r} escapes the audio folder {audio_root}")
+    if not audio_path.is_file():
+        raise DatasetError(f"audio file not found: {audio_path}")
+    audio_id = str(rec["audio_id"])
+    if audio_id in seen:
+        raise DatasetError(f"duplicate audio_id {audio_id!r}")
+    seen.add(audio_id)
+    return Pair(audio_id, caption.strip(), audio_path)
+
+
+class AudioCaptionDataset(Dataset):
+    """Items: {audio_id, caption, chunks [C, S] float32, chunk_mask [C] bool} or a `Skipped`."""
+
+    def __init__(self, data_dir: str | Path, split: str, sample_rate: int = 16_000, max_len_seconds: float = 20.0,
+                 chunk_seconds: float = 3.0, audio_dir: str = "audio", random_crop: bool = False,
+                 on_bad_sample: str = "error", seed: int = 0):
+        self.pairs, self.skipped_records = read_split(data_dir, split, audio_dir, on_bad_sample)
+        if not self.pairs:
+            raise DatasetError(f"{Path(data_dir) / SPLIT_FILES[split]}: no usable records")
+        self.sample_rate = sample_rate
+        self.chunk_len = chunk_samples(sample_rate, chunk_seconds)
+        self.max_chunks = max(1, int(max_len_seconds // chunk_seconds))
+        self.random_crop = random_crop
+        self.on_bad_sample = on_bad_sample
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int):
+        pair = self.pairs[i]
+        try:
+            wave = load_audio(pair.audio_path, self.sample_rate)
+        except AudioError as exc:
+            msg = f"record audio_id {pair.audio_id!r}: {exc}"
+            if self.on_bad_sample == "error":
+                raise DatasetError(msg) from None
+            log.warning("skipping %s", msg)
+            return Skipped(str(pair.audio_path), str(exc))
+        window = self.max_chunks * self.chunk_len
+        if self.random_crop and len(wave) > window:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            wave = random_crop(wave, window, rng)
+        chunks, mask = chunk_with_mask(wave, self.chunk_len, self.max_chunks)
+        return {"audio_id": pair.audio_id, "caption": pair.caption, "chunks": chunks, "chunk_mask": mask}
+
+
+class Collate:
+    """Batch items: waveforms trimmed to the longest clip's chunk count, captions tokenised with dynamic padding.
+
+    Output: waveforms [B, C, S], chunk_mask [B, C], input_ids / attention_mask / maskable [B, L],
+    audio_ids, captions, n_skipped (items dropped from this batch, counted by the caller).
+    """
+
+    def __init__(self, tokenizer, max_seq_length: int = 64):
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+
+    def __call__(self, items: list) -> dict:
+        good = [it for it in items if not isinstance(it, Skipped)]
+        n_skipped = len(items) - len(good)
+        if not good:
+            return {"n_skipped": n_skipped, "empty": True}
+        n_chunks = max(int(it["chunk_mask"].sum()) for it in good)
+        waves = torch.from_numpy(np.stack([it["chunks"][:n_chunks] for it in good]))
+        mask = torch.from_numpy(np.stack([it["chunk_mask"][:n_chunks] for it in good]))
+        captions = [it["caption"] for it in good]
+        enc = self.tokenizer(captions, padding=True, truncation=True, max_length=self.max_seq_length,
+                             return_special_tokens_mask=True, return_tensors="pt")
+        maskable = (enc["special_tokens_mask"] == 0) & (enc["attention_mask"] == 1)
+        return {
+            "waveforms": waves, "chunk_mask": mask,
+            "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "maskable": maskable,
+            "audio_ids": [it["audio_id"] for it in good], "captions": captions,
+            "n_skipped": n_skipped, "empty": False,
+        }

@@ -1,0 +1,69 @@
+"""Downstream datasets: one loader per publisher layout, and the task registry.
+
+`TASKS[name]` says, for every downstream task, which loader reads its raw data, the
+folder name of the raw data (`raw_name`, as in the demo world's `raw/<raw_name>`), the
+default folder name of the prepared data (`dataset`, under `<data_root>/datasets/`),
+the task type, and the primary metric used for early stopping and reporting.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from .base import DatasetFormatError, LoaderFn, RawDataset, Record, Skipped, SPLITS, TASK_TYPES
+from .emomusic import load_emomusic
+from .fma import load_fma
+from .jamendo import load_jamendo
+from .mtt import load_mtt
+from .nsynth import load_nsynth
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One downstream task: how to read it and how it is scored."""
+
+    name: str
+    loader: LoaderFn
+    raw_name: str
+    dataset: str
+    task_type: str
+    primary_metric: str
+    higher_is_better: bool
+    description: str
+
+
+def _tagging(name: str, loader: LoaderFn, raw: str, dataset: str, what: str) -> TaskSpec:
+    return TaskSpec(name, loader, raw, dataset, "multilabel", "roc_auc_macro", True, what)
+
+
+TASKS: dict[str, TaskSpec] = {
+    t.name: t
+    for t in (
+        _tagging("mtt_tagging", load_mtt, "mtt", "mtt", "MagnaTagATune top-50 tagging"),
+        _tagging("jamendo_tagging", partial(load_jamendo, subset="top50tags"), "jamendo", "jamendo", "MTG-Jamendo top-50 tagging"),
+        _tagging("jamendo_genre", partial(load_jamendo, subset="genre"), "jamendo", "jamendo_genre", "MTG-Jamendo genre tagging"),
+        _tagging("jamendo_instrument", partial(load_jamendo, subset="instrument"), "jamendo", "jamendo_instrument",
+                 "MTG-Jamendo instrument tagging"),
+        _tagging("jamendo_moodtheme", partial(load_jamendo, subset="moodtheme"), "jamendo", "jamendo_moodtheme",
+                 "MTG-Jamendo mood/theme tagging"),
+        TaskSpec("emomusic_reg", load_emomusic, "emomusic", "emomusic", "regression", "r2", True,
+                 "Emomusic static arousal/valence regression"),
+        TaskSpec("fma_clf", load_fma, "fma", "fma", "multiclass", "accuracy", True, "FMA-small genre classification"),
+        TaskSpec("nsynth_clf", load_nsynth, "nsynth", "nsynth", "multiclass", "accuracy", True,
+                 "NSynth instrument-family classification"),
+    )
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    """The TaskSpec of `name`, or a ValueError listing the known tasks."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown downstream task {name!r}; known tasks: {', '.join(TASKS)}") from None
+
+
+__all__ = [
+    "TASKS", "TaskSpec", "get_task", "RawDataset", "Record", "Skipped", "DatasetFormatError", "SPLITS", "TASK_TYPES",
+    "load_mtt", "load_jamendo", "load_emomusic", "load_fma", "load_nsynth",
+]

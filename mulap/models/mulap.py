@@ -1,0 +1,276 @@
+"""The MuLaP model: Musicnn backbone -> audio transformer, BERT text branch, co-attention,
+poolers, fusion and the pre-training heads (MLM, ATM, masked audio, optional contrastive).
+
+The model code never names a device; the trainer places it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mulap.models.backbone import build_backbone
+from mulap.models.coattention import CoAttentionLayer
+from mulap.models.masking import IGNORE, choose_masked_chunks, mask_tokens, sample_negatives
+from mulap.models.text import TextEncoder, additive_mask, bert_config
+from transformers.models.bert.modeling_bert import BertLayer
+
+
+def _as_tuple(ids) -> tuple[int, ...]:
+    return tuple(int(i) for i in ids)
+
+
+class AudioEmbeddings(nn.Module):
+    """[B, 1+C, F] chunk features (global token first) -> [B, 1+C, H]: projection + positions, LayerNorm, dropout."""
+
+    def __init__(self, feature_dim: int, hidden: int, max_chunks: int, dropout: float):
+        super().__init__()
+        self.project = nn.Linear(feature_dim, hidden)
+        self.position = nn.Embedding(max_chunks + 1, hidden)
+        self.norm = nn.LayerNorm(hidden, eps=1e-12)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        n = tokens.shape[1]
+        if n > self.position.num_embeddings:
+            raise ValueError(f"{n - 1} chunks per clip but the model has position embeddings for {self.position.num_embeddings - 1}"
+                             " (raise model_config.audio.max_chunks or lower max_len_seconds)")
+        pos = self.position.weight[:n].unsqueeze(0)
+        return self.dropout(self.norm(self.project(tokens) + pos))
+
+
+class Pooler(nn.Module):
+    """First token -> Linear -> tanh."""
+
+    def __init__(self, dim: int, out: int):
+        super().__init__()
+        self.dense = nn.Linear(dim, out)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(seq[:, 0]))
+
+
+class MLMHead(nn.Module):
+    """BERT's prediction head: transform (dense, GELU, LayerNorm) then the decoder tied to the word embeddings."""
+
+    def __init__(self, word_embeddings: nn.Embedding, eps: float = 1e-12):
+        super().__init__()
+        dim = word_embeddings.embedding_dim
+        self.dense = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.word_embeddings = word_embeddings  # shared, not a copy
+        self.bias = nn.Parameter(torch.zeros(word_embeddings.num_embeddings))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.norm(F.gelu(self.dense(hidden))), self.word_embeddings.weight, self.bias)
+
+
+class Regressor(nn.Module):
+    """Hidden state -> a feature vector (the masked-audio head)."""
+
+    def __init__(self, dim: int, out: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim, eps=1e-12), nn.Linear(dim, out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@dataclass
+class Encoded:
+    audio: torch.Tensor        # [B, 1+C, Ha] audio stream output
+    text: torch.Tensor         # [B, L, Ht] text stream output
+    pooled_audio: torch.Tensor  # [B, P]
+    pooled_text: torch.Tensor   # [B, P]
+    fused: torch.Tensor         # [B, P]
+
+
+class MuLaP(nn.Module):
+    def __init__(self, model_config):
+        super().__init__()
+        mc = model_config
+        a, t, co = mc.audio, mc.text, mc.coattention
+        self.backbone = build_backbone(a.init, dict(a.get("musicnn", {}) or {}))
+        self.freeze_backbone = bool(a.freeze_backbone)
+        feat = self.backbone.out_dim
+        self.audio_embeddings = AudioEmbeddings(feat, a.hidden_size, a.max_chunks, a.dropout)
+        audio_cfg = bert_config(a.hidden_size, a.num_layers, a.num_heads, a.intermediate_size, a.dropout)
+        self.audio_layers = nn.ModuleList(BertLayer(audio_cfg) for _ in range(a.num_layers))
+        self.text = TextEncoder(t.pretrained, t.num_layers, t.hidden_size, t.num_heads, t.intermediate_size, t.dropout)
+        if t.freeze:
+            for p in self.text.parameters():
+                p.requires_grad_(False)
+        self.t_ids, self.a_ids = _as_tuple(co.t_biattention_id), _as_tuple(co.a_biattention_id)
+        self._check_schedule(len(self.audio_layers), len(self.text.layers))
+        th = self.text.hidden_size
+        self.coattention = nn.ModuleList(
+            CoAttentionLayer(a.hidden_size, th, co.hidden_size, co.num_heads, a.intermediate_size,
+                             self.text.config.intermediate_size, co.dropout)
+            for _ in self.t_ids
+        )
+        self.audio_pooler = Pooler(a.hidden_size, mc.pooler.size)
+        self.text_pooler = Pooler(th, mc.pooler.size)
+        if mc.pooler.fusion not in ("mul", "sum"):
+            raise ValueError(f"model_config.pooler.fusion must be 'mul' or 'sum', got {mc.pooler.fusion!r}")
+        self.fusion = mc.pooler.fusion
+        self.mlm_head = MLMHead(self.text.word_embeddings)
+        self.atm_head = nn.Linear(mc.pooler.size, 2)
+        self.mam_head = Regressor(a.hidden_size, feat)
+        obj = mc.objectives
+        self.objectives = obj
+        if obj.contrastive.enabled:
+            d = obj.contrastive.dim
+            self.audio_proj = nn.Sequential(nn.Linear(feat, 512), nn.GELU(), nn.Linear(512, d))
+            self.text_proj = nn.Sequential(nn.Linear(th, 512), nn.GELU(), nn.Linear(512, d))
+            self.logit_scale = nn.Parameter(torch.tensor(1.0 / obj.contrastive.temperature).log())
+
+    def _check_schedule(self, n_audio: int, n_text: int) -> None:
+        if len(self.t_ids) != len(self.a_ids):
+            raise ValueError(f"coattention.t_biattention_id {list(self.t_ids)} and a_biattention_id {list(self.a_ids)} must have the same length")
+        for name, ids, n in (("t_biattention_id", self.t_ids, n_text), ("a_biattention_id", self.a_ids, n_audio)):
+            if list(ids) != sorted(ids) or any(i < 0 or i > n for i in ids):
+                raise ValueError(f"coattention.{name} {list(ids)} must be increasing layer positions in 0..{n}")
+
+    # -- audio ---------------------------------------------------------------------------
+    def chunk_features(self, waveforms: torch.Tensor, chunk_mask: torch.Tensor) -> torch.Tensor:
+        """waveforms [B, C, S], chunk_mask [B, C] -> [B, C, F] (zeros at padding chunks).
+
+        Only real chunks go through the backbone (padding would waste time and skew BatchNorm).
+        """
+        real = waveforms[chunk_mask]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
+            feats = self.backbone(real)
+        out = feats.new_zeros(*chunk_mask.shape, feats.shape[-1])
+        out[chunk_mask] = feats
+        return out
+
+    @staticmethod
+    def global_token(features: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """Mean of the visible chunks' features: [B, C, F], [B, C] -> [B, F]."""
+        w = visible.to(features.dtype).unsqueeze(-1)
+        return (features * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+    # -- the two streams -----------------------------------------------------------------
+    def encode(self, features: torch.Tensor, chunk_mask: torch.Tensor, text_hidden: torch.Tensor, attention_mask: torch.Tensor,
+               hidden_chunks: torch.Tensor | None = None) -> Encoded:
+        """features [B, C, F]; text_hidden [B, L, Ht] = text stream already run up to its first co-attention.
+
+        `hidden_chunks` [B, C] bool: chunks zeroed at the input (masked audio modelling); the
+        global token is then the mean of the still-visible chunks, so it cannot leak them.
+        """
+        visible = chunk_mask if hidden_chunks is None else chunk_mask & ~hidden_chunks
+        if hidden_chunks is not None:
+            features = features.masked_fill(hidden_chunks.unsqueeze(-1), 0.0)
+        tokens = torch.cat([self.global_token(features, visible).unsqueeze(1), features], dim=1)
+        audio = self.audio_embeddings(tokens)
+        a_keep = torch.cat([chunk_mask.new_ones(chunk_mask.shape[0], 1), chunk_mask], dim=1)
+        a_mask = additive_mask(a_keep, audio.dtype)
+        t_mask = additive_mask(attention_mask, text_hidden.dtype)
+        text = text_hidden
+        a_start, t_start = 0, self.t_ids[0] if self.t_ids else len(self.text.layers)
+        for layer, a_end, t_end in zip(self.coattention, self.a_ids, self.t_ids):
+            audio = self._run_audio(audio, a_mask, a_start, a_end)
+            text = self.text.run_layers(text, t_mask, t_start, t_end)
+            audio, text = layer(audio, a_mask, text, t_mask)
+            a_start, t_start = a_end, t_end
+        audio = self._run_audio(audio, a_mask, a_start, len(self.audio_layers))
+        text = self.text.run_layers(text, t_mask, t_start, len(self.text.layers))
+        pa, pt = self.audio_pooler(audio), self.text_pooler(text)
+        fused = pa * pt if self.fusion == "mul" else pa + pt
+        return Encoded(audio, text, pa, pt, fused)
+
+    def _run_audio(self, hidden: torch.Tensor, mask: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        for layer in self.audio_layers[start:end]:
+            out = layer(hidden, attention_mask=mask)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    def text_lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The text stream up to the first co-attention layer: [B, L] -> [B, L, Ht]."""
+        h = self.text.embed(input_ids)
+        first = self.t_ids[0] if self.t_ids else len(self.text.layers)
+        return self.text.run_layers(h, additive_mask(attention_mask, h.dtype), 0, first)
+
+    # -- pre-training ----------------------------------------------------------------------
+    def pretraining_losses(self, batch: dict, mask_id: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """All enabled objectives on one batch. Returns 'loss' (weighted sum) plus each term and accuracies.
+
+        batch: waveforms [B, C, S], chunk_mask [B, C], input_ids/attention_mask/maskable [B, L].
+        """
+        obj = self.objectives
+        chunk_mask = batch["chunk_mask"]
+        features = self.chunk_features(batch["waveforms"], chunk_mask)
+        ids, attn = batch["input_ids"], batch["attention_mask"]
+        out: dict[str, torch.Tensor] = {}
+        zero = features.sum() * 0.0  # keeps the graph and device; a term that has nothing to score is 0, never NaN
+
+        mlm_on = obj.mlm.enabled
+        if mlm_on:
+            ids, mlm_labels = mask_tokens(ids, batch["maskable"], mask_id, self.text.word_embeddings.num_embeddings,
+                                          obj.mlm.prob, generator)
+        text_low = self.text_lower(ids, attn)
+
+        # contrastive: pooled backbone features of all real chunks vs mean-pooled text before co-attention
+        a_emb = t_emb = None
+        if obj.contrastive.enabled:
+            a_emb = F.normalize(self.audio_proj(self.global_token(features, chunk_mask)), dim=-1)
+            w = attn.to(text_low.dtype).unsqueeze(-1)
+            t_emb = F.normalize(self.text_proj((text_low * w).sum(1) / w.sum(1)), dim=-1)
+            logits = self.logit_scale.exp().clamp(max=100) * a_emb @ t_emb.T
+            target = torch.arange(len(logits), device=logits.device)
+            out["contrastive"] = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+            out["contrastive_acc"] = (logits.argmax(1) == target).float().mean()
+
+        # audio-text matching: swap some captions for other clips' (random or hard negatives)
+        if obj.atm.enabled:
+            sim = None
+            if obj.atm.negatives == "hard":
+                if a_emb is not None:
+                    sim = a_emb @ t_emb.T
+                else:
+                    w = attn.to(text_low.dtype).unsqueeze(-1)
+                    t = F.normalize((text_low * w).sum(1) / w.sum(1), dim=-1)
+                    sim = t @ t.T
+            elif obj.atm.negatives != "random":
+                raise ValueError(f"objectives.atm.negatives must be 'random' or 'hard', got {obj.atm.negatives!r}")
+            index, match = sample_negatives(batch["input_ids"], obj.atm.neg_prob, sim, generator=generator)
+            text_low, attn = text_low[index], attn[index]
+            if mlm_on:
+                mlm_labels = mlm_labels[index].masked_fill(match.unsqueeze(1) == 0, IGNORE)
+
+        hidden_chunks = choose_masked_chunks(chunk_mask, obj.mam.prob, generator) if obj.mam.enabled else None
+        enc = self.encode(features, chunk_mask, text_low, attn, hidden_chunks)
+
+        if obj.atm.enabled:
+            logits = self.atm_head(enc.fused)
+            out["atm"] = F.cross_entropy(logits, match)
+            out["atm_acc"] = (logits.argmax(1) == match).float().mean()
+        if mlm_on:
+            sel = mlm_labels != IGNORE
+            if sel.any():
+                logits = self.mlm_head(enc.text[sel])
+                out["mlm"] = F.cross_entropy(logits, mlm_labels[sel])
+                out["mlm_acc"] = (logits.argmax(-1) == mlm_labels[sel]).float().mean()
+            else:
+                out["mlm"] = zero
+        if obj.mam.enabled:
+            if hidden_chunks.any():
+                target = features[hidden_chunks]
+                if obj.mam.detach_target:
+                    target = target.detach()
+                if obj.mam.target_norm == "layernorm":  # per-chunk standardisation: scale-free target
+                    target = F.layer_norm(target, target.shape[-1:])
+                elif obj.mam.target_norm not in (None, "none"):
+                    raise ValueError(f"objectives.mam.target_norm must be 'layernorm' or 'none', got {obj.mam.target_norm!r}")
+                pred = self.mam_head(enc.audio[:, 1:][hidden_chunks])
+                out["mam"] = F.mse_loss(pred, target)
+            else:
+                out["mam"] = zero
+        loss = zero
+        for name in ("mlm", "atm", "mam", "contrastive"):
+            if name in out:
+                loss = loss + float(obj[name].weight) * out[name]
+        out["loss"] = loss
+        return out

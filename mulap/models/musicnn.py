@@ -1,0 +1,303 @@
+"""Musicnn (Pons et al. 2018): the audio backbone giving one 1506-d feature per 3 s chunk.
+
+Two variants share this code, chosen by :class:`MusicnnConfig`:
+* ``variant='mulap'`` (default, SPEC §1, trained from scratch): dB mel input, temporal filters
+  129/65/33 applied to the frequency-averaged spectrogram, ``conv -> BN -> ReLU`` blocks;
+* ``variant='musicnn_tf'`` (the published TF checkpoints, see :mod:`mulap.models.musicnn_tf`):
+  ``log10(1 + 10000·mel)`` input on Slaney mels, temporal filters 128/64/32 run on every mel band
+  and max-pooled over frequency, ``conv -> ReLU -> BN`` blocks, BatchNorm eps 1e-3.
+
+Every chunk of a batch goes through one call; no Python loop over chunks. Each branch is its own
+module (``TimbralBranch``, ``TemporalBranch``, ``BackendBlock``) so a faster convolution
+formulation can replace one without touching the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mulap.audio.features import MelFrontEnd
+
+BlockOrder = Literal["conv_bn_relu", "conv_relu_bn"]
+TemporalMode = Literal["mean_conv", "conv_max"]
+
+
+@dataclass
+class MusicnnConfig:
+    """Every setting of a Musicnn variant, front end included (stored in checkpoints)."""
+
+    # mel front end (see MelFrontEnd)
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop_length: int = 256
+    n_mels: int = 96
+    f_min: float = 0.0
+    f_max: float | None = 8000.0
+    power: float = 2.0
+    mel_scale: str = "htk"
+    mel_norm: str | None = None
+    compression: str = "db"
+    top_db: float | None = 80.0
+    center: bool = True
+    pad_mode: str = "reflect"
+    chunk_samples: int = 48000  # 3 s at 16 kHz; the length the model is trained on
+    # timbral front end: vertical convs, heights as fractions of n_mels, in concatenation order
+    timbral_height_fractions: tuple[float, ...] = (0.7, 0.4)
+    timbral_width: int = 7
+    timbral_channels: int = 204
+    # temporal front end: horizontal convs, in concatenation order
+    temporal_lengths: tuple[int, ...] = (129, 65, 33)
+    temporal_channels: int = 51
+    temporal_mode: str = "mean_conv"  # 'mean_conv': average bands then conv; 'conv_max': conv per band, max
+    # back end ("mid-end" in musicnn's code)
+    backend_channels: int = 64
+    backend_kernel: int = 7
+    block_order: str = "conv_bn_relu"
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1  # torch convention; TF's 0.99 decay is 0.01 here
+    # tagging head (MusicnnTagger only)
+    num_tags: int = 50
+    dense_units: int = 200
+    dropout: float = 0.5
+    variant: str = "mulap"
+
+    def __post_init__(self) -> None:
+        self.timbral_height_fractions = tuple(float(f) for f in self.timbral_height_fractions)
+        self.temporal_lengths = tuple(int(k) for k in self.temporal_lengths)
+        if self.block_order not in ("conv_bn_relu", "conv_relu_bn"):
+            raise ValueError(f"block_order must be 'conv_bn_relu' or 'conv_relu_bn', got {self.block_order!r}")
+        if self.temporal_mode not in ("mean_conv", "conv_max"):
+            raise ValueError(f"temporal_mode must be 'mean_conv' or 'conv_max', got {self.temporal_mode!r}")
+        for h in self.timbral_heights:
+            if not 1 <= h <= self.n_mels:
+                raise ValueError(f"timbral filter height {h} does not fit {self.n_mels} mel bands")
+
+    @property
+    def timbral_heights(self) -> tuple[int, ...]:
+        """Filter heights in mel bands: int(fraction * n_mels), e.g. 67 and 38 for 96 bands."""
+        return tuple(int(f * self.n_mels) for f in self.timbral_height_fractions)
+
+    @property
+    def frontend_channels(self) -> int:
+        """Channels out of the front end (561 for the defaults)."""
+        return self.timbral_channels * len(self.timbral_height_fractions) + self.temporal_channels * len(
+            self.temporal_lengths
+        )
+
+    @property
+    def out_dim(self) -> int:
+        """Pooled feature size: 2 * (front end + 3 back-end blocks), 1506 for 64 back-end channels."""
+        return 2 * (self.frontend_channels + 3 * self.backend_channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dict (lists for tuples), e.g. for YAML/JSON or a checkpoint."""
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MusicnnConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown MusicnnConfig keys: {unknown}")
+        return cls(**d)
+
+    def make_frontend(self) -> MelFrontEnd:
+        """The MelFrontEnd these settings describe."""
+        return MelFrontEnd(
+            sample_rate=self.sample_rate,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            n_mels=self.n_mels,
+            f_min=self.f_min,
+            f_max=self.f_max,
+            power=self.power,
+            mel_scale=self.mel_scale,  # type: ignore[arg-type]
+            mel_norm=self.mel_norm,  # type: ignore[arg-type]
+            compression=self.compression,  # type: ignore[arg-type]
+            top_db=self.top_db,
+            center=self.center,
+            pad_mode=self.pad_mode,
+        )
+
+
+def same_padding(kernel: int) -> tuple[int, int]:
+    """(left, right) padding keeping the length, TF-style: even kernels pad one more on the right."""
+    return (kernel - 1) // 2, kernel // 2
+
+
+def _activate(x: torch.Tensor, bn: nn.Module, order: str) -> torch.Tensor:
+    """ReLU and BatchNorm after a conv, in the configured order."""
+    if order == "conv_relu_bn":  # musicnn's TF graph: activation inside conv2d, then BN
+        return bn(F.relu(x))
+    return F.relu(bn(x))
+
+
+class TimbralBranch(nn.Module):
+    """Vertical conv over (height mel bands x width frames), then max over frequency.
+
+    ``[N, 1, n_mels, T] -> [N, channels, T]``.
+    """
+
+    def __init__(self, height: int, width: int, channels: int, order: str, eps: float, momentum: float) -> None:
+        super().__init__()
+        self.pad = same_padding(width)
+        self.conv = nn.Conv2d(1, channels, (height, width))
+        self.bn = nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
+        self.order = order
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(F.pad(x, self.pad))  # time padded only: frequency is pooled away anyway
+        return _activate(x, self.bn, self.order).amax(dim=2)
+
+
+class TemporalBranch(nn.Module):
+    """Horizontal 1-D conv along time, ``[N, 1, n_mels, T] -> [N, channels, T]``.
+
+    ``mean_conv``: average the mel bands first, then one conv (SPEC §1, cheap).
+    ``conv_max``: the same conv on every band (shared weights), then max over bands (musicnn TF).
+    """
+
+    def __init__(self, length: int, channels: int, mode: str, order: str, eps: float, momentum: float) -> None:
+        super().__init__()
+        self.pad = same_padding(length)
+        self.conv = nn.Conv1d(1, channels, length)
+        self.bn = nn.BatchNorm1d(channels, eps=eps, momentum=momentum)
+        self.mode, self.order = mode, order
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, bands, t = x.shape
+        if self.mode == "mean_conv":
+            return _activate(self.conv(F.pad(x.mean(dim=2), self.pad)), self.bn, self.order)
+        y = self.conv(F.pad(x.reshape(n * bands, 1, t), self.pad))  # [N*bands, C, T]
+        y = _activate(y, self.bn, self.order)  # BN1d over (N*bands, T) = BN2d over (N, bands, T)
+        return y.reshape(n, bands, -1, t).amax(dim=1)
+
+
+class BackendBlock(nn.Module):
+    """1-D conv over time with 'same' padding + ReLU/BN, ``[N, C_in, T] -> [N, C_out, T]``."""
+
+    def __init__(self, in_channels: int, channels: int, kernel: int, order: str, eps: float, momentum: float) -> None:
+        super().__init__()
+        self.pad = same_padding(kernel)
+        self.conv = nn.Conv1d(in_channels, channels, kernel)
+        self.bn = nn.BatchNorm1d(channels, eps=eps, momentum=momentum)
+        self.order = order
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _activate(self.conv(F.pad(x, self.pad)), self.bn, self.order)
+
+
+class Musicnn(nn.Module):
+    """Waveform chunks ``[..., T]`` (T = 48000 for 3 s) -> features ``[..., out_dim]`` (1506).
+
+    The mel front end is part of the module (built from the config), so the model alone maps
+    audio to features on whatever device it lives on.
+    """
+
+    def __init__(self, config: MusicnnConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or MusicnnConfig()
+        eps, mom, order = cfg.bn_eps, cfg.bn_momentum, cfg.block_order
+        self.frontend = cfg.make_frontend()
+        self.input_bn = nn.BatchNorm2d(1, eps=eps, momentum=mom)
+        self.timbral = nn.ModuleList(
+            TimbralBranch(h, cfg.timbral_width, cfg.timbral_channels, order, eps, mom) for h in cfg.timbral_heights
+        )
+        self.temporal = nn.ModuleList(
+            TemporalBranch(k, cfg.temporal_channels, cfg.temporal_mode, order, eps, mom) for k in cfg.temporal_lengths
+        )
+        c = cfg.backend_channels
+        self.backend = nn.ModuleList(
+            [
+                BackendBlock(cfg.frontend_channels, c, cfg.backend_kernel, order, eps, mom),
+                BackendBlock(c, c, cfg.backend_kernel, order, eps, mom),
+                BackendBlock(c, c, cfg.backend_kernel, order, eps, mom),
+            ]
+        )
+
+    @property
+    def out_dim(self) -> int:
+        return self.config.out_dim
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """``[..., T]`` waveforms (e.g. ``[B, C, 48000]``) -> ``[..., out_dim]``, all chunks at once."""
+        if wave.dim() < 1:
+            raise ValueError("Musicnn expects waveforms of shape [..., T]")
+        lead = wave.shape[:-1]
+        mel = self.frontend(wave.reshape(-1, wave.shape[-1]))  # [N, n_mels, frames]
+        return self.forward_mel(mel).reshape(*lead, -1)
+
+    def forward_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        """Compressed mel spectrograms ``[N, n_mels, frames]`` -> pooled features ``[N, out_dim]``."""
+        return self.pool(self.time_features(mel))
+
+    def time_features(self, mel: torch.Tensor) -> torch.Tensor:
+        """``[N, n_mels, frames]`` -> frame-level features ``[N, 561 + 3*backend_channels, frames]``."""
+        if mel.dim() != 3 or mel.shape[1] != self.config.n_mels:
+            raise ValueError(f"expected mel of shape [N, {self.config.n_mels}, frames], got {tuple(mel.shape)}")
+        x = self.input_bn(mel.unsqueeze(1))  # [N, 1, n_mels, T]
+        front = torch.cat([b(x) for b in self.timbral] + [b(x) for b in self.temporal], dim=1)  # [N, 561, T]
+        res1 = self.backend[0](front)
+        res2 = self.backend[1](res1) + res1
+        res3 = self.backend[2](res2) + res2
+        return torch.cat([front, res1, res2, res3], dim=1)
+
+    @staticmethod
+    def pool(features: torch.Tensor) -> torch.Tensor:
+        """Global max and mean over time: ``[N, D, T] -> [N, 2D]`` ordered [max..., mean...]."""
+        return torch.cat([features.amax(dim=-1), features.mean(dim=-1)], dim=-1)
+
+
+class TaggerHead(nn.Module):
+    """musicnn's dense back end: BN -> dropout -> dense+ReLU -> BN -> dropout -> dense (logits)."""
+
+    def __init__(self, in_dim: int, units: int, num_tags: int, dropout: float, eps: float, momentum: float) -> None:
+        super().__init__()
+        self.input_bn = nn.BatchNorm1d(in_dim, eps=eps, momentum=momentum)
+        self.dense = nn.Linear(in_dim, units)
+        self.dense_bn = nn.BatchNorm1d(units, eps=eps, momentum=momentum)
+        self.output = nn.Linear(units, num_tags)
+        self.dropout = nn.Dropout(dropout)
+
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, in_dim] -> [N, units]`` (musicnn's 'penultimate' feature)."""
+        return self.dense_bn(F.relu(self.dense(self.dropout(self.input_bn(x)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, in_dim] -> [N, num_tags]`` logits."""
+        return self.output(self.dropout(self.penultimate(x)))
+
+
+class MusicnnTagger(nn.Module):
+    """Musicnn + tagging head: waveform chunks ``[..., T]`` -> tag probabilities ``[..., num_tags]``."""
+
+    def __init__(self, config: MusicnnConfig | None = None, tag_names: list[str] | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or MusicnnConfig()
+        self.backbone = Musicnn(cfg)
+        self.head = TaggerHead(cfg.out_dim, cfg.dense_units, cfg.num_tags, cfg.dropout, cfg.bn_eps, cfg.bn_momentum)
+        names = list(tag_names) if tag_names is not None else [f"tag_{i}" for i in range(cfg.num_tags)]
+        if len(names) != cfg.num_tags:
+            raise ValueError(f"{len(names)} tag names given for {cfg.num_tags} tags")
+        self.tag_names = names
+
+    def logits(self, wave: torch.Tensor) -> torch.Tensor:
+        """``[..., T] -> [..., num_tags]`` pre-sigmoid scores."""
+        feats = self.backbone(wave)
+        return self.head(feats.reshape(-1, feats.shape[-1])).reshape(*feats.shape[:-1], -1)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """``[..., T] -> [..., num_tags]`` probabilities (sigmoid)."""
+        return torch.sigmoid(self.logits(wave))
+
+    def forward_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        """``[N, n_mels, frames] -> [N, num_tags]`` probabilities."""
+        return torch.sigmoid(self.head(self.backbone.forward_mel(mel)))
