@@ -46,6 +46,21 @@ def _resolve_section(value, group: str) -> DictConfig:
     raise ConfigError(f"{group} config must be a preset name, a YAML path or a mapping, got {value!r}")
 
 
+def _fill_musicnn_defaults(model_config: DictConfig) -> None:
+    """Spell out every Musicnn setting, so they can be overridden one by one and are saved with each run."""
+    from mulap.models.musicnn import MusicnnConfig
+
+    audio = model_config.get("audio")
+    if audio is None:
+        return
+    given = OmegaConf.to_container(audio.get("musicnn") or OmegaConf.create({}))
+    try:
+        full = MusicnnConfig.from_dict(given).to_dict()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model_config.audio.musicnn: {exc}") from None
+    audio["musicnn"] = full
+
+
 def parse_overrides(overrides: Iterable[str]) -> list[tuple[str, str]]:
     pairs = []
     for item in overrides:
@@ -77,9 +92,18 @@ def _yaml_value(text: str):
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return float(text) if _looks_float(text) else yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+def _looks_float(text: str) -> bool:
+    """YAML 1.1 reads '1e-3' as a string; users mean a number."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return not text.strip().lstrip("+-").isdigit() and text.strip().lower() not in ("nan", "inf", "infinity", "-inf")
 
 
 def _merge_file(base: DictConfig, path: Path) -> DictConfig:
@@ -110,6 +134,7 @@ def load_config(config_file: str | Path | None = None, overrides: Iterable[str] 
             raw[key] = value
             pairs.remove((key, value))
     raw["model_config"] = _resolve_section(raw["model_config"], "models")
+    _fill_musicnn_defaults(raw["model_config"])
     raw["dataset_config"] = _resolve_section(raw["dataset_config"], "datasets")
     if extra:
         for name, section in extra.items():

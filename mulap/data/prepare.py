@@ -11,7 +11,9 @@ decodes every clip once to 16 kHz mono float32 and writes
                                   "source", "raw_dir", "counts", "skipped": [{"file", "reason"}], ...}
 
 Every file is written under a temporary name and renamed, so an interrupted run never
-leaves a half file; a second run reuses the clips already decoded. Clips whose audio is
+leaves a half file; a second run reuses the clips already decoded, and datasets prepared
+from the same raw folder side by side (the MTG-Jamendo subsets) share their decoded clips
+through hard links. Clips whose audio is
 missing or unreadable are not in the manifest: each is listed by file name with the
 reason in `dataset.json["skipped"]` and in the returned report.
 
@@ -22,11 +24,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -203,12 +206,50 @@ def _existing_samples(path: Path) -> int | None:
     return int(arr.shape[0])
 
 
-def _decode_one(rec: Record, audio_dir: Path) -> tuple[str, int, str | None]:
+def _sibling_audio_dirs(out: Path, raw: Path) -> list[Path]:
+    """audio/ folders of other datasets prepared from the same raw folder next to `out`.
+
+    The MTG-Jamendo subsets share their tracks: a clip decoded for one is hard-linked
+    (or copied) into the others instead of being decoded again.
+    """
+    found = []
+    if not out.parent.is_dir():
+        return found
+    for d in sorted(out.parent.iterdir()):
+        meta = d / DATASET_JSON
+        if d.resolve() == out.resolve() or not meta.is_file() or not (d / AUDIO_DIR).is_dir():
+            continue
+        try:
+            same = json.loads(meta.read_text(encoding="utf-8")).get("raw_dir") == str(raw.resolve())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if same:
+            found.append(d / AUDIO_DIR)
+    return found
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.tmp{dest.suffix}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # another file system, or no hard links there
+        shutil.copyfile(src, tmp)
+    tmp.replace(dest)
+
+
+def _decode_one(rec: Record, audio_dir: Path, siblings: Sequence[Path] = ()) -> tuple[str, int, str | None]:
     """-> ("reused"|"decoded"|"skipped", num_samples, reason)."""
     dest = audio_dir / f"{rec.id}.npy"
     n = _existing_samples(dest)
     if n is not None:
         return "reused", n, None
+    for sib in siblings:
+        src = sib / dest.name
+        n = _existing_samples(src)
+        if n is not None:
+            _link_or_copy(src, dest)
+            return "reused", n, None
     try:
         wave = load_audio(rec.audio, SAMPLE_RATE)
     except AudioError as exc:
@@ -246,8 +287,10 @@ def prepare(task: str, raw_dir: str | Path, out_dir: str | Path, num_workers: in
     audio_dir = out / AUDIO_DIR
     audio_dir.mkdir(parents=True, exist_ok=True)
 
+    siblings = _sibling_audio_dirs(out, raw)
+
     def work(rec: Record) -> tuple[str, int, str | None]:
-        return _decode_one(rec, audio_dir)
+        return _decode_one(rec, audio_dir, siblings)
 
     bar = tqdm(total=len(ds.records), desc=f"prepare {task}", unit="clip", disable=not progress)
     outcomes = []

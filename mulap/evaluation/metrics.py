@@ -40,8 +40,8 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-# metrics where lower is better (none of the task metrics; losses are)
-_LOWER_IS_BETTER = {"loss", "mse", "mae", "rmse"}
+# metrics where lower is better (none of the task metrics; losses and errors are)
+_LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse")
 
 
 def primary_metric(task: str) -> str:
@@ -53,7 +53,7 @@ def primary_metric(task: str) -> str:
 
 def higher_is_better(metric: str) -> bool:
     """Whether a larger value of `metric` is better (True for every task metric here)."""
-    return metric.split("/")[-1] not in _LOWER_IS_BETTER and not metric.endswith("loss")
+    return not metric.split("/")[-1].endswith(_LOWER_IS_BETTER)
 
 
 def aggregate_tracks(chunk_scores: np.ndarray, track_index: np.ndarray, n_tracks: int | None = None) -> np.ndarray:

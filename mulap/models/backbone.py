@@ -30,8 +30,9 @@ def build_backbone(init: str = "random", overrides: dict | None = None) -> Music
     if init in SUPERVISED:
         from mulap.models.musicnn_tf import load_musicnn_pretrained
 
-        if overrides:
-            raise ValueError(f"audio.musicnn overrides {sorted(overrides)} cannot change the architecture of {init}")
+        changed = {k: v for k, v in (overrides or {}).items() if MusicnnConfig().to_dict().get(k) != v}
+        if changed:
+            raise ValueError(f"audio.musicnn overrides {sorted(changed)} cannot change the architecture of {init}")
         tagger, _, _ = load_musicnn_pretrained(SUPERVISED[init])
         return tagger.backbone
     path = Path(init)

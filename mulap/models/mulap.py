@@ -78,6 +78,11 @@ class Regressor(nn.Module):
         return self.net(x)
 
 
+def _untouched(head: nn.Module, zero: torch.Tensor) -> torch.Tensor:
+    """A zero loss that still touches every parameter of `head`, so DDP sees them all used."""
+    return zero + sum(p.sum() for p in head.parameters()) * 0.0
+
+
 @dataclass
 class Encoded:
     audio: torch.Tensor        # [B, 1+C, Ha] audio stream output
@@ -254,7 +259,7 @@ class MuLaP(nn.Module):
                 out["mlm"] = F.cross_entropy(logits, mlm_labels[sel])
                 out["mlm_acc"] = (logits.argmax(-1) == mlm_labels[sel]).float().mean()
             else:
-                out["mlm"] = zero
+                out["mlm"] = _untouched(self.mlm_head, zero)
         if obj.mam.enabled:
             if hidden_chunks.any():
                 target = features[hidden_chunks]
@@ -267,7 +272,7 @@ class MuLaP(nn.Module):
                 pred = self.mam_head(enc.audio[:, 1:][hidden_chunks])
                 out["mam"] = F.mse_loss(pred, target)
             else:
-                out["mam"] = zero
+                out["mam"] = _untouched(self.mam_head, zero)
         loss = zero
         for name in ("mlm", "atm", "mam", "contrastive"):
             if name in out:

@@ -3,6 +3,7 @@ and `run_pretraining`, which owns the experiment folder, checkpoints, logs and r
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, OnExceptionCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
@@ -157,10 +159,7 @@ def run_pretraining(cfg: DictConfig, pretrain_id: str, extra_callbacks=()) -> Pa
     last = resume_checkpoint(exp_dir)
     resume = last is not None
     L.seed_everything(int(cfg.env.seed), workers=True)
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, exp_dir / "config.yaml")
-    with open(exp_dir / "runs.log", "a") as fh:
-        fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {'resume from ' + str(last) if resume else 'start'}\n")
+    _record_run(cfg, exp_dir, f"resume from {last}" if resume else "start")
     module = PretrainModule(to_dict(cfg))
     data = AudioCaptionDataModule(cfg)
     trainer = build_trainer(cfg, exp_dir, extra_callbacks)
@@ -168,6 +167,15 @@ def run_pretraining(cfg: DictConfig, pretrain_id: str, extra_callbacks=()) -> Pa
     if trainer.is_global_zero:
         export_backbones(module, trainer, exp_dir, pretrain_id)
     return exp_dir
+
+
+@rank_zero_only
+def _record_run(cfg: DictConfig, exp_dir: Path, what: str) -> None:
+    """config.yaml is the config of the latest run; runs.log keeps every start/resume with its overrides."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, exp_dir / "config.yaml")
+    with open(exp_dir / "runs.log", "a") as fh:
+        fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {what}; argv: {' '.join(sys.argv[1:])}\n")
 
 
 def export_backbones(module: PretrainModule, trainer: L.Trainer, exp_dir: Path, pretrain_id: str) -> None:

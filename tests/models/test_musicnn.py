@@ -131,3 +131,20 @@ def test_tagger_outputs_probabilities() -> None:
     assert tagger.head.dense.in_features == 1506 and tagger.head.dense.out_features == 200
     with pytest.raises(ValueError, match="tag names"):
         MusicnnTagger(tag_names=["a"])
+
+
+def test_timbral_impls_agree_forward_and_backward() -> None:
+    """The fast 'time_taps' formulation equals the plain Conv2d, values and gradients."""
+    torch.manual_seed(5)
+    fast = Musicnn(MusicnnConfig(timbral_channels=16, timbral_impl="time_taps")).train()
+    plain = Musicnn(MusicnnConfig(timbral_channels=16, timbral_impl="conv2d")).train()
+    plain.load_state_dict(fast.state_dict())
+    x = 0.1 * torch.randn(3, 16000)
+    out_fast, out_plain = fast(x), plain(x)
+    torch.testing.assert_close(out_fast, out_plain, atol=1e-4, rtol=1e-4)
+    out_fast.sum().backward()
+    out_plain.sum().backward()
+    for a, b in zip(fast.timbral, plain.timbral):
+        torch.testing.assert_close(a.conv.weight.grad, b.conv.weight.grad, atol=1e-3, rtol=1e-3)
+    # running statistics updated identically
+    torch.testing.assert_close(fast.timbral[0].bn.running_var, plain.timbral[0].bn.running_var)
