@@ -101,14 +101,14 @@ def cmd_eval(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    from mulap.data.prepare import TASKS, prepare
+    from mulap.data.downstream import get_task
+    from mulap.data.prepare import prepare
 
     cfg = load_config(None, args.overrides)
-    if args.task not in TASKS:
-        raise ConfigError(f"unknown task {args.task!r}; choose from {', '.join(sorted(TASKS))}")
-    out = Path(args.out) if args.out else Path(cfg.env.data_root) / "datasets" / TASKS[args.task].dataset_dir
+    spec = get_task(args.task)
+    out = Path(args.out) if args.out else Path(cfg.env.data_root) / "datasets" / spec.dataset
     report = prepare(args.task, args.raw_dir, out, num_workers=int(cfg.training.num_workers))
-    print(report)
+    print(report.summary())
 
 
 def cmd_embed(args) -> None:
@@ -136,7 +136,14 @@ COMMANDS = {"pretrain": cmd_pretrain, "downstream": cmd_downstream, "eval": cmd_
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # key=value overrides may come after options (e.g. `--pretrain_id X training.epochs=5`)
+    args, extra = parser.parse_known_args(argv)
+    stray = [e for e in extra if e.startswith("-") or "=" not in e]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = list(getattr(args, "overrides", []) or []) + extra
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         COMMANDS[args.command](args)

@@ -26,6 +26,7 @@ Graph facts the mapping relies on (from ``musicnn/models.py`` and ``extractor.py
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -315,15 +316,18 @@ def _named(prefix: str, i: int) -> str:
     return prefix if i == 0 else f"{prefix}_{i}"
 
 
-def tf_variable_map(model: MusicnnTagger) -> dict[str, tuple[str, callable]]:
+Transform = Callable[[np.ndarray], np.ndarray]
+
+
+def tf_variable_map(model: MusicnnTagger) -> dict[str, tuple[str, Transform]]:
     """{TF variable: (our state_dict key, numpy transform TF layout -> ours)} for the TF variant."""
     net = model.backbone
     cfg = net.config
     n_front = cfg.frontend_channels
-    mapping: dict[str, tuple[str, callable]] = {}
-    ident = lambda a: a  # noqa: E731
+    mapping: dict[str, tuple[str, Transform]] = {}
+    ident: Transform = lambda a: a  # noqa: E731
 
-    def bn(tf_i: int, ours: str, transform=ident) -> None:
+    def bn(tf_i: int, ours: str, transform: Transform = ident) -> None:
         for tf_name, our_name in (
             ("gamma", "weight"),
             ("beta", "bias"),
@@ -332,7 +336,7 @@ def tf_variable_map(model: MusicnnTagger) -> dict[str, tuple[str, callable]]:
         ):
             mapping[f"{_bn_names(tf_i)}/{tf_name}"] = (f"{ours}.{our_name}", transform)
 
-    def conv(tf_i: int, ours: str, kernel_transform) -> None:
+    def conv(tf_i: int, ours: str, kernel_transform: Transform) -> None:
         mapping[f"{_named('conv2d', tf_i)}/kernel"] = (f"{ours}.weight", kernel_transform)
         mapping[f"{_named('conv2d', tf_i)}/bias"] = (f"{ours}.bias", ident)
 

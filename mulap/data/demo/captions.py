@@ -47,13 +47,34 @@ TEXTURE_WORDS = {
 }
 REGISTER_WORDS = {"low": ("in a low register", "deep and dark in range", "low-pitched"),
                   "high": ("in a high register", "high-pitched", "bright and high"), "middle": ()}
+TEMPO_ADJ = {
+    "slow": ("slow", "unhurried", "stately", "leisurely"),
+    "moderate": ("mid-tempo", "moderately paced", "steady"),
+    "fast": ("fast", "quick", "lively", "upbeat", "brisk"),
+}
+TEMPO_CLAUSES = {
+    "slow": ("at a slow tempo", "slowly", "at a stately pace", "in an unhurried way", "adagio"),
+    "moderate": ("at a moderate tempo", "at a walking pace", "at medium tempo", "andante"),
+    "fast": ("at a fast tempo", "quickly", "at a lively pace", "briskly", "allegro"),
+}
+# arrangement nouns that read well before "of <work>"
+STYLE_VERSIONS = {
+    "rock": ("a rock arrangement", "a rock version", "a hard rock cover"),
+    "pop": ("a pop arrangement", "a light pop version", "a pop cover"),
+    "electronic": ("an electronic dance remix", "an EDM version", "a techno remix"),
+    "hiphop": ("a hip hop remix", "a lo-fi hip hop flip", "a boom bap version"),
+    "world_plucked": ("a world music arrangement", "an East Asian sounding version"),
+    "world_winds": ("a world music arrangement", "a version for ethnic winds and percussion"),
+    "experimental": ("an experimental deconstruction", "an ambient reworking", "a glitchy sound collage"),
+}
+# stand-alone descriptions of an arrangement
 STYLE_PHRASES = {
-    "rock": ("a rock arrangement", "a rock version", "hard rock with distorted guitars"),
-    "pop": ("a pop arrangement", "a light pop track", "a pop song instrumental"),
-    "electronic": ("an electronic dance track", "an EDM version", "electronic music with a four-on-the-floor beat"),
+    "rock": ("rock music with distorted guitars", "a hard rock instrumental", "a guitar-driven rock track"),
+    "pop": ("a light pop track", "a pop song instrumental", "easy-going pop"),
+    "electronic": ("an electronic dance track", "electronic music with a four-on-the-floor beat", "club music"),
     "hiphop": ("a hip hop beat", "a laid-back hip hop instrumental", "a lo-fi hip hop groove"),
-    "world_plucked": ("world music", "an East Asian sounding arrangement", "a folk arrangement with plucked strings"),
-    "world_winds": ("world music", "an arrangement for ethnic winds and percussion", "an exotic wind melody"),
+    "world_plucked": ("world music", "folk music with plucked strings and hand drums"),
+    "world_winds": ("world music", "an exotic wind melody over hand percussion"),
     "experimental": ("an experimental soundscape", "ambient, glitchy textures", "an abstract sound collage"),
 }
 MOODS = {
@@ -170,11 +191,15 @@ def write_caption(rng: np.random.Generator, piece: Piece, perf: Performance, arr
     if rng.random() < 0.04:
         instruments = str(rng.choice(["piano", "a violin", "guitar", "a flute", "synthesizer"]))
     tempo = str(rng.choice(TEMPO_WORDS[tempo_class]))
+    tempo_clause = str(rng.choice(TEMPO_CLAUSES[tempo_class]))
+    tempo_adj = str(rng.choice(TEMPO_ADJ[tempo_class]))
     dyn = str(rng.choice(DYN_WORDS[perf.dynamics]))
     work = work_phrase(rng, piece)
-    style_phrase = STYLE_PHRASES.get(perf.style)
-    if style_phrase is not None and rng.random() < 0.85:
-        work = f"{rng.choice(style_phrase)} of {work}" if rng.random() < 0.6 else str(rng.choice(style_phrase))
+    if perf.style in STYLE_PHRASES and rng.random() < 0.85:
+        if rng.random() < 0.6:
+            work = f"{rng.choice(STYLE_VERSIONS[perf.style])} of {work}"
+        else:
+            work = str(rng.choice(STYLE_PHRASES[perf.style]))
     key = arr.key_name if rng.random() < 0.6 else f"a {arr.key_mode} key"
     metre_opts = METRE_WORDS.get(piece.time_signature, (f"in {piece.time_signature}",))
     metre = str(rng.choice(metre_opts))
@@ -191,7 +216,7 @@ def write_caption(rng: np.random.Generator, piece: Piece, perf: Performance, arr
         s = f"{work} played by {instruments}" if use(0.5) else f"{work} performed on {instruments}"
         bits = []
         if use(0.7):
-            bits.append(f"at a {tempo} pace" if tempo_class != "moderate" or "tempo" not in tempo else f"at a {tempo}")
+            bits.append(tempo_clause)
         if use(0.5):
             bits.append(f"{dyn} throughout" if use(0.5) else f"with {dyn} dynamics")
         s = s + (", " + ", ".join(bits) if bits else "") + "."
@@ -202,8 +227,7 @@ def write_caption(rng: np.random.Generator, piece: Piece, perf: Performance, arr
             extra.append(f"The mood is {mood}.")
         text = " ".join([s] + extra)
     elif form == 1:
-        adjs = [w for w, p in ((tempo.split()[0] if tempo_class != "moderate" else "", 0.7), (mood, 0.6), (dyn, 0.3))
-                if w and use(p)]
+        adjs = [w for w, p in ((tempo_adj, 0.7), (mood, 0.6), (dyn, 0.3)) if use(p)]
         noun = era if perf.style not in STYLE_PHRASES and era != "traditional" else ("folk" if era == "traditional" else "")
         if perf.style in STYLE_PHRASES:
             noun = {"rock": "rock", "pop": "pop", "electronic": "electronic", "hiphop": "hip hop",
@@ -226,7 +250,8 @@ def write_caption(rng: np.random.Generator, piece: Piece, perf: Performance, arr
             text += f" Mostly {register}."
     elif form == 3:
         tags = [instrument_words(arr)[0]]
-        for w, p in ((tempo_class, 0.7), (dyn.split()[-1], 0.5), (f"{arr.key_mode} key", 0.5),
+        dyn_tag = {"pp": "very quiet", "p": "quiet", "mf": "medium loud", "f": "loud", "ff": "very loud"}[perf.dynamics]
+        for w, p in ((tempo_class, 0.7), (dyn_tag, 0.5), (f"{arr.key_mode} key", 0.5),
                      (piece.time_signature, 0.3), (mood, 0.5), (era if era != "traditional" else "folk", 0.6),
                      (arr.texture, 0.4), ("drums" if arr.has_drums else "no drums", 0.3)):
             if use(p):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .captions import write_caption
 from .jobs import ClipOut, RenderJob, render_job
-from .world import SPLITS, PieceDrawer, Rendition, World, perform_any, rng_for
+from .world import PieceDrawer, Rendition, World, perform_any, rng_for, split_sizes
 
 CORPUS_SPLIT_FILES = {"train": "dataset_train.json", "valid": "dataset_val.json", "test": "dataset_test.json"}
 
@@ -34,15 +34,6 @@ class CorpusEntry:
     caption: str
     audio_path: str
     rendition: Rendition
-
-
-def split_sizes(world: World, total: int) -> dict[str, int]:
-    """Clips per split, proportional to the split's piece count (at least 1 where pieces exist)."""
-    counts = world.split_counts()
-    n_pieces = sum(counts.values())
-    sizes = {s: (max(1, int(round(total * counts[s] / n_pieces))) if counts[s] else 0) for s in SPLITS}
-    sizes["train"] += total - sum(sizes.values())
-    return sizes
 
 
 def plan_corpus(world: World, root: Path, n_clips: int, seconds: tuple[float, float]) -> tuple[list[CorpusEntry], list[RenderJob]]:

@@ -22,7 +22,7 @@ NSYNTH_QUALITIES: tuple[str, ...] = (
 
 # Plain English names, as a caption writer or a tagger would say them.
 PROGRAM_NAMES: dict[int, str] = {
-    0: "piano", 1: "bright piano", 2: "electric grand piano", 3: "honky-tonk piano",
+    0: "piano", 1: "piano", 2: "electric grand piano", 3: "honky-tonk piano",
     4: "electric piano", 5: "electric piano", 6: "harpsichord", 7: "clavinet",
     8: "celesta", 9: "glockenspiel", 10: "music box", 11: "vibraphone", 12: "marimba",
     13: "xylophone", 14: "tubular bells", 15: "dulcimer",
@@ -33,7 +33,7 @@ PROGRAM_NAMES: dict[int, str] = {
     32: "double bass", 33: "bass guitar", 34: "bass guitar", 35: "fretless bass",
     36: "slap bass", 37: "slap bass", 38: "synth bass", 39: "synth bass",
     40: "violin", 41: "viola", 42: "cello", 43: "double bass", 44: "tremolo strings",
-    45: "pizzicato strings", 46: "harp", 48: "string ensemble", 49: "slow strings",
+    45: "pizzicato strings", 46: "harp", 48: "string ensemble", 49: "strings",
     50: "synth strings", 51: "synth strings", 52: "choir", 53: "voices", 54: "synth voice",
     56: "trumpet", 57: "trombone", 58: "tuba", 59: "muted trumpet", 60: "french horn",
     61: "brass section", 62: "synth brass", 63: "synth brass",

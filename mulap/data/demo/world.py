@@ -70,6 +70,15 @@ class World:
         return {s: len(self.pool(s)) for s in SPLITS}
 
 
+def split_sizes(world: "World", total: int) -> dict[str, int]:
+    """Clips per split, proportional to the split's piece count (at least 1 where pieces exist)."""
+    counts = world.split_counts()
+    n_pieces = sum(counts.values())
+    sizes = {s: (max(1, int(round(total * counts[s] / n_pieces))) if counts[s] else 0) for s in SPLITS}
+    sizes["train"] += total - sum(sizes.values())
+    return sizes
+
+
 class PieceDrawer:
     """Draws pieces of one split evenly (a shuffled cycle), optionally preferring some collections."""
 

@@ -1,0 +1,213 @@
+"""`build_demo`: the whole offline demo world, deterministically, in one call.
+
+Stages: select and parse real scores (cached; 2 worker processes) -> split pieces ->
+plan every dataset in the main process (renditions, captions, labels; seeded per
+purpose) -> render all audio in the worker pool (a progress bar) -> write annotation
+files -> summary. The same seed gives byte-identical annotation files and audio.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .corpus import corpus_metadata, plan_corpus, write_corpus
+from .emomusic import plan_emomusic, write_emomusic
+from .fma import plan_fma, write_fma
+from .jamendo import plan_jamendo, write_jamendo
+from .jobs import run_job
+from .mtt import plan_mtt, write_mtt
+from .nsynth import plan_nsynth, write_nsynth
+from .scores import COLLECTIONS, Piece, default_cache_dir, load_or_parse, select_pieces, usable
+from .world import World
+
+
+@dataclass(frozen=True)
+class SizeConfig:
+    """How much of the world to build."""
+
+    pieces: dict[str, int]  # scores per collection
+    corpus_clips: int
+    corpus_seconds: tuple[float, float]
+    nsynth_notes_per_program: dict[str, int]
+    nsynth_max_train_programs: int | None
+    mtt_tracks: int
+    mtt_clips_per_track: int
+    mtt_clip_seconds: float
+    mtt_top_n: int
+    jamendo_tracks: int
+    jamendo_seconds: tuple[float, float]
+    jamendo_top_n: int
+    fma_per_genre: int
+    fma_seconds: float
+    emomusic_clips: int
+    emomusic_seconds: float
+
+
+SIZES: dict[str, SizeConfig] = {
+    "small": SizeConfig(
+        pieces={"bach_chorales": 3, "palestrina": 2, "monteverdi": 1, "trecento": 1, "fiddle_tunes": 3,
+                "irish_tunes": 2, "scottish_airs": 1, "german_folk": 2, "chinese_folk": 2},
+        corpus_clips=24, corpus_seconds=(10.0, 10.0),
+        nsynth_notes_per_program={"train": 2, "valid": 1, "test": 1}, nsynth_max_train_programs=1,
+        mtt_tracks=8, mtt_clips_per_track=2, mtt_clip_seconds=5.0, mtt_top_n=20,
+        jamendo_tracks=14, jamendo_seconds=(5.0, 7.0), jamendo_top_n=20,
+        fma_per_genre=3, fma_seconds=5.0, emomusic_clips=12, emomusic_seconds=6.0,
+    ),
+    "default": SizeConfig(
+        pieces={"bach_chorales": 70, "palestrina": 40, "monteverdi": 12, "trecento": 14, "string_quartets": 10,
+                "fiddle_tunes": 60, "irish_tunes": 40, "scottish_airs": 24, "german_folk": 36, "chinese_folk": 26},
+        corpus_clips=800, corpus_seconds=(10.0, 30.0),
+        nsynth_notes_per_program={"train": 18, "valid": 20, "test": 25}, nsynth_max_train_programs=None,
+        mtt_tracks=130, mtt_clips_per_track=3, mtt_clip_seconds=10.0, mtt_top_n=50,
+        jamendo_tracks=360, jamendo_seconds=(10.0, 20.0), jamendo_top_n=50,
+        fma_per_genre=40, fma_seconds=15.0, emomusic_clips=320, emomusic_seconds=15.0,
+    ),
+}
+
+
+@dataclass
+class DemoSummary:
+    """What was built: counts per split per dataset, audio amount, where everything is."""
+
+    out: Path
+    size: str
+    seed: int
+    clips: int  # audio files written
+    hours: float  # audio written
+    build_seconds: float
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)  # dataset -> split -> items
+    paths: dict[str, Path] = field(default_factory=dict)  # dataset -> folder
+    pieces: dict[str, int] = field(default_factory=dict)  # split -> scores
+    skipped: list[str] = field(default_factory=list)  # scores that failed to parse
+
+    def __str__(self) -> str:
+        lines = [f"demo world ({self.size}, seed {self.seed}) in {self.out}: {self.clips} audio files, "
+                 f"{self.hours:.2f} h of audio, built in {self.build_seconds:.0f} s",
+                 f"  scores per split: " + ", ".join(f"{k} {v}" for k, v in self.pieces.items())]
+        for name, counts in self.splits.items():
+            lines.append(f"  {name:<12} " + "  ".join(f"{k} {v:>5}" for k, v in counts.items())
+                         + f"   {self.paths[name]}")
+        return "\n".join(lines)
+
+
+_MANAGED = ("audiocaption", "raw/nsynth", "raw/mtt", "raw/jamendo", "raw/fma", "raw/emomusic", "world.json")
+
+
+def _pool(workers: int):
+    if workers <= 1:
+        return None
+    method = "fork" if "fork" in mp.get_all_start_methods() and sys.platform.startswith("linux") else "spawn"
+    return mp.get_context(method).Pool(workers)
+
+
+def _parse_job(args):
+    ref, cache = args
+    return load_or_parse(ref, cache)
+
+
+def _load_pieces(counts: dict[str, int], seed: int, pool, cache: Path | None, progress: bool) -> tuple[list[Piece], list[str]]:
+    from tqdm import tqdm
+
+    selection = select_pieces(counts, seed)
+    refs = [r for name in sorted(selection) for r in selection[name]]
+    it = pool.imap(_parse_job, [(r, cache) for r in refs]) if pool else map(_parse_job, [(r, cache) for r in refs])
+    parsed = {}
+    skipped = []
+    for ref, d, err in tqdm(it, total=len(refs), desc="scores", disable=not progress, unit="score"):
+        if err:
+            skipped.append(err)
+        else:
+            parsed[ref] = Piece.from_json(d)
+    pieces: list[Piece] = []
+    for name in sorted(selection):
+        kept = [parsed[r] for r in selection[name] if r in parsed and usable(parsed[r])]
+        pieces += kept[: counts[name]]
+    return pieces, skipped
+
+
+def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: bool = True,
+               workers: int | None = None, cache_dir: str | Path | None = None) -> DemoSummary:
+    """Build the demo world under `out` (replacing a previous build there) and return its summary.
+
+    size: 'small' (tests; seconds) or 'default' (the demo; minutes). workers: processes for
+    parsing and rendering (default: min(2, CPUs)). cache_dir: parsed-score cache (default
+    $MULAP_CACHE/demo_scores or ~/.cache/mulap/demo_scores).
+    """
+    from tqdm import tqdm
+
+    if size not in SIZES:
+        raise ValueError(f"unknown demo size {size!r}; choose one of {sorted(SIZES)}")
+    cfg = SIZES[size]
+    unknown = set(cfg.pieces) - set(COLLECTIONS)
+    if unknown:
+        raise ValueError(f"size {size!r} names unknown collections {sorted(unknown)}")
+    t0 = time.time()
+    out = Path(out)
+    for rel in _MANAGED:
+        p = out / rel
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    pool = _pool(workers)
+    try:
+        pieces, skipped = _load_pieces(cfg.pieces, seed, pool, cache, progress)
+        world = World(pieces, seed)
+        ac, raw = out / "audiocaption", out / "raw"
+        paths = {"audiocaption": ac, "nsynth": raw / "nsynth", "mtt": raw / "mtt", "jamendo": raw / "jamendo",
+                 "fma": raw / "fma", "emomusic": raw / "emomusic"}
+        corpus, j_corpus = plan_corpus(world, ac, cfg.corpus_clips, cfg.corpus_seconds)
+        nsynth, j_nsynth = plan_nsynth(paths["nsynth"], seed, cfg.nsynth_notes_per_program, cfg.nsynth_max_train_programs)
+        mtt, j_mtt = plan_mtt(world, paths["mtt"], cfg.mtt_tracks, cfg.mtt_clips_per_track, cfg.mtt_clip_seconds)
+        jam, j_jam = plan_jamendo(world, paths["jamendo"], cfg.jamendo_tracks, cfg.jamendo_seconds)
+        fma, j_fma = plan_fma(world, paths["fma"], cfg.fma_per_genre, cfg.fma_seconds)
+        emo, j_emo = plan_emomusic(world, paths["emomusic"], cfg.emomusic_clips, cfg.emomusic_seconds)
+        jobs = j_corpus + j_nsynth + j_mtt + j_jam + j_fma + j_emo
+        # longest first keeps both workers busy to the end; the order does not change any output
+        order = sorted(range(len(jobs)), key=lambda i: (-jobs[i].cost, i))
+        jobs = [jobs[i] for i in order]
+        n_files = sum(len(j.outputs) if hasattr(j, "outputs") else 1 for j in jobs)
+        seconds = 0.0
+        it = pool.imap_unordered(run_job, jobs, chunksize=1) if pool else map(run_job, jobs)
+        with tqdm(total=len(jobs), desc="rendering", disable=not progress, unit="job") as bar:
+            for s in it:
+                seconds += s
+                bar.update(1)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    splits = {
+        "audiocaption": write_corpus(ac, corpus),
+        "nsynth": write_nsynth(paths["nsynth"], nsynth),
+        "mtt": write_mtt(paths["mtt"], mtt, cfg.mtt_top_n),
+        "jamendo": write_jamendo(paths["jamendo"], jam, cfg.jamendo_top_n),
+        "fma": write_fma(paths["fma"], fma),
+        "emomusic": write_emomusic(paths["emomusic"], emo),
+    }
+    world_meta = {
+        "seed": seed, "size": size,
+        "pieces": {pid: {"split": world.split_of[pid], "collection": p.ref.collection, "group": p.ref.group,
+                         "title": p.title, "composer": p.composer, "time_signature": p.time_signature,
+                         "key": f"{p.tonic} {p.mode}"} for pid, p in sorted(world.pieces.items())},
+        "corpus": corpus_metadata(corpus),
+        "mtt": {str(c.clip_id): c.piece_id for c in mtt},
+        "jamendo": {str(t.track_id): t.piece_id for t in jam},
+        "fma": {str(t.track_id): t.piece_id for t in fma if t.piece_id is not None},
+        "emomusic": {str(s.song_id): s.piece_id for s in emo},
+    }
+    (out / "world.json").write_text(json.dumps(world_meta, indent=1, sort_keys=True) + "\n")
+    summary = DemoSummary(out, size, seed, n_files, seconds / 3600.0, time.time() - t0, splits, paths,
+                          world.split_counts(), skipped)
+    if progress:
+        print(summary)
+    return summary
