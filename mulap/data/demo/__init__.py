@@ -8,7 +8,7 @@ Scottish, German and Chinese folk songs) through the General MIDI soundfont TimG
   <out>/audiocaption/  audio/<id>.npy + dataset_{train,val,test}.json (the seed's format)
   <out>/raw/nsynth/    nsynth-{train,valid,test}/examples.json + audio/<note_str>.wav
   <out>/raw/mtt/       annotations_final.csv, clip_info_final.csv, mp3/<0-f>/*.mp3,
-                       split/{train,valid,test,tags,binary}.npy (sota-music-tagging-models)
+                       split/mtat/{train,valid,test,tags,binary}.npy (sota-music-tagging-models)
   <out>/raw/jamendo/   data/autotagging*.tsv, data/splits/split-0/*.tsv, audio/<NN>/<id>.mp3
   <out>/raw/fma/       fma_metadata/{tracks,genres}.csv, fma_small/<id[:3]>/<id:06d>.mp3
   <out>/raw/emomusic/  clips_45seconds/<id>.mp3, annotations/{static_annotations,songs_info}.csv,

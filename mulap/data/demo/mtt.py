@@ -5,10 +5,10 @@
 <out>/raw/mtt/clip_info_final.csv     "clip_id" "track_number" "title" "artist" "album" "url"
     "segmentStart" "segmentEnd" "original_url" "mp3_path"
 <out>/raw/mtt/mp3/<0-f>/<artist>-<album>-<NN>-<title>-<start>-<end>.mp3   16 kHz mono
-<out>/raw/mtt/split/{train,valid,test}.npy   arrays of "<row index>\t<mp3_path>" (row index into
-    annotations_final.csv's data rows), only clips with at least one top-N tag
-<out>/raw/mtt/split/tags.npy   the top-N tags by frequency;  split/binary.npy  [rows, N] 0/1
-(`split/` holds what sota-music-tagging-models ships as split/mtat/.) Consecutive clips of
+<out>/raw/mtt/split/mtat/{train,valid,test}.npy   arrays of "<row index>\t<mp3_path>" (row index
+    into annotations_final.csv's data rows), only clips with at least one top-N tag
+<out>/raw/mtt/split/mtat/tags.npy   the top-N tags by frequency;  binary.npy  [rows, N] 0/1
+(split/mtat/ as in the sota-music-tagging-models repository.) Consecutive clips of
 one rendered track share a folder and a split; tags are per clip, with annotator noise.
 """
 from __future__ import annotations
@@ -125,7 +125,7 @@ def write_mtt(root: Path, clips: list[MttClip], top_n: int) -> dict[str, int]:
                                                url, c.start, c.end, url + "lofi/" + c.mp3_path, c.mp3_path)))
     (root / "clip_info_final.csv").write_text("\n".join(info) + "\n")
     tags = top_tags(clips, top_n)
-    split_dir = root / "split"
+    split_dir = root / "split" / "mtat"
     split_dir.mkdir(parents=True, exist_ok=True)
     binary = np.array([[int(t in c.tags) for t in tags] for c in clips], dtype=np.int64).reshape(len(clips), len(tags))
     np.save(split_dir / "tags.npy", np.array(tags))
