@@ -85,7 +85,8 @@ def run_tensorflow(inp: Path, out: Path) -> None:
         [probs, timbral, temporal, cnn1, cnn2, cnn3, mean_pool, max_pool, penultimate],
         feed_dict={x: data["mel"], is_training: False},
     )
-    reader = tf.train.load_checkpoint(str(ckpt_dir) + "/")
+    # a prefix, not the folder: the folder's "checkpoint" file points at the author's machine
+    reader = tf.compat.v1.train.NewCheckpointReader(str(ckpt_dir) + "/")
     variables = {f"var:{n}": reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
     np.savez(out, **dict(zip(names, outs)), **variables)
     print(f"TensorFlow {tf.__version__}: {len(variables)} checkpoint tensors and {len(names)} outputs -> {out}")

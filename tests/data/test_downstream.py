@@ -240,7 +240,11 @@ def test_every_loader_reads_the_demo_world_unchanged(request, task):
     ds = spec.loader(demo_raw(request) / spec.raw_name)
     ds.validate()
     counts = ds.counts()
-    assert all(n > 0 for n in counts.values()), counts
+    if task in ("jamendo_genre", "jamendo_instrument", "jamendo_moodtheme"):
+        # category subsets of the small demo may leave a split empty; the main tasks may not
+        assert counts["train"] > 0 and sum(counts.values()) > counts["train"], counts
+    else:
+        assert all(n > 0 for n in counts.values()), counts
     missing = [str(r.audio) for r in ds.records if not r.audio.is_file()]
     assert not missing, f"{len(missing)} audio files named by the annotations are absent, e.g. {missing[:3]}"
     if ds.task_type == "multilabel":

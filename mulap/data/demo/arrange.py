@@ -85,7 +85,7 @@ STYLES: dict[str, Style] = {s.name: s for s in (
     Style("fiddle_band", "Folk", (110, 40), None, (32,), (25, 24), "strum", accomp_prob=0.7,
           tempo=(("moderate", 1.0), ("fast", 3.0)), dynamics=("mf", "f"), legato=0.85,
           prefers=("fiddle_tunes", "irish_tunes", "scottish_airs")),
-    Style("whistle_folk", "Folk", (78, 73, 74, 72), None, None, (25, 21), "strum", accomp_prob=0.6,
+    Style("whistle_folk", "Folk", (79, 73, 74, 72), None, None, (25, 21), "strum", accomp_prob=0.6,
           tempo=(("moderate", 1.0), ("fast", 2.0)), dynamics=("p", "mf", "f"), legato=0.85,
           prefers=("irish_tunes", "fiddle_tunes", "scottish_airs")),
     Style("accordion_folk", "Folk", (21, 23), (21,), (21,), (21,), "offbeat", "half", accomp_prob=0.8,

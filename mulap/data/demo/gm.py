@@ -99,8 +99,14 @@ FAMILY_RANGE: dict[str, tuple[int, int]] = {
 PROGRAM_RANGE: dict[int, tuple[int, int]] = {
     42: (36, 69), 43: (28, 55), 41: (48, 76), 57: (40, 70), 58: (28, 55), 60: (41, 72),
     67: (36, 64), 66: (44, 75), 70: (34, 65), 72: (74, 96), 46: (36, 84), 32: (28, 55),
-    0: (36, 88), 19: (36, 84), 6: (41, 84), 24: (40, 76), 25: (40, 76),
+    0: (36, 88), 19: (36, 84), 9: (72, 96), 8: (60, 96), 6: (41, 84), 24: (40, 76), 25: (40, 76),
 }
+
+
+# GM programs whose TimGM6mb sample does not sound at the key's pitch: drawbar organs with
+# 16' or 5 1/3' stops (sub-octave / fifth strongest), guitar harmonics (two octaves up), the
+# fifths lead, and a mistuned whistle. Fine inside arrangements, but not as labelled notes.
+NOT_AT_KEY_PITCH: frozenset[int] = frozenset({16, 17, 18, 31, 78, 86})
 
 
 def program_range(program: int) -> tuple[int, int]:

@@ -6,14 +6,16 @@
 <out>/raw/nsynth/nsynth-{split}/audio/<note_str>.wav      4 s, 16 kHz, 16-bit (held 3 s, released 1 s)
 
 An NSynth "instrument" is one GM program; each program is in exactly one split (no note
-source crosses splits). As in the real NSynth, synth_lead exists only in train.
+source crosses splits). As in the real NSynth, synth_lead exists only in train. Programs
+whose soundfont sample does not sound at the key's pitch (gm.NOT_AT_KEY_PITCH) are left out.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .gm import NSYNTH_FAMILIES, NSYNTH_QUALITIES, NSYNTH_SOURCES, PROGRAM_FAMILY, program_range, program_source
+from .gm import (NOT_AT_KEY_PITCH, NSYNTH_FAMILIES, NSYNTH_QUALITIES, NSYNTH_SOURCES, PROGRAM_FAMILY, program_range,
+                 program_source)
 from .jobs import NoteJob
 from .world import SPLITS, rng_for
 
@@ -25,7 +27,7 @@ def program_splits(seed: int, max_train_per_family: int | None = None) -> dict[s
     """split -> GM programs. Per family: one program in test, one in valid, the rest in train."""
     out: dict[str, list[int]] = {s: [] for s in SPLITS}
     for fam in NSYNTH_FAMILIES:
-        progs = sorted(p for p, f in PROGRAM_FAMILY.items() if f == fam)
+        progs = sorted(p for p, f in PROGRAM_FAMILY.items() if f == fam and p not in NOT_AT_KEY_PITCH)
         order = [progs[i] for i in rng_for(seed, "nsynth-programs", fam).permutation(len(progs))]
         if fam in TRAIN_ONLY_FAMILIES or len(order) < 3:
             train, valid, test = order, [], []

@@ -134,7 +134,7 @@ def load_mtt(raw_dir: str | Path) -> RawDataset:
     else:
         counts = labels.sum(axis=0)
         n_top = min(50, len(tags))
-        # the same expression as sota-music-tagging-models' split script (descending count)
+        # as sota-music-tagging-models' split script: np.argsort(counts)[::-1] (descending count)
         order = np.argsort(counts, kind="stable")[::-1][:n_top]
         top = [tags[i] for i in order]
         top_cols = np.asarray(order)

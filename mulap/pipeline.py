@@ -1,0 +1,268 @@
+"""`mulap demo`: build the demo world, prepare the five tasks, pre-train, probe every backbone,
+evaluate, and report - offline, resumable stage by stage.
+
+    <out>/world/                       the demo world (audiocaption corpus + publisher layouts)
+    <out>/data/datasets/<name>/        prepared downstream datasets
+    <out>/save/experiments/<id>/       pre-training runs and their downstream/ probe runs
+    <out>/stages.json                  finished stages and their seconds (a re-run skips them)
+    <out>/results.json, report.md, plots/*.png
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from mulap.config import CONFIG_DIR, ConfigError, load_config
+from mulap.data.downstream import get_task
+
+log = logging.getLogger(__name__)
+PRETRAIN_ID = "mulap"
+
+
+def demo_settings(size: str):
+    path = CONFIG_DIR / "demo" / f"{size}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no demo settings {path}")
+    return OmegaConf.load(path)
+
+
+class Stages:
+    """Which stages are done (with their seconds), kept in <out>/stages.json."""
+
+    def __init__(self, out: Path):
+        self.path = out / "stages.json"
+        self.done = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        if name in self.done:
+            print(f"[demo] stage {name}: done before ({self.done[name]:.0f} s), reused")
+            return None
+        print(f"[demo] stage {name} ...", flush=True)
+        t = time.time()
+        result = fn(*args, **kwargs)
+        self.done[name] = round(time.time() - t, 1)
+        tmp = self.path.with_name(".stages.json.tmp")
+        tmp.write_text(json.dumps(self.done, indent=2))
+        tmp.replace(self.path)
+        print(f"[demo] stage {name}: {self.done[name]:.0f} s", flush=True)
+        return result
+
+
+def run_demo(out: str | Path = "demo_out", size: str = "default", overrides=(), settings=None) -> dict:
+    from mulap.data.demo import build_demo
+
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    s = settings or demo_settings(size)
+    stages = Stages(out)
+    t_all = time.time()
+    world = out / "world"
+    data_root, save_dir = out / "data", out / "save"
+    env = [f"env.data_root={data_root}", f"env.save_dir={save_dir}"]
+
+    stages.run("world", build_demo, world, size=s.world.size, seed=int(s.world.seed))
+    stages.run("prepare", _prepare_all, world, data_root, list(s.tasks))
+    variants = {PRETRAIN_ID: list(s.pretrain), **{k: list(s.pretrain) + list(v) for k, v in (s.variants or {}).items()}}
+    for name, over in variants.items():
+        cfg = load_config(None, [*over, *env, f"dataset_config.data_dir={world / 'audiocaption'}", *overrides])
+        stages.run(f"pretrain:{name}", _pretrain, cfg, name)
+    for name in variants:
+        inits = list(s.inits) if name == PRETRAIN_ID else ["mulap"]
+        seeds = list(s.probe_seeds) if name == PRETRAIN_ID else list(s.probe_seeds)[:1]
+        for init in inits:
+            stages.run(f"probes:{name}:{init}", _probe_all, name, init, list(s.tasks), seeds, [*env, *s.downstream])
+    results = stages.run("report", write_report, out, s, variants, env) or json.loads((out / "results.json").read_text())
+    results["stages"] = dict(stages.done)
+    _write_json(out / "results.json", results)
+    print(f"[demo] done in {time.time() - t_all:.0f} s: {out / 'report.md'}")
+    return results
+
+
+def _prepare_all(world: Path, data_root: Path, tasks: list[str]) -> None:
+    from mulap.data.prepare import prepare
+
+    for task in tasks:
+        spec = get_task(task)
+        report = prepare(task, world / "raw" / spec.raw_name, data_root / "datasets" / spec.dataset)
+        print(report.summary())
+
+
+def _pretrain(cfg, name: str) -> None:
+    from mulap.training.pretrain import run_pretraining
+
+    run_pretraining(cfg, name)
+
+
+def probe_id(task: str, init: str, seed: int) -> str:
+    return f"{task}-{init}-s{seed}"
+
+
+def _probe_all(pretrain_id: str, init: str, tasks: list[str], seeds: list[int], overrides: list[str]) -> None:
+    from mulap.training.downstream import downstream_dir, downstream_config, run_downstream, run_eval
+
+    for task in tasks:
+        for seed in seeds:
+            did = probe_id(task, init, seed)
+            over = [*overrides, f"downstream.backbone_init={init}", f"downstream.seed={seed}"]
+            folder = downstream_dir(downstream_config(task, None, over), pretrain_id, did)
+            if (folder / "metrics.json").is_file():
+                continue
+            run_downstream(pretrain_id, task, did, None, over, progress=True)
+            run_eval(pretrain_id, did, [o for o in overrides if o.startswith("env.")], progress=False)
+
+
+# -- the report -----------------------------------------------------------------------------------
+def collect(save_dir: Path, pretrain_id: str, tasks, inits, seeds) -> dict:
+    table = {}
+    for task in tasks:
+        spec = get_task(task)
+        table[task] = {}
+        for init in inits:
+            values, detail = [], []
+            for seed in seeds:
+                f = save_dir / "experiments" / pretrain_id / "downstream" / probe_id(task, init, seed) / "metrics.json"
+                if f.is_file():
+                    m = json.loads(f.read_text())
+                    values.append(m.get(spec.primary_metric))
+                    detail.append({k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            vals = [v for v in values if v is not None]
+            if vals:
+                table[task][init] = {"metric": spec.primary_metric, "mean": float(np.mean(vals)), "std": float(np.std(vals)),
+                                     "seeds": vals, "all_metrics": _mean_dicts(detail)}
+    return table
+
+
+def _mean_dicts(dicts: list[dict]) -> dict:
+    keys = sorted(set().union(*dicts)) if dicts else []
+    return {k: float(np.mean([d[k] for d in dicts if d.get(k) is not None])) for k in keys
+            if any(d.get(k) is not None for d in dicts)}
+
+
+def verdicts(table: dict, a: str = "mulap", b: str = "random") -> dict:
+    """Per task: does `a` beat `b` by more than the larger of their spreads across probe seeds?"""
+    out = {}
+    for task, row in table.items():
+        if a in row and b in row:
+            margin = row[a]["mean"] - row[b]["mean"]
+            spread = max(row[a]["std"], row[b]["std"])
+            out[task] = {"margin": margin, "spread": spread, "wins": bool(margin > spread)}
+    return out
+
+
+def pretrain_curves(exp: Path) -> dict[str, list[tuple[float, float]]]:
+    path = exp / "logs" / "csv" / "metrics.csv"
+    curves: dict[str, list] = {}
+    if not path.is_file():
+        return curves
+    with open(path) as fh:
+        for row in csv.DictReader(fh):
+            for k, v in row.items():
+                if v and k.endswith(("_epoch",)) or (v and k.startswith("val/") and k != "val/skipped"):
+                    curves.setdefault(k.replace("_epoch", ""), []).append((float(row["epoch"]), float(v)))
+    return curves
+
+
+def write_report(out: Path, s, variants: dict, env) -> dict:
+    from mulap.evaluation import plots
+
+    save_dir = out / "save"
+    tasks, inits, seeds = list(s.tasks), list(s.inits), list(s.probe_seeds)
+    table = collect(save_dir, PRETRAIN_ID, tasks, inits, seeds)
+    ablation = {name: collect(save_dir, name, tasks, ["mulap"], seeds[:1]) for name in variants if name != PRETRAIN_ID}
+    plots_dir = out / "plots"
+    plots_dir.mkdir(exist_ok=True)
+    curves = pretrain_curves(save_dir / "experiments" / PRETRAIN_ID)
+    loss_curves = {k: v for k, v in curves.items() if not k.endswith("acc")}
+    acc_curves = {k: v for k, v in curves.items() if k.endswith("acc")}
+    plots.plot_curves(loss_curves, plots_dir / "pretrain_losses.png", title="pre-training losses", xlabel="epoch", ylabel="loss")
+    plots.plot_curves(acc_curves, plots_dir / "pretrain_accuracy.png", title="held-out ATM / MLM accuracy", xlabel="epoch",
+                      ylabel="accuracy")
+    _plot_table(table, plots_dir / "transfer.png")
+    world = json.loads((out / "world" / "world.json").read_text()) if (out / "world" / "world.json").is_file() else {}
+    results = {"tasks": {t: {i: {k: v for k, v in cell.items() if k != "all_metrics"} for i, cell in row.items()}
+                         for t, row in table.items()},
+               "details": table, "mulap_vs_random": verdicts(table), "ablation": ablation,
+               "pretrain": {k: v[-1][1] for k, v in curves.items() if v}}
+    (out / "report.md").write_text(_markdown(results, s, world, curves))
+    _write_json(out / "results.json", results)
+    return results
+
+
+def _plot_table(table: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(table)
+    inits = sorted({i for row in table.values() for i in row})
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(1, len(inits))
+    for j, init in enumerate(inits):
+        means = [table[t].get(init, {}).get("mean", np.nan) for t in tasks]
+        stds = [table[t].get(init, {}).get("std", 0) for t in tasks]
+        ax.bar(np.arange(len(tasks)) + j * width, means, width, yerr=stds, label=init, capsize=3)
+    ax.set_xticks(np.arange(len(tasks)) + width * (len(inits) - 1) / 2)
+    ax.set_xticklabels([f"{t}\n({next(iter(table[t].values()))['metric'] if table[t] else ''})" for t in tasks], fontsize=8)
+    ax.set_ylabel("primary metric (mean ± std over probe seeds)")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _markdown(results: dict, s, world: dict, curves: dict) -> str:
+    lines = ["# mulap demo report", "", f"Generated {time.strftime('%Y-%m-%d %H:%M')} on {_machine()}.", ""]
+    lines += ["## Transfer: frozen backbone + MLP probe", "",
+              "Primary metric per task, mean ± std over probe seeds " + str(list(s.probe_seeds)) + ".", ""]
+    inits = list(s.inits)
+    lines.append("| task | metric | " + " | ".join(inits) + " |")
+    lines.append("|---|---|" + "---|" * len(inits))
+    for task, row in results["details"].items():
+        metric = next(iter(row.values()))["metric"] if row else ""
+        cells = [f"{row[i]['mean']:.3f} ± {row[i]['std']:.3f}" if i in row else "–" for i in inits]
+        lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
+    v = results["mulap_vs_random"]
+    wins = sum(1 for x in v.values() if x["wins"])
+    lines += ["", f"MuLaP beats the random-init backbone by more than the seed spread on **{wins} of {len(v)}** tasks.", ""]
+    for task, x in v.items():
+        lines.append(f"- {task}: margin {x['margin']:+.3f} (spread {x['spread']:.3f}) → {'win' if x['wins'] else 'no clear win'}")
+    sup = [(t, row["mulap"]["mean"] - row["supervised_mtt"]["mean"]) for t, row in results["details"].items()
+           if "mulap" in row and "supervised_mtt" in row]
+    if sup:
+        lines += ["", "Distance to the supervised musicnn baseline (MTT-trained, real weights): " +
+                  ", ".join(f"{t} {d:+.3f}" for t, d in sup) + "."]
+    if results["ablation"]:
+        lines += ["", "## Ablation: pre-training recipes (1 probe seed)", "", "| recipe | " + " | ".join(results["details"]) + " |",
+                  "|---|" + "---|" * len(results["details"])]
+        for name, table in results["ablation"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{table[t]['mulap']['mean']:.3f}" if "mulap" in table.get(t, {}) else "–"
+                                                 for t in results["details"]) + " |")
+    lines += ["", "## Pre-training", "", "Final values (held-out pairs for val/*): " +
+              ", ".join(f"{k} {v[-1][1]:.3f}" for k, v in sorted(curves.items())), "",
+              "![losses](plots/pretrain_losses.png) ![accuracy](plots/pretrain_accuracy.png)", "",
+              "![transfer](plots/transfer.png)", ""]
+    if world:
+        lines += ["## Demo world", "", "```", json.dumps(world, indent=1)[:1500], "```", ""]
+    return "\n".join(lines)
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    return f"{platform.machine()} {os.cpu_count()} CPU(s), {platform.platform(terse=True)}"
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float))
+    tmp.replace(path)
