@@ -251,7 +251,15 @@ def _markdown(results: dict, s, world: dict, curves: dict) -> str:
               "![losses](plots/pretrain_losses.png) ![accuracy](plots/pretrain_accuracy.png)", "",
               "![transfer](plots/transfer.png)", ""]
     if world:
-        lines += ["## Demo world", "", "```", json.dumps(world, indent=1)[:1500], "```", ""]
+        corpus = world.get("corpus", {})
+        splits: dict[str, int] = {}
+        for piece in world.get("pieces", {}).values():
+            splits[piece.get("split", "?")] = splits.get(piece.get("split", "?"), 0) + 1
+        hours = sum(c.get("duration_s", 0) for c in corpus.values()) / 3600
+        lines += ["## Demo world", "",
+                  f"{world.get('size')} world, seed {world.get('seed')}: {len(corpus)} captioned clips ({hours:.2f} h) rendered from "
+                  f"{len(world.get('pieces', {}))} music21 scores (per split: {splits}); downstream clips: "
+                  + ", ".join(f"{k} {len(world[k])}" for k in ("mtt", "jamendo", "fma", "emomusic") if k in world) + ".", ""]
     return "\n".join(lines)
 
 

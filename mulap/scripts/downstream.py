@@ -1,0 +1,13 @@
+"""The original's entry point, kept for users of its README: `cd mulap/scripts && python downstream.py ...`.
+
+Same arguments as `mulap downstream`.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from mulap/scripts without installing
+
+from mulap.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["downstream", *sys.argv[1:]]))
