@@ -112,23 +112,39 @@ def _parse_job(args):
 
 
 def _load_pieces(counts: dict[str, int], seed: int, pool, cache: Path | None, progress: bool) -> tuple[list[Piece], list[str]]:
+    """The first counts[c] usable scores of each collection's selection (spares parsed only when needed)."""
     from tqdm import tqdm
 
     selection = select_pieces(counts, seed)
-    refs = [r for name in sorted(selection) for r in selection[name]]
-    it = pool.imap(_parse_job, [(r, cache) for r in refs]) if pool else map(_parse_job, [(r, cache) for r in refs])
-    parsed = {}
-    skipped = []
-    for ref, d, err in tqdm(it, total=len(refs), desc="scores", disable=not progress, unit="score"):
-        if err:
-            skipped.append(err)
-        else:
-            parsed[ref] = Piece.from_json(d)
-    pieces: list[Piece] = []
-    for name in sorted(selection):
-        kept = [parsed[r] for r in selection[name] if r in parsed and usable(parsed[r])]
-        pieces += kept[: counts[name]]
-    return pieces, skipped
+    parsed: dict = {}
+    skipped: list[str] = []
+    bar = tqdm(total=sum(counts.values()), desc="scores", disable=not progress, unit="score")
+    kept: dict[str, list[Piece]] = {name: [] for name in selection}
+    pos = {name: 0 for name in selection}
+    while True:
+        # next batch: as many untried refs per collection as it still lacks
+        todo = []
+        for name in sorted(selection):
+            need = counts[name] - len(kept[name])
+            refs = selection[name][pos[name]: pos[name] + max(0, need)]
+            pos[name] += len(refs)
+            todo += refs
+        if not todo:
+            break
+        args = [(r, cache) for r in todo]
+        it = pool.imap(_parse_job, args) if pool else map(_parse_job, args)
+        for ref, d, err in it:
+            if err:
+                skipped.append(err)
+            else:
+                parsed[ref] = Piece.from_json(d)
+        for name in sorted(selection):
+            kept[name] = [parsed[r] for r in selection[name][: pos[name]] if r in parsed and usable(parsed[r])]
+            kept[name] = kept[name][: counts[name]]
+        bar.n = sum(len(v) for v in kept.values())
+        bar.refresh()
+    bar.close()
+    return [p for name in sorted(kept) for p in kept[name]], skipped
 
 
 def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: bool = True,

@@ -107,6 +107,9 @@ PROGRAM_RANGE: dict[int, tuple[int, int]] = {
 # 16' or 5 1/3' stops (sub-octave / fifth strongest), guitar harmonics (two octaves up), the
 # fifths lead, and a mistuned whistle. Fine inside arrangements, but not as labelled notes.
 NOT_AT_KEY_PITCH: frozenset[int] = frozenset({16, 17, 18, 31, 78, 86})
+# Single keys of the soundfont that are silent or mistuned (found by rendering every key of
+# every NSynth-eligible program and checking its pitch): alto sax E4, square lead F#4.
+BAD_KEYS: frozenset[tuple[int, int]] = frozenset({(65, 64), (80, 66)})
 
 
 def program_range(program: int) -> tuple[int, int]:

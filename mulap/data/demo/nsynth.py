@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .gm import (NOT_AT_KEY_PITCH, NSYNTH_FAMILIES, NSYNTH_QUALITIES, NSYNTH_SOURCES, PROGRAM_FAMILY, program_range,
+from .gm import (BAD_KEYS, NOT_AT_KEY_PITCH, NSYNTH_FAMILIES, NSYNTH_QUALITIES, NSYNTH_SOURCES, PROGRAM_FAMILY, program_range,
                  program_source)
 from .jobs import NoteJob
 from .world import SPLITS, rng_for
@@ -86,7 +86,7 @@ def plan_nsynth(root: Path, seed: int, notes_per_program: dict[str, int],
         for prog in progs:
             rng = rng_for(seed, "nsynth-notes", prog)
             lo, hi = program_range(prog)
-            cands = [(p, v) for p in range(lo, hi + 1) for v in VELOCITIES]
+            cands = [(p, v) for p in range(lo, hi + 1) if (prog, p) not in BAD_KEYS for v in VELOCITIES]
             n = min(len(cands), notes_per_program[split])
             for i in sorted(rng.choice(len(cands), size=n, replace=False)):
                 pitch, vel = cands[int(i)]
