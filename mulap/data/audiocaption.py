@@ -106,7 +106,7 @@ class AudioCaptionDataset(Dataset):
 
     def __init__(self, data_dir: str | Path, split: str, sample_rate: int = 16_000, max_len_seconds: float = 20.0,
                  chunk_seconds: float = 3.0, audio_dir: str = "audio", random_crop: bool = False,
-                 on_bad_sample: str = "error", seed: int = 0):
+                 on_bad_sample: str = "error"):
         self.pairs, self.skipped_records = read_split(data_dir, split, audio_dir, on_bad_sample)
         if not self.pairs:
             raise DatasetError(f"{Path(data_dir) / SPLIT_FILES[split]}: no usable records")
@@ -115,8 +115,6 @@ class AudioCaptionDataset(Dataset):
         self.max_chunks = max(1, int(max_len_seconds // chunk_seconds))
         self.random_crop = random_crop
         self.on_bad_sample = on_bad_sample
-        self.seed = seed
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -133,7 +131,9 @@ class AudioCaptionDataset(Dataset):
             return Skipped(str(pair.audio_path), str(exc))
         window = self.max_chunks * self.chunk_len
         if self.random_crop and len(wave) > window:
-            rng = np.random.default_rng((self.seed, self.epoch, i))
+            # torch's RNG: DataLoader reseeds it in every worker and every epoch from the
+            # run's seed, so crops change from epoch to epoch and a run is repeatable
+            rng = np.random.default_rng(int(torch.randint(2**31 - 1, ())))
             wave = random_crop(wave, window, rng)
         chunks, mask = chunk_with_mask(wave, self.chunk_len, self.max_chunks)
         return {"audio_id": pair.audio_id, "caption": pair.caption, "chunks": chunks, "chunk_mask": mask}

@@ -36,7 +36,7 @@ class AudioCaptionDataModule(L.LightningDataModule):
     def _dataset(self, split: str, train: bool) -> AudioCaptionDataset:
         d = self.cfg.dataset_config
         return AudioCaptionDataset(d.data_dir, split, d.sample_rate, d.max_len_seconds, d.chunk_seconds, d.audio_dir,
-                                   random_crop=train and d.random_crop, on_bad_sample=d.on_bad_sample, seed=self.cfg.env.seed)
+                                   random_crop=train and d.random_crop, on_bad_sample=d.on_bad_sample)
 
     def setup(self, stage: str | None = None) -> None:
         if not hasattr(self, "train_set"):
@@ -52,7 +52,6 @@ class AudioCaptionDataModule(L.LightningDataModule):
                           drop_last=False, persistent_workers=False)
 
     def train_dataloader(self) -> DataLoader:
-        self.train_set.epoch = self.trainer.current_epoch if self.trainer else 0
         return self._loader(self.train_set, True)
 
     def val_dataloader(self) -> DataLoader:

@@ -57,6 +57,11 @@ TEMPO_CLAUSES = {
     "moderate": ("at a moderate tempo", "at a walking pace", "at medium tempo", "andante"),
     "fast": ("at a fast tempo", "quickly", "at a lively pace", "briskly", "allegro"),
 }
+TEMPO_IS = {
+    "slow": ("slow", "relaxed", "unhurried", "adagio"),
+    "moderate": ("moderate", "medium", "andante", "steady"),
+    "fast": ("fast", "quick", "brisk", "allegro"),
+}
 # arrangement nouns that read well before "of <work>"
 STYLE_VERSIONS = {
     "rock": ("a rock arrangement", "a rock version", "a hard rock cover"),
@@ -262,7 +267,7 @@ def write_caption(rng: np.random.Generator, piece: Piece, perf: Performance, arr
     elif form == 4:
         text = f"This is {work}, arranged for {instruments}." if use(0.5) else f"This is {work} on {instruments}."
         if use(0.6):
-            text += f" The tempo is {tempo}" + (f", {bpm}" if use(0.3) else "") + "."
+            text += f" The tempo is {rng.choice(TEMPO_IS[tempo_class])}" + (f", {bpm}" if use(0.3) else "") + "."
         if use(0.45):
             text += f" The dynamics are {dyn}."
         if use(0.35):
