@@ -135,6 +135,13 @@ def same_padding(kernel: int) -> tuple[int, int]:
     return (kernel - 1) // 2, kernel // 2
 
 
+def _conv1d_same(conv: nn.Conv1d, x: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """``conv(F.pad(x, pad))``; a symmetric pad goes to the conv itself (no padded copy of x)."""
+    if pad[0] == pad[1]:
+        return F.conv1d(x, conv.weight, conv.bias, padding=pad[0])
+    return conv(F.pad(x, pad))
+
+
 def _activate(x: torch.Tensor, bn: nn.Module, order: str) -> torch.Tensor:
     """ReLU and BatchNorm after a conv, in the configured order."""
     if order == "conv_relu_bn":  # musicnn's TF graph: activation inside conv2d, then BN
@@ -216,8 +223,8 @@ class TemporalBranch(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, bands, t = x.shape
         if self.mode == "mean_conv":
-            return _activate(self.conv(F.pad(x.mean(dim=2), self.pad)), self.bn, self.order)
-        y = self.conv(F.pad(x.reshape(n * bands, 1, t), self.pad))  # [N*bands, C, T]
+            return _activate(_conv1d_same(self.conv, x.mean(dim=2), self.pad), self.bn, self.order)
+        y = _conv1d_same(self.conv, x.reshape(n * bands, 1, t), self.pad)  # [N*bands, C, T]
         y = _activate(y, self.bn, self.order)  # BN1d over (N*bands, T) = BN2d over (N, bands, T)
         return y.reshape(n, bands, -1, t).amax(dim=1)
 
@@ -233,7 +240,7 @@ class BackendBlock(nn.Module):
         self.order = order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _activate(self.conv(F.pad(x, self.pad)), self.bn, self.order)
+        return _activate(_conv1d_same(self.conv, x, self.pad), self.bn, self.order)
 
 
 class Musicnn(nn.Module):

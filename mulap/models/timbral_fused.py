@@ -47,6 +47,7 @@ class TimbralSpec:
     momentum: float  # running-stat update factor (already resolved, see bn_update_factor)
     update_running: bool
     order: str = "conv_bn_relu"
+    needs_grad: bool = True  # False: no autograd graph, so no argmax positions are kept
     compute_dtype: torch.dtype = torch.float32  # GEMM dtype: the input's, or the autocast dtype (bf16 on CPU)
     shared: dict[str, Any] = field(default_factory=dict)  # Gram matrix shared by the branches of one forward
 
@@ -63,12 +64,21 @@ def bn_update_factor(bn: torch.nn.modules.batchnorm._BatchNorm) -> tuple[float, 
     return factor, batch_stats, update
 
 
-def _patches(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``[n, bands, Tp]`` -> im2col patches ``[n*T*F', width*height]``, rows (n, t, f), columns (w, h)."""
+# output frequencies per Toeplitz block: the GEMM's inner size is width*(block+height-1), so the
+# redundant work is (block-1)/height and no im2col copy is made
+FREQ_BLOCK = 8
+
+
+def _acc_dtype(x: torch.Tensor) -> torch.dtype:
+    """Accumulation dtype: float64 for float64 inputs, else float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _time_taps(x: torch.Tensor, width: int) -> torch.Tensor:
+    """``[n, bands, Tp]`` -> ``[n*T, bands, width]``: row (n, t) holds frames t..t+width-1 of every band.
+    Band-major, so a window of bands is a strided view of contiguous ``[rows, span*width]`` rows."""
     n, bands, tp = x.shape
-    t, fp = tp - width + 1, bands - height + 1
-    pat = x.unfold(2, width, 1).unfold(1, height, 1)  # [n, F', T, W, H]
-    return pat.permute(0, 2, 1, 3, 4).reshape(n * t * fp, width * height)
+    return x.unfold(2, width, 1).permute(0, 2, 1, 3).reshape(n * (tp - width + 1), bands, width)
 
 
 def _chunks(n: int, per_item: int):
@@ -77,42 +87,91 @@ def _chunks(n: int, per_item: int):
         yield start, min(n, start + step)
 
 
+def _blocks(fp: int):
+    """(first output frequency, block size) covering 0..fp-1."""
+    for f0 in range(0, fp, FREQ_BLOCK):
+        yield f0, min(FREQ_BLOCK, fp - f0)
+
+
 def _kernel_matrix(weight: torch.Tensor) -> torch.Tensor:
-    """Conv2d weight ``[C, 1, H, W]`` -> ``[C, W*H]`` matching the patch columns (w, h)."""
+    """Conv2d weight ``[C, 1, H, W]`` -> ``[C, W*H]`` (columns (w, h))."""
     c = weight.shape[0]
     return weight[:, 0].permute(0, 2, 1).reshape(c, -1)
 
 
-def _stream_forward(x: torch.Tensor, kmat: torch.Tensor, bias: torch.Tensor, spec: TimbralSpec):
-    """One pass over the batch. Returns per (n*t, c): max, argmax, min, argmin over frequency; and the
-    per-channel mean and biased variance of y over all (n, t, f)."""
+def _toeplitz(kernel: torch.Tensor, block: int) -> torch.Tensor:
+    """``[C, W, H]`` kernel -> ``[block+H-1, W, block, C]``: entry (band, w, f, c) = kernel[c, w, band-f]
+    (0 outside the filter), so band-window taps ``[rows, (block+H-1)*W]`` @ it = the conv at ``block``
+    output frequencies, without an im2col copy."""
+    c, w, h = kernel.shape
+    toe = kernel.new_zeros(block + h - 1, w, block, c)
+    kk = kernel.permute(2, 1, 0)  # [H, W, C]
+    for f in range(block):
+        toe[f : f + h, :, f, :] = kk
+    return toe
+
+
+def _toeplitz_block(toe: torch.Tensor, size: int) -> torch.Tensor:
+    """The ``[(size+H-1)*W, size*C]`` matrix of a (possibly shorter) block."""
+    span, w, block, c = toe.shape
+    h = span - block + 1
+    return toe[: size + h - 1, :, :size].reshape((size + h - 1) * w, size * c)
+
+
+def _fold_toeplitz(grad: torch.Tensor, height: int) -> torch.Tensor:
+    """Gradient w.r.t. a ``[size+H-1, W, size, C]`` Toeplitz matrix -> w.r.t. the kernel ``[C, W*H]``."""
+    span, w, size, c = grad.shape
+    out = grad.new_zeros(height, w, c)
+    for f in range(size):
+        out += grad[f : f + height, :, f, :]
+    return out.permute(2, 1, 0).reshape(c, w * height)
+
+
+def _stream_max(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, spec: "TimbralSpec", with_index: bool = True):
+    """max over frequency of the conv output, per (n*t, c): values (accumulation dtype) and positions
+    (None without ``with_index``: a max without positions is several times cheaper).
+    ``kernel`` ``[C, W, H]``; one Toeplitz GEMM per (chunk of the batch, frequency block)."""
     n, bands, tp = x.shape
-    t, fp = tp - spec.width + 1, bands - spec.height + 1
-    c = kmat.shape[0]
+    w, h = spec.width, spec.height
+    t, fp = tp - w + 1, bands - h + 1
+    c = kernel.shape[0]
     dt, acc = spec.compute_dtype, _acc_dtype(x)
-    kt, b = kmat.to(dt).t(), bias.to(dt)
-    maxv, maxi, minv, mini = [], [], [], []
-    count, mean, m2 = 0, torch.zeros(c, dtype=torch.float64, device=x.device), torch.zeros(c, dtype=torch.float64, device=x.device)
-    for s, e in _chunks(n, t * fp * spec.width * spec.height):
-        y = torch.addmm(b, _patches(x[s:e].to(dt), spec.height, spec.width), kt).view((e - s) * t, fp, c)
-        mx, ix = y.max(dim=1)
-        mn, iy = y.min(dim=1)
-        maxv.append(mx.to(acc)), maxi.append(ix), minv.append(mn.to(acc)), mini.append(iy)
-        if spec.batch_stats:  # Chan et al.'s parallel mean/variance: exact merge of chunk statistics
-            var_c, mean_c = torch.var_mean(y.to(acc), dim=(0, 1), correction=0)
-            k = y.shape[0] * fp
-            delta = mean_c.double() - mean
-            tot = count + k
-            mean = mean + delta * (k / tot)
-            m2 = m2 + var_c.double() * k + delta**2 * (count * k / tot)
-            count = tot
-    var = m2 / max(count, 1)
-    return torch.cat(maxv), torch.cat(maxi), torch.cat(minv), torch.cat(mini), mean.to(acc), var.to(acc), count
+    toe = _toeplitz(kernel.to(dt), FREQ_BLOCK)
+    mats = {size: _toeplitz_block(toe, size) for size in {size for _, size in _blocks(fp)}}
+    vals, idxs = [], []
+    for s, e in _chunks(n, t * w * bands * 4):
+        taps = _time_taps(x[s:e].to(dt), w)  # [rows, bands, W]
+        best = pos = None
+        for f0, size in _blocks(fp):
+            a = taps[:, f0 : f0 + size + h - 1].flatten(1)  # a view: rows stay strided
+            y = torch.mm(a, mats[size]).view(-1, size, c)  # the bias is added after the max (same result)
+            if not with_index:
+                mx = y.amax(dim=1)
+                best = mx if best is None else torch.maximum(best, mx)
+                continue
+            mx, ix = y.max(dim=1)
+            if best is None:
+                best, pos = mx, ix
+            else:
+                better = mx > best
+                best, pos = torch.where(better, mx, best), torch.where(better, ix + f0, pos)
+        vals.append(best.to(acc)), idxs.append(pos.to(torch.int16) if pos is not None and fp <= 32767 else pos)
+    return torch.cat(vals) + bias.to(acc), (torch.cat(idxs) if with_index else None)
 
 
-def _acc_dtype(x: torch.Tensor) -> torch.dtype:
-    """Accumulation dtype: float64 for float64 inputs, else float32."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+def _batch_stats(sums: dict[str, torch.Tensor], kmat: torch.Tensor, bias: torch.Tensor, g: torch.Tensor,
+                 b: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance of y over all positions, from the Gram sums (float64):
+    sum y = K s1q + M bias, sum y^2 = diag(K Pqq K^T) + 2 bias (K s1q) + M bias^2, for x = g u + b o."""
+    k, bb = kmat.double(), bias.double()
+    gd, bd = g.double(), b.double()
+    s1q = gd * sums["s1u"] + bd * sums["s1o"]
+    pqq = gd * gd * sums["puu"] + gd * bd * (sums["puo"] + sums["puo"].t()) + bd * bd * sums["poo"]
+    ks = k @ s1q
+    mean = ks / count + bb
+    sq = ((k @ pqq) * k).sum(1) + 2 * bb * ks + count * bb * bb
+    var = (sq / count - mean * mean).clamp_min(0.0)
+    return mean, var
 
 
 class _FusedTimbral(torch.autograd.Function):
@@ -121,76 +180,86 @@ class _FusedTimbral(torch.autograd.Function):
         """u: ``[N, bands, Tp]`` normalised input (zeros in the padding), o: ``[Tp]`` 1 on real frames,
         g, b: input-BN affine (``x = g*u + b*o``). Returns ``[N, C, T]``."""
         n, bands, tp = u.shape
-        t = tp - spec.width + 1
+        t, fp = tp - spec.width + 1, bands - spec.height + 1
+        count = n * t * fp
         x = u * g + o * b  # the input BatchNorm's output, zero-padded in time
-        kmat = _kernel_matrix(weight)
-        maxv, maxi, minv, mini, mean, var, count = _stream_forward(x, kmat, bias, spec)
+        # BN slope sign per channel decides whether the max or the min over frequency is kept:
+        # flipping the kernel's sign turns every channel's choice into a max
+        sign = torch.where(bn_weight >= 0, 1.0, -1.0).to(weight.dtype)
+        kernel = weight[:, 0].permute(0, 2, 1) * sign[:, None, None]  # [C, W, H]
+        sel, idx = _stream_max(x, kernel, bias * sign, spec, with_index=spec.needs_grad)
+        sel = sel * sign.to(sel.dtype)  # back to y's own sign
         if spec.batch_stats:
+            spec.shared.setdefault(("sums", spec.height, spec.width), _gram_sums(u, o, spec))
+            sums = spec.shared[("sums", spec.height, spec.width)]
+            mean64, var64 = _batch_stats(sums, _kernel_matrix(weight), bias, g, b, count)
+            mean, var = mean64.to(sel.dtype), var64.to(sel.dtype)
             if spec.update_running:
-                running_mean.mul_(1 - spec.momentum).add_(mean, alpha=spec.momentum)
-                running_var.mul_(1 - spec.momentum).add_(var * (count / max(count - 1, 1)), alpha=spec.momentum)
+                running_mean.mul_(1 - spec.momentum).add_(mean.to(running_mean.dtype), alpha=spec.momentum)
+                unbiased = var * (count / max(count - 1, 1))
+                running_var.mul_(1 - spec.momentum).add_(unbiased.to(running_var.dtype), alpha=spec.momentum)
         else:
-            mean, var = running_mean.to(sel_dtype := maxv.dtype), running_var.to(sel_dtype)
+            mean, var = running_mean.to(sel.dtype), running_var.to(sel.dtype)
         rstd = torch.rsqrt(var + spec.eps)
-        up = bn_weight >= 0  # BN slope sign per channel: max (slope >= 0) or min is the one kept
-        sel = torch.where(up, maxv, minv)  # [N*T, C]
-        idx = torch.where(up, maxi, mini)
         z = ((sel - mean) * rstd) * bn_weight + bn_bias
         out = F.relu(z).view(n, t, -1).permute(0, 2, 1).contiguous()
-        ctx.spec, ctx.count = spec, count
-        ctx.save_for_backward(u, o, g, b, weight, bias, bn_weight, sel, idx, mean, rstd, z)
+        if spec.needs_grad:
+            ctx.spec, ctx.count = spec, count
+            ctx.save_for_backward(u, o, g, b, weight, bias, bn_weight, sel, idx, mean, rstd, z > 0)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        u, o, g, b, weight, bias, bn_weight, sel, idx, mean, rstd, z = ctx.saved_tensors
+        u, o, g, b, weight, bias, bn_weight, sel, idx, mean, rstd, active = ctx.saved_tensors
         spec, m = ctx.spec, ctx.count
         n, bands, tp = u.shape
-        t, fp = tp - spec.width + 1, bands - spec.height + 1
+        w, h = spec.width, spec.height
+        t, fp = tp - w + 1, bands - h + 1
         c = weight.shape[0]
         acc = _acc_dtype(u)
-        gr = grad_out.permute(0, 2, 1).reshape(n * t, c).to(acc) * (z > 0)  # [N*T, C] through ReLU
+        gr = grad_out.permute(0, 2, 1).reshape(n * t, c).to(acc) * active  # [N*T, C] through ReLU
         xh = (sel - mean) * rstd
         d_beta, d_gamma = gr.sum(0), (gr * xh).sum(0)
         dxh = gr * bn_weight  # gradient on the normalised y, non-zero only at the selected frequency
-        if spec.batch_stats:
-            a_c, b_c = bn_weight * d_beta / m, bn_weight * d_gamma / m
-        else:
-            a_c = b_c = torch.zeros_like(d_beta)
 
-        # sparse part: sum over positions of d_sparse x patch(u), one GEMM per chunk
+        # sparse part: sum over positions of d_sparse x patch(u) = Toeplitz GEMMs, folded to the kernel
         dt = spec.compute_dtype
-        gs_u = torch.zeros(c, spec.width * spec.height, dtype=acc, device=u.device)
-        for s, e in _chunks(n, t * fp * spec.width * spec.height):
+        grads: dict[int, torch.Tensor] = {}
+        for s, e in _chunks(n, t * fp * c * 2):
             rows = slice(s * t, e * t)
             d = torch.zeros((e - s) * t, fp, c, dtype=dt, device=u.device)
-            d.scatter_(1, idx[rows].unsqueeze(1), dxh[rows].to(dt).unsqueeze(1))
-            gs_u += (d.view(-1, c).t() @ _patches(u[s:e].to(dt), spec.height, spec.width)).to(acc)
+            d.scatter_(1, idx[rows].long().unsqueeze(1), dxh[rows].to(dt).unsqueeze(1))
+            taps = _time_taps(u[s:e].to(dt), w)
+            for f0, size in _blocks(fp):
+                a = taps[:, f0 : f0 + size + h - 1].flatten(1)
+                blk = a.t() @ d[:, f0 : f0 + size].flatten(1)
+                grads[size] = grads[size] + blk.to(acc) if size in grads else blk.to(acc)
+        gs_u = sum(_fold_toeplitz(gt.view(size + h - 1, w, size, c), h) for size, gt in grads.items())
         # patch(o)[(n,t,f), (w,h)] = o[t+w]: its sums only need the frequency-summed gradient
-        o_taps = o.unfold(0, spec.width, 1).to(acc)  # [T, W]
-        gs_o = (dxh.view(n, t, c).sum(0).t() @ o_taps).unsqueeze(2).expand(c, spec.width, spec.height).reshape(c, -1)
+        o_taps = o.unfold(0, w, 1).to(acc)  # [T, W]
+        gs_o = (dxh.view(n, t, c).sum(0).t() @ o_taps).unsqueeze(2).expand(c, w, h).reshape(c, -1)
 
         r = rstd
-        g_u, g_o = r[:, None] * gs_u, r[:, None] * gs_o
-        if spec.batch_stats:
-            sums = _gram_sums(u, o, spec)
-            kmat = _kernel_matrix(weight).double()
+        g_u, g_o = (r[:, None] * gs_u).double(), (r[:, None] * gs_o).double()
+        kmat = _kernel_matrix(weight).double()
+        if spec.batch_stats:  # the dense part of dL/dy, through the Gram sums
+            sums = spec.shared[("sums", h, w)]
             gd, bd = g.double(), b.double()
             s1u, s1o = sums["s1u"], sums["s1o"]
             mu = kmat @ (gd * sums["puu"] + bd * sums["puo"].t()) + bias.double()[:, None] * s1u  # sum y x patch(u)
             mo = kmat @ (gd * sums["puo"] + bd * sums["poo"]) + bias.double()[:, None] * s1o  # sum y x patch(o)
+            a_c, b_c = bn_weight * d_beta / m, bn_weight * d_gamma / m
             ra, rb = (r * a_c).double()[:, None], (r * r * b_c).double()[:, None]
             md = mean.double()[:, None]
-            g_u = g_u.double() - ra * s1u - rb * (mu - md * s1u)
-            g_o = g_o.double() - ra * s1o - rb * (mo - md * s1o)
+            g_u = g_u - ra * s1u - rb * (mu - md * s1u)
+            g_o = g_o - ra * s1o - rb * (mo - md * s1o)
             d_bias = torch.zeros_like(bias)  # batch statistics remove any bias shift
         else:
             d_bias = (r * dxh.sum(0)).to(bias.dtype)
-        d_w = g.double() * g_u.double() + b.double() * g_o.double()
-        d_weight = d_w.view(c, spec.width, spec.height).permute(0, 2, 1).unsqueeze(1).to(weight.dtype)
-        kmat32 = _kernel_matrix(weight).double()
-        d_g = (kmat32 * g_u.double()).sum().reshape(g.shape).to(g.dtype)
-        d_b = (kmat32 * g_o.double()).sum().reshape(b.shape).to(b.dtype)
+        d_w = g.double() * g_u + b.double() * g_o
+        d_weight = d_w.view(c, w, h).permute(0, 2, 1).unsqueeze(1).to(weight.dtype)
+        d_g = (kmat * g_u).sum().reshape(g.shape).to(g.dtype)
+        d_b = (kmat * g_o).sum().reshape(b.shape).to(b.dtype)
         return (None, None, d_g, d_b, d_weight, d_bias, d_gamma.to(bn_weight.dtype), d_beta.to(bn_weight.dtype),
                 None, None, None)
 
@@ -212,8 +281,12 @@ def _gram_sums(u: torch.Tensor, o: torch.Tensor, spec: TimbralSpec) -> dict[str,
         taps = u.unfold(2, w, 1).permute(0, 2, 3, 1)  # [N, T, W, bands]
         o_taps = o.unfold(0, w, 1).to(u.dtype)  # [T, W]
         v = torch.cat([taps, o_taps.expand(n, t, w).unsqueeze(3)], dim=3).reshape(n * t, w * (bands + 1))
-        v = torch.cat([v, v.new_ones(n * t, 1)], dim=1).double()
-        spec.shared[key] = v.t() @ v
+        v = torch.cat([v, v.new_ones(n * t, 1)], dim=1)
+        gram = v.new_zeros(v.shape[1], v.shape[1], dtype=torch.float64)
+        for start in range(0, len(v), 4096):  # float64 in row blocks: small transient memory
+            vb = v[start : start + 4096].double()
+            gram += vb.t() @ vb
+        spec.shared[key] = gram
     gram = spec.shared[key]
     n, bands, tp = u.shape
     w, h = spec.width, spec.height
@@ -250,16 +323,21 @@ def timbral_fused(u: torch.Tensor, o: torch.Tensor, g: torch.Tensor, b: torch.Te
     height, width = conv.kernel_size
     factor, batch_stats, update = bn_update_factor(bn)
     dt = torch.get_autocast_dtype(u.device.type) if torch.is_autocast_enabled(u.device.type) else u.dtype
-    spec = TimbralSpec(height, width, bn.eps, batch_stats, factor, update, order, dt,
-                       shared if shared is not None else {})
+    spec = TimbralSpec(height, width, bn.eps, batch_stats, factor, update, order=order, compute_dtype=dt,
+                       shared=shared if shared is not None else {})
     weight = conv.weight
     bias = conv.bias if conv.bias is not None else weight.new_zeros(weight.shape[0])
     bn_w = bn.weight if bn.weight is not None else weight.new_ones(weight.shape[0])
     bn_b = bn.bias if bn.bias is not None else weight.new_zeros(weight.shape[0])
+    spec.needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in (weight, bias, bn_w, bn_b, g, b))
     with torch.autocast(u.device.type, enabled=False):
         if order == "conv_bn_relu":
+            if not spec.needs_grad:  # inference: the same computation, no graph
+                with torch.no_grad():
+                    return _FusedTimbral.forward(None, u, o, g, b, weight, bias, bn_w, bn_b, bn.running_mean,
+                                                 bn.running_var, spec)
             return _FusedTimbral.apply(u, o, g, b, weight, bias, bn_w, bn_b, bn.running_mean, bn.running_var, spec)
-        if torch.is_grad_enabled() and any(p.requires_grad for p in (weight, bias, bn_w, bn_b, g, b)):
+        if spec.needs_grad:
             raise RuntimeError("the fused timbral op trains only the conv_bn_relu order; use timbral_impl='time_taps'")
         return _relu_bn_inference(u, o, g, b, weight, bias, bn_w, bn_b, bn, spec)
 
@@ -271,8 +349,9 @@ def _relu_bn_inference(u, o, g, b, weight, bias, bn_w, bn_b, bn, spec: TimbralSp
     n, bands, tp = u.shape
     t = tp - spec.width + 1
     x = u * g + o * b
-    maxv, _, minv, _, _, _, _ = _stream_forward(x, _kernel_matrix(weight), bias, spec)
-    rstd = torch.rsqrt(bn.running_var.to(maxv.dtype) + spec.eps)
-    sel = F.relu(torch.where(bn_w >= 0, maxv, minv))
+    sign = torch.where(bn_w >= 0, 1.0, -1.0).to(weight.dtype)
+    sel, _ = _stream_max(x, weight[:, 0].permute(0, 2, 1) * sign[:, None, None], bias * sign, spec, with_index=False)
+    sel = F.relu(sel * sign.to(sel.dtype))
+    rstd = torch.rsqrt(bn.running_var.to(sel.dtype) + spec.eps)
     z = ((sel - bn.running_mean) * rstd) * bn_w + bn_b
     return z.view(n, t, -1).permute(0, 2, 1).contiguous()
