@@ -56,10 +56,18 @@ def make_batch(batch: int, seconds: float, sample_rate: int, chunk_samples: int,
             "attention_mask": attn, "maskable": maskable}
 
 
+DEVICE = torch.device("cpu")
+
+
 def autocast(precision: str):
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(DEVICE.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def train_step(model: MuLaP, opt: torch.optim.Optimizer, batch: dict, precision: str, gen: torch.Generator) -> float:
@@ -70,6 +78,7 @@ def train_step(model: MuLaP, opt: torch.optim.Optimizer, batch: dict, precision:
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     opt.zero_grad(set_to_none=True)
+    sync()
     return float(loss.detach())
 
 
@@ -89,13 +98,17 @@ def count_flops(model: MuLaP, batch: dict, precision: str, gen: torch.Generator)
 def matmul_flops_per_s(precision: str, n: int = 2048, seconds: float = 2.0) -> float:
     """FLOP/s of an n x n x n matmul in the benchmark's compute dtype (best of repeated runs)."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    if DEVICE.type == "cuda":
+        n = max(n, 8192)  # a GPU needs a larger product to reach its peak
+    a, b = torch.randn(n, n, dtype=dtype, device=DEVICE), torch.randn(n, n, dtype=dtype, device=DEVICE)
     for _ in range(3):
         a @ b
+    sync()
     best, t_end = float("inf"), time.perf_counter() + seconds
     while time.perf_counter() < t_end:
         t0 = time.perf_counter()
         a @ b
+        sync()
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n**3 / best
 
@@ -113,10 +126,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="clip length (20 s = 6 chunks)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--timbral-impl", default=None, help="Musicnn timbral_impl override (time_taps | conv2d)")
+    p.add_argument("--adamw", choices=("default", "foreach", "fused"), default="default",
+                   help="AdamW implementation: 'default' is what mulap.training.optim builds (single-tensor on CPU)")
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP count (and MFU)")
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu (the issue's setting) or cuda")
     args = p.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -125,16 +143,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.timbral_impl:
         overrides.append(f"model_config.audio.musicnn.timbral_impl={args.timbral_impl}")
     cfg = load_config(None, overrides)
-    model = MuLaP(cfg.model_config).train()
+    model = MuLaP(cfg.model_config).to(DEVICE).train()
     opt, _ = adamw_with_warmup(model, 1e-4, 0.01, (0.9, 0.98), 1e-8, 1000, 0.1)
+    if args.adamw != "default":  # the same groups and hyper-parameters, another kernel
+        opt = torch.optim.AdamW(opt.param_groups, lr=1e-4, betas=(0.9, 0.98), eps=1e-8, **{args.adamw: True})
     mc = cfg.model_config.audio.musicnn
     gen = torch.Generator().manual_seed(args.seed)
-    batch = make_batch(args.batch, args.seconds, mc.sample_rate, mc.chunk_samples, gen)
+    batch = {k: v.to(DEVICE) for k, v in make_batch(args.batch, args.seconds, mc.sample_rate, mc.chunk_samples, gen).items()}
     n_params = sum(p.numel() for p in model.parameters())
     load = os.getloadavg()
     print(f"model: mulbert_original, {n_params / 1e6:.1f} M parameters; batch {args.batch} x "
           f"{batch['waveforms'].shape[1]} chunks, captions {batch['input_ids'].shape[1]} tokens padded; "
-          f"precision {args.precision}; threads {torch.get_num_threads()}; load average {load[0]:.2f}")
+          f"precision {args.precision}; AdamW {args.adamw}; threads {torch.get_num_threads()}; load average {load[0]:.2f}")
 
     for _ in range(args.warmup):
         train_step(model, opt, batch, args.precision, gen)
@@ -163,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
         mfu = achieved / peak
         print(f"model FLOPs per step (fwd+bwd): {flops / 1e12:.3f} T; achieved {achieved / 1e9:.1f} GFLOP/s; "
               f"{'bf16' if args.precision == 'bf16' else 'fp32'} matmul peak {peak / 1e9:.1f} GFLOP/s")
+    if DEVICE.type == "cuda":
+        print(f"peak GPU memory allocated: {torch.cuda.max_memory_allocated(DEVICE) / 1e9:.2f} GB")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(f"samples_per_s={samples_per_s:.3f} peak_rss_gb={rss:.2f} mfu={mfu:.3f}")
 

@@ -7,15 +7,19 @@ gradient of the convolution:
 * **max commutes with BN + ReLU.** Per channel, BN is an affine map of slope ``gamma / sigma``
   and ReLU is monotone, so ``max_f relu(bn(y)) = relu(bn(max_f y))`` when the slope is >= 0 and
   ``relu(bn(min_f y))`` otherwise (exactly, also in floating point: rounding is monotone). The
-  forward pass streams over chunks of the batch: im2col patches @ kernel (one GEMM per chunk),
-  keeping only the per-channel statistics and the max/min (and their positions) over frequency.
+  forward pass streams over chunks of the batch and blocks of output frequencies: time-tap rows
+  ``[rows, bands*width]`` (a strided view per block) @ a Toeplitz-expanded kernel, one GEMM each,
+  keeping only the max over frequency (min through a sign flip of the kernel) and its position.
+* **BatchNorm statistics from a Gram matrix.** ``sum y`` and ``sum y^2`` over all positions are
+  quadratic forms of the kernel with the patch sums ``sum p`` and ``sum p p^T``, which follow from
+  the Gram matrix of the ``[N*T, width*bands]`` time-tap matrix (window sums along its diagonals,
+  float64; a few GFLOP, shared by both branches).
 * **the BatchNorm backward needs no stored y.** With batch statistics,
   ``dL/dy = r * d_sparse - r * A - r^2 * B * (y - mu)`` where ``d_sparse`` is non-zero only at
   the selected frequency of each (chunk, frame, channel). The weight gradient is then
   ``r * sum(d_sparse x patch) - r * A * sum(patch) - r^2 * B * sum((y - mu) x patch)``; the last
-  sum equals ``W @ Gram(patches) + ...``, and the Gram matrix of all patches is a cheap function
-  of the Gram matrix of the ``[N*T, width*bands]`` time-tap matrix (window sums along its
-  diagonals), computed in float64. Only ``sum(d_sparse x patch)`` needs a GEMM over the patches.
+  sum equals ``W @ sum(p p^T) + bias sum(p)`` (the same Gram sums). Only ``sum(d_sparse x patch)``
+  needs a pass over the batch: one Toeplitz GEMM per block, as in the forward.
 * **no input gradient.** The input is the input BatchNorm's output ``x = g * xhat + b`` (zero in
   the time padding), and only ``g`` and ``b`` are trainable upstream: their gradients are
   ``<W, dW/dg-part>`` inner products of the same sums, so the transposed convolution is never run.
@@ -32,7 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-# patches per GEMM chunk (elements): bounds the transient memory to ~64 MB in fp32
+# elements per batch chunk of the streamed GEMMs: bounds the transient memory (~64 MB in fp32)
 CHUNK_ELEMENTS = 16_000_000
 
 
