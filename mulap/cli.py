@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole pipeline on the offline demo world, with a report")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--size", default="default", choices=["small", "default"])
+    p.add_argument("--settings", help="a demo settings file in configs/demo/ (default: the --size one), e.g. ablation")
     _add_overrides(p)
     return parser
 
@@ -126,9 +127,10 @@ def cmd_data(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from mulap.pipeline import run_demo
+    from mulap.pipeline import demo_settings, run_demo
 
-    run_demo(args.out, size=args.size, overrides=args.overrides)
+    settings = demo_settings(args.settings) if args.settings else None
+    run_demo(args.out, size=args.size, overrides=args.overrides, settings=settings)
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "downstream": cmd_downstream, "eval": cmd_eval, "prepare": cmd_prepare,

@@ -31,7 +31,7 @@ def test_small_demo_end_to_end(tmp_path, capsys):
         for init, cell in row.items():
             assert set(cell) == {"metric", "mean", "std", "seeds"}
             assert len(cell["seeds"]) == 2
-    assert {"world", "prepare", "pretrain:mulap", "report"} <= set(saved["stages"])
+    assert {"world", "prepare", "pretrain:mulap", "probes:mulap:random", "report"} <= set(saved["stages"])
     assert all(v >= 0 for v in saved["stages"].values())
     report = (out / "report.md").read_text()
     for task in s.tasks:
