@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 from omegaconf import DictConfig, OmegaConf
+from mulap.files import atomic_write_text
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -152,11 +153,7 @@ def load_config(config_file: str | Path | None = None, overrides: Iterable[str] 
 
 def save_config(cfg: DictConfig, path: str | Path) -> None:
     """Write the resolved config atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    tmp.replace(path)
+    atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def load_saved_config(path: str | Path) -> DictConfig:

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from mulap.config import CONFIG_DIR, ConfigError, load_config
 from mulap.data.downstream import get_task
+from mulap.files import atomic_write_text, write_json
 
 log = logging.getLogger(__name__)
 PRETRAIN_ID = "mulap"
@@ -47,9 +48,7 @@ class Stages:
         t = time.time()
         result = fn(*args, **kwargs)
         self.done[name] = round(time.time() - t, 1)
-        tmp = self.path.with_name(".stages.json.tmp")
-        tmp.write_text(json.dumps(self.done, indent=2))
-        tmp.replace(self.path)
+        write_json(self.path, self.done)
         print(f"[demo] stage {name}: {self.done[name]:.0f} s", flush=True)
         return result
 
@@ -80,7 +79,7 @@ def run_demo(out: str | Path = "demo_out", size: str = "default", overrides=(), 
     t = time.time()  # the report is always rewritten (cheap), so added variants show up
     results = write_report(out, s, variants, env)
     results["stages"] = {**stages.done, "report": round(time.time() - t, 1)}
-    _write_json(out / "results.json", results)
+    write_json(out / "results.json", results)
     print(f"[demo] done in {time.time() - t_all:.0f} s: {out / 'report.md'}")
     return results
 
@@ -195,8 +194,8 @@ def write_report(out: Path, s, variants: dict, env) -> dict:
                          for t, row in table.items()},
                "details": table, "mulap_vs_random": verdicts(table), "ablation": ablation,
                "pretrain": {k: v[-1][1] for k, v in curves.items() if v}}
-    (out / "report.md").write_text(_markdown(results, s, world, curves))
-    _write_json(out / "results.json", results)
+    atomic_write_text(out / "report.md", _markdown(results, s, world, curves))
+    write_json(out / "results.json", results)
     return results
 
 
@@ -276,7 +275,3 @@ def _machine() -> str:
     return f"{platform.machine()} {os.cpu_count()} CPU(s), {platform.platform(terse=True)}"
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    tmp.replace(path)

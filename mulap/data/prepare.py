@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from mulap.files import atomic_write_text
 from tqdm.auto import tqdm
 
 from mulap.audio.io import SAMPLE_RATE, AudioError, load_audio, write_audio
@@ -90,14 +92,6 @@ def targets(ds: PreparedDataset, split: str) -> np.ndarray:
         return np.zeros((0, k), dtype=np.float32)
     return np.stack([np.asarray(it.target, dtype=np.float32) for it in items])
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
 
 
 def _parse_target(task_type: str, value: Any, k: int) -> np.ndarray:
@@ -323,7 +317,7 @@ def prepare(task: str, raw_dir: str | Path, out_dir: str | Path, num_workers: in
                  "target": _target_json(ds.task_type, rec.target), "num_samples": n,
                  "source": _relative_source(rec.audio, raw)}
         lines.append(json.dumps(entry, ensure_ascii=False))
-    _atomic_write_text(out / MANIFEST, "\n".join(lines) + ("\n" if lines else ""))
+    atomic_write_text(out / MANIFEST, "\n".join(lines) + ("\n" if lines else ""))
     meta = {
         "format_version": FORMAT_VERSION,
         "task": task,
@@ -338,7 +332,7 @@ def prepare(task: str, raw_dir: str | Path, out_dir: str | Path, num_workers: in
         "counts": counts,
         "skipped": skipped,
     }
-    _atomic_write_text(out / DATASET_JSON, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out / DATASET_JSON, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return PrepareReport(
         task=task, out_dir=out, counts=counts, decoded=decoded, reused=reused, skipped=skipped,
         seconds=time.perf_counter() - start, audio_hours=total_samples / SAMPLE_RATE / 3600.0,

@@ -30,6 +30,7 @@ from mulap.audio.chunks import cut_chunks, random_crop
 from mulap.config import CONFIG_DIR, ConfigError, load_config, load_saved_config, save_config, to_dict
 from mulap.data.downstream import get_task
 from mulap.data.prepare import MANIFEST, PreparedDataset, load_prepared, targets
+from mulap.files import atomic_write_text, write_json
 from mulap.embed import cached_embeddings, experiment_backbone_file, resolve_backbone
 from mulap.evaluation.metrics import aggregate_tracks, compute_metrics, scalar_metrics, tune_thresholds
 from mulap.models.backbone import SUPERVISED, load_backbone, save_backbone
@@ -337,7 +338,7 @@ def run_downstream(pretrain_id: str, task: str, downstream_id: str | None = None
     summary = {"downstream_id": downstream_id, "task": task, "backbone": backbone_desc, "metric": spec.primary_metric,
                "best_val": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
                "epochs_run": int(trainer.current_epoch), "seconds": round(time.time() - t0, 2), **extraction}
-    _write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     log.info("%s on %s: best validation %s = %s", task, backbone_desc, spec.primary_metric, summary["best_val"])
     return downstream_id
 
@@ -373,13 +374,7 @@ def _save_probe(out: Path, module: ProbeModule, meta: dict) -> None:
     tmp.replace(out / "probe.safetensors")
     if module.backbone is not None:
         save_backbone(module.backbone, out / "backbone.safetensors", f"finetuned:{meta['pretrain_id']}")
-    _write_json(out / "probe.json", meta)
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    write_json(out / "probe.json", meta)
 
 
 def load_probe(folder: Path) -> tuple[Probe, dict]:
@@ -426,9 +421,9 @@ def run_eval(pretrain_id: str, downstream_id: str, overrides=(), progress: bool 
     metrics = compute_metrics(ds.task_type, splits["test"].targets, preds["test"], ds.label_names, thresholds)
     metrics["n_test_tracks"] = int(len(splits["test"].targets))
     metrics["backbone"] = meta["backbone"]
-    _write_json(folder / "metrics.json", metrics)
+    write_json(folder / "metrics.json", metrics)
     scalars = scalar_metrics(metrics)
-    (folder / "metrics.tsv").write_text("metric\tvalue\n" + "".join(f"{k}\t{'' if v is None else round(v, 6)}\n" for k, v in scalars.items()))
+    atomic_write_text(folder / "metrics.tsv", "metric\tvalue\n" + "".join(f"{k}\t{'' if v is None else round(v, 6)}\n" for k, v in scalars.items()))
     np.savez(folder / "predictions.npz", ids=np.array([it.id for it in ds.split("test")]), y_true=splits["test"].targets,
              y_score=preds["test"])
     _plots(folder / "plots", ds, metrics, splits["test"].targets, preds["test"])
