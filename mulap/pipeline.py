@@ -40,8 +40,10 @@ class Stages:
         self.path = out / "stages.json"
         self.done = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
-    def run(self, name: str, fn, *args, **kwargs):
-        if name in self.done:
+    def run(self, name: str, fn, *args, done_when=None, **kwargs):
+        """Run `fn` unless `name` finished before (and, with `done_when`, its outputs are all there:
+        adding probe seeds to a finished stage re-opens it)."""
+        if name in self.done and (done_when is None or done_when()):
             print(f"[demo] stage {name}: done before ({self.done[name]:.0f} s), reused")
             return None
         print(f"[demo] stage {name} ...", flush=True)
@@ -73,15 +75,21 @@ def run_demo(out: str | Path = "demo_out", size: str = "default", overrides=(), 
         stages.run(f"pretrain:{name}", _pretrain, cfg, name)
     for name in variants:
         inits = list(s.inits) if name == PRETRAIN_ID else ["mulap"]
-        seeds = list(s.probe_seeds) if name == PRETRAIN_ID else list(s.probe_seeds)[:1]
+        seeds = list(s.probe_seeds) if name == PRETRAIN_ID else variant_seeds(s)
         for init in inits:
-            stages.run(f"probes:{name}:{init}", _probe_all, name, init, list(s.tasks), seeds, [*env, *s.downstream])
+            args = (name, init, list(s.tasks), seeds, [*env, *s.downstream])
+            stages.run(f"probes:{name}:{init}", _probe_all, *args, done_when=lambda a=args: not _missing_probes(*a))
     t = time.time()  # the report is always rewritten (cheap), so added variants show up
     results = write_report(out, s, variants, env)
     results["stages"] = {**stages.done, "report": round(time.time() - t, 1)}
     write_json(out / "results.json", results)
     print(f"[demo] done in {time.time() - t_all:.0f} s: {out / 'report.md'}")
     return results
+
+
+def variant_seeds(s) -> list[int]:
+    """Probe seeds of the ablation's extra recipes (`variant_probe_seeds`; default: the first probe seed)."""
+    return list(s.get("variant_probe_seeds") or list(s.probe_seeds)[:1])
 
 
 def _prepare_all(world: Path, data_root: Path, tasks: list[str]) -> None:
@@ -103,18 +111,30 @@ def probe_id(task: str, init: str, seed: int) -> str:
     return f"{task}-{init}-s{seed}"
 
 
-def _probe_all(pretrain_id: str, init: str, tasks: list[str], seeds: list[int], overrides: list[str]) -> None:
-    from mulap.training.downstream import downstream_dir, downstream_config, run_downstream, run_eval
+def _probe_runs(pretrain_id: str, init: str, tasks: list[str], seeds: list[int], overrides: list[str]):
+    """(task, downstream id, overrides, folder) of every probe run of one backbone."""
+    from mulap.training.downstream import downstream_config, downstream_dir
 
     for task in tasks:
         for seed in seeds:
             did = probe_id(task, init, seed)
             over = [*overrides, f"downstream.backbone_init={init}", f"downstream.seed={seed}"]
-            folder = downstream_dir(downstream_config(task, None, over), pretrain_id, did)
-            if (folder / "metrics.json").is_file():
-                continue
-            run_downstream(pretrain_id, task, did, None, over, progress=True)
-            run_eval(pretrain_id, did, [o for o in overrides if o.startswith("env.")], progress=False)
+            yield task, did, over, downstream_dir(downstream_config(task, None, over), pretrain_id, did)
+
+
+def _missing_probes(pretrain_id: str, init: str, tasks: list[str], seeds: list[int], overrides: list[str]) -> list[str]:
+    return [did for _, did, _, folder in _probe_runs(pretrain_id, init, tasks, seeds, overrides)
+            if not (folder / "metrics.json").is_file()]
+
+
+def _probe_all(pretrain_id: str, init: str, tasks: list[str], seeds: list[int], overrides: list[str]) -> None:
+    from mulap.training.downstream import run_downstream, run_eval
+
+    for task, did, over, folder in _probe_runs(pretrain_id, init, tasks, seeds, overrides):
+        if (folder / "metrics.json").is_file():
+            continue
+        run_downstream(pretrain_id, task, did, None, over, progress=True)
+        run_eval(pretrain_id, did, [o for o in overrides if o.startswith("env.")], progress=False)
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -175,11 +195,12 @@ def write_report(out: Path, s, variants: dict, env) -> dict:
     tasks, inits, seeds = list(s.tasks), list(s.inits), list(s.probe_seeds)
     table = collect(save_dir, PRETRAIN_ID, tasks, inits, seeds)
     ablation = {}
-    if len(variants) > 1:  # seed-0 rows, the default recipe and the random backbone included for reference
-        ablation[f"{PRETRAIN_ID} (default recipe)"] = collect(save_dir, PRETRAIN_ID, tasks, ["mulap"], seeds[:1])
-        ablation["random init"] = {t: {"mulap": c["random"]} for t, c in collect(save_dir, PRETRAIN_ID, tasks, ["random"], seeds[:1]).items()
+    if len(variants) > 1:  # every recipe on the variants' probe seeds, the default recipe and the random backbone included
+        vseeds = variant_seeds(s)
+        ablation[f"{PRETRAIN_ID} (default recipe)"] = collect(save_dir, PRETRAIN_ID, tasks, ["mulap"], vseeds)
+        ablation["random init"] = {t: {"mulap": c["random"]} for t, c in collect(save_dir, PRETRAIN_ID, tasks, ["random"], vseeds).items()
                                    if "random" in c}
-        ablation.update({name: collect(save_dir, name, tasks, ["mulap"], seeds[:1]) for name in variants if name != PRETRAIN_ID})
+        ablation.update({name: collect(save_dir, name, tasks, ["mulap"], vseeds) for name in variants if name != PRETRAIN_ID})
     plots_dir = out / "plots"
     plots_dir.mkdir(exist_ok=True)
     curves = pretrain_curves(save_dir / "experiments" / PRETRAIN_ID)
@@ -246,11 +267,18 @@ def _markdown(results: dict, s, world: dict, curves: dict) -> str:
         lines += ["", "Distance to the supervised musicnn baseline (MTT-trained, real weights): " +
                   ", ".join(f"{t} {d:+.3f}" for t, d in sup) + "."]
     if results["ablation"]:
-        lines += ["", "## Ablation: pre-training recipes (1 probe seed)", "", "| recipe | " + " | ".join(results["details"]) + " |",
-                  "|---|" + "---|" * len(results["details"])]
+        vseeds = variant_seeds(s)
+        tasks = list(results["details"])
+        rand = {t: {"random": c["mulap"]} for t, c in results["ablation"].get("random init", {}).items()}
+        lines += ["", f"## Ablation: pre-training recipes (probe seeds {vseeds})", "",
+                  "Mean ± std over the probe seeds; the last column counts the tasks where the recipe beats the "
+                  "random-init backbone by more than the seed spread.", "",
+                  "| recipe | " + " | ".join(tasks) + " | wins vs random |", "|---|" + "---|" * (len(tasks) + 1)]
         for name, table in results["ablation"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{table[t]['mulap']['mean']:.3f}" if "mulap" in table.get(t, {}) else "–"
-                                                 for t in results["details"]) + " |")
+            cells = [_cell(table[t]["mulap"], len(vseeds)) if "mulap" in table.get(t, {}) else "–" for t in tasks]
+            both = {t: {**rand.get(t, {}), **table.get(t, {})} for t in tasks}
+            wins = "–" if name == "random init" else str(sum(x["wins"] for x in verdicts(both).values()))
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {wins} |")
     lines += ["", "## Pre-training", "", "Final values (held-out pairs for val/*): " +
               ", ".join(f"{k} {v[-1][1]:.3f}" for k, v in sorted(curves.items())), "",
               "![losses](plots/pretrain_losses.png) ![accuracy](plots/pretrain_accuracy.png)", "",
@@ -266,6 +294,10 @@ def _markdown(results: dict, s, world: dict, curves: dict) -> str:
                   f"{len(world.get('pieces', {}))} music21 scores (per split: {splits}); downstream clips: "
                   + ", ".join(f"{k} {len(world[k])}" for k in ("mtt", "jamendo", "fma", "emomusic") if k in world) + ".", ""]
     return "\n".join(lines)
+
+
+def _cell(cell: dict, n_seeds: int) -> str:
+    return f"{cell['mean']:.3f} ± {cell['std']:.3f}" if n_seeds > 1 else f"{cell['mean']:.3f}"
 
 
 def _machine() -> str:

@@ -40,6 +40,19 @@ def test_small_demo_end_to_end(tmp_path, capsys):
         assert init in report
 
     capsys.readouterr()
-    run_demo(out, settings=s, overrides=TINY_MODEL)  # a second run reuses every finished stage
+    s.variants = {"no_mam": ["model_config.objectives.mam.enabled=false"]}  # a second run adds an ablation recipe ...
+    results = run_demo(out, settings=s, overrides=TINY_MODEL)
     printed = capsys.readouterr().out
-    assert "stage pretrain:mulap: done before" in printed and "stage world: done before" in printed
+    assert "stage pretrain:mulap: done before" in printed and "stage world: done before" in printed  # ... and reuses the rest
+    assert "stage probes:mulap:random: done before" in printed and "stage pretrain:no_mam ..." in printed
+    assert (out / "save" / "experiments" / "no_mam" / "backbone.safetensors").is_file()
+    assert set(results["ablation"]) == {"mulap (default recipe)", "random init", "no_mam"}
+    assert all(len(cell["mulap"]["seeds"]) == 1 for cell in results["ablation"]["no_mam"].values())
+    assert "| no_mam |" in (out / "report.md").read_text()
+
+    s.variant_probe_seeds = [0, 1]  # more probe seeds re-open the finished probe stage of the variant
+    results = run_demo(out, settings=s, overrides=TINY_MODEL)
+    printed = capsys.readouterr().out
+    assert "stage pretrain:no_mam: done before" in printed and "stage probes:no_mam:mulap ..." in printed
+    assert all(len(cell["mulap"]["seeds"]) == 2 for cell in results["ablation"]["no_mam"].values())
+    assert "wins vs random" in (out / "report.md").read_text()
