@@ -266,6 +266,7 @@ def _markdown(results: dict, s, world: dict, curves: dict) -> str:
     if sup:
         lines += ["", "Distance to the supervised musicnn baseline (MTT-trained, real weights): " +
                   ", ".join(f"{t} {d:+.3f}" for t, d in sup) + "."]
+    lines += _representable(results["details"])
     if results["ablation"]:
         vseeds = variant_seeds(s)
         tasks = list(results["details"])
@@ -294,6 +295,23 @@ def _markdown(results: dict, s, world: dict, curves: dict) -> str:
                   f"{len(world.get('pieces', {}))} music21 scores (per split: {splits}); downstream clips: "
                   + ", ".join(f"{k} {len(world[k])}" for k in ("mtt", "jamendo", "fma", "emomusic") if k in world) + ".", ""]
     return "\n".join(lines)
+
+
+def _representable(details: dict) -> list[str]:
+    """The report's note on what captions cannot teach a Musicnn, with the Emomusic evidence of this run."""
+    lines = ["", "## What captions can and cannot teach this backbone", "",
+             "Musicnn max-pools its front-end filters over frequency, so its features are nearly invariant to "
+             "transposition: key and major/minor mode are invisible to every backbone here, pre-trained or not. "
+             "Captions that name the key or mode cannot change that. In the demo world mode is the largest term of Emomusic valence "
+             "and the happy/sad/dark mood tags of MTT and MTG-Jamendo, so those targets are ruled out; what captions "
+             "can teach is timbre (NSynth family, FMA genre through instrumentation, instrument tags), tempo and "
+             "dynamics (Emomusic arousal, fast/slow/loud/quiet tags)."]
+    emo = details.get("emomusic_reg", {})
+    parts = [f"{init} arousal {c['all_metrics']['r2_arousal']:.3f} / valence {c['all_metrics']['r2_valence']:.3f}"
+             for init, c in emo.items() if {"r2_arousal", "r2_valence"} <= set(c.get("all_metrics", {}))]
+    if parts:
+        lines += ["", "Emomusic R² per output in this run (mean over probe seeds): " + "; ".join(parts) + "."]
+    return lines
 
 
 def _cell(cell: dict, n_seeds: int) -> str:

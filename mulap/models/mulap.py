@@ -78,6 +78,54 @@ class Regressor(nn.Module):
         return self.net(x)
 
 
+def _gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """All ranks' rows of `x` [B, D], concatenated in rank order, with gradients (torch.distributed.nn),
+    and the index of this rank's first row in them.
+
+    Batches may differ in size across ranks (skipped bad samples), so rows are padded to the
+    largest batch before the all-gather and the padding is dropped after it.
+    """
+    import torch.distributed as dist
+    from torch.distributed.nn.functional import all_gather
+
+    sizes = [torch.zeros((), dtype=torch.long, device=x.device) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor(len(x), device=x.device))
+    sizes = [int(n) for n in sizes]
+    padded = F.pad(x, (0, 0, 0, max(sizes) - len(x)))
+    parts = all_gather(padded)
+    rows = torch.cat([part[:n] for part, n in zip(parts, sizes)])
+    return rows, sum(sizes[: dist.get_rank()])
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def contrastive_loss(a_emb: torch.Tensor, t_emb: torch.Tensor, scale: torch.Tensor,
+                     gather: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric InfoNCE between L2-normalised audio and text embeddings [B, D]; returns (loss, accuracy).
+
+    Under DDP (`gather` None = whenever a process group of more than one rank is running) every
+    rank scores its own rows against the rows of all ranks, gathered with gradients, as open_clip
+    does with local_loss + gather_with_grad: the negatives are the global batch, and DDP's gradient
+    average equals the gradient of the single-process loss on that global batch.
+    """
+    if gather is None:
+        gather = _distributed()
+    if gather:
+        all_a, offset = _gather_rows(a_emb)
+        all_t, _ = _gather_rows(t_emb)
+    else:
+        all_a, all_t, offset = a_emb, t_emb, 0
+    target = torch.arange(len(a_emb), device=a_emb.device) + offset
+    logits_a = scale * a_emb @ all_t.T  # [B, global B]: this rank's audio vs every caption
+    logits_t = scale * t_emb @ all_a.T
+    loss = (F.cross_entropy(logits_a, target) + F.cross_entropy(logits_t, target)) / 2
+    return loss, (logits_a.argmax(1) == target).float().mean()
+
+
 def _untouched(head: nn.Module, zero: torch.Tensor) -> torch.Tensor:
     """A zero loss that still touches every parameter of `head`, so DDP sees them all used."""
     return zero + sum(p.sum() for p in head.parameters()) * 0.0
@@ -223,10 +271,8 @@ class MuLaP(nn.Module):
             a_emb = F.normalize(self.audio_proj(self.global_token(features, chunk_mask)), dim=-1)
             w = attn.to(text_low.dtype).unsqueeze(-1)
             t_emb = F.normalize(self.text_proj((text_low * w).sum(1) / w.sum(1)), dim=-1)
-            logits = self.logit_scale.exp().clamp(max=100) * a_emb @ t_emb.T
-            target = torch.arange(len(logits), device=logits.device)
-            out["contrastive"] = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-            out["contrastive_acc"] = (logits.argmax(1) == target).float().mean()
+            out["contrastive"], out["contrastive_acc"] = contrastive_loss(a_emb, t_emb, self.logit_scale.exp().clamp(max=100),
+                                                                          gather=None if obj.contrastive.get("gather", True) else False)
 
         # audio-text matching: swap some captions for other clips' (random or hard negatives)
         if obj.atm.enabled:
