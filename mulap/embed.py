@@ -150,25 +150,43 @@ class ChunkEmbeddings:
     computed: bool  # False when read from the cache
 
 
-def cache_key(backbone_hash: str, manifest: Path, chunk_samples: int, sample_rate: int) -> str:
+def extraction_settings(cfg) -> tuple[torch.device, str]:
+    """Where and in what precision to extract embeddings, from the run config: `training.device`
+    (auto = CUDA when present; gpu; cpu) and `training.precision` (bf16-mixed -> bf16 autocast,
+    anything else float32)."""
+    want = str(cfg.training.device)
+    if want not in ("auto", "cpu", "gpu", "cuda"):
+        raise ValueError(f"training.device must be auto, cpu or gpu for embedding extraction, got {want!r}")
+    if want in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"training.device={want} but torch sees no CUDA device")
+    cuda = want in ("gpu", "cuda") or (want == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if cuda else "cpu"), "bf16" if str(cfg.training.precision).startswith("bf16") else "32"
+
+
+def cache_key(backbone_hash: str, manifest: Path, chunk_samples: int, sample_rate: int, precision: str = "32") -> str:
     h = hashlib.sha1()
     h.update(backbone_hash.encode())
     h.update(manifest.read_bytes())
     h.update(f"{chunk_samples}/{sample_rate}".encode())
+    if precision != "32":  # float32 keys stay what they were before precision was an option
+        h.update(f"precision={precision}".encode())
     return h.hexdigest()[:20]
 
 
 def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifest: Path, cache_root: str | Path,
-                      num_workers: int = 2, progress: bool = True, desc: str = "embedding") -> ChunkEmbeddings:
-    """Embeddings of `paths` (tracks `ids`), from `<cache_root>/<key>/` or computed once and stored there."""
-    key = cache_key(fingerprint(model), manifest, model.config.chunk_samples, model.config.sample_rate)
+                      num_workers: int = 2, progress: bool = True, desc: str = "embedding",
+                      device: torch.device | str | None = None, precision: str = "32") -> ChunkEmbeddings:
+    """Embeddings of `paths` (tracks `ids`), from `<cache_root>/<key>/` or computed once and stored there.
+    The key covers the backbone weights, the dataset manifest, chunking and the precision."""
+    key = cache_key(fingerprint(model), manifest, model.config.chunk_samples, model.config.sample_rate, precision)
     folder = Path(cache_root) / key
     if (folder / "meta.json").is_file():
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("ids") == list(ids):
             return ChunkEmbeddings(np.load(folder / "features.npy"), np.load(folder / "track.npy"), list(ids), key, False)
         log.warning("cache %s does not match the requested tracks; recomputing", folder)
-    features, track, failures = extract(model, paths, num_workers=num_workers, progress=progress, desc=desc)
+    features, track, failures = extract(model, paths, num_workers=num_workers, progress=progress, desc=desc, device=device,
+                                        precision=precision)
     if failures:
         raise AudioError(failures[0][0], f"{failures[0][1]} ({len(failures)} clip(s) could not be embedded; re-run `mulap prepare`)")
     tmp = folder.with_name(f".{key}.tmp")
@@ -177,6 +195,7 @@ def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifes
     np.save(tmp / "features.npy", features)
     np.save(tmp / "track.npy", track)
     (tmp / "meta.json").write_text(json.dumps({"ids": list(ids), "manifest": str(manifest), "dim": int(features.shape[1]),
+                                               "precision": precision,
                                                "backbone_config": model.config.to_dict()}))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.replace(folder)  # atomic: a reader sees the whole entry or none
@@ -203,7 +222,9 @@ def embed_files(model_ref: str, inputs: list[str], out: str | Path, cfg, batch_s
     """Chunk- and track-level (mean over chunks) embeddings of audio files -> .npz or .parquet."""
     model, desc = resolve_backbone(model_ref, cfg.env.save_dir, int(cfg.env.seed))
     files = list_audio(inputs)
-    features, track, failures = extract(model, files, batch_chunks=batch_size, num_workers=int(cfg.training.num_workers), desc="embed")
+    device, precision = extraction_settings(cfg)
+    features, track, failures = extract(model, files, batch_chunks=batch_size, num_workers=int(cfg.training.num_workers), desc="embed",
+                                        device=device, precision=precision)
     for path, reason in failures:
         log.error("skipped %s", reason)
     ok = sorted(set(track.tolist()))

@@ -48,6 +48,11 @@ def test_frozen_probe_second_run_uses_cache(prepared, tmp_path, monkeypatch):
     assert main(["downstream", "random", "nsynth_clf", "--downstream_id", "c", *env, *SETTINGS, "env.seed=7"]) == 0
     third = json.loads((tmp_path / "experiments/random/downstream/c/summary.json").read_text())
     assert third["computed"] is True and third["cache_key"] != first["cache_key"]
+    # nor features extracted in another precision
+    assert main(["downstream", "random", "nsynth_clf", "--downstream_id", "d", *env, *SETTINGS, "training.precision=bf16-mixed"]) == 0
+    fourth = json.loads((tmp_path / "experiments/random/downstream/d/summary.json").read_text())
+    assert fourth["computed"] is True and fourth["cache_key"] not in (first["cache_key"], third["cache_key"])
+    assert json.loads((tmp_path / "cache/embeddings" / fourth["cache_key"] / "meta.json").read_text())["precision"] == "bf16"
 
 
 @pytest.mark.parametrize("task,expected", [

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from mulap.embed import extract
+from omegaconf import OmegaConf
+
+from mulap.embed import extract, extraction_settings
 from mulap.models.musicnn import Musicnn, MusicnnConfig
 
 
@@ -26,3 +28,22 @@ def test_bf16_extraction_matches_float32(tmp_path) -> None:
     assert np.abs(bf16 - f32).max() / np.abs(f32).max() < 0.02
     with pytest.raises(ValueError, match="precision"):
         extract(model, paths, num_workers=0, progress=False, precision="fp8")
+
+
+@pytest.mark.parametrize("device,precision,expected", [
+    ("cpu", "32-true", ("cpu", "32")),
+    ("cpu", "bf16-mixed", ("cpu", "bf16")),
+    ("auto", "32-true", ("cuda" if torch.cuda.is_available() else "cpu", "32")),
+])
+def test_extraction_settings_follow_the_run_config(device, precision, expected) -> None:
+    cfg = OmegaConf.create({"training": {"device": device, "precision": precision}})
+    dev, prec = extraction_settings(cfg)
+    assert (dev.type, prec) == expected
+
+
+def test_extraction_settings_reject_unusable_devices() -> None:
+    with pytest.raises(ValueError, match="training.device"):
+        extraction_settings(OmegaConf.create({"training": {"device": "tpu", "precision": "32-true"}}))
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA"):
+            extraction_settings(OmegaConf.create({"training": {"device": "gpu", "precision": "32-true"}}))
