@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -101,15 +101,43 @@ def _check_record(rec, audio_root: Path, seen: set) -> Pair:
     return Pair(audio_id, caption.strip(), audio_path)
 
 
+def subset_pairs(pairs: list[Pair], max_clips: int | None, seed: int) -> list[Pair]:
+    """A random subset of `max_clips` pairs (all when None), same subset for the same seed, file order kept."""
+    if max_clips is None or max_clips >= len(pairs):
+        return pairs
+    if max_clips < 1:
+        raise ValueError(f"dataset_config.train_clips must be >= 1, got {max_clips}")
+    keep = np.sort(np.random.default_rng(seed).permutation(len(pairs))[:max_clips])
+    return [pairs[i] for i in keep]
+
+
+def shuffle_captions(pairs: list[Pair], seed: int) -> list[Pair]:
+    """Each clip gets the caption of another clip (a cyclic shift along a random order: nobody keeps
+    its own). The control for what audio-text alignment adds: the captions' words are unchanged."""
+    if len(pairs) < 2:
+        return pairs
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    donor = np.empty_like(order)
+    donor[order] = np.roll(order, 1)
+    return [replace(p, caption=pairs[int(donor[i])].caption) for i, p in enumerate(pairs)]
+
+
 class AudioCaptionDataset(Dataset):
-    """Items: {audio_id, caption, chunks [C, S] float32, chunk_mask [C] bool} or a `Skipped`."""
+    """Items: {audio_id, caption, chunks [C, S] float32, chunk_mask [C] bool} or a `Skipped`.
+
+    `max_clips` and `captions="shuffled"` are ablation controls (corpus size, caption alignment)."""
 
     def __init__(self, data_dir: str | Path, split: str, sample_rate: int = 16_000, max_len_seconds: float = 20.0,
                  chunk_seconds: float = 3.0, audio_dir: str = "audio", random_crop: bool = False,
-                 on_bad_sample: str = "error"):
+                 on_bad_sample: str = "error", max_clips: int | None = None, captions: str = "aligned", seed: int = 0):
         self.pairs, self.skipped_records = read_split(data_dir, split, audio_dir, on_bad_sample)
         if not self.pairs:
             raise DatasetError(f"{Path(data_dir) / SPLIT_FILES[split]}: no usable records")
+        if captions not in ("aligned", "shuffled"):
+            raise ValueError(f"dataset_config.captions must be 'aligned' or 'shuffled', got {captions!r}")
+        self.pairs = subset_pairs(self.pairs, max_clips, seed)
+        if captions == "shuffled":
+            self.pairs = shuffle_captions(self.pairs, seed)
         self.sample_rate = sample_rate
         self.chunk_len = chunk_samples(sample_rate, chunk_seconds)
         self.max_chunks = max(1, int(max_len_seconds // chunk_seconds))

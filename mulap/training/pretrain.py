@@ -35,8 +35,9 @@ class AudioCaptionDataModule(L.LightningDataModule):
 
     def _dataset(self, split: str, train: bool) -> AudioCaptionDataset:
         d = self.cfg.dataset_config
+        controls = {"max_clips": d.get("train_clips"), "captions": d.get("captions", "aligned"), "seed": int(self.cfg.env.seed)} if train else {}
         return AudioCaptionDataset(d.data_dir, split, d.sample_rate, d.max_len_seconds, d.chunk_seconds, d.audio_dir,
-                                   random_crop=train and d.random_crop, on_bad_sample=d.on_bad_sample)
+                                   random_crop=train and d.random_crop, on_bad_sample=d.on_bad_sample, **controls)
 
     def setup(self, stage: str | None = None) -> None:
         if not hasattr(self, "train_set"):

@@ -79,3 +79,25 @@ def test_bad_audio_error_or_counted_skip(ds_dir, case):
     assert isinstance(items[0], Skipped)
     batch = Collate(load_tokenizer("minilm"))(items)
     assert batch["n_skipped"] == 1 and batch["waveforms"].shape[0] == len(items) - 1
+
+
+def test_train_clip_subset_is_seeded_and_keeps_file_order(ds_dir):
+    full = [p.audio_id for p in AudioCaptionDataset(ds_dir, "train").pairs]
+    a = [p.audio_id for p in AudioCaptionDataset(ds_dir, "train", max_clips=3, seed=1).pairs]
+    b = [p.audio_id for p in AudioCaptionDataset(ds_dir, "train", max_clips=3, seed=1).pairs]
+    c = [p.audio_id for p in AudioCaptionDataset(ds_dir, "train", max_clips=3, seed=2).pairs]
+    assert a == b and len(a) == 3 and set(a) < set(full)
+    assert a == [i for i in full if i in a]  # file order kept
+    assert c != a  # another seed, another subset (6 choose 3 = 20 subsets; these two seeds differ)
+    with pytest.raises(ValueError, match="train_clips"):
+        AudioCaptionDataset(ds_dir, "train", max_clips=0)
+
+
+def test_shuffled_captions_move_every_caption_to_another_clip(ds_dir):
+    _rewrite(ds_dir, lambda recs: [r.update(caption=f"{r['caption']} number {k}") for k, r in enumerate(recs)])  # unique
+    aligned = {p.audio_id: p.caption for p in AudioCaptionDataset(ds_dir, "train").pairs}
+    shuffled = {p.audio_id: p.caption for p in AudioCaptionDataset(ds_dir, "train", captions="shuffled", seed=3).pairs}
+    assert sorted(shuffled.values()) == sorted(aligned.values())  # same words, other clips
+    assert all(shuffled[i] != aligned[i] for i in aligned)
+    with pytest.raises(ValueError, match="captions"):
+        AudioCaptionDataset(ds_dir, "train", captions="random")
