@@ -137,6 +137,62 @@ def _probe_all(pretrain_id: str, init: str, tasks: list[str], seeds: list[int], 
         run_eval(pretrain_id, did, [o for o in overrides if o.startswith("env.")], progress=False)
 
 
+# -- seedless check: ridge probe + paired bootstrap on the cached features ---------------------------
+def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
+    """For every probed backbone (the default run's inits, then each recipe) and task: feature spectrum and a
+    ridge probe on the embeddings its first-seed probe run cached, and the paired-bootstrap difference to the
+    random-init backbone. Rows are kept in <out>/diagnostics/ and recomputed only when the cache key changes."""
+    from mulap.evaluation.diagnostics import diagnose_probe_run, paired_bootstrap
+
+    save_dir, folder, seed = out / "save", out / "diagnostics", list(s.probe_seeds)[0]
+    runs = {init: (PRETRAIN_ID, init) for init in s.inits}
+    runs.update({name: (name, "mulap") for name in variants if name != PRETRAIN_ID})
+    rows: dict[str, dict] = {}
+    scored: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    for label, (exp, init) in runs.items():
+        for task in s.tasks:
+            did = probe_id(task, init, seed)
+            summary = save_dir / "experiments" / exp / "downstream" / did / "summary.json"
+            if not summary.is_file():
+                continue
+            key = json.loads(summary.read_text()).get("cache_key")
+            stem = folder / f"{exp}-{did}"
+            cached = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() else {}
+            npz = stem.with_suffix(".npz")  # test targets and ridge scores, absent when the probe had no valid metric
+            if cached.get("cache_key") == key and (cached.get("ridge_test") is None or npz.is_file()):
+                row = cached
+                scores = np.load(npz) if npz.is_file() else None
+                y, scores = (scores["y_test"], scores["scores"]) if scores is not None else (None, None)
+            else:
+                found = diagnose_probe_run(save_dir, out / "data", exp, did, task)
+                if found is None:
+                    continue
+                row, y, scores = found
+                folder.mkdir(exist_ok=True)
+                if scores is not None:
+                    np.savez(npz, y_test=y, scores=scores)
+                write_json(stem.with_suffix(".json"), row)
+            rows.setdefault(label, {})[task] = row
+            if scores is not None:
+                scored[label, task] = (y, scores)
+    vs_random: dict[str, dict] = {}
+    for label in rows:
+        for task in s.tasks:
+            if label == "random" or (label, task) not in scored or ("random", task) not in scored:
+                continue
+            spec = get_task(task)
+            (y, a), (_, b) = scored[label, task], scored["random", task]
+            vs_random.setdefault(label, {})[task] = paired_bootstrap(spec.task_type, spec.primary_metric, y, a, b,
+                                                                     _label_names(out, task))
+    return {"runs": rows, "vs_random": vs_random}
+
+
+def _label_names(out: Path, task: str) -> list[str]:
+    from mulap.data.prepare import load_prepared
+
+    return load_prepared(out / "data" / "datasets" / get_task(task).dataset).label_names
+
+
 # -- the report -----------------------------------------------------------------------------------
 def collect(save_dir: Path, pretrain_id: str, tasks, inits, seeds) -> dict:
     table = {}
@@ -213,7 +269,9 @@ def write_report(out: Path, s, variants: dict, env) -> dict:
     world = json.loads((out / "world" / "world.json").read_text()) if (out / "world" / "world.json").is_file() else {}
     results = {"tasks": {t: {i: {k: v for k, v in cell.items() if k != "all_metrics"} for i, cell in row.items()}
                          for t, row in table.items()},
-               "details": table, "mulap_vs_random": verdicts(table), "ablation": ablation,
+               "details": table, "mulap_vs_random": verdicts(table),
+               "supervised_vs_random": verdicts(table, "supervised_mtt", "random"), "ablation": ablation,
+               "diagnostics": backbone_diagnostics(out, s, variants),
                "pretrain": {k: v[-1][1] for k, v in curves.items() if v}}
     atomic_write_text(out / "report.md", _markdown(results, s, world, curves))
     write_json(out / "results.json", results)
@@ -266,7 +324,13 @@ def _markdown(results: dict, s, world: dict, curves: dict) -> str:
     if sup:
         lines += ["", "Distance to the supervised musicnn baseline (MTT-trained, real weights): " +
                   ", ".join(f"{t} {d:+.3f}" for t, d in sup) + "."]
+    sv = results.get("supervised_vs_random", {})
+    if sv:  # calibrates the criterion: how often does a backbone trained on real labels pass it?
+        lines += ["", f"By the same rule the supervised backbone beats random init on {sum(x['wins'] for x in sv.values())} "
+                  f"of {len(sv)} tasks (" + ", ".join(f"{t} {x['margin']:+.3f}/{x['spread']:.3f}" for t, x in sv.items()) +
+                  "; margin/spread)."]
     lines += _representable(results["details"])
+    lines += _seedless(results.get("diagnostics", {}), list(results["details"]))
     if results["ablation"]:
         vseeds = variant_seeds(s)
         tasks = list(results["details"])
@@ -311,6 +375,31 @@ def _representable(details: dict) -> list[str]:
              for init, c in emo.items() if {"r2_arousal", "r2_valence"} <= set(c.get("all_metrics", {}))]
     if parts:
         lines += ["", "Emomusic R² per output in this run (mean over probe seeds): " + "; ".join(parts) + "."]
+    return lines
+
+
+def _seedless(diag: dict, tasks: list[str]) -> list[str]:
+    runs, vs = diag.get("runs", {}), diag.get("vs_random", {})
+    if not runs:
+        return []
+    lines = ["", "## Seedless check: ridge probe on the same cached features", "",
+             "A closed-form ridge probe on track-mean features (alpha chosen on validation) has no seed, so it compares "
+             "backbones without the MLP probe's training noise. In brackets: the difference to the random-init backbone "
+             "with its 95% paired-bootstrap interval over test tracks; the last column counts tasks whose interval lies "
+             "above zero. PR: participation ratio of the training features' correlation spectrum (how many directions "
+             "the features use), mean over tasks.", "",
+             "| backbone | " + " | ".join(tasks) + " | better than random | PR |", "|---|" + "---|" * (len(tasks) + 2)]
+    for label, row in runs.items():
+        cells = []
+        for t in tasks:
+            r, d = row.get(t), vs.get(label, {}).get(t)
+            cell = "–" if r is None or r.get("ridge_test") is None else f"{r['ridge_test']:.3f}"
+            if d is not None and d["low"] is not None:
+                cell += f" ({d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}])"
+            cells.append(cell)
+        better = "–" if label == "random" else str(sum((d["low"] or 0) > 0 for d in vs.get(label, {}).values()))
+        pr = np.mean([r["participation_ratio"] for r in row.values()])
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {better} | {pr:.1f} |")
     return lines
 
 

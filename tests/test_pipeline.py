@@ -33,7 +33,15 @@ def test_small_demo_end_to_end(tmp_path, capsys):
             assert len(cell["seeds"]) == 2
     assert {"world", "prepare", "pretrain:mulap", "probes:mulap:random", "report"} <= set(saved["stages"])
     assert all(v >= 0 for v in saved["stages"].values())
+    diag = saved["diagnostics"]  # the seedless check: every backbone's ridge probe, compared with random init
+    assert set(diag["runs"]) == set(s.inits) and set(diag["vs_random"]) == set(s.inits) - {"random"}
+    for task in s.tasks:
+        assert diag["runs"]["mulap"][task]["participation_ratio"] >= 1
+    scored = [t for row in diag["runs"].values() for t, r in row.items() if r["ridge_test"] is not None]
+    assert len(scored) >= len(s.inits) * 3  # tiny test splits may leave a metric undefined, not most of them
+    assert len(list((out / "diagnostics").glob("*.npz"))) == len(scored)
     report = (out / "report.md").read_text()
+    assert "Seedless check" in report and "supervised backbone beats random init" in report
     for task in s.tasks:
         assert task in report
     for init in s.inits:

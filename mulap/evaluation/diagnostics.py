@@ -6,15 +6,19 @@
 - `ridge_probe`: a closed-form linear probe (scikit-learn Ridge on standardised track-mean
   features, alpha chosen on the validation split). It has no seed, so its test metric separates
   backbones even where the MLP probe's seed spread is large.
+- `paired_bootstrap`: is backbone A better than B on the same test tracks? The difference of the
+  metric over resamples of the test set (both scored on the same resample), with a 95% interval.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from sklearn.linear_model import Ridge
 
-from mulap.evaluation.metrics import compute_metrics
+from mulap.evaluation.metrics import aggregate_tracks, primary_value
 
 ALPHAS = (1.0, 10.0, 100.0, 1_000.0, 10_000.0)
 
@@ -48,17 +52,74 @@ def ridge_probe(task_type: str, label_names: Sequence[str], metric: str, train: 
                 valid: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
                 alphas: Sequence[float] = ALPHAS) -> dict[str, float | None]:
     """Fit Ridge on (features, targets) of train for each alpha, keep the best on valid by `metric`,
-    and report {'alpha', 'valid', 'test'} of that metric (multiclass targets one-hot, scores argmax)."""
+    and report {'alpha', 'valid', 'test', 'test_scores'} (multiclass targets one-hot, scores argmax)."""
     (xtr, ytr), (xva, yva), (xte, yte) = train, valid, test
     xtr, xva, xte = standardise(xtr, xva, xte)
     k = len(label_names)
     best = None
     for alpha in alphas:
         model = Ridge(alpha=alpha).fit(xtr, _targets_matrix(task_type, ytr, k))
-        v = compute_metrics(task_type, yva, model.predict(xva), label_names).get(metric)
+        v = primary_value(task_type, metric, yva, model.predict(xva), label_names)
         if v is not None and (best is None or v > best[1]):
             best = (alpha, v, model)
     if best is None:
-        return {"alpha": None, "valid": None, "test": None}
+        return {"alpha": None, "valid": None, "test": None, "test_scores": None}
     alpha, v, model = best
-    return {"alpha": alpha, "valid": v, "test": compute_metrics(task_type, yte, model.predict(xte), label_names).get(metric)}
+    scores = model.predict(xte)
+    return {"alpha": alpha, "valid": v, "test": primary_value(task_type, metric, yte, scores, label_names), "test_scores": scores}
+
+
+def paired_bootstrap(task_type: str, metric: str, y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
+                     label_names: Sequence[str], n: int = 1000, seed: int = 0) -> dict[str, float]:
+    """metric(A) - metric(B) on the test set ('diff'), and its 2.5/97.5 percentiles over `n` resamples of
+    the test tracks with replacement ('low', 'high'; a resample where the metric is undefined is
+    redrawn), plus the share of resamples where A is not better ('p_not_better'); all None when the
+    metric is undefined on the test set."""
+    y_true, scores_a, scores_b = np.asarray(y_true), np.asarray(scores_a), np.asarray(scores_b)
+    rng = np.random.default_rng(seed)
+    diffs: list[float] = []
+    tries = 0
+    while len(diffs) < n and tries < 5 * n:
+        tries += 1
+        idx = rng.integers(0, len(y_true), len(y_true))
+        a = primary_value(task_type, metric, y_true[idx], scores_a[idx], label_names)
+        b = primary_value(task_type, metric, y_true[idx], scores_b[idx], label_names)
+        if a is not None and b is not None:
+            diffs.append(a - b)
+    a = primary_value(task_type, metric, y_true, scores_a, label_names)
+    b = primary_value(task_type, metric, y_true, scores_b, label_names)
+    if a is None or b is None or not diffs:  # e.g. a test set without both classes of any tag
+        return {"diff": None, "low": None, "high": None, "p_not_better": None}
+    d = np.asarray(diffs)
+    return {"diff": float(a - b), "low": float(np.percentile(d, 2.5)), "high": float(np.percentile(d, 97.5)),
+            "p_not_better": float(np.mean(d <= 0))}
+
+
+def diagnose_probe_run(save_dir: str | Path, data_root: str | Path, experiment: str, downstream_id: str,
+                       task: str) -> tuple[dict, np.ndarray, np.ndarray] | None:
+    """Spectrum and ridge probe of the features a finished frozen probe run used (read from the
+    embedding cache its summary.json names; nothing is re-extracted). Returns (row, test targets,
+    ridge test scores), or None when the run or its cache is missing."""
+    from mulap.data.downstream import get_task
+    from mulap.data.prepare import load_prepared, targets
+
+    spec = get_task(task)
+    summary = Path(save_dir) / "experiments" / experiment / "downstream" / downstream_id / "summary.json"
+    if not summary.is_file():
+        return None
+    key = json.loads(summary.read_text()).get("cache_key")
+    cache = Path(save_dir) / "cache" / "embeddings" / str(key)
+    if not (cache / "meta.json").is_file():
+        return None
+    feats, track = np.load(cache / "features.npy"), np.load(cache / "track.npy")
+    ids = json.loads((cache / "meta.json").read_text())["ids"]
+    ds = load_prepared(Path(data_root) / "datasets" / spec.dataset)
+    tracks = aggregate_tracks(feats, track, len(ids))  # track-mean features
+    pos = {id_: i for i, id_ in enumerate(ids)}
+    rows = {split: [pos[it.id] for it in ds.split(split)] for split in ("train", "valid", "test")}
+    data = {split: (tracks[idx], targets(ds, split)) for split, idx in rows.items()}
+    row = {"task": task, "metric": spec.primary_metric, "cache_key": key}
+    row.update(spectrum_stats(feats[np.isin(track, rows["train"])]))
+    probe = ridge_probe(ds.task_type, ds.label_names, spec.primary_metric, data["train"], data["valid"], data["test"])
+    row.update({"ridge_alpha": probe["alpha"], "ridge_valid": probe["valid"], "ridge_test": probe["test"]})
+    return row, data["test"][1], probe["test_scores"]

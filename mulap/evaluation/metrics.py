@@ -246,3 +246,37 @@ __all__ = [
     "compute_metrics", "tune_thresholds", "aggregate_tracks", "primary_metric", "higher_is_better",
     "multilabel_metrics", "multiclass_metrics", "regression_metrics", "scalar_metrics",
 ]
+
+
+def primary_value(task_type: str, metric: str, y_true: np.ndarray, scores: np.ndarray, label_names) -> float | None:
+    """One metric, equal to ``compute_metrics(...)[metric]``, for loops that need it often (the
+    validation metric of every probe epoch, bootstrap resamples).
+
+    ROC-AUC macro (tagging) and accuracy (classification) are computed vectorised: the full
+    ``compute_metrics`` (per-tag sklearn calls, threshold tuning, F1, ...) costs far more than a
+    probe epoch on cached features. Other metrics take the full path.
+    """
+    if task_type == "multilabel" and metric == "roc_auc_macro":
+        return roc_auc_macro(y_true, scores)
+    if task_type == "multiclass" and metric == "accuracy" and len(y_true):
+        return float(np.mean(np.asarray(scores).argmax(1) == np.asarray(y_true)))
+    return compute_metrics(task_type, y_true, scores, label_names).get(metric)
+
+
+def roc_auc_macro(y_true: np.ndarray, scores: np.ndarray) -> float | None:
+    """Mean over tags with both classes of the ROC-AUC, by the rank-sum (Mann-Whitney) identity with
+    average ranks for ties (what sklearn's trapezoidal ROC-AUC gives). ``[N, K]``, ``[N, K]``."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y_true, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    if not np.isfinite(s).all():
+        raise ValueError("y_score holds NaN or infinite values")
+    pos = y.sum(0)
+    neg = len(y) - pos
+    ok = (pos > 0) & (neg > 0)
+    if not ok.any():
+        return None
+    ranks = rankdata(s[:, ok], axis=0)
+    auc = ((ranks * y[:, ok]).sum(0) - pos[ok] * (pos[ok] + 1) / 2) / (pos[ok] * neg[ok])
+    return float(auc.mean())

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mulap.evaluation.metrics import compute_metrics
-from mulap.training.downstream import RandomChunkPerTrack, SplitFeatures, _batch_as_is, primary_value, roc_auc_macro
+from mulap.evaluation.metrics import compute_metrics, primary_value, roc_auc_macro
+from mulap.training.downstream import RandomChunkPerTrack, SplitFeatures, _batch_as_is
 
 
 def test_roc_auc_macro_equals_sklearn_with_ties_and_degenerate_tags() -> None:
