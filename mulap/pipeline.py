@@ -265,7 +265,7 @@ def write_report(out: Path, s, variants: dict, env) -> dict:
     plots.plot_curves(loss_curves, plots_dir / "pretrain_losses.png", title="pre-training losses", xlabel="epoch", ylabel="loss")
     plots.plot_curves(acc_curves, plots_dir / "pretrain_accuracy.png", title="held-out ATM / MLM accuracy", xlabel="epoch",
                       ylabel="accuracy")
-    _plot_table(table, plots_dir / "transfer.png")
+    plots.plot_grouped_bars(table, plots_dir / "transfer.png")
     world = json.loads((out / "world" / "world.json").read_text()) if (out / "world" / "world.json").is_file() else {}
     results = {"tasks": {t: {i: {k: v for k, v in cell.items() if k != "all_metrics"} for i, cell in row.items()}
                          for t, row in table.items()},
@@ -273,34 +273,12 @@ def write_report(out: Path, s, variants: dict, env) -> dict:
                "supervised_vs_random": verdicts(table, "supervised_mtt", "random"), "ablation": ablation,
                "diagnostics": backbone_diagnostics(out, s, variants),
                "pretrain": {k: v[-1][1] for k, v in curves.items() if v}}
+    if results["diagnostics"]["vs_random"]:
+        plots.plot_intervals(results["diagnostics"]["vs_random"], plots_dir / "seedless_vs_random.png",
+                             title="ridge probe: backbone minus random init (95% paired-bootstrap interval)")
     atomic_write_text(out / "report.md", _markdown(results, s, world, curves))
     write_json(out / "results.json", results)
     return results
-
-
-def _plot_table(table: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = list(table)
-    inits = sorted({i for row in table.values() for i in row})
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / max(1, len(inits))
-    for j, init in enumerate(inits):
-        means = [table[t].get(init, {}).get("mean", np.nan) for t in tasks]
-        stds = [table[t].get(init, {}).get("std", 0) for t in tasks]
-        ax.bar(np.arange(len(tasks)) + j * width, means, width, yerr=stds, label=init, capsize=3)
-    ax.set_xticks(np.arange(len(tasks)) + width * (len(inits) - 1) / 2)
-    ax.set_xticklabels([f"{t}\n({next(iter(table[t].values()))['metric'] if table[t] else ''})" for t in tasks], fontsize=8)
-    ax.set_ylabel("primary metric (mean ± std over probe seeds)")
-    ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
 
 
 def _markdown(results: dict, s, world: dict, curves: dict) -> str:
@@ -388,6 +366,7 @@ def _seedless(diag: dict, tasks: list[str]) -> list[str]:
              "with its 95% paired-bootstrap interval over test tracks; the last column counts tasks whose interval lies "
              "above zero. PR: participation ratio of the training features' correlation spectrum (how many directions "
              "the features use), mean over tasks.", "",
+             "![seedless](plots/seedless_vs_random.png)", "",
              "| backbone | " + " | ".join(tasks) + " | better than random | PR |", "|---|" + "---|" * (len(tasks) + 2)]
     for label, row in runs.items():
         cells = []

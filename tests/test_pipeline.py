@@ -20,7 +20,7 @@ def test_small_demo_end_to_end(tmp_path, capsys):
         assert (out / "data" / "datasets" / name / "manifest.jsonl").is_file(), name
     exp = out / "save" / "experiments" / "mulap"
     assert (exp / "backbone.safetensors").is_file() and (exp / "logs" / "csv" / "metrics.csv").is_file()
-    for png in ("pretrain_losses.png", "pretrain_accuracy.png", "transfer.png"):
+    for png in ("pretrain_losses.png", "pretrain_accuracy.png", "transfer.png", "seedless_vs_random.png"):
         assert (out / "plots" / png).read_bytes()[:4] == b"\x89PNG"
 
     saved = json.loads((out / "results.json").read_text())

@@ -149,4 +149,48 @@ def plot_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: str |
     return _save(fig, path)
 
 
-__all__ = ["plot_per_class", "plot_confusion_matrix", "plot_pr_curves", "plot_regression_scatter", "plot_curves"]
+def plot_grouped_bars(table: Mapping[str, Mapping[str, Mapping[str, float]]], path: str | Path,
+                      ylabel: str = "primary metric (mean ± std over probe seeds)") -> Path:
+    """{group (task): {series (backbone): {'mean', 'std', 'metric'}}} as grouped bars with std error bars."""
+    groups = list(table)
+    series = sorted({name for row in table.values() for name in row})
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.25 * len(groups) * len(series) + 3), 4.0))
+    width = 0.8 / max(1, len(series))
+    for j, name in enumerate(series):
+        means = [table[g].get(name, {}).get("mean", np.nan) for g in groups]
+        stds = [table[g].get(name, {}).get("std", 0.0) for g in groups]
+        ax.bar(np.arange(len(groups)) + j * width, means, width, yerr=stds, label=name, capsize=3)
+    ax.set_xticks(np.arange(len(groups)) + width * (len(series) - 1) / 2)
+    ax.set_xticklabels([f"{g}\n({next(iter(table[g].values()))['metric'] if table[g] else ''})" for g in groups], fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_intervals(diffs: Mapping[str, Mapping[str, Mapping[str, float | None]]], path: str | Path,
+                   title: str = "difference to the reference with 95% interval") -> Path:
+    """Forest plot: {row (backbone/recipe): {panel (task): {'diff', 'low', 'high'}}}, one panel per task,
+    one row per entry, a line at zero. Undefined entries (None) are left out."""
+    rows = list(diffs)
+    panels = list(dict.fromkeys(t for r in diffs.values() for t in r))  # first-seen order
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(2.6 * max(1, len(panels)) + 2, 0.35 * len(rows) + 2.0),
+                             sharey=True, squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        for i, row in enumerate(rows):
+            d = diffs[row].get(panel)
+            if d and d.get("diff") is not None and d.get("low") is not None:
+                above = d["low"] > 0
+                ax.errorbar(d["diff"], i, xerr=[[d["diff"] - d["low"]], [d["high"] - d["diff"]]], fmt="o",
+                            color="tab:green" if above else "tab:gray", capsize=2, markersize=4)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_title(panel, fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0][0].set_yticks(range(len(rows)))
+    axes[0][0].set_yticklabels(rows, fontsize=8)
+    axes[0][0].set_ylim(len(rows) - 0.5, -0.5)  # first row on top
+    fig.suptitle(title, fontsize=10, y=1.0 + 0.3 / (0.35 * len(rows) + 2.0))
+    return _save(fig, path)
+
+
+__all__ = ["plot_per_class", "plot_confusion_matrix", "plot_pr_curves", "plot_regression_scatter", "plot_curves",
+           "plot_grouped_bars", "plot_intervals"]

@@ -8,6 +8,8 @@ from matplotlib.image import imread
 from mulap.evaluation.plots import (
     plot_confusion_matrix,
     plot_curves,
+    plot_grouped_bars,
+    plot_intervals,
     plot_per_class,
     plot_pr_curves,
     plot_regression_scatter,
@@ -46,3 +48,12 @@ def test_plot_errors(tmp_path):
         plot_confusion_matrix(np.zeros((2, 3)), ["a", "b"], tmp_path / "x.png")
     with pytest.raises(ValueError, match="unknown tag"):
         plot_pr_curves(np.ones((3, 1)), np.ones((3, 1)), ["a"], tmp_path / "x.png", tags=["b"])
+
+
+def test_grouped_bars_and_intervals(tmp_path):
+    table = {"mtt": {"mulap": {"mean": 0.84, "std": 0.01, "metric": "roc_auc_macro"}, "random": {"mean": 0.83, "std": 0.02, "metric": "roc_auc_macro"}},
+             "nsynth": {"mulap": {"mean": 0.5, "std": 0.05, "metric": "accuracy"}}}
+    _check_png(plot_grouped_bars(table, tmp_path / "bars.png"), tmp_path)
+    diffs = {"mulap": {"mtt": {"diff": 0.01, "low": -0.01, "high": 0.03}, "nsynth": {"diff": None, "low": None, "high": None}},
+             "supervised": {"mtt": {"diff": 0.05, "low": 0.02, "high": 0.08}, "nsynth": {"diff": 0.2, "low": 0.1, "high": 0.3}}}
+    _check_png(plot_intervals(diffs, tmp_path / "forest.png"), tmp_path)
