@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Iterable
 
 from omegaconf import DictConfig, OmegaConf
-from mulap.files import atomic_write_text
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from mulap.files import atomic_write_text
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 

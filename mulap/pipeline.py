@@ -149,6 +149,7 @@ def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
     runs.update({name: (name, "mulap") for name in variants if name != PRETRAIN_ID})
     rows: dict[str, dict] = {}
     scored: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    stems: dict[tuple[str, str], Path] = {}
     for label, (exp, init) in runs.items():
         for task in s.tasks:
             did = probe_id(task, init, seed)
@@ -173,6 +174,7 @@ def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
                     np.savez(npz, y_test=y, scores=scores)
                 write_json(stem.with_suffix(".json"), row)
             rows.setdefault(label, {})[task] = row
+            stems[label, task] = stem
             if scores is not None:
                 scored[label, task] = (y, scores)
     vs_random: dict[str, dict] = {}
@@ -180,10 +182,17 @@ def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
         for task in s.tasks:
             if label == "random" or (label, task) not in scored or ("random", task) not in scored:
                 continue
-            spec = get_task(task)
-            (y, a), (_, b) = scored[label, task], scored["random", task]
-            vs_random.setdefault(label, {})[task] = paired_bootstrap(spec.task_type, spec.primary_metric, y, a, b,
-                                                                     _label_names(out, task))
+            # the bootstrap is kept with the row, keyed by both backbones' caches: a re-written report reuses it
+            keys = [rows[label][task]["cache_key"], rows["random"][task]["cache_key"]]
+            path = stems[label, task].with_suffix(".vs_random.json")
+            kept = json.loads(path.read_text()) if path.is_file() else {}
+            if kept.get("keys") != keys:
+                spec = get_task(task)
+                (y, a), (_, b) = scored[label, task], scored["random", task]
+                kept = {"keys": keys, "result": paired_bootstrap(spec.task_type, spec.primary_metric, y, a, b,
+                                                                 _label_names(out, task))}
+                write_json(path, kept)
+            vs_random.setdefault(label, {})[task] = kept["result"]
     return {"runs": rows, "vs_random": vs_random}
 
 

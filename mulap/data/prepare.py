@@ -32,13 +32,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-
-from mulap.files import atomic_write_text
 from tqdm.auto import tqdm
 
 from mulap.audio.io import SAMPLE_RATE, AudioError, load_audio, write_audio
 from mulap.data.downstream import SPLITS, TASK_TYPES, RawDataset, Record, get_task
 from mulap.data.downstream.base import DatasetFormatError
+from mulap.files import atomic_write_text
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.jsonl"
@@ -91,7 +90,6 @@ def targets(ds: PreparedDataset, split: str) -> np.ndarray:
     if not items:
         return np.zeros((0, k), dtype=np.float32)
     return np.stack([np.asarray(it.target, dtype=np.float32) for it in items])
-
 
 
 def _parse_target(task_type: str, value: Any, k: int) -> np.ndarray:

@@ -78,7 +78,7 @@ class Regressor(nn.Module):
         return self.net(x)
 
 
-def _gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """All ranks' rows of `x` [B, D], concatenated in rank order, with gradients (torch.distributed.nn),
     and the index of this rank's first row in them.
 
