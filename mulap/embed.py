@@ -173,6 +173,20 @@ def cache_key(backbone_hash: str, manifest: Path, chunk_samples: int, sample_rat
     return h.hexdigest()[:20]
 
 
+def embedding_cache_root(save_dir: str | Path) -> Path:
+    """Where frozen-probe embeddings are cached: ``<save_dir>/cache/embeddings/<key>/``."""
+    return Path(save_dir) / "cache" / "embeddings"
+
+
+def read_cached(cache_root: str | Path, key: str) -> ChunkEmbeddings | None:
+    """The cache entry `key` as written by `cached_embeddings`, or None when there is none."""
+    folder = Path(cache_root) / key
+    if not (folder / "meta.json").is_file():
+        return None
+    ids = json.loads((folder / "meta.json").read_text())["ids"]
+    return ChunkEmbeddings(np.load(folder / "features.npy"), np.load(folder / "track.npy"), list(ids), key, False)
+
+
 def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifest: Path, cache_root: str | Path,
                       num_workers: int = 2, progress: bool = True, desc: str = "embedding",
                       device: torch.device | str | None = None, precision: str = "32") -> ChunkEmbeddings:
@@ -180,10 +194,10 @@ def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifes
     The key covers the backbone weights, the dataset manifest, chunking and the precision."""
     key = cache_key(fingerprint(model), manifest, model.config.chunk_samples, model.config.sample_rate, precision)
     folder = Path(cache_root) / key
-    if (folder / "meta.json").is_file():
-        meta = json.loads((folder / "meta.json").read_text())
-        if meta.get("ids") == list(ids):
-            return ChunkEmbeddings(np.load(folder / "features.npy"), np.load(folder / "track.npy"), list(ids), key, False)
+    found = read_cached(cache_root, key)
+    if found is not None:
+        if found.ids == list(ids):
+            return found
         log.warning("cache %s does not match the requested tracks; recomputing", folder)
     features, track, failures = extract(model, paths, num_workers=num_workers, progress=progress, desc=desc, device=device,
                                         precision=precision)

@@ -80,7 +80,7 @@ def run_demo(out: str | Path = "demo_out", size: str = "default", overrides=(), 
             args = (name, init, list(s.tasks), seeds, [*env, *s.downstream])
             stages.run(f"probes:{name}:{init}", _probe_all, *args, done_when=lambda a=args: not _missing_probes(*a))
     t = time.time()  # the report is always rewritten (cheap), so added variants show up
-    results = write_report(out, s, variants, env)
+    results = write_report(out, s, variants)
     results["stages"] = {**stages.done, "report": round(time.time() - t, 1)}
     write_json(out / "results.json", results)
     print(f"[demo] done in {time.time() - t_all:.0f} s: {out / 'report.md'}")
@@ -141,34 +141,45 @@ def _probe_all(pretrain_id: str, init: str, tasks: list[str], seeds: list[int], 
 def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
     """For every probed backbone (the default run's inits, then each recipe) and task: feature spectrum and a
     ridge probe on the embeddings its first-seed probe run cached, and the paired-bootstrap difference to the
-    random-init backbone. Rows are kept in <out>/diagnostics/ and recomputed only when the cache key changes."""
-    from mulap.evaluation.diagnostics import diagnose_probe_run, paired_bootstrap
+    random-init backbone. Rows and comparisons are kept in <out>/diagnostics/, redone only when a cache key changes."""
+    from mulap.data.prepare import load_prepared
+    from mulap.embed import embedding_cache_root, read_cached
+    from mulap.evaluation.diagnostics import diagnose_features, paired_bootstrap
 
     save_dir, folder, seed = out / "save", out / "diagnostics", list(s.probe_seeds)[0]
     runs = {init: (PRETRAIN_ID, init) for init in s.inits}
     runs.update({name: (name, "mulap") for name in variants if name != PRETRAIN_ID})
+    datasets: dict[str, object] = {}  # task -> PreparedDataset, read once
+
+    def dataset(task: str):
+        if task not in datasets:
+            datasets[task] = load_prepared(out / "data" / "datasets" / get_task(task).dataset)
+        return datasets[task]
+
     rows: dict[str, dict] = {}
     scored: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     stems: dict[tuple[str, str], Path] = {}
     for label, (exp, init) in runs.items():
         for task in s.tasks:
             did = probe_id(task, init, seed)
-            summary = save_dir / "experiments" / exp / "downstream" / did / "summary.json"
+            summary = _probe_folder(save_dir, exp, did) / "summary.json"
             if not summary.is_file():
                 continue
             key = json.loads(summary.read_text()).get("cache_key")
             stem = folder / f"{exp}-{did}"
-            cached = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() else {}
+            kept = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").is_file() else {}
             npz = stem.with_suffix(".npz")  # test targets and ridge scores, absent when the probe had no valid metric
-            if cached.get("cache_key") == key and (cached.get("ridge_test") is None or npz.is_file()):
-                row = cached
-                scores = np.load(npz) if npz.is_file() else None
-                y, scores = (scores["y_test"], scores["scores"]) if scores is not None else (None, None)
+            if kept.get("cache_key") == key and (kept.get("ridge_test") is None or npz.is_file()):
+                row = kept
+                arrays = np.load(npz) if npz.is_file() else None
+                y, scores = (arrays["y_test"], arrays["scores"]) if arrays is not None else (None, None)
             else:
-                found = diagnose_probe_run(save_dir, out / "data", exp, did, task)
-                if found is None:
+                emb = read_cached(embedding_cache_root(save_dir), str(key))
+                if emb is None:
                     continue
-                row, y, scores = found
+                spec = get_task(task)
+                stats, y, scores = diagnose_features(emb.features, emb.track, emb.ids, dataset(task), spec.primary_metric)
+                row = {"task": task, "metric": spec.primary_metric, "cache_key": key, **stats}
                 folder.mkdir(exist_ok=True)
                 if scores is not None:
                     np.savez(npz, y_test=y, scores=scores)
@@ -190,16 +201,14 @@ def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
                 spec = get_task(task)
                 (y, a), (_, b) = scored[label, task], scored["random", task]
                 kept = {"keys": keys, "result": paired_bootstrap(spec.task_type, spec.primary_metric, y, a, b,
-                                                                 _label_names(out, task))}
+                                                                 dataset(task).label_names)}
                 write_json(path, kept)
             vs_random.setdefault(label, {})[task] = kept["result"]
     return {"runs": rows, "vs_random": vs_random}
 
 
-def _label_names(out: Path, task: str) -> list[str]:
-    from mulap.data.prepare import load_prepared
-
-    return load_prepared(out / "data" / "datasets" / get_task(task).dataset).label_names
+def _probe_folder(save_dir: Path, pretrain_id: str, downstream_id: str) -> Path:
+    return save_dir / "experiments" / pretrain_id / "downstream" / downstream_id
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -211,7 +220,7 @@ def collect(save_dir: Path, pretrain_id: str, tasks, inits, seeds) -> dict:
         for init in inits:
             values, detail = [], []
             for seed in seeds:
-                f = save_dir / "experiments" / pretrain_id / "downstream" / probe_id(task, init, seed) / "metrics.json"
+                f = _probe_folder(save_dir, pretrain_id, probe_id(task, init, seed)) / "metrics.json"
                 if f.is_file():
                     m = json.loads(f.read_text())
                     values.append(m.get(spec.primary_metric))
@@ -253,7 +262,8 @@ def pretrain_curves(exp: Path) -> dict[str, list[tuple[float, float]]]:
     return curves
 
 
-def write_report(out: Path, s, variants: dict, env) -> dict:
+def write_report(out: Path, s, variants: dict) -> dict:
+    """Writes report.md and plots/ and returns the results (run_demo adds the stage times and writes results.json)."""
     from mulap.evaluation import plots
 
     save_dir = out / "save"
@@ -286,7 +296,6 @@ def write_report(out: Path, s, variants: dict, env) -> dict:
         plots.plot_intervals(results["diagnostics"]["vs_random"], plots_dir / "seedless_vs_random.png",
                              title="ridge probe: backbone minus random init (95% paired-bootstrap interval)")
     atomic_write_text(out / "report.md", _markdown(results, s, world, curves))
-    write_json(out / "results.json", results)
     return results
 
 

@@ -11,9 +11,7 @@
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from sklearn.linear_model import Ridge
@@ -50,7 +48,7 @@ def _targets_matrix(task_type: str, y: np.ndarray, k: int) -> np.ndarray:
 
 def ridge_probe(task_type: str, label_names: Sequence[str], metric: str, train: tuple[np.ndarray, np.ndarray],
                 valid: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                alphas: Sequence[float] = ALPHAS) -> dict[str, float | None]:
+                alphas: Sequence[float] = ALPHAS) -> dict[str, Any]:
     """Fit Ridge on (features, targets) of train for each alpha, keep the best on valid by `metric`,
     and report {'alpha', 'valid', 'test', 'test_scores'} (multiclass targets one-hot, scores argmax)."""
     (xtr, ytr), (xva, yva), (xte, yte) = train, valid, test
@@ -95,31 +93,17 @@ def paired_bootstrap(task_type: str, metric: str, y_true: np.ndarray, scores_a: 
             "p_not_better": float(np.mean(d <= 0))}
 
 
-def diagnose_probe_run(save_dir: str | Path, data_root: str | Path, experiment: str, downstream_id: str,
-                       task: str) -> tuple[dict, np.ndarray, np.ndarray] | None:
-    """Spectrum and ridge probe of the features a finished frozen probe run used (read from the
-    embedding cache its summary.json names; nothing is re-extracted). Returns (row, test targets,
-    ridge test scores), or None when the run or its cache is missing."""
-    from mulap.data.downstream import get_task
-    from mulap.data.prepare import load_prepared, targets
+def diagnose_features(features: np.ndarray, track: np.ndarray, ids: Sequence[str], ds, metric: str
+                      ) -> tuple[dict, np.ndarray, np.ndarray | None]:
+    """Spectrum and ridge probe of a prepared dataset's chunk features (`features` [N, D], `track` [N]
+    indexing `ids`; `ds` a PreparedDataset). Returns (row, test targets, ridge test scores or None)."""
+    from mulap.data.prepare import targets  # late: evaluation stays importable without the data package
 
-    spec = get_task(task)
-    summary = Path(save_dir) / "experiments" / experiment / "downstream" / downstream_id / "summary.json"
-    if not summary.is_file():
-        return None
-    key = json.loads(summary.read_text()).get("cache_key")
-    cache = Path(save_dir) / "cache" / "embeddings" / str(key)
-    if not (cache / "meta.json").is_file():
-        return None
-    feats, track = np.load(cache / "features.npy"), np.load(cache / "track.npy")
-    ids = json.loads((cache / "meta.json").read_text())["ids"]
-    ds = load_prepared(Path(data_root) / "datasets" / spec.dataset)
-    tracks = aggregate_tracks(feats, track, len(ids))  # track-mean features
+    tracks = aggregate_tracks(features, track, len(ids))  # track-mean features
     pos = {id_: i for i, id_ in enumerate(ids)}
     rows = {split: [pos[it.id] for it in ds.split(split)] for split in ("train", "valid", "test")}
     data = {split: (tracks[idx], targets(ds, split)) for split, idx in rows.items()}
-    row = {"task": task, "metric": spec.primary_metric, "cache_key": key}
-    row.update(spectrum_stats(feats[np.isin(track, rows["train"])]))
-    probe = ridge_probe(ds.task_type, ds.label_names, spec.primary_metric, data["train"], data["valid"], data["test"])
+    row = spectrum_stats(features[np.isin(track, rows["train"])])
+    probe = ridge_probe(ds.task_type, ds.label_names, metric, data["train"], data["valid"], data["test"])
     row.update({"ridge_alpha": probe["alpha"], "ridge_valid": probe["valid"], "ridge_test": probe["test"]})
     return row, data["test"][1], probe["test_scores"]

@@ -104,17 +104,15 @@ def _distributed() -> bool:
 
 
 def contrastive_loss(a_emb: torch.Tensor, t_emb: torch.Tensor, scale: torch.Tensor,
-                     gather: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     gather: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric InfoNCE between L2-normalised audio and text embeddings [B, D]; returns (loss, accuracy).
 
-    Under DDP (`gather` None = whenever a process group of more than one rank is running) every
-    rank scores its own rows against the rows of all ranks, gathered with gradients, as open_clip
-    does with local_loss + gather_with_grad: the negatives are the global batch, and DDP's gradient
+    With `gather`, whenever a process group of more than one rank is running (DDP), every rank
+    scores its own rows against the rows of all ranks, gathered with gradients, as open_clip does
+    with local_loss + gather_with_grad: the negatives are the global batch, and DDP's gradient
     average equals the gradient of the single-process loss on that global batch.
     """
-    if gather is None:
-        gather = _distributed()
-    if gather:
+    if gather and _distributed():
         all_a, offset = _gather_rows(a_emb)
         all_t, _ = _gather_rows(t_emb)
     else:
@@ -272,7 +270,7 @@ class MuLaP(nn.Module):
             w = attn.to(text_low.dtype).unsqueeze(-1)
             t_emb = F.normalize(self.text_proj((text_low * w).sum(1) / w.sum(1)), dim=-1)
             out["contrastive"], out["contrastive_acc"] = contrastive_loss(a_emb, t_emb, self.logit_scale.exp().clamp(max=100),
-                                                                          gather=None if obj.contrastive.get("gather", True) else False)
+                                                                          gather=bool(obj.contrastive.get("gather", True)))
 
         # audio-text matching: swap some captions for other clips' (random or hard negatives)
         if obj.atm.enabled:

@@ -31,7 +31,8 @@ from mulap.config import CONFIG_DIR, ConfigError, load_config, load_saved_config
 from mulap.data.downstream import get_task
 from mulap.data.prepare import MANIFEST, PreparedDataset, load_prepared, targets
 from mulap.files import atomic_write_text, write_json
-from mulap.embed import cached_embeddings, experiment_backbone_file, extraction_settings, resolve_backbone
+from mulap.embed import (cached_embeddings, embedding_cache_root, experiment_backbone_file, extraction_settings,
+                         resolve_backbone)
 from mulap.evaluation.metrics import aggregate_tracks, compute_metrics, primary_value, scalar_metrics, tune_thresholds
 from mulap.models.backbone import SUPERVISED, load_backbone, save_backbone
 from mulap.models.musicnn import Musicnn
@@ -329,9 +330,9 @@ def _out_dim(ds: PreparedDataset) -> int:
 def _embeddings(cfg: DictConfig, backbone: Musicnn, ds: PreparedDataset, progress: bool):
     ids = [it.id for it in ds.items]
     paths = [it.audio_path for it in ds.items]
-    cache_root = Path(cfg.env.save_dir) / "cache" / "embeddings"
     device, precision = extraction_settings(cfg)
-    return cached_embeddings(backbone, ids, paths, ds.root / MANIFEST, cache_root, int(cfg.training.num_workers), progress,
+    return cached_embeddings(backbone, ids, paths, ds.root / MANIFEST, embedding_cache_root(cfg.env.save_dir),
+                             int(cfg.training.num_workers), progress,
                              desc=f"embedding {ds.task}", device=device, precision=precision)
 
 

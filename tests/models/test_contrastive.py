@@ -25,7 +25,8 @@ def _worker(rank: int, init_file: str, out: str):
     t = t[start:start + SIZES[rank]].clone().requires_grad_(True)
     loss, acc = contrastive_loss(a, t, torch.tensor(10.0))
     loss.backward()
-    torch.save({"loss": loss.detach(), "acc": acc, "ga": a.grad, "gt": t.grad}, f"{out}/rank{rank}.pt")
+    local, _ = contrastive_loss(a.detach(), t.detach(), torch.tensor(10.0), gather=False)  # the switch off: own rows only
+    torch.save({"loss": loss.detach(), "acc": acc, "ga": a.grad, "gt": t.grad, "local": local}, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
 
 
@@ -50,6 +51,12 @@ def test_gathered_contrastive_equals_single_process_global_batch(tmp_path):
     ga, gt = torch.autograd.grad(weighted, (a, t))
     assert torch.allclose(torch.cat([r["ga"] for r in ranks]), ga, atol=1e-6)
     assert torch.allclose(torch.cat([r["gt"] for r in ranks]), gt, atol=1e-6)
+    # gather=False under DDP: each rank's own block only
+    for r, (rank, b) in enumerate(zip(ranks, SIZES)):
+        lo = sum(SIZES[:r])
+        block = 10.0 * a[lo:lo + b].detach() @ t[lo:lo + b].detach().T
+        tb = torch.arange(b)
+        assert torch.allclose(rank["local"], (F.cross_entropy(block, tb) + F.cross_entropy(block.T, tb)) / 2, atol=1e-6)
     expected_acc = (logits.argmax(1) == target).float()
     assert torch.allclose(ranks[0]["acc"], expected_acc[:SIZES[0]].mean())
 
