@@ -5,6 +5,7 @@
     mulap eval <pretrain_id> <downstream_id> [key=value ...]
     mulap prepare <task> <raw_dir> [--out DIR] [key=value ...]
     mulap embed <pretrain_id|random|supervised_mtt|supervised_msd|backbone file> <audio...> -o OUT
+    mulap export <pretrain_id|experiment folder> <dir>
     mulap data demo [--out DIR] [--size small|default] [--seed N]
     mulap demo [--out DIR]
 """
@@ -56,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="audio files or folders")
     p.add_argument("-o", "--out", required=True, help="output file (.npz or .parquet)")
     p.add_argument("--batch_size", type=int, default=32)
+    _add_overrides(p)
+
+    p = sub.add_parser("export", help="write a pre-trained model as one self-contained folder (config, weights, tokenizer, model card)")
+    p.add_argument("model", help="a pre-training id (under env.save_dir) or an experiment folder")
+    p.add_argument("out", help="the folder to write (loadable with mulap.load(out) anywhere, offline)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in that folder")
     _add_overrides(p)
 
     p = sub.add_parser("data", help="dataset utilities")
@@ -120,6 +127,18 @@ def cmd_embed(args) -> None:
     print(f"embeddings: {out}")
 
 
+def cmd_export(args) -> None:
+    from mulap.models.pretrained import export_model, load_experiment
+
+    cfg = load_config(None, args.overrides)
+    exp = Path(args.model)
+    if not exp.is_dir():
+        exp = Path(cfg.env.save_dir) / "experiments" / args.model
+    out = export_model(load_experiment(exp), args.out, overwrite=args.overwrite)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    print(f"exported {exp} -> {out} ({size:.1f} MB)")
+
+
 def cmd_data(args) -> None:
     from mulap.data.demo import build_demo
 
@@ -134,7 +153,7 @@ def cmd_demo(args) -> None:
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "downstream": cmd_downstream, "eval": cmd_eval, "prepare": cmd_prepare,
-            "embed": cmd_embed, "data": cmd_data, "demo": cmd_demo}
+            "embed": cmd_embed, "export": cmd_export, "data": cmd_data, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         COMMANDS[args.command](args)
-    except (ConfigError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
         if os.environ.get("MULAP_DEBUG"):
             raise
         print(f"mulap {args.command}: error: {exc}", file=sys.stderr)
