@@ -230,8 +230,7 @@ class Model:
         waves = self.prepare_audio(audio, sample_rate)
         windows, owner = [], []
         for i, w in enumerate(waves):
-            chunks = cut_chunks(w, self.chunk_samples, None, pad_last=True)
-            feats = self.chunk_features(torch.from_numpy(chunks))
+            feats = self.chunk_features(torch.from_numpy(self.chunks_of(w)[0]))  # the chunks `embed` uses
             for start in range(0, len(feats), self.max_chunks):
                 windows.append(feats[start:start + self.max_chunks])
                 owner.append(i)

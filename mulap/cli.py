@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=10, help="how many results (default 10)")
     p.add_argument("--rerank", type=int, default=0, metavar="N",
                    help="re-score the top N with MuLaP's audio-text matching cross-encoder (slower, exact)")
-    p.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write [{file, score, start, end}] to FILE (or stdout)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON, [{file, score, start, end}], instead of a table")
     p.add_argument("--index", metavar="PATH", help="where the index lives (default <folder>/.mulap-index)")
     p.add_argument("--rebuild", action="store_true", help="re-embed every file (e.g. for another model)")
     _add_overrides(p)
@@ -213,17 +213,7 @@ def cmd_search(args) -> None:
         hits = search.search_like(model, index, args.like, args.top)
     else:
         hits = search.search_text(model, index, args.query, args.top, args.rerank)
-    if args.json:
-        text = json.dumps([h.to_dict() for h in hits], indent=1)
-        if args.json == "-":
-            print(text)
-        else:
-            from mulap.files import atomic_write_text
-
-            atomic_write_text(args.json, text + "\n")
-            print(f"results: {args.json}", file=sys.stderr)
-    if args.json != "-":
-        print(search.format_table(hits))
+    print(json.dumps([h.to_dict() for h in hits], indent=1) if args.json else search.format_table(hits))
 
 
 def cmd_zeroshot(args) -> None:

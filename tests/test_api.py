@@ -152,12 +152,11 @@ def test_pretrained_model_text_side(experiment):
 def test_match_equals_the_atm_head(experiment):
     save_dir, pid = experiment
     model = mulap.load(pid, save_dir=save_dir, device="cpu")
-    x = tone(5.0, 440.0)  # 2 chunks (the second zero-padded): one window of the transformer
+    x = tone(7.0, 440.0)  # 2 whole chunks (the last second is dropped, as `embed` does): one window of the transformer
     texts = ["a bright loud tone", "a dull soft tone, low register"]
     got = model.match(x, texts, 16000)
     m = model.mulap
-    chunks = np.zeros((2, 48000), np.float32)
-    chunks.reshape(-1)[:len(x)] = x
+    chunks = x[:96000].reshape(2, 48000)
     with torch.no_grad():
         feats = m.backbone(torch.from_numpy(chunks))[None].repeat(2, 1, 1)
         mask = torch.ones(2, 2, dtype=torch.bool)
