@@ -105,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="data/demo")
     d.add_argument("--size", default="default", choices=["small", "default"])
     d.add_argument("--seed", type=int, default=0)
+    d = dsub.add_parser("nsynth-soundfont", help="NSynth-layout notes of every GM program rendered through another "
+                                                 "soundfont (an out-of-world test set, e.g. Debian's csound-soundfont)")
+    d.add_argument("soundfont", help="a General MIDI .sf2, e.g. /usr/share/sounds/sf2/sf_GMbank.sf2")
+    d.add_argument("--out", required=True, help="folder for nsynth-{train,valid,test}/ (then `mulap prepare nsynth_clf OUT`)")
+    d.add_argument("--notes", type=int, default=12, help="test notes per GM program (default 12: ~1,000 notes)")
+    d.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("demo", help="the whole pipeline on the offline demo world, with a report")
     p.add_argument("--out", default="demo_out")
@@ -268,6 +274,12 @@ def cmd_eval_retrieval(args) -> None:
 
 
 def cmd_data(args) -> None:
+    if args.data_command == "nsynth-soundfont":
+        from mulap.data.demo.nsynth import build_nsynth_with_soundfont
+
+        counts = build_nsynth_with_soundfont(args.out, args.soundfont, args.seed, args.notes)
+        print(f"{args.out}: " + ", ".join(f"{k} {v} notes" for k, v in counts.items()))
+        return
     from mulap.data.demo import build_demo
 
     build_demo(args.out, size=args.size, seed=args.seed)

@@ -24,6 +24,7 @@ from mulap.files import atomic_write_text, write_json
 
 log = logging.getLogger(__name__)
 PRETRAIN_ID = "mulap"
+SHUFFLED_ID = "shuffled"  # the shuffled-captions control of "What language taught"
 
 
 def demo_settings(size: str):
@@ -70,7 +71,9 @@ def run_demo(out: str | Path = "demo_out", size: str = "default", overrides=(), 
     stages.run("world", build_demo, world, size=s.world.size, seed=int(s.world.seed))
     stages.run("prepare", _prepare_all, world, data_root, list(s.tasks))
     variants = {PRETRAIN_ID: list(s.pretrain), **{k: list(s.pretrain) + list(v) for k, v in (s.variants or {}).items()}}
-    for name, over in variants.items():
+    lang = s.get("language") or {}
+    controls = {SHUFFLED_ID: list(s.pretrain) + list(lang.get("shuffled") or [])} if lang.get("shuffled") else {}
+    for name, over in {**variants, **controls}.items():
         cfg = load_config(None, [*over, *env, f"dataset_config.data_dir={world / 'audiocaption'}", *overrides])
         stages.run(f"pretrain:{name}", _pretrain, cfg, name)
     for name in variants:
@@ -79,6 +82,8 @@ def run_demo(out: str | Path = "demo_out", size: str = "default", overrides=(), 
         for init in inits:
             args = (name, init, list(s.tasks), seeds, [*env, *s.downstream])
             stages.run(f"probes:{name}:{init}", _probe_all, *args, done_when=lambda a=args: not _missing_probes(*a))
+    if lang:
+        stages.run("language", _language, out, s, world, data_root, save_dir, overrides)
     t = time.time()  # the report is always rewritten (cheap), so added variants show up
     results = write_report(out, s, variants)
     results["stages"] = {**stages.done, "report": round(time.time() - t, 1)}
@@ -99,6 +104,30 @@ def _prepare_all(world: Path, data_root: Path, tasks: list[str]) -> None:
         spec = get_task(task)
         report = prepare(task, world / "raw" / spec.raw_name, data_root / "datasets" / spec.dataset)
         print(report.summary())
+
+
+def _language(out: Path, s, world: Path, data_root: Path, save_dir: Path, overrides) -> None:
+    """Retrieval and zero-shot of mulap / shuffled captions / untrained (mulap.evaluation.language)."""
+    from mulap.data.prepare import load_prepared, prepare
+    from mulap.evaluation.language import run_language
+
+    lang = s.language
+    cfg = load_config(None, [f"env.save_dir={save_dir}", *overrides])
+    datasets = {t: load_prepared(data_root / "datasets" / get_task(t).dataset) for t in s.tasks}
+    other = None
+    sf2 = lang.get("other_soundfont")
+    if sf2 and Path(sf2).is_file():
+        from mulap.data.demo.nsynth import build_nsynth_with_soundfont
+
+        raw, prepared = out / "world_other_soundfont", data_root / "datasets" / "nsynth_other_soundfont"
+        if not (prepared / "dataset.json").is_file():
+            build_nsynth_with_soundfont(raw, sf2, int(s.world.seed), int(lang.get("other_soundfont_notes", 12)))
+            print(prepare("nsynth_clf", raw, prepared).summary())
+        other = load_prepared(prepared)
+    elif sf2:
+        log.warning("zero-shot on another soundfont skipped: %s not found (Debian: apt-get install csound-soundfont)", sf2)
+    run_language(out, save_dir, world / "audiocaption", datasets, SHUFFLED_ID, int(cfg.env.seed),
+                 int(lang.get("rerank", 10)), other, int(cfg.training.num_workers))
 
 
 def _pretrain(cfg, name: str) -> None:
@@ -292,14 +321,18 @@ def write_report(out: Path, s, variants: dict) -> dict:
                "supervised_vs_random": verdicts(table, "supervised_mtt", "random"), "ablation": ablation,
                "diagnostics": backbone_diagnostics(out, s, variants),
                "pretrain": {k: v[-1][1] for k, v in curves.items() if v}}
+    from mulap.evaluation import language
+
+    summary = language.read_summary(out)
+    results.update(language.results_entries(summary))
     if results["diagnostics"]["vs_random"]:
         plots.plot_intervals(results["diagnostics"]["vs_random"], plots_dir / "seedless_vs_random.png",
                              title="ridge probe: backbone minus random init (95% paired-bootstrap interval)")
-    atomic_write_text(out / "report.md", _markdown(results, s, world, curves))
+    atomic_write_text(out / "report.md", _markdown(results, s, world, curves, language.markdown(summary)))
     return results
 
 
-def _markdown(results: dict, s, world: dict, curves: dict) -> str:
+def _markdown(results: dict, s, world: dict, curves: dict, language_lines: list[str] = ()) -> str:
     lines = ["# mulap demo report", "", f"Generated {time.strftime('%Y-%m-%d %H:%M')} on {_machine()}.", ""]
     lines += ["## Transfer: frozen backbone + MLP probe", "",
               "Primary metric per task, mean ± std over probe seeds " + str(list(s.probe_seeds)) + ".", ""]
@@ -326,6 +359,7 @@ def _markdown(results: dict, s, world: dict, curves: dict) -> str:
                   f"of {len(sv)} tasks (" + ", ".join(f"{t} {x['margin']:+.3f}/{x['spread']:.3f}" for t, x in sv.items()) +
                   "; margin/spread)."]
     lines += _representable(results["details"])
+    lines += list(language_lines)
     lines += _seedless(results.get("diagnostics", {}), list(results["details"]))
     if results["ablation"]:
         vseeds = variant_seeds(s)

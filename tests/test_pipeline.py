@@ -40,7 +40,25 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     scored = [t for row in diag["runs"].values() for t, r in row.items() if r["ridge_test"] is not None]
     assert len(scored) >= len(s.inits) * 3  # tiny test splits may leave a metric undefined, not most of them
     assert len(list((out / "diagnostics").glob("*.npz"))) == len(scored)
+    # what language taught: retrieval and zero-shot of the three models, in results.json's documented form
+    assert "pretrain:shuffled" in saved["stages"] and "language" in saved["stages"]
+    ret = saved["retrieval"]
+    assert ret["n_test"] == len(json.loads((out / "world" / "audiocaption" / "dataset_test.json").read_text()))
+    assert set(ret["models"]) == {"mulap", "shuffled", "untrained"}
+    for cell in ret["models"].values():
+        for d in ("t2a", "a2t"):
+            assert {"R@1", "R@5", "R@10", "median_rank"} <= set(cell[d])
+    assert set(saved["zeroshot"]) == set(s.tasks)
+    for task, row in saved["zeroshot"].items():
+        assert set(row) == {"mulap", "shuffled", "untrained"}, task
+        for cell in row.values():
+            assert set(cell) == {"metric", "value", "ci", "chance"}
+    # the untrained model's backbone is the probes' random init: its zero-shot reused their embedding cache
+    caches = {p.name for p in (out / "save" / "cache" / "embeddings").iterdir()}
+    random_key = json.loads((exp / "downstream" / "nsynth_clf-random-s0" / "summary.json").read_text())["cache_key"]
+    assert random_key in caches
     report = (out / "report.md").read_text()
+    assert "What language taught" in report and "caption-ambiguity bound" in report
     assert "Seedless check" in report and "supervised backbone beats random init" in report
     for task in s.tasks:
         assert task in report

@@ -154,4 +154,6 @@ def run_zeroshot(model, ds, emb, out: Path, prompts_file: str | Path | None = No
         scored = (y_v, s_v), (y_t, s_t)
     metrics = evaluate_and_write(Path(out), ds, *scored, extra=extra)
     write_json(Path(out) / "prompts.json", prompts)
+    # the raw test scores (before any calibration), for paired comparisons between models
+    np.savez(Path(out) / "scores.npz", ids=np.array([it.id for it in ds.split("test")]), y_true=y_t, scores=s_t)
     return metrics

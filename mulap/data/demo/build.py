@@ -64,7 +64,7 @@ SIZES: dict[str, SizeConfig] = {
                 "fiddle_tunes": 60, "irish_tunes": 40, "scottish_airs": 24, "german_folk": 36, "chinese_folk": 26},
         corpus_clips=800, corpus_seconds=(10.0, 30.0),
         # clip lengths are whole 3 s chunks: three backbones embed every chunk within the demo's time budget
-        nsynth_notes_per_program={"train": 12, "valid": 12, "test": 15}, nsynth_max_train_programs=None,
+        nsynth_notes_per_program={"train": 12, "valid": 12, "test": 110}, nsynth_max_train_programs=None,
         mtt_tracks=130, mtt_clips_per_track=3, mtt_clip_seconds=9.0, mtt_top_n=50,
         jamendo_tracks=360, jamendo_seconds=(6.0, 12.0), jamendo_top_n=50,
         fma_per_genre=40, fma_seconds=9.0, emomusic_clips=320, emomusic_seconds=9.0,

@@ -53,6 +53,7 @@ class NoteJob:
     pitch: int
     velocity: int
     path: str
+    soundfont: str | None = None  # None: the world's TimGM6mb
 
     @property
     def cost(self) -> float:
@@ -69,7 +70,7 @@ def render_job(arr: Arrangement, perf: Performance, outputs: list[ClipOut], ster
 def run_job(job: RenderJob | NoteJob) -> float:
     """Execute a job; returns the seconds of audio written."""
     if isinstance(job, NoteJob):
-        wave = render_note(job.program, job.pitch, job.velocity)
+        wave = render_note(job.program, job.pitch, job.velocity, soundfont=job.soundfont)
         write_audio(job.path, wave, SAMPLE_RATE)
         return len(wave) / SAMPLE_RATE
     stereo = render_notes(job.notes, job.programs, job.duration_s, job.volumes, job.pans)

@@ -9,6 +9,7 @@ same notes always give the same samples whichever worker process renders them.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -17,28 +18,29 @@ from .gm import soundfont_path
 SAMPLE_RATE = 16_000
 
 
-@lru_cache(maxsize=1)
-def _soundfont_bytes() -> bytes:
-    return soundfont_path().read_bytes()
+@lru_cache(maxsize=4)
+def _soundfont_bytes(path: str | None = None) -> bytes:
+    return (soundfont_path() if path is None else Path(path)).read_bytes()
 
 
-def _synth(sample_rate: int):
+def _synth(sample_rate: int, soundfont: str | None = None):
     import tinysoundfont
 
     synth = tinysoundfont.Synth(samplerate=sample_rate)
-    sfid = synth.sfload(_soundfont_bytes())
+    sfid = synth.sfload(_soundfont_bytes(soundfont))
     return synth, sfid
 
 
 def render_notes(notes: np.ndarray, programs: dict[int, int], duration_s: float,
                  volumes: dict[int, int] | None = None, pans: dict[int, int] | None = None,
-                 sample_rate: int = SAMPLE_RATE, tail_s: float = 0.0) -> np.ndarray:
+                 sample_rate: int = SAMPLE_RATE, tail_s: float = 0.0, soundfont: str | None = None) -> np.ndarray:
     """Notes [n, 5] (start s, end s, channel, key, velocity) -> [T, 2] float32, T = (duration+tail)*sr.
 
     programs: channel -> GM program; -1 selects the GM drum kit (bank 128).
     Notes still sounding at the end are cut (a clip is an excerpt).
+    soundfont: another General MIDI .sf2 than the world's TimGM6mb (e.g. for out-of-world tests).
     """
-    synth, sfid = _synth(sample_rate)
+    synth, sfid = _synth(sample_rate, soundfont)
     for ch in sorted(programs):
         prog = programs[ch]
         if prog < 0:
@@ -77,10 +79,10 @@ def render_notes(notes: np.ndarray, programs: dict[int, int], duration_s: float,
 
 
 def render_note(program: int, pitch: int, velocity: int, hold_s: float = 3.0, total_s: float = 4.0,
-                sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+                sample_rate: int = SAMPLE_RATE, soundfont: str | None = None) -> np.ndarray:
     """One note of a GM program, held hold_s then released -> [T] float32 mono, T = total_s*sr."""
     notes = np.array([[0.0, hold_s, 0, pitch, velocity]], dtype=np.float64)
-    stereo = render_notes(notes, {0: int(program)}, total_s, sample_rate=sample_rate)
+    stereo = render_notes(notes, {0: int(program)}, total_s, sample_rate=sample_rate, soundfont=soundfont)
     return stereo.mean(axis=1).astype(np.float32)
 
 
