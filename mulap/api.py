@@ -297,16 +297,17 @@ def load(name_or_path: str | Path, save_dir: str | Path | None = None, device: s
         tagger, _, tags = load_musicnn_pretrained(SUPERVISED[ref])
         return Model(ref, tagger.backbone, dev, tagger=tagger, tag_names=tags)
     path = Path(ref)
-    if not path.exists() and not path.suffix:
+    if "/" not in ref and not path.suffix:  # a bare name: a pre-training id first (a folder of that name may also exist here)
         if save_dir is None:
             from mulap.config import load_config
 
             save_dir = load_config(None).env.save_dir
         candidate = Path(save_dir) / "experiments" / ref
-        if not candidate.exists():
+        if candidate.exists():
+            path = candidate
+        elif not path.exists():
             raise ModelLoadError(f"{ref!r} is not a model: not random/{'/'.join(SUPERVISED)}, not a file or folder, and no "
                                  f"pre-training {candidate}")
-        path = candidate
     if path.is_file():
         if path.suffix == ".safetensors" and is_export(path.parent) and path.name == "model.safetensors":
             path = path.parent
