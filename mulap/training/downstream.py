@@ -25,6 +25,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
 
 from mulap.audio.chunks import cut_chunks, random_crop
 from mulap.config import CONFIG_DIR, ConfigError, load_config, load_saved_config, save_config, to_dict
@@ -37,6 +38,7 @@ from mulap.evaluation.metrics import aggregate_tracks, compute_metrics, primary_
 from mulap.models.backbone import SUPERVISED, load_backbone, save_backbone
 from mulap.models.musicnn import Musicnn
 from mulap.models.probes import Probe
+from mulap.training.progress import EpochProgress
 
 log = logging.getLogger(__name__)
 BACKBONE_INITS = ("mulap", "random", *SUPERVISED)
@@ -45,8 +47,10 @@ BACKBONE_INITS = ("mulap", "random", *SUPERVISED)
 # -- configuration and folders ---------------------------------------------------------------
 def downstream_config(task: str, config_file: str | Path | None = None, overrides=()) -> DictConfig:
     get_task(task)
-    path = CONFIG_DIR / "downstream" / f"{task}.yaml"
+    # csv:NAME tasks (mulap prepare csv) share configs/downstream/csv.yaml
+    path = CONFIG_DIR / "downstream" / f"{'csv' if task.startswith('csv:') else task}.yaml"
     section = OmegaConf.load(path).downstream
+    section.task = task
     return load_config(config_file, overrides, extra={"downstream": section})
 
 
@@ -63,8 +67,8 @@ def load_task_data(cfg: DictConfig) -> PreparedDataset:
     root = dataset_root(cfg)
     if not (root / MANIFEST).is_file():
         spec = get_task(cfg.downstream.task)
-        raise FileNotFoundError(f"{root} holds no prepared dataset: run `mulap prepare {spec.name} <raw {spec.raw_name} folder>` "
-                                f"(or set downstream.dataset_dir)")
+        how = spec.prepare_usage or f"mulap prepare {spec.name} <raw {spec.raw_name} folder>"
+        raise FileNotFoundError(f"{root} holds no prepared dataset: run `{how}` (or set downstream.dataset_dir)")
     return load_prepared(root)
 
 
@@ -250,8 +254,8 @@ def run_downstream(pretrain_id: str, task: str, downstream_id: str | None = None
     out = downstream_dir(cfg, pretrain_id, downstream_id)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    spec = get_task(task)
     ds = load_task_data(cfg)
+    spec = get_task(task).resolved(ds.task_type)
     if ds.task_type != spec.task_type:
         raise ValueError(f"{ds.root}: prepared for a {ds.task_type} task, but {task} is {spec.task_type}")
     backbone, backbone_desc = backbone_for(cfg, pretrain_id)
@@ -288,8 +292,11 @@ def run_downstream(pretrain_id: str, task: str, downstream_id: str | None = None
     monitor = f"val/{spec.primary_metric}"
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="max", save_top_k=1,
                            save_weights_only=True, enable_version_counter=False)
+    callbacks = [ckpt, EarlyStopping(monitor=monitor, mode="max", patience=int(d.patience))]
+    if progress and d.mode == "frozen":  # fine-tuning keeps Lightning's per-batch bar (its batches take seconds)
+        callbacks.append(EpochProgress(f"probe {task} ({backbone_desc})", monitor))
     trainer = L.Trainer(accelerator=cfg.training.device, devices=1, max_epochs=int(d.epochs), logger=CSVLogger(out, name="", version="logs"),
-                        callbacks=[ckpt, EarlyStopping(monitor=monitor, mode="max", patience=int(d.patience))],
+                        callbacks=callbacks,
                         enable_progress_bar=progress and d.mode == "finetune", enable_model_summary=False,
                         num_sanity_val_steps=0, log_every_n_steps=1, deterministic=False)
     # a frozen-mode step is a tiny MLP on a batch of cached vectors: extra intra-op threads only add
@@ -373,6 +380,8 @@ def run_eval(pretrain_id: str, downstream_id: str, overrides=(), progress: bool 
     cfg = load_saved_config(folder / "config.yaml")
     probe, meta = load_probe(folder)
     ds = load_task_data(cfg)
+    # stages: features (cached, or a backbone pass), predictions, metrics, plots
+    bar = tqdm(total=4, desc=f"eval {ds.task}", unit="stage", disable=not progress)
     if meta["mode"] == "finetune":
         backbone = load_backbone(folder / "backbone.safetensors").eval()
         splits = {}
@@ -385,9 +394,12 @@ def run_eval(pretrain_id: str, downstream_id: str, overrides=(), progress: bool 
         backbone, _ = backbone_for(cfg, pretrain_id)
         emb = _embeddings(cfg, backbone, ds, progress)
         splits = {s: split_features(emb, ds, s) for s in ("valid", "test")}
+    bar.update(1)
     preds = {s: _predict(probe, f.features, f.track, len(f.targets), meta) for s, f in splits.items()}
+    bar.update(1)
     thresholds = tune_thresholds(splits["valid"].targets, preds["valid"]) if ds.task_type == "multilabel" else None
     metrics = compute_metrics(ds.task_type, splits["test"].targets, preds["test"], ds.label_names, thresholds)
+    bar.update(1)
     metrics["n_test_tracks"] = int(len(splits["test"].targets))
     metrics["backbone"] = meta["backbone"]
     write_json(folder / "metrics.json", metrics)
@@ -396,6 +408,8 @@ def run_eval(pretrain_id: str, downstream_id: str, overrides=(), progress: bool 
     np.savez(folder / "predictions.npz", ids=np.array([it.id for it in ds.split("test")]), y_true=splits["test"].targets,
              y_score=preds["test"])
     _plots(folder / "plots", ds, metrics, splits["test"].targets, preds["test"])
+    bar.update(1)
+    bar.close()
     print(f"{ds.task} ({meta['backbone']}): " + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items() if isinstance(v, float)))
     return metrics
 
@@ -408,10 +422,12 @@ def _plots(folder: Path, ds: PreparedDataset, metrics: dict, y_true: np.ndarray,
     if ds.task_type == "multilabel":
         plots.plot_per_class({k: v.get("roc_auc") for k, v in per_class.items()}, folder / "per_class_roc_auc.png",
                              title=f"{ds.task}: ROC-AUC per tag", ylabel="ROC-AUC")
-        plots.plot_pr_curves(y_true, y_score, ds.label_names, folder / "pr_curves.png")
+        plots.plot_pr_curves(y_true, y_score, ds.label_names, folder / "pr_curves.png",
+                             title=f"{ds.task}: precision-recall on the test set ({len(y_true)} clips)")
     elif ds.task_type == "multiclass":
         plots.plot_per_class({k: v.get("f1") for k, v in per_class.items()}, folder / "per_class_f1.png",
                              title=f"{ds.task}: F1 per class", ylabel="F1")
-        plots.plot_confusion_matrix(np.array(metrics["confusion_matrix"]), ds.label_names, folder / "confusion_matrix.png")
+        plots.plot_confusion_matrix(np.array(metrics["confusion_matrix"]), ds.label_names, folder / "confusion_matrix.png",
+                                    title=f"{ds.task}: test set")
     else:
         plots.plot_regression_scatter(y_true, y_score, ds.label_names, folder / "predicted_vs_true.png")
