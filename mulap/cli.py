@@ -7,6 +7,7 @@
     mulap prepare csv <labels.csv> <audio_dir> --name NAME [--out DIR]
     mulap embed <pretrain_id|random|supervised_mtt|supervised_msd|backbone file> <audio...> -o OUT
     mulap tag <audio...> [--model supervised_mtt|supervised_msd] [--top K] [-o tags.csv] [--taggram DIR]
+    mulap export <pretrain_id|experiment folder> <dir>
     mulap data demo [--out DIR] [--size small|default] [--seed N]
     mulap demo [--out DIR]
 """
@@ -78,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", help="write a CSV with the columns file,tag,probability (the top K rows per file)")
     p.add_argument("--taggram", help="write one PNG per file into this folder: the tags' probabilities over time (3 s steps)")
     p.add_argument("--batch_size", type=int, default=32, help="3 s chunks per forward pass (default 32)")
+
+    p = sub.add_parser("export", help="write a pre-trained model as one self-contained folder (config, weights, tokenizer, model card)")
+    p.add_argument("model", help="a pre-training id (under env.save_dir) or an experiment folder")
+    p.add_argument("out", help="the folder to write (loadable with mulap.load(out) anywhere, offline)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in that folder")
+    _add_overrides(p)
 
     p = sub.add_parser("data", help="dataset utilities")
     dsub = p.add_subparsers(dest="data_command", required=True)
@@ -164,6 +171,18 @@ def cmd_tag(args) -> None:
     run_tag(args.inputs, args.model, top=args.top, out=args.out, taggram_dir=args.taggram, batch_size=args.batch_size)
 
 
+def cmd_export(args) -> None:
+    from mulap.models.pretrained import export_model, load_experiment
+
+    cfg = load_config(None, args.overrides)
+    exp = Path(args.model)
+    if not exp.is_dir():
+        exp = Path(cfg.env.save_dir) / "experiments" / args.model
+    out = export_model(load_experiment(exp), args.out, overwrite=args.overwrite)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    print(f"exported {exp} -> {out} ({size:.1f} MB)")
+
+
 def cmd_data(args) -> None:
     from mulap.data.demo import build_demo
 
@@ -178,7 +197,7 @@ def cmd_demo(args) -> None:
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "downstream": cmd_downstream, "eval": cmd_eval, "prepare": cmd_prepare,
-            "embed": cmd_embed, "tag": cmd_tag, "data": cmd_data, "demo": cmd_demo}
+            "embed": cmd_embed, "tag": cmd_tag, "export": cmd_export, "data": cmd_data, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     console.setup(lightning=args.command in LIGHTNING_COMMANDS)
     try:
         COMMANDS[args.command](args)
-    except (ConfigError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
         if os.environ.get("MULAP_DEBUG"):
             raise
         print(f"mulap {args.command}: error: {exc}", file=sys.stderr)

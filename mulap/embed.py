@@ -275,11 +275,16 @@ def check_output_path(out: str | Path, suffixes: tuple[str, ...] = OUTPUT_SUFFIX
 
 
 def embed_files(model_ref: str, inputs: list[str], out: str | Path, cfg, batch_size: int = 64) -> Path:
-    """Chunk- and track-level (mean over chunks) embeddings of audio files -> .npz or .parquet (float32)."""
+    """Chunk- and track-level (mean over chunks) embeddings of audio files -> .npz or .parquet (float32).
+    The model comes from `mulap.load`, as in the Python API. The output name and the inputs are checked
+    before the model is loaded."""
+    from mulap.api import load
+
     out = check_output_path(out)
     files = list_audio(inputs)
-    model, desc = resolve_backbone(model_ref, cfg.env.save_dir, int(cfg.env.seed))
     device, precision = extraction_settings(cfg)
+    loaded = load(model_ref, save_dir=cfg.env.save_dir, device=device, seed=int(cfg.env.seed))
+    model, desc = loaded.backbone, loaded.name
     features, track, failures = extract(model, files, batch_chunks=batch_size, num_workers=int(cfg.training.num_workers), desc="embed",
                                         device=device, precision=precision)
     for path, reason in failures:
