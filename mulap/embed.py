@@ -251,7 +251,8 @@ def list_audio(inputs: list[str]) -> list[Path]:
                 if f.suffix.lower() in AUDIO_SUFFIXES:
                     files.append(f)
                 else:
-                    skipped[f.suffix.lower() or "(none)"] = skipped.get(f.suffix.lower() or "(none)", 0) + 1
+                    kind = f.suffix.lower() or "no suffix"
+                    skipped[kind] = skipped.get(kind, 0) + 1
         elif p.is_file():
             files.append(p)
         else:
