@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_overrides(p)
 
     p = sub.add_parser("embed", help="chunk- and track-level embeddings of audio files")
-    p.add_argument("model", help="a pre-training id, random, supervised_mtt, supervised_msd, or a backbone .safetensors")
+    p.add_argument("model", help="a pre-training id, random, supervised_mtt, supervised_msd, a backbone .safetensors "
+                                 "or an exported model folder (anything mulap.load takes)")
     p.add_argument("inputs", nargs="+", help="audio files or folders")
     p.add_argument("-o", "--out", required=True, help="output file (.npz or .parquet), checked before anything is embedded")
     p.add_argument("--batch_size", type=int, default=32, help="3 s chunks per backbone forward pass (default 32; lower it "
