@@ -92,3 +92,32 @@ def test_seed_command_builds_the_example_corpus_and_trains(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "building the example corpus" not in again.stderr
     assert (home / "save" / "experiments" / "bare" / "backbone.safetensors").is_file()
+
+
+def test_other_ranks_wait_for_rank_zero_to_build(tmp_path, monkeypatch):
+    """Processes started together (torchrun): only rank 0 builds the example corpus; the others wait for it."""
+    import threading
+
+    from mulap.data import example_corpus
+
+    monkeypatch.setenv("MULAP_ROOT", str(tmp_path))
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(example_corpus, "build_example_corpus", lambda *a, **k: (_ for _ in ()).throw(AssertionError("rank 1 built")))
+    target = default_data_dir()
+
+    def rank_zero_builds():
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        for name in ("dataset_train.json", "dataset_val.json"):
+            (staging / name).write_text("[]")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(target)
+
+    timer = threading.Timer(0.5, rank_zero_builds)
+    timer.start()
+    try:
+        assert ensure_pretraining_corpus(load_config(None, []), progress=False) == target
+    finally:
+        timer.cancel()
+    with pytest.raises(ValueError, match="waited 0 s for rank 0"):
+        example_corpus._wait_for(tmp_path / "never", timeout_s=0.1)

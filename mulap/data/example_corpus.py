@@ -11,7 +11,9 @@ user that holds no corpus is an error naming it, raised before training starts.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -42,12 +44,27 @@ def ensure_pretraining_corpus(cfg: DictConfig, progress: bool = True) -> Path:
         return data_dir
     empty = not data_dir.exists() or (data_dir.is_dir() and not any(data_dir.iterdir()))
     if empty and data_dir.resolve() == default_data_dir().resolve():
-        build_example_corpus(data_dir, progress=progress)
+        if _rank() == 0:
+            build_example_corpus(data_dir, progress=progress)
+        else:  # processes started together (torchrun, SLURM): rank 0 builds, the others wait for it
+            _wait_for(data_dir)
         return data_dir
     missing = [SPLIT_FILES[s] for s in ("train", "val") if not (data_dir / SPLIT_FILES[s]).is_file()]
     raise DatasetError(f"{data_dir}: no pre-training corpus ({', '.join(missing)} missing); expected the seed's "
                        f"audiocaption layout (audio/ + dataset_train.json, dataset_val.json, dataset_test.json), "
                        f"set with dataset_config.data_dir=<folder>")
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or 0)
+
+
+def _wait_for(data_dir: Path, timeout_s: float = 900.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not has_corpus(data_dir):
+        if time.monotonic() > deadline:
+            raise DatasetError(f"{data_dir}: rank {_rank()} waited {timeout_s:.0f} s for rank 0 to build the example corpus")
+        time.sleep(2.0)
 
 
 def build_example_corpus(data_dir: str | Path, progress: bool = True) -> Path:
