@@ -242,25 +242,33 @@ class Model:
                        batch_size: int = 64) -> np.ndarray:
         """`match` on backbone chunk features: windows (each [c <= max_chunks, D]) owned by clip `owner[k]`
         -> [n_audio, Nt], the best window per clip."""
-        tok = self._tokens(texts)
-        nt = tok["input_ids"].shape[0]
-        c = max(len(w) for w in windows)
-        feats = torch.zeros(len(windows), c, self.embedding_dim, device=self.device)
-        mask = torch.zeros(len(windows), c, dtype=torch.bool, device=self.device)
-        for k, w in enumerate(windows):
-            feats[k, :len(w)] = w.to(self.device)
-            mask[k, :len(w)] = True
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        nt = len(texts)
         pairs = [(k, j) for k in range(len(windows)) for j in range(nt)]
-        probs = torch.empty(len(pairs), device=self.device)
-        for s in range(0, len(pairs), batch_size):
-            wi = torch.tensor([p[0] for p in pairs[s:s + batch_size]], device=self.device)
-            ti = torch.tensor([p[1] for p in pairs[s:s + batch_size]], device=self.device)
-            logits = self.mulap.match_logits(feats[wi], mask[wi], tok["input_ids"][ti], tok["attention_mask"][ti])
-            probs[s:s + len(wi)] = logits.float().softmax(-1)[:, 1]
-        per_window = probs.view(len(windows), nt).cpu().numpy()
+        probs = self.match_pairs([windows[k] for k, _ in pairs], [texts[j] for _, j in pairs], batch_size)
+        per_window = probs.reshape(len(windows), nt)
         out = np.full((n_audio, nt), -np.inf, dtype=np.float32)
         for k, i in enumerate(owner):
             out[i] = np.maximum(out[i], per_window[k])
+        return out
+
+    @torch.inference_mode()
+    def match_pairs(self, windows: list[torch.Tensor], texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """The matching probability of each (window of chunk features [c <= max_chunks, D], text) pair -> [P]."""
+        if len(windows) != len(texts):
+            raise ValueError(f"{len(windows)} audio windows but {len(texts)} texts: match_pairs scores pairs")
+        out = np.empty(len(windows), dtype=np.float32)
+        for s in range(0, len(windows), batch_size):
+            ws = windows[s:s + batch_size]
+            c = max(len(w) for w in ws)
+            feats = torch.zeros(len(ws), c, self.embedding_dim, device=self.device)
+            mask = torch.zeros(len(ws), c, dtype=torch.bool, device=self.device)
+            for k, w in enumerate(ws):
+                feats[k, :len(w)] = w.to(self.device)
+                mask[k, :len(w)] = True
+            tok = self._tokens(texts[s:s + batch_size])
+            logits = self.mulap.match_logits(feats, mask, tok["input_ids"], tok["attention_mask"])
+            out[s:s + len(ws)] = logits.float().softmax(-1)[:, 1].cpu().numpy()
         return out
 
 

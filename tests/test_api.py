@@ -13,10 +13,8 @@ import torch
 
 import mulap
 from mulap.cli import main
-from mulap.config import load_config
 from mulap.models.pretrained import ModelLoadError
-from mulap.training.pretrain import run_pretraining
-from tests.helpers import TINY_MODEL, make_audiocaption, tone
+from tests.helpers import tone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,15 +36,8 @@ def mtt():
 
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory):
-    """A tiny MuLaP pre-trained for 2 epochs (contrastive joint space on, the default recipe)."""
-    root = tmp_path_factory.mktemp("exp")
-    corpus = make_audiocaption(root / "ac", n_train=8, n_val=4)
-    cfg = load_config(None, [f"env.save_dir={root / 'save'}", f"dataset_config.data_dir={corpus}", "training.epochs=2",
-                             "training.batch_size=4", "training.num_workers=0", "training.progress_bar=false",
-                             "dataset_config.max_len_seconds=6", "model_config.audio.max_chunks=2", *TINY_MODEL])
-    run_pretraining(cfg, "tiny")
-    return root / "save", "tiny"
+def experiment(tiny_mulap):
+    return tiny_mulap
 
 
 def test_embed_files_equals_mulap_embed_and_embed_of_decoded_arrays(files, mtt, tmp_path):

@@ -31,10 +31,11 @@ from mulap.audio.chunks import cut_chunks, random_crop
 from mulap.config import CONFIG_DIR, ConfigError, load_config, load_saved_config, save_config, to_dict
 from mulap.data.downstream import get_task
 from mulap.data.prepare import MANIFEST, PreparedDataset, load_prepared, targets
-from mulap.files import atomic_write_text, write_json
+from mulap.files import write_json
 from mulap.embed import (cached_embeddings, embedding_cache_root, experiment_backbone_file, extraction_settings,
                          resolve_backbone)
-from mulap.evaluation.metrics import aggregate_tracks, compute_metrics, primary_value, scalar_metrics, tune_thresholds
+from mulap.evaluation.metrics import aggregate_tracks, primary_value, scalar_metrics
+from mulap.evaluation.outputs import evaluate_and_write
 from mulap.models.backbone import SUPERVISED, load_backbone, save_backbone
 from mulap.models.musicnn import Musicnn
 from mulap.models.probes import Probe
@@ -380,8 +381,8 @@ def run_eval(pretrain_id: str, downstream_id: str, overrides=(), progress: bool 
     cfg = load_saved_config(folder / "config.yaml")
     probe, meta = load_probe(folder)
     ds = load_task_data(cfg)
-    # stages: features (cached, or a backbone pass), predictions, metrics, plots
-    bar = tqdm(total=4, desc=f"eval {ds.task}", unit="stage", disable=not progress)
+    # stages: features (cached, or a backbone pass), predictions, metrics and plots
+    bar = tqdm(total=3, desc=f"eval {ds.task}", unit="stage", disable=not progress)
     if meta["mode"] == "finetune":
         backbone = load_backbone(folder / "backbone.safetensors").eval()
         splits = {}
@@ -397,37 +398,10 @@ def run_eval(pretrain_id: str, downstream_id: str, overrides=(), progress: bool 
     bar.update(1)
     preds = {s: _predict(probe, f.features, f.track, len(f.targets), meta) for s, f in splits.items()}
     bar.update(1)
-    thresholds = tune_thresholds(splits["valid"].targets, preds["valid"]) if ds.task_type == "multilabel" else None
-    metrics = compute_metrics(ds.task_type, splits["test"].targets, preds["test"], ds.label_names, thresholds)
-    bar.update(1)
-    metrics["n_test_tracks"] = int(len(splits["test"].targets))
-    metrics["backbone"] = meta["backbone"]
-    write_json(folder / "metrics.json", metrics)
-    scalars = scalar_metrics(metrics)
-    atomic_write_text(folder / "metrics.tsv", "metric\tvalue\n" + "".join(f"{k}\t{'' if v is None else round(v, 6)}\n" for k, v in scalars.items()))
-    np.savez(folder / "predictions.npz", ids=np.array([it.id for it in ds.split("test")]), y_true=splits["test"].targets,
-             y_score=preds["test"])
-    _plots(folder / "plots", ds, metrics, splits["test"].targets, preds["test"])
+    metrics = evaluate_and_write(folder, ds, (splits["valid"].targets, preds["valid"]), (splits["test"].targets, preds["test"]),
+                                 {"backbone": meta["backbone"]})
     bar.update(1)
     bar.close()
+    scalars = scalar_metrics(metrics)
     print(f"{ds.task} ({meta['backbone']}): " + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items() if isinstance(v, float)))
     return metrics
-
-
-def _plots(folder: Path, ds: PreparedDataset, metrics: dict, y_true: np.ndarray, y_score: np.ndarray) -> None:
-    from mulap.evaluation import plots
-
-    folder.mkdir(parents=True, exist_ok=True)
-    per_class = metrics.get("per_class", {})
-    if ds.task_type == "multilabel":
-        plots.plot_per_class({k: v.get("roc_auc") for k, v in per_class.items()}, folder / "per_class_roc_auc.png",
-                             title=f"{ds.task}: ROC-AUC per tag", ylabel="ROC-AUC")
-        plots.plot_pr_curves(y_true, y_score, ds.label_names, folder / "pr_curves.png",
-                             title=f"{ds.task}: precision-recall on the test set ({len(y_true)} clips)")
-    elif ds.task_type == "multiclass":
-        plots.plot_per_class({k: v.get("f1") for k, v in per_class.items()}, folder / "per_class_f1.png",
-                             title=f"{ds.task}: F1 per class", ylabel="F1")
-        plots.plot_confusion_matrix(np.array(metrics["confusion_matrix"]), ds.label_names, folder / "confusion_matrix.png",
-                                    title=f"{ds.task}: test set")
-    else:
-        plots.plot_regression_scatter(y_true, y_score, ds.label_names, folder / "predicted_vs_true.png")
