@@ -51,8 +51,13 @@ def task_spec(task: str):
     from mulap.data.downstream import TaskSpec
 
     name = check_name(task[len(CSV_PREFIX):])
-    return TaskSpec(task, load_csv_labels, "labels.csv", dataset_folder(name), "any", "", True,
-                    f"your labelled audio ({name})", prepare_usage=f"mulap prepare csv <labels.csv> <audio_dir> --name {name}")
+    usage = f"mulap prepare csv <labels.csv> <audio_dir> --name {name}"
+
+    def loader(raw_dir, *args, **kwargs):  # a csv task is read from a CSV and an audio folder, not one raw folder
+        raise ValueError(f"{task} is prepared with `{usage}`")
+
+    return TaskSpec(task, loader, "labels.csv", dataset_folder(name), "any", "", True, f"your labelled audio ({name})",
+                    prepare_usage=usage)
 
 
 def file_id(rel: str) -> str:

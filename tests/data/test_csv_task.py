@@ -114,6 +114,8 @@ def test_missing_audio_files_are_all_named(tmp_path, capsys):
     assert "--name NAME" in capsys.readouterr().err
     assert main(["prepare", "csv", str(labels), str(audio), "--name", "bad name"]) == 2
     assert "dataset name 'bad name'" in capsys.readouterr().err
+    assert main(["prepare", "csv:x", str(audio)]) == 2  # the task name instead of `prepare csv`
+    assert "csv:x is prepared with `mulap prepare csv <labels.csv> <audio_dir> --name x`" in capsys.readouterr().err
 
 
 def test_downstream_and_eval_take_a_csv_task(pitched, tmp_path, capsys):
