@@ -4,7 +4,9 @@
     mulap downstream <pretrain_id> <task> [--downstream_id ID] [key=value ...]
     mulap eval <pretrain_id> <downstream_id> [key=value ...]
     mulap prepare <task> <raw_dir> [--out DIR] [key=value ...]
+    mulap prepare csv <labels.csv> <audio_dir> --name NAME [--out DIR]
     mulap embed <pretrain_id|random|supervised_mtt|supervised_msd|backbone file> <audio...> -o OUT
+    mulap tag <audio...> [--model supervised_mtt|supervised_msd] [--top K] [-o tags.csv] [--taggram DIR]
     mulap export <pretrain_id|experiment folder> <dir>
     mulap search <model> <folder|index> "query" [--top K] [--rerank N] [--json] | --like song.mp3
     mulap zeroshot <model> <task> [--prompts FILE] [--out DIR]
@@ -15,14 +17,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import sys
 import time
 from pathlib import Path
 
+from mulap import __version__
 from mulap.config import ConfigError, load_config
+
+# commands that train or evaluate with Lightning and scikit-learn (mulap.console quiets both)
+LIGHTNING_COMMANDS = ("pretrain", "downstream", "eval", "zeroshot", "eval-retrieval", "demo")
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -31,6 +36,7 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mulap", description="Music audio representations from weak language supervision.")
+    parser.add_argument("--version", action="version", version=f"mulap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="pre-train MuLaP on an audiocaption dataset (resumes an existing --pretrain_id)")
@@ -40,28 +46,44 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("downstream", help="train a probe on a downstream task on top of a backbone")
     p.add_argument("pretrain_id", help="a pre-training id, or random / supervised_mtt / supervised_msd")
-    p.add_argument("task", help="mtt_tagging, jamendo_tagging, jamendo_genre, jamendo_instrument, jamendo_moodtheme, emomusic_reg, fma_clf, nsynth_clf")
+    p.add_argument("task", help="mtt_tagging, jamendo_tagging, jamendo_genre, jamendo_instrument, jamendo_moodtheme, emomusic_reg, "
+                                "fma_clf, nsynth_clf, or csv:NAME (a dataset made by `mulap prepare csv ... --name NAME`)")
     p.add_argument("--downstream_id", help="probe run id (default: <task>-<time>)")
     p.add_argument("--config", help="a YAML file with (part of) the config")
     _add_overrides(p)
 
     p = sub.add_parser("eval", help="test-set metrics and plots of a trained probe")
-    p.add_argument("pretrain_id")
-    p.add_argument("downstream_id")
+    p.add_argument("pretrain_id", help="the pre-training id (or random / supervised_mtt / supervised_msd) the probe was trained on")
+    p.add_argument("downstream_id", help="the probe run to evaluate (printed by `mulap downstream`)")
     _add_overrides(p)
 
-    p = sub.add_parser("prepare", help="decode a downstream dataset as its publisher ships it into mulap's prepared form")
-    p.add_argument("task")
-    p.add_argument("raw_dir")
-    p.add_argument("--out", help="default: <env.data_root>/datasets/<dataset name>")
+    p = sub.add_parser("prepare", help="decode a downstream dataset as its publisher ships it (or your own labels.csv) "
+                                       "into mulap's prepared form")
+    p.add_argument("task", help="mtt_tagging, jamendo_tagging, jamendo_genre, jamendo_instrument, jamendo_moodtheme, "
+                                "emomusic_reg, fma_clf, nsynth_clf; or csv for your own labelled audio")
+    p.add_argument("raw_dir", help="the dataset folder as its publisher ships it; for csv: the labels .csv file")
+    p.add_argument("audio_dir", nargs="?", help="csv only: the folder the csv's file column is relative to")
+    p.add_argument("--name", help="csv only: the dataset's name; train on it as task csv:NAME")
+    p.add_argument("--out", help="default: <env.data_root>/datasets/<dataset name> (csv: csv_<NAME>)")
     _add_overrides(p)
 
     p = sub.add_parser("embed", help="chunk- and track-level embeddings of audio files")
-    p.add_argument("model", help="a pre-training id, random, supervised_mtt, supervised_msd, or a backbone .safetensors")
+    p.add_argument("model", help="a pre-training id, random, supervised_mtt, supervised_msd, a backbone .safetensors "
+                                 "or an exported model folder (anything mulap.load takes)")
     p.add_argument("inputs", nargs="+", help="audio files or folders")
-    p.add_argument("-o", "--out", required=True, help="output file (.npz or .parquet)")
-    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("-o", "--out", required=True, help="output file (.npz or .parquet), checked before anything is embedded")
+    p.add_argument("--batch_size", type=int, default=32, help="3 s chunks per backbone forward pass (default 32; lower it "
+                                                                "if memory is short)")
     _add_overrides(p)
+
+    p = sub.add_parser("tag", help="the musicnn taggers' 50 tags per audio file (as `python -m musicnn.tagger`)")
+    p.add_argument("inputs", nargs="+", help="audio files or folders (searched recursively)")
+    p.add_argument("--model", default="supervised_mtt", help="a tagging model: supervised_mtt (MagnaTagATune tags, "
+                                                             "default) or supervised_msd (Million Song Dataset tags)")
+    p.add_argument("--top", type=int, default=5, help="tags shown (and written with -o) per file, highest first (default 5)")
+    p.add_argument("-o", "--out", help="write a CSV with the columns file,tag,probability (the top K rows per file)")
+    p.add_argument("--taggram", help="write one PNG per file into this folder: the tags' probabilities over time (3 s steps)")
+    p.add_argument("--batch_size", type=int, default=32, help="3 s chunks per forward pass (default 32)")
 
     p = sub.add_parser("export", help="write a pre-trained model as one self-contained folder (config, weights, tokenizer, model card)")
     p.add_argument("model", help="a pre-training id (under env.save_dir) or an experiment folder")
@@ -94,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval-retrieval", help="text->audio and audio->text retrieval metrics on an audiocaption split")
     p.add_argument("model", help="a pre-trained MuLaP (id, experiment or export folder)")
     p.add_argument("data_dir", help="an audiocaption dataset folder (dataset_<split>.json + audio/)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split file of the corpus to score (default test)")
     p.add_argument("--rerank", type=int, default=10, metavar="N", help="re-score the top N with match (0: off; default 10)")
     p.add_argument("--out", help="output folder (default <experiment>/retrieval/<split>)")
     _add_overrides(p)
@@ -102,25 +124,28 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="dataset utilities")
     dsub = p.add_subparsers(dest="data_command", required=True)
     d = dsub.add_parser("demo", help="build the offline demo world (captioned corpus + five downstream datasets)")
-    d.add_argument("--out", default="data/demo")
-    d.add_argument("--size", default="default", choices=["small", "default"])
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", default="data/demo", help="the folder to build it in (default data/demo)")
+    d.add_argument("--size", default="default", choices=["small", "default"], help="small: seconds (tests); default: minutes")
+    d.add_argument("--seed", type=int, default=0, help="the same seed builds the same world, byte for byte (default 0)")
     d = dsub.add_parser("nsynth-soundfont", help="NSynth-layout notes of every GM program rendered through another "
                                                  "soundfont (an out-of-world test set, e.g. Debian's csound-soundfont)")
     d.add_argument("soundfont", help="a General MIDI .sf2, e.g. /usr/share/sounds/sf2/sf_GMbank.sf2")
     d.add_argument("--out", required=True, help="folder for nsynth-{train,valid,test}/ (then `mulap prepare nsynth_clf OUT`)")
     d.add_argument("--notes", type=int, default=12, help="test notes per GM program (default 12: ~1,000 notes)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="seed of the note choice (default 0)")
 
     p = sub.add_parser("demo", help="the whole pipeline on the offline demo world, with a report")
-    p.add_argument("--out", default="demo_out")
-    p.add_argument("--size", default="default", choices=["small", "default"])
+    p.add_argument("--out", default="demo_out", help="the folder for the world, runs, report.md and plots (default "
+                                                     "demo_out); a second run there reuses finished stages")
+    p.add_argument("--size", default="default", choices=["small", "default"], help="small: a few minutes; default: ~40 "
+                                                                                  "minutes on 2 CPU cores")
     p.add_argument("--settings", help="a demo settings file in configs/demo/ (default: the --size one), e.g. ablation")
     _add_overrides(p)
     return parser
 
 
 def cmd_pretrain(args) -> None:
+    from mulap.data.example_corpus import ensure_pretraining_corpus
     from mulap.training.pretrain import experiment_dir, run_pretraining
 
     pretrain_id = args.pretrain_id or time.strftime("%Y%m%d-%H%M%S")
@@ -131,6 +156,7 @@ def cmd_pretrain(args) -> None:
         print(f"resuming pre-training {pretrain_id} from {saved.parent}")
     else:
         cfg = probe
+    ensure_pretraining_corpus(cfg)  # the seed's default run builds its example corpus; a missing one stops here
     exp_dir = run_pretraining(cfg, pretrain_id)
     print(f"pretrain_id: {pretrain_id}\nexperiment: {exp_dir}")
 
@@ -152,7 +178,20 @@ def cmd_prepare(args) -> None:
     from mulap.data.downstream import get_task
     from mulap.data.prepare import prepare
 
+    if args.audio_dir is not None and args.task != "csv":
+        if "=" not in args.audio_dir:  # an override lands here when there is no third positional
+            raise ValueError(f"prepare {args.task} takes one folder (the raw dataset); unexpected {args.audio_dir!r}")
+        args.overrides = [args.audio_dir, *args.overrides]
     cfg = load_config(None, args.overrides)
+    if args.task == "csv":
+        from mulap.data.csv_task import prepare_csv
+
+        if args.audio_dir is None or args.name is None:
+            raise ValueError("usage: mulap prepare csv <labels.csv> <audio_dir> --name NAME")
+        report = prepare_csv(args.raw_dir, args.audio_dir, args.name, cfg.env.data_root, out_dir=args.out,
+                             num_workers=int(cfg.training.num_workers), seed=int(cfg.env.seed))
+        print(report.summary())
+        return
     spec = get_task(args.task)
     out = Path(args.out) if args.out else Path(cfg.env.data_root) / "datasets" / spec.dataset
     report = prepare(args.task, args.raw_dir, out, num_workers=int(cfg.training.num_workers))
@@ -165,6 +204,12 @@ def cmd_embed(args) -> None:
     cfg = load_config(None, args.overrides)
     out = embed_files(args.model, args.inputs, args.out, cfg, batch_size=args.batch_size)
     print(f"embeddings: {out}")
+
+
+def cmd_tag(args) -> None:
+    from mulap.tagging import run_tag
+
+    run_tag(args.inputs, args.model, top=args.top, out=args.out, taggram_dir=args.taggram, batch_size=args.batch_size)
 
 
 def cmd_export(args) -> None:
@@ -293,7 +338,7 @@ def cmd_demo(args) -> None:
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "downstream": cmd_downstream, "eval": cmd_eval, "prepare": cmd_prepare,
-            "embed": cmd_embed, "export": cmd_export, "search": cmd_search, "zeroshot": cmd_zeroshot,
+            "embed": cmd_embed, "tag": cmd_tag, "export": cmd_export, "search": cmd_search, "zeroshot": cmd_zeroshot,
             "eval-retrieval": cmd_eval_retrieval, "data": cmd_data, "demo": cmd_demo}
 
 
@@ -306,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(getattr(args, "overrides", []) or []) + extra
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from mulap import console
+
+    console.setup(lightning=args.command in LIGHTNING_COMMANDS)
     try:
         COMMANDS[args.command](args)
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
@@ -314,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mulap {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        console.finish()
     return 0
 
 

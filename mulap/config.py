@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from mulap.files import atomic_write_text
+from mulap.paths import PATH_KEYS, resolve_default
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data; ./configs at the project root links here (the seed layout)
 
@@ -149,7 +150,20 @@ def load_config(config_file: str | Path | None = None, overrides: Iterable[str] 
         except (ConfigKeyError, ConfigAttributeError) as exc:
             raise ConfigError(f"{config_file}: unknown config key {exc.full_key!r}") from None
     _apply_overrides(cfg, pairs, "command line")
+    _resolve_default_paths(cfg, user, pairs)
     return cfg
+
+
+def _resolve_default_paths(cfg: DictConfig, user: DictConfig | None, pairs: list[tuple[str, str]]) -> None:
+    """Relative paths that still hold their packaged default are taken from the project root (mulap.paths);
+    paths set by the user (config file or command line) stay as given, relative to the current folder."""
+    given = {key for key, _ in pairs}
+    for key in PATH_KEYS:
+        if key in given or (user is not None and OmegaConf.select(user, key) is not None):
+            continue
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, str):
+            OmegaConf.update(cfg, key, resolve_default(value), merge=False)
 
 
 def save_config(cfg: DictConfig, path: str | Path) -> None:

@@ -25,7 +25,28 @@ from mulap.models.backbone import SUPERVISED, build_backbone, load_backbone
 from mulap.models.musicnn import Musicnn
 
 log = logging.getLogger(__name__)
-AUDIO_SUFFIXES = (".npy", ".wav", ".flac", ".ogg", ".mp3")
+# libsndfile's formats (soundfile.available_formats()) -> the file suffixes they use. Header-less RAW and
+# the MATLAB containers (.mat, mostly not audio) are left out: a folder scan should not pick them up.
+_FORMAT_SUFFIXES = {
+    "WAV": (".wav",), "WAVEX": (".wav",), "RF64": (".rf64",), "W64": (".w64",), "AIFF": (".aiff", ".aif", ".aifc"),
+    "AU": (".au", ".snd"), "CAF": (".caf",), "FLAC": (".flac",), "OGG": (".ogg", ".oga", ".opus"), "MP3": (".mp3",),
+    "SVX": (".8svx", ".iff"), "PAF": (".paf",), "PVF": (".pvf",), "SD2": (".sd2",), "SDS": (".sds",),
+    "IRCAM": (".sf", ".ircam"), "VOC": (".voc",), "NIST": (".nist", ".sph"), "AVR": (".avr",), "HTK": (".htk",),
+    "MPC2K": (".mpc2k",), "WVE": (".wve",), "XI": (".xi",),
+}
+OUTPUT_SUFFIXES = (".npz", ".parquet")
+
+
+def audio_suffixes() -> tuple[str, ...]:
+    """Suffixes `mulap embed`/`tag` pick up in folders: .npy (the seed's 16 kHz arrays) and every format the
+    installed libsndfile reads."""
+    import soundfile as sf
+
+    formats = sf.available_formats()
+    return (".npy", *sorted({suffix for name, sfx in _FORMAT_SUFFIXES.items() if name in formats for suffix in sfx}))
+
+
+AUDIO_SUFFIXES = audio_suffixes()
 
 
 # -- which backbone ------------------------------------------------------------------------
@@ -218,58 +239,82 @@ def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifes
 
 # -- the `mulap embed` command -------------------------------------------------------------
 def list_audio(inputs: list[str]) -> list[Path]:
-    files = []
+    """Files named, plus the audio files (by suffix, AUDIO_SUFFIXES) under folders, recursively and sorted.
+    Files a folder holds with other suffixes are counted and logged (hidden files are ignored)."""
+    files, skipped = [], {}
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES))
+            for f in sorted(p.rglob("*")):
+                if not f.is_file() or f.name.startswith("."):
+                    continue
+                if f.suffix.lower() in AUDIO_SUFFIXES:
+                    files.append(f)
+                else:
+                    kind = f.suffix.lower() or "no suffix"
+                    skipped[kind] = skipped.get(kind, 0) + 1
         elif p.is_file():
             files.append(p)
         else:
             raise FileNotFoundError(f"no such audio file or folder: {p}")
+    if skipped:
+        log.info("skipped %d file(s) that are not audio by their suffix (%s)", sum(skipped.values()),
+                 ", ".join(f"{n} {sfx}" for sfx, n in sorted(skipped.items())))
     if not files:
-        raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {', '.join(inputs)}")
+        raise FileNotFoundError(f"no audio files under {', '.join(inputs)} (suffixes read: {', '.join(AUDIO_SUFFIXES)})")
     return files
 
 
+def check_output_path(out: str | Path, suffixes: tuple[str, ...] = OUTPUT_SUFFIXES) -> Path:
+    """Refuse an output name with another suffix before any work is done."""
+    out = Path(out)
+    if out.suffix.lower() not in suffixes:
+        raise ValueError(f"output {out}: use a {' or '.join(suffixes)} file name")
+    if out.is_dir():
+        raise ValueError(f"output {out} is a folder; give a file name ({' or '.join(suffixes)})")
+    return out
+
+
 def embed_files(model_ref: str, inputs: list[str], out: str | Path, cfg, batch_size: int = 64) -> Path:
-    """Chunk- and track-level (mean over chunks) embeddings of audio files -> .npz or .parquet.
-    The model comes from `mulap.load`, as in the Python API."""
+    """Chunk- and track-level (mean over chunks) embeddings of audio files -> .npz or .parquet (float32).
+    The model comes from `mulap.load`, as in the Python API. The output name and the inputs are checked
+    before the model is loaded."""
     from mulap.api import load
 
+    out = check_output_path(out)
+    files = list_audio(inputs)
     device, precision = extraction_settings(cfg)
     loaded = load(model_ref, save_dir=cfg.env.save_dir, device=device, seed=int(cfg.env.seed))
     model, desc = loaded.backbone, loaded.name
-    files = list_audio(inputs)
     features, track, failures = extract(model, files, batch_chunks=batch_size, num_workers=int(cfg.training.num_workers), desc="embed",
                                         device=device, precision=precision)
     for path, reason in failures:
-        log.error("skipped %s", reason)
+        log.error("skipped %s: %s", path, reason)
     ok = sorted(set(track.tolist()))
     track_feats = np.stack([features[track == i].mean(0) for i in ok]) if ok else np.zeros((0, model.out_dim), np.float32)
     names = [str(files[i]) for i in ok]
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
-    if out.suffix == ".npz":
+    if out.suffix.lower() == ".npz":
         chunk_in_track = np.concatenate([np.arange((track == i).sum()) for i in ok]) if ok else np.zeros(0, np.int64)
         np.savez(tmp, files=np.array(names), track_embeddings=track_feats, chunk_embeddings=features,
                  chunk_track=np.searchsorted(np.array(ok), track), chunk_index=chunk_in_track, backbone=np.array(desc))
-    elif out.suffix == ".parquet":
+    else:  # .parquet: one row per track and per chunk, embedding a fixed-size list of float32
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = {"file": [], "level": [], "chunk": [], "embedding": []}
+        files_col, level, chunk, vectors = [], [], [], []
         for j, i in enumerate(ok):
-            rows["file"].append(names[j]); rows["level"].append("track"); rows["chunk"].append(-1)
-            rows["embedding"].append(track_feats[j].tolist())
-            for c, vec in enumerate(features[track == i]):
-                rows["file"].append(names[j]); rows["level"].append("chunk"); rows["chunk"].append(c)
-                rows["embedding"].append(vec.tolist())
-        table = pa.table(rows).replace_schema_metadata({"backbone": desc, "chunk_seconds": "3.0"})
-        pq.write_table(table, tmp)
-    else:
-        raise ValueError(f"output {out}: use a .npz or .parquet file name")
+            rows = features[track == i]
+            files_col += [names[j]] * (1 + len(rows))
+            level += ["track"] + ["chunk"] * len(rows)
+            chunk += [-1, *range(len(rows))]
+            vectors += [track_feats[j][None], rows]
+        flat = np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, model.out_dim), np.float32)
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float32()), flat.shape[1])
+        table = pa.table({"file": pa.array(files_col, pa.string()), "level": pa.array(level, pa.string()),
+                          "chunk": pa.array(chunk, pa.int32()), "embedding": embedding})
+        pq.write_table(table.replace_schema_metadata({"backbone": desc, "chunk_seconds": "3.0"}), tmp)
     tmp.replace(out)
     print(f"{len(ok)} file(s), {len(features)} chunk(s) embedded with {desc}; {len(failures)} failed")
     return out

@@ -265,16 +265,18 @@ def _relative_source(path: Path, raw: Path) -> str:
         return str(path)
 
 
-def prepare(task: str, raw_dir: str | Path, out_dir: str | Path, num_workers: int = 2, progress: bool = True) -> PrepareReport:
+def prepare(task: str, raw_dir: str | Path, out_dir: str | Path, num_workers: int = 2, progress: bool = True,
+            dataset: RawDataset | None = None) -> PrepareReport:
     """Read `task`'s raw data in its publisher layout from `raw_dir` and write the prepared form to `out_dir`.
 
     num_workers: decoding threads (libsndfile and soxr release the GIL, so threads
-    decode in parallel without copying arrays between processes).
+    decode in parallel without copying arrays between processes). dataset: the records, when
+    already read (`mulap prepare csv`; raw_dir is then the folder its sources are relative to).
     """
     start = time.perf_counter()
-    spec = get_task(task)
     raw = Path(raw_dir)
-    ds: RawDataset = spec.loader(raw)
+    ds: RawDataset = dataset if dataset is not None else get_task(task).loader(raw)
+    spec = get_task(task).resolved(ds.task_type)
     out = Path(out_dir)
     audio_dir = out / AUDIO_DIR
     audio_dir.mkdir(parents=True, exist_ok=True)

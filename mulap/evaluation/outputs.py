@@ -37,10 +37,12 @@ def write_plots(folder: Path, ds, metrics: dict, y_true: np.ndarray, y_score: np
     if ds.task_type == "multilabel":
         plots.plot_per_class({k: v.get("roc_auc") for k, v in per_class.items()}, folder / "per_class_roc_auc.png",
                              title=f"{ds.task}: ROC-AUC per tag", ylabel="ROC-AUC")
-        plots.plot_pr_curves(y_true, y_score, ds.label_names, folder / "pr_curves.png")
+        plots.plot_pr_curves(y_true, y_score, ds.label_names, folder / "pr_curves.png",
+                             title=f"{ds.task}: precision-recall on the test set ({len(y_true)} clips)")
     elif ds.task_type == "multiclass":
         plots.plot_per_class({k: v.get("f1") for k, v in per_class.items()}, folder / "per_class_f1.png",
                              title=f"{ds.task}: F1 per class", ylabel="F1")
-        plots.plot_confusion_matrix(np.array(metrics["confusion_matrix"]), ds.label_names, folder / "confusion_matrix.png")
+        plots.plot_confusion_matrix(np.array(metrics["confusion_matrix"]), ds.label_names, folder / "confusion_matrix.png",
+                                    title=f"{ds.task}: test set")
     else:
         plots.plot_regression_scatter(y_true, y_score, ds.label_names, folder / "predicted_vs_true.png")

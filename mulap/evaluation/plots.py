@@ -46,35 +46,42 @@ def plot_per_class(scores: Mapping[str, float | None], path: str | Path, title: 
         if 0.0 <= min(values) and max(values) <= 1.0:  # probabilities, AUCs, accuracies
             ax.set_ylim(0.0, 1.02)
         ax.axhline(float(np.mean(values)), color="tab:red", lw=1, ls="--", label=f"mean {np.mean(values):.3f}")
-        ax.legend(loc="lower left", fontsize=8)
-    ax.set_title(title)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False)
+    left_out = len(scores) - len(items)
+    ax.set_title(f"{title}\n{len(items)} classes" + (f"; {left_out} undefined (no positive example)" if left_out else ""),
+                 fontsize=10)
     return _save(fig, path)
 
 
 def plot_confusion_matrix(cm: np.ndarray | Sequence[Sequence[int]], label_names: Sequence[str], path: str | Path,
                           title: str = "", normalize: bool = True) -> Path:
-    """Confusion matrix [K, K] (rows true class, columns predicted); rows normalised to recall when `normalize`."""
+    """Confusion matrix [K, K] (rows true class, columns predicted); colours are row shares (recall) when
+    `normalize`. Every cell shows its count (and share); each true class's label carries its number of clips."""
     cm = np.asarray(cm, dtype=np.float64)
     k = len(label_names)
     if cm.shape != (k, k):
         raise ValueError(f"confusion matrix must be [{k}, {k}], got {cm.shape}")
-    shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * k + 2), max(3.5, 0.5 * k + 1.5)))
+    support = cm.sum(1)
+    shown = cm / np.maximum(support[:, None], 1) if normalize else cm
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.55 * k + 2.5), max(4.0, 0.55 * k + 1.8)))
     im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class" if normalize else "clips")
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
     ax.set_xticklabels(label_names, rotation=90, fontsize=8)
-    ax.set_yticklabels(label_names, fontsize=8)
+    ax.set_yticklabels([f"{name} (n={int(n)})" for name, n in zip(label_names, support)], fontsize=8)
     ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_ylabel("true (clips)")
     if k <= 20:
         for i in range(k):
             for j in range(k):
-                txt = f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
-                ax.text(j, i, txt, ha="center", va="center", fontsize=7,
+                txt = f"{int(cm[i, j])}\n{shown[i, j]:.2f}" if normalize and support[i] else f"{int(cm[i, j])}"
+                ax.text(j, i, txt, ha="center", va="center", fontsize=6.5,
                         color="white" if shown[i, j] > 0.5 * (shown.max() or 1) else "black")
-    ax.set_title(title)
+    correct = int(np.trace(cm))
+    total = int(cm.sum())
+    ax.set_title(f"{title or 'confusion matrix'}\n{correct} of {total} clips correct"
+                 + (f" ({correct / total:.1%})" if total else ""), fontsize=10)
     return _save(fig, path)
 
 
@@ -95,18 +102,22 @@ def plot_pr_curves(y_true: np.ndarray, y_score: np.ndarray, label_names: Sequenc
         if unknown:
             raise ValueError(f"unknown tag(s) {unknown}")
         order = [names.index(t) for t in tags if y_true[:, names.index(t)].sum() > 0]
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = plt.subplots(figsize=(5.0, 4.5))
     for j in order:
         p, r, _ = precision_recall_curve(y_true[:, j], y_score[:, j])
         ap = average_precision_score(y_true[:, j], y_score[:, j])
-        ax.step(r, p, where="post", label=f"{names[j]} (AP {ap:.2f})")
+        n_pos = int(y_true[:, j].sum())
+        line, = ax.step(r, p, where="post", label=f"{names[j]}: AP {ap:.2f}, {n_pos} of {len(y_true)} positive")
+        ax.axhline(n_pos / max(len(y_true), 1), color=line.get_color(), lw=0.7, ls=":")  # a random ranking's precision
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    if order:
-        ax.legend(fontsize=7, loc="upper right")
-    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if order:  # outside the axes, so it never covers a curve
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  title="tag (dotted: chance)", title_fontsize=7)
+    ax.set_title(title or f"precision-recall, {len(order)} most frequent tags", fontsize=10)
     return _save(fig, path)
 
 
@@ -149,22 +160,80 @@ def plot_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: str |
     return _save(fig, path)
 
 
-def plot_grouped_bars(table: Mapping[str, Mapping[str, Mapping[str, float]]], path: str | Path,
-                      ylabel: str = "primary metric (mean ± std over probe seeds)") -> Path:
-    """{group (task): {series (backbone): {'mean', 'std', 'metric'}}} as grouped bars with std error bars."""
+# The range a metric can take that is worth showing: scores in [0, 1]; R² is at most 1 and anything below
+# -1 is "much worse than predicting the mean", drawn at the axis edge with its value printed.
+_METRIC_RANGES = {"r2": (-1.0, 1.0)}
+_UNIT_METRICS = ("roc_auc", "pr_auc", "accuracy", "f1", "top5_accuracy")
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    name = metric.split("/")[-1]
+    if name.startswith("r2"):
+        return _METRIC_RANGES["r2"]
+    if name.startswith(_UNIT_METRICS):
+        return (0.0, 1.0)
+    return (-np.inf, np.inf)
+
+
+def panel_limits(means: Sequence[float], stds: Sequence[float], metric: str) -> tuple[float, float]:
+    """y-limits of one task's panel: the span of mean ± std of the means inside the metric's range, padded and
+    clipped to that range. A mean outside it (an R² of -130) does not stretch the axis; it is drawn on the edge."""
+    lo_range, hi_range = metric_range(metric)
+    m = np.asarray(means, dtype=np.float64)
+    sd = np.nan_to_num(np.asarray(stds, dtype=np.float64))
+    ok = np.isfinite(m) & (m >= lo_range) & (m <= hi_range)
+    if not ok.any():  # nothing to zoom on: every value undefined or off the metric's range
+        return (lo_range, hi_range) if np.isfinite([lo_range, hi_range]).all() else (0.0, 1.0)
+    lo = float(np.clip(m[ok] - sd[ok], lo_range, hi_range).min())
+    hi = float(np.clip(m[ok] + sd[ok], lo_range, hi_range).max())
+    pad = max(0.12 * (hi - lo), 0.01)
+    return (max(lo - pad, lo_range - 0.05 * pad), min(hi + pad, hi_range + 0.05 * pad))
+
+
+def transfer_figure(table: Mapping[str, Mapping[str, Mapping[str, float]]],
+                    ylabel: str = "mean ± std over probe seeds") -> "plt.Figure":
+    """{task: {backbone: {'mean', 'std', 'metric'}}} -> one panel per task with its own y-axis (the caller
+    saves or closes it). Each backbone is a point with a std bar and its value printed; a value outside the
+    panel (an R² of -130 next to 0.3s) sits on the axis edge as a triangle, its value printed."""
     groups = list(table)
     series = sorted({name for row in table.values() for name in row})
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.25 * len(groups) * len(series) + 3), 4.0))
-    width = 0.8 / max(1, len(series))
-    for j, name in enumerate(series):
-        means = [table[g].get(name, {}).get("mean", np.nan) for g in groups]
-        stds = [table[g].get(name, {}).get("std", 0.0) for g in groups]
-        ax.bar(np.arange(len(groups)) + j * width, means, width, yerr=stds, label=name, capsize=3)
-    ax.set_xticks(np.arange(len(groups)) + width * (len(series) - 1) / 2)
-    ax.set_xticklabels([f"{g}\n({next(iter(table[g].values()))['metric'] if table[g] else ''})" for g in groups], fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
+    colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(series)}
+    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(max(6.0, 2.3 * len(groups) + 1.0), 3.8), squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        row = table[group]
+        metric = next((c.get("metric", "") for c in row.values()), "")
+        names = [n for n in series if n in row]
+        means = [float(row[n].get("mean", np.nan)) for n in names]
+        stds = [float(row[n].get("std", 0.0) or 0.0) for n in names]
+        lo, hi = panel_limits(means, stds, metric)
+        for x, (name, mean, sd) in enumerate(zip(names, means, stds)):
+            if not np.isfinite(mean):
+                continue
+            inside = lo <= mean <= hi
+            shown = min(max(mean, lo), hi)
+            if inside:
+                ax.errorbar(x, mean, yerr=sd, fmt="o", color=colors[name], capsize=3, markersize=6)
+            else:  # clipped: a triangle on the edge, pointing where the value is
+                ax.plot(x, shown, marker="v" if mean < lo else "^", color=colors[name], markersize=9, clip_on=False)
+            ax.annotate(f"{mean:.3f}" if abs(mean) < 100 else f"{mean:.0f}", (x, shown), textcoords="offset points",
+                        xytext=(0, -14) if mean > hi else (0, 9), ha="center",
+                        fontsize=7, fontweight="normal" if inside else "bold")
+        ax.set_ylim(lo, hi)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=35, ha="right", fontsize=7)
+        ax.set_title(f"{group}\n{metric}", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+        ax.tick_params(axis="y", labelsize=7)
+    axes[0][0].set_ylabel(ylabel, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_grouped_bars(table: Mapping[str, Mapping[str, Mapping[str, float]]], path: str | Path,
+                      ylabel: str = "mean ± std over probe seeds") -> Path:
+    """The demo's transfer.png: `transfer_figure` written as a PNG (one panel and y-axis per task)."""
+    return _save(transfer_figure(table, ylabel), path)
 
 
 def plot_intervals(diffs: Mapping[str, Mapping[str, Mapping[str, float | None]]], path: str | Path,
@@ -193,4 +262,4 @@ def plot_intervals(diffs: Mapping[str, Mapping[str, Mapping[str, float | None]]]
 
 
 __all__ = ["plot_per_class", "plot_confusion_matrix", "plot_pr_curves", "plot_regression_scatter", "plot_curves",
-           "plot_grouped_bars", "plot_intervals"]
+           "plot_grouped_bars", "transfer_figure", "panel_limits", "metric_range", "plot_intervals"]

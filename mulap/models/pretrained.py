@@ -41,12 +41,9 @@ class PretrainedMuLaP:
 
 
 def mulap_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from mulap import __version__  # the one source of the version (the installed metadata is read from it)
 
-    try:
-        return version("mulap")
-    except PackageNotFoundError:  # running from a source tree
-        return "unknown"
+    return __version__
 
 
 # -- the experiment folder ------------------------------------------------------------------------------

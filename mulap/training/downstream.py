@@ -25,6 +25,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
 
 from mulap.audio.chunks import cut_chunks, random_crop
 from mulap.config import CONFIG_DIR, ConfigError, load_config, load_saved_config, save_config, to_dict
@@ -38,6 +39,7 @@ from mulap.evaluation.outputs import evaluate_and_write
 from mulap.models.backbone import SUPERVISED, load_backbone, save_backbone
 from mulap.models.musicnn import Musicnn
 from mulap.models.probes import Probe
+from mulap.training.progress import EpochProgress
 
 log = logging.getLogger(__name__)
 BACKBONE_INITS = ("mulap", "random", *SUPERVISED)
@@ -46,8 +48,10 @@ BACKBONE_INITS = ("mulap", "random", *SUPERVISED)
 # -- configuration and folders ---------------------------------------------------------------
 def downstream_config(task: str, config_file: str | Path | None = None, overrides=()) -> DictConfig:
     get_task(task)
-    path = CONFIG_DIR / "downstream" / f"{task}.yaml"
+    # csv:NAME tasks (mulap prepare csv) share configs/downstream/csv.yaml
+    path = CONFIG_DIR / "downstream" / f"{'csv' if task.startswith('csv:') else task}.yaml"
     section = OmegaConf.load(path).downstream
+    section.task = task
     return load_config(config_file, overrides, extra={"downstream": section})
 
 
@@ -64,8 +68,8 @@ def load_task_data(cfg: DictConfig) -> PreparedDataset:
     root = dataset_root(cfg)
     if not (root / MANIFEST).is_file():
         spec = get_task(cfg.downstream.task)
-        raise FileNotFoundError(f"{root} holds no prepared dataset: run `mulap prepare {spec.name} <raw {spec.raw_name} folder>` "
-                                f"(or set downstream.dataset_dir)")
+        how = spec.prepare_usage or f"mulap prepare {spec.name} <raw {spec.raw_name} folder>"
+        raise FileNotFoundError(f"{root} holds no prepared dataset: run `{how}` (or set downstream.dataset_dir)")
     return load_prepared(root)
 
 
@@ -251,8 +255,8 @@ def run_downstream(pretrain_id: str, task: str, downstream_id: str | None = None
     out = downstream_dir(cfg, pretrain_id, downstream_id)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    spec = get_task(task)
     ds = load_task_data(cfg)
+    spec = get_task(task).resolved(ds.task_type)
     if ds.task_type != spec.task_type:
         raise ValueError(f"{ds.root}: prepared for a {ds.task_type} task, but {task} is {spec.task_type}")
     backbone, backbone_desc = backbone_for(cfg, pretrain_id)
@@ -289,8 +293,11 @@ def run_downstream(pretrain_id: str, task: str, downstream_id: str | None = None
     monitor = f"val/{spec.primary_metric}"
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="max", save_top_k=1,
                            save_weights_only=True, enable_version_counter=False)
+    callbacks = [ckpt, EarlyStopping(monitor=monitor, mode="max", patience=int(d.patience))]
+    if progress and d.mode == "frozen":  # fine-tuning keeps Lightning's per-batch bar (its batches take seconds)
+        callbacks.append(EpochProgress(f"probe {task} ({backbone_desc})", monitor))
     trainer = L.Trainer(accelerator=cfg.training.device, devices=1, max_epochs=int(d.epochs), logger=CSVLogger(out, name="", version="logs"),
-                        callbacks=[ckpt, EarlyStopping(monitor=monitor, mode="max", patience=int(d.patience))],
+                        callbacks=callbacks,
                         enable_progress_bar=progress and d.mode == "finetune", enable_model_summary=False,
                         num_sanity_val_steps=0, log_every_n_steps=1, deterministic=False)
     # a frozen-mode step is a tiny MLP on a batch of cached vectors: extra intra-op threads only add
@@ -374,6 +381,8 @@ def run_eval(pretrain_id: str, downstream_id: str, overrides=(), progress: bool 
     cfg = load_saved_config(folder / "config.yaml")
     probe, meta = load_probe(folder)
     ds = load_task_data(cfg)
+    # stages: features (cached, or a backbone pass), predictions, metrics and plots
+    bar = tqdm(total=3, desc=f"eval {ds.task}", unit="stage", disable=not progress)
     if meta["mode"] == "finetune":
         backbone = load_backbone(folder / "backbone.safetensors").eval()
         splits = {}
@@ -386,9 +395,13 @@ def run_eval(pretrain_id: str, downstream_id: str, overrides=(), progress: bool 
         backbone, _ = backbone_for(cfg, pretrain_id)
         emb = _embeddings(cfg, backbone, ds, progress)
         splits = {s: split_features(emb, ds, s) for s in ("valid", "test")}
+    bar.update(1)
     preds = {s: _predict(probe, f.features, f.track, len(f.targets), meta) for s, f in splits.items()}
+    bar.update(1)
     metrics = evaluate_and_write(folder, ds, (splits["valid"].targets, preds["valid"]), (splits["test"].targets, preds["test"]),
                                  {"backbone": meta["backbone"]})
+    bar.update(1)
+    bar.close()
     scalars = scalar_metrics(metrics)
     print(f"{ds.task} ({meta['backbone']}): " + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items() if isinstance(v, float)))
     return metrics

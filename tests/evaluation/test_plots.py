@@ -57,3 +57,36 @@ def test_grouped_bars_and_intervals(tmp_path):
     diffs = {"mulap": {"mtt": {"diff": 0.01, "low": -0.01, "high": 0.03}, "nsynth": {"diff": None, "low": None, "high": None}},
              "supervised": {"mtt": {"diff": 0.05, "low": 0.02, "high": 0.08}, "nsynth": {"diff": 0.2, "low": 0.1, "high": 0.3}}}
     _check_png(plot_intervals(diffs, tmp_path / "forest.png"), tmp_path)
+
+
+def test_transfer_panels_have_their_own_axes_and_clip_outliers(tmp_path):
+    """An R² of -130 (random init at --size small) stays in its own panel, on the axis edge with its value printed;
+    the other panels (and the other backbones of that task) keep a scale that shows their differences."""
+    from mulap.evaluation.plots import metric_range, panel_limits, transfer_figure
+
+    def cell(mean, std, metric):
+        return {"mean": mean, "std": std, "metric": metric}
+
+    table = {"mtt_tagging": {"mulap": cell(0.842, 0.004, "roc_auc_macro"), "random": cell(0.838, 0.004, "roc_auc_macro")},
+             "emomusic_reg": {"mulap": cell(0.32, 0.01, "r2"), "random": cell(-130.2, 20.0, "r2"),
+                              "supervised_mtt": cell(0.378, 0.03, "r2")},
+             "nsynth_clf": {"mulap": cell(0.48, 0.02, "accuracy"), "random": cell(float("nan"), 0.0, "accuracy")}}
+    fig = transfer_figure(table)
+    try:
+        mtt, emo, nsynth = fig.axes[:3]
+        assert [ax.get_title().split("\n")[0] for ax in (mtt, emo, nsynth)] == list(table)
+        lo, hi = mtt.get_ylim()
+        assert 0.82 < lo < 0.834 and 0.846 < hi < 0.86  # zoomed on 0.838 +- 0.004 .. 0.842 +- 0.004
+        lo, hi = emo.get_ylim()
+        assert 0.25 < lo < 0.31 and 0.408 < hi < 0.45  # the -130 does not stretch the axis
+        texts = [t.get_text() for t in emo.texts]
+        assert "-130" in texts and "0.320" in texts and "0.378" in texts
+        assert "0.480" in [t.get_text() for t in nsynth.texts]  # the undefined value is left out, not drawn as 0
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    assert metric_range("r2_valence") == (-1.0, 1.0) and metric_range("roc_auc_macro") == (0.0, 1.0)
+    assert panel_limits([0.95, 0.99], [0.0, 0.05], "accuracy")[1] <= 1.001  # an accuracy axis stops at 1
+    assert panel_limits([float("nan")], [0.0], "accuracy") == (0.0, 1.0)
+    _check_png(plot_grouped_bars(table, tmp_path / "transfer.png"), tmp_path)

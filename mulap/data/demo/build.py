@@ -97,7 +97,9 @@ class DemoSummary:
         return "\n".join(lines)
 
 
-_MANAGED = ("audiocaption", "raw/nsynth", "raw/mtt", "raw/jamendo", "raw/fma", "raw/emomusic", "world.json")
+PARTS = ("audiocaption", "nsynth", "mtt", "jamendo", "fma", "emomusic")
+_MANAGED = {"audiocaption": "audiocaption", "nsynth": "raw/nsynth", "mtt": "raw/mtt", "jamendo": "raw/jamendo",
+            "fma": "raw/fma", "emomusic": "raw/emomusic"}
 
 
 def _pool(workers: int):
@@ -149,12 +151,15 @@ def _load_pieces(counts: dict[str, int], seed: int, pool, cache: Path | None, pr
 
 
 def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: bool = True,
-               workers: int | None = None, cache_dir: str | Path | None = None) -> DemoSummary:
+               workers: int | None = None, cache_dir: str | Path | None = None,
+               parts: tuple[str, ...] = PARTS) -> DemoSummary:
     """Build the demo world under `out` (replacing a previous build there) and return its summary.
 
     size: 'small' (tests; seconds) or 'default' (the demo; minutes). workers: processes for
     parsing and rendering (default: min(2, CPUs)). cache_dir: parsed-score cache (default
-    $MULAP_CACHE/demo_scores or ~/.cache/mulap/demo_scores).
+    $MULAP_CACHE/demo_scores or ~/.cache/mulap/demo_scores). parts: which datasets to build
+    (default all of PARTS; e.g. ("audiocaption",) for the pre-training corpus alone). Every
+    selected part is the same as in a full build with the same size and seed.
     """
     from tqdm import tqdm
 
@@ -164,9 +169,12 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
     unknown = set(cfg.pieces) - set(COLLECTIONS)
     if unknown:
         raise ValueError(f"size {size!r} names unknown collections {sorted(unknown)}")
+    unknown_parts = set(parts) - set(PARTS)
+    if unknown_parts or not parts:
+        raise ValueError(f"unknown demo part(s) {sorted(unknown_parts)}; choose from {', '.join(PARTS)}")
     t0 = time.time()
     out = Path(out)
-    for rel in _MANAGED:
+    for rel in [_MANAGED[name] for name in parts] + ["world.json"]:
         p = out / rel
         if p.is_dir():
             shutil.rmtree(p)
@@ -188,7 +196,10 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
         jam, j_jam = plan_jamendo(world, paths["jamendo"], cfg.jamendo_tracks, cfg.jamendo_seconds)
         fma, j_fma = plan_fma(world, paths["fma"], cfg.fma_per_genre, cfg.fma_seconds)
         emo, j_emo = plan_emomusic(world, paths["emomusic"], cfg.emomusic_clips, cfg.emomusic_seconds)
-        jobs = j_corpus + j_nsynth + j_mtt + j_jam + j_fma + j_emo
+        planned = {"audiocaption": j_corpus, "nsynth": j_nsynth, "mtt": j_mtt, "jamendo": j_jam, "fma": j_fma,
+                   "emomusic": j_emo}
+        # every part is planned (the seeded draws stay what a full build makes); only the chosen ones render
+        jobs = [job for name in PARTS if name in parts for job in planned[name]]
         # longest first keeps both workers busy to the end; the order does not change any output
         order = sorted(range(len(jobs)), key=lambda i: (-jobs[i].cost, i))
         jobs = [jobs[i] for i in order]
@@ -203,14 +214,16 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
         if pool is not None:
             pool.close()
             pool.join()
-    splits = {
-        "audiocaption": write_corpus(ac, corpus),
-        "nsynth": write_nsynth(paths["nsynth"], nsynth),
-        "mtt": write_mtt(paths["mtt"], mtt, cfg.mtt_top_n),
-        "jamendo": write_jamendo(paths["jamendo"], jam, cfg.jamendo_top_n),
-        "fma": write_fma(paths["fma"], fma),
-        "emomusic": write_emomusic(paths["emomusic"], emo),
+    writers = {
+        "audiocaption": lambda: write_corpus(ac, corpus),
+        "nsynth": lambda: write_nsynth(paths["nsynth"], nsynth),
+        "mtt": lambda: write_mtt(paths["mtt"], mtt, cfg.mtt_top_n),
+        "jamendo": lambda: write_jamendo(paths["jamendo"], jam, cfg.jamendo_top_n),
+        "fma": lambda: write_fma(paths["fma"], fma),
+        "emomusic": lambda: write_emomusic(paths["emomusic"], emo),
     }
+    splits = {name: writers[name]() for name in PARTS if name in parts}
+    paths = {name: paths[name] for name in splits}
     world_meta = {
         "seed": seed, "size": size,
         "pieces": {pid: {"split": world.split_of[pid], "collection": p.ref.collection, "group": p.ref.group,

@@ -30,6 +30,16 @@ class TaskSpec:
     primary_metric: str
     higher_is_better: bool
     description: str
+    prepare_usage: str = ""  # how to make its prepared dataset, when not `mulap prepare <name> <raw folder>`
+
+    def resolved(self, task_type: str) -> "TaskSpec":
+        """The spec for a prepared dataset of `task_type`: itself, or for a `csv:NAME` task (whose type is
+        the prepared data's) the spec with that type and its primary metric."""
+        if self.task_type != "any":
+            return self
+        from mulap.data.csv_task import resolved
+
+        return resolved(self, task_type)
 
 
 def _tagging(name: str, loader: LoaderFn, raw: str, dataset: str, what: str) -> TaskSpec:
@@ -56,11 +66,17 @@ TASKS: dict[str, TaskSpec] = {
 
 
 def get_task(name: str) -> TaskSpec:
-    """The TaskSpec of `name`, or a ValueError listing the known tasks."""
+    """The TaskSpec of `name` (a built-in task, or `csv:NAME` for a `mulap prepare csv` dataset), or a
+    ValueError listing the known tasks."""
+    if name.startswith("csv:"):
+        from mulap.data.csv_task import task_spec
+
+        return task_spec(name)
     try:
         return TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown downstream task {name!r}; known tasks: {', '.join(TASKS)}") from None
+        raise ValueError(f"unknown downstream task {name!r}; known tasks: {', '.join(TASKS)}, "
+                         f"or csv:NAME (your own, from `mulap prepare csv`)") from None
 
 
 __all__ = [

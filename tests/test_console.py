@@ -1,0 +1,56 @@
+"""The console: one handler (every line once), Lightning's tips and known chatter gone, sklearn's
+UndefinedMetricWarning counted and said once. Each check runs in a fresh interpreter, as the CLI does;
+tests/test_default_run.py checks a whole (tiny) pre-training run's console."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=os.environ,
+                          timeout=300)
+
+
+def test_lightning_lines_print_once_and_tips_are_dropped():
+    out = _run("""
+        import logging, warnings
+        from mulap import console
+        console.setup(lightning=True)
+        rz = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+        rz.info("GPU available: True (cuda), used: True")
+        rz.info("💡 Tip: For seamless cloud logging, try installing [litlogger]")
+        rz.info("TPU available: False, using: 0 TPU cores")
+        logging.getLogger("mulap.training.downstream").info("probe done")
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use something else", FutureWarning)
+        warnings.warn("a warning nobody filtered", UserWarning)
+        console.setup(lightning=True)   # a second setup replaces the handler, never stacks it
+        logging.getLogger("mulap").info("after the second setup")
+    """)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert lines.count("INFO lightning: GPU available: True (cuda), used: True") == 1
+    assert sum("GPU available" in line for line in lines) == 1  # not repeated by Lightning's own handler
+    assert "INFO mulap.training.downstream: probe done" in lines
+    assert lines.count("INFO mulap: after the second setup") == 1
+    assert not [line for line in lines if "Tip" in line or "litlogger" in line or "TPU available" in line]
+    assert "LeafSpec" not in out.stderr
+    assert "a warning nobody filtered" in out.stderr  # only the known chatter is filtered
+
+
+def test_undefined_metric_warnings_are_counted_and_summarised_once():
+    out = _run("""
+        import numpy as np
+        from sklearn.metrics import roc_auc_score
+        from mulap import console
+        console.setup(lightning=True)
+        for _ in range(7):  # one class only: sklearn warns that ROC-AUC is undefined
+            roc_auc_score(np.ones(4), np.linspace(0, 1, 4))
+        console.finish()
+    """)
+    assert out.returncode == 0, out.stderr
+    summaries = [line for line in out.stderr.splitlines() if "UndefinedMetricWarning" in line]
+    assert len(summaries) == 1 and "7 time(s)" in summaries[0] and summaries[0].startswith("WARNING mulap:")
+    assert out.stderr.count("Only one class") == 1  # the message appears once, inside the summary

@@ -1,0 +1,77 @@
+"""`mulap embed` as a command: every format libsndfile reads, files skipped by suffix counted, the output
+name checked before any work, float32 parquet equal to the npz."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from mulap.cli import main
+from mulap.embed import AUDIO_SUFFIXES, list_audio
+from tests.helpers import tone
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """The same tone as aiff, opus (48 kHz), caf, au and wav, plus files that are not audio."""
+    root = tmp_path_factory.mktemp("formats")
+    wave = tone(3.5, 220.0)
+    sf.write(root / "a.aiff", wave, 16000)
+    sf.write(root / "b.opus", np.interp(np.arange(0, len(wave), 1 / 3), np.arange(len(wave)), wave).astype(np.float32),
+             48000, format="OGG", subtype="OPUS")
+    sf.write(root / "c.caf", wave, 16000)
+    (root / "sub").mkdir()
+    sf.write(root / "sub" / "d.au", wave, 16000)
+    sf.write(root / "e.WAV", wave, 16000)
+    (root / "notes.txt").write_text("x")
+    (root / "cover.jpg").write_bytes(b"\xff\xd8")
+    (root / "README").write_text("x")
+    (root / ".hidden.wav").write_bytes(b"")
+    return root
+
+
+def test_libsndfile_formats_are_picked_up(folder, caplog):
+    assert {".aiff", ".aif", ".opus", ".caf", ".au", ".flac", ".ogg", ".mp3", ".wav", ".npy"} <= set(AUDIO_SUFFIXES)
+    assert ".mat" not in AUDIO_SUFFIXES and ".raw" not in AUDIO_SUFFIXES
+    with caplog.at_level(logging.INFO, logger="mulap.embed"):
+        files = list_audio([str(folder)])
+    assert [f.name for f in files] == ["a.aiff", "b.opus", "c.caf", "e.WAV", "d.au"]
+    assert "skipped 3 file(s) that are not audio by their suffix (1 .jpg, 1 .txt, 1 no suffix)" in caplog.text
+
+
+def test_embed_all_formats_to_float32_parquet_equal_to_npz(folder, tmp_path):
+    npz, parquet = tmp_path / "e.npz", tmp_path / "e.parquet"
+    for out in (npz, parquet):
+        assert main(["embed", "random", str(folder), "-o", str(out), "training.num_workers=0"]) == 0
+    d = np.load(npz)
+    assert d["track_embeddings"].dtype == np.float32 and d["track_embeddings"].shape == (5, 1506)
+    # the same tone in five containers (opus is lossy at 48 kHz): nearly the same embedding
+    lossless = d["track_embeddings"][[0, 2, 3, 4]]
+    np.testing.assert_allclose(lossless, lossless[:1].repeat(4, 0), rtol=1e-4, atol=1e-4)
+    table = pq.read_table(parquet)
+    assert str(table.schema.field("embedding").type) == "fixed_size_list<element: float>[1506]"
+    rows = table.to_pydict()
+    tracks = np.array([e for e, lvl in zip(rows["embedding"], rows["level"]) if lvl == "track"], dtype=np.float32)
+    np.testing.assert_array_equal(tracks, d["track_embeddings"])
+    chunks = np.array([e for e, lvl in zip(rows["embedding"], rows["level"]) if lvl == "chunk"], dtype=np.float32)
+    np.testing.assert_array_equal(chunks, d["chunk_embeddings"])
+    assert rows["chunk"][:2] == [-1, 0] and rows["file"][0] == str(folder / "a.aiff")
+
+
+def test_output_name_is_checked_before_any_work(folder, tmp_path, capsys, monkeypatch):
+    import mulap.api
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output name was checked")
+
+    monkeypatch.setattr(mulap.api, "load", no_model)
+    assert main(["embed", "supervised_mtt", str(folder), "-o", str(tmp_path / "emb.csv")]) == 2
+    assert "output " in capsys.readouterr().err and not (tmp_path / "emb.csv").exists()
+    (tmp_path / "dir.npz").mkdir()
+    assert main(["embed", "supervised_mtt", str(folder), "-o", str(tmp_path / "dir.npz")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["embed", "supervised_mtt", str(tmp_path / "nothing_here"), "-o", str(tmp_path / "e.npz")]) == 2
+    assert "no such audio file or folder" in capsys.readouterr().err
