@@ -7,11 +7,14 @@ changed checkpoint or manifest can never be served stale features.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
+import secrets
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from tqdm.auto import tqdm
 
 from mulap.audio.chunks import cut_chunks
 from mulap.audio.io import AudioError, iter_blocks
+from mulap.files import StorageError
 from mulap.models.backbone import SUPERVISED, build_backbone, load_backbone
 from mulap.models.musicnn import Musicnn
 
@@ -236,17 +240,57 @@ def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifes
                                         precision=precision)
     if failures:
         raise AudioError(failures[0][0], f"{failures[0][1]} ({len(failures)} clip(s) could not be embedded; re-run `mulap prepare`)")
-    tmp = folder.with_name(f".{key}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    np.save(tmp / "features.npy", features)
-    np.save(tmp / "track.npy", track)
-    (tmp / "meta.json").write_text(json.dumps({"ids": list(ids), "manifest": str(manifest), "dim": int(features.shape[1]),
-                                               "precision": precision,
-                                               "backbone_config": model.config.to_dict()}))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.replace(folder)  # atomic: a reader sees the whole entry or none
-    return ChunkEmbeddings(features, track, list(ids), key, True)
+    meta = {"ids": list(ids), "manifest": str(manifest), "dim": int(features.shape[1]), "precision": precision,
+            "backbone_config": model.config.to_dict()}
+    return _publish(folder, ChunkEmbeddings(features, track, list(ids), key, True), meta)
+
+
+def _read_entry(folder: Path) -> ChunkEmbeddings | None:
+    """read_cached, or None while another writer is moving the entry (it vanishes between two reads)."""
+    try:
+        return read_cached(folder.parent, folder.name)
+    except FileNotFoundError:
+        return None
+
+
+def _publish(folder: Path, mine: ChunkEmbeddings, meta: dict) -> ChunkEmbeddings:
+    """Store `mine` as the cache entry `folder`, safe with other processes writing the same entry.
+
+    Written into a temporary folder of this writer only (pid + random), then renamed into place:
+    a rename onto an existing entry is refused, so when another writer finished first, its complete
+    entry is used and ours discarded; an entry for other tracks is moved aside and replaced.
+    A full disk (or a read-only / forbidden folder) is a one-line StorageError naming the path.
+    """
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    need = mine.features.nbytes + mine.track.nbytes
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        np.save(tmp / "features.npy", mine.features)
+        np.save(tmp / "track.npy", mine.track)
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        for _ in range(10):
+            try:
+                os.rename(tmp, folder)  # atomic: a reader sees the whole entry or none
+                return mine
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+            theirs = _read_entry(folder)
+            if theirs is not None and theirs.ids == mine.ids:
+                log.info("cache entry %s was completed by another process meanwhile; using it", folder)
+                return replace(theirs, computed=True)
+            aside = folder.with_name(f".{folder.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+            try:
+                os.rename(folder, aside)  # an entry for other tracks: out of the way, then retry
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(aside, ignore_errors=True)
+        raise RuntimeError(f"{folder}: could not store the cache entry: other processes keep replacing it")
+    except OSError as exc:
+        raise StorageError(folder, exc, need_bytes=need) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when it was renamed into place
 
 
 # -- the `mulap embed` command -------------------------------------------------------------
