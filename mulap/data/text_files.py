@@ -34,8 +34,8 @@ class DatasetFormatError(DatasetError):
         self.path = str(path)
         self.line = line
         self.record = record
-        self.reason = reason
-        super().__init__(f"{where(path, line, record)}: {reason}")
+        self.reason = re.sub(r"\s*[\r\n]+\s*", " ", reason)  # one line (a library's message may hold several)
+        super().__init__(f"{where(path, line, record)}: {self.reason}")
 
 
 def where(path: str | Path, line: int | None = None, record: str | None = None) -> str:

@@ -152,7 +152,7 @@ def load_emomusic(raw_dir: str | Path) -> RawDataset:
                 continue
         else:
             if sid not in info:
-                raise DatasetFormatError(static_path, f"song_id {sid} is not in {info_path.name}, which gives its split")
+                raise DatasetFormatError(static_path, f"song_id {sid} is not in {info_path}, which gives its split", line=target_lines[sid])
             line, row = info[sid]
             mset = row["Mediaeval 2013 set"].lower()
             if mset == "evaluation":
