@@ -42,6 +42,15 @@ def _free_bytes(path: Path) -> int:
     return 0
 
 
+def is_file(path: str | Path) -> bool:
+    """Path.is_file, but False (not an OSError) for a name the OS refuses, e.g. one longer than
+    the file system allows - dataset metadata may hold any string as a file name."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -92,10 +92,15 @@ def _head(path: Path, n: int = 512) -> bytes:
 
 
 def _check_file(path: Path) -> None:
-    if not path.is_file():
-        raise AudioError(path, "file not found" if not path.exists() else "not a regular file")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
+    try:
+        if not path.is_file():
+            raise AudioError(path, "file not found" if not path.exists() else "not a regular file")
+        with open(path, "rb"):  # readable? (libsndfile would call a permission problem a format problem)
+            pass
+        if path.stat().st_size == 0:
+            raise AudioError(path, "empty file (0 bytes)")
+    except OSError as exc:  # permission denied, a name too long for the file system, I/O error
+        raise AudioError(path, f"cannot be read ({exc.strerror or exc})") from None
 
 
 def _libsndfile_reason(exc: Exception) -> str:

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from mulap.audio.chunks import chunk_samples, chunk_with_mask, random_crop
 from mulap.audio.io import AudioError, load_audio
 from mulap.data.text_files import DatasetError, read_json
+from mulap.files import is_file
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def _check_record(rec, audio_root: Path, seen: dict[str, int], i: int) -> Pair:
     audio_path = (audio_root / rec["audio_path"]).resolve()
     if not audio_path.is_relative_to(audio_root):
         raise DatasetError(f"audio_path {rec['audio_path']!r} escapes the audio folder {audio_root}")
-    if not audio_path.is_file():
+    if not is_file(audio_path):
         raise DatasetError(f"audio file not found: {audio_path}")
     audio_id = str(rec["audio_id"])
     if audio_id in seen:

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from mulap.audio.io import SAMPLE_RATE, AudioError, load_audio, write_audio
 from mulap.data.downstream import SPLITS, TASK_TYPES, RawDataset, Record, get_task
 from mulap.data.text_files import DatasetError, DatasetFormatError, read_json, text_lines
-from mulap.files import atomic_write_text
+from mulap.files import atomic_write_text, is_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.jsonl"
@@ -152,7 +152,7 @@ def load_prepared(root: str | Path, check_files: bool = False) -> PreparedDatase
             raise DatasetFormatError(man_path, what, line=n) from None
         seen[cid] = n
         path = root / audio
-        if check_files and not path.is_file():
+        if check_files and not is_file(path):
             raise DatasetFormatError(man_path, f"audio file {path} is missing", line=n)
         items.append(Item(cid, split, path, target, num))
     return PreparedDataset(root=root, task=meta["task"], task_type=task_type, label_names=labels, items=items, meta=meta)

@@ -16,11 +16,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mulap.data.text_files import DatasetError, DatasetFormatError
+from mulap.files import is_file
 
 SPLITS = ("train", "valid", "test")
 TASK_TYPES = ("multilabel", "multiclass", "regression")
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")  # <id>.npy must be a valid file name
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def audio_root(candidates: Sequence[Path], rel_paths: Sequence[str], probe: int 
     few files finds the right level without listing the whole tree.
     """
     for root in candidates:
-        if any((root / p).is_file() for p in rel_paths[:probe]):
+        if any(is_file(root / p) for p in rel_paths[:probe]):
             return root
     for root in candidates:
         if root.is_dir():

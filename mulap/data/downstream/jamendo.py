@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from mulap.data.text_files import FirstSeen, text_lines, where
+from mulap.files import is_file
 
 from .base import DatasetFormatError, RawDataset, Record, audio_root, multi_hot, require_dir
 
@@ -75,9 +76,9 @@ def find_split_dir(raw: Path, prefix: str) -> Path:
 
 def _with_low(root: Path, rel: str) -> str:
     """The audio-low release names files <n>.low.mp3; use it when the full-quality file is absent."""
-    if not (root / rel).is_file() and rel.endswith(".mp3"):
+    if not is_file(root / rel) and rel.endswith(".mp3"):
         low = rel[: -len(".mp3")] + ".low.mp3"
-        if (root / low).is_file():
+        if is_file(root / low):
             return low
     return rel
 
