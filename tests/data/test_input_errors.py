@@ -203,3 +203,30 @@ def test_prepare_skips_unusable_audio_saying_what_is_wrong(tmp_path):
                         reasons["5.mp3"])
     assert "4.mp3" not in reasons
     assert sum(report.counts.values()) == len(pl.EMO_SONGS) - 3
+
+
+# ------------------------------------------------------------------ what the long fuzz runs found
+
+
+def test_a_file_name_too_long_for_the_file_system_is_not_found_not_an_oserror(tmp_path):
+    root = make_audiocaption(tmp_path / "ac", n_train=4, n_val=2)
+    recs = json.loads((root / "dataset_train.json").read_text())
+    recs[1]["audio_path"] = "x" * 300 + ".wav"  # longer than NAME_MAX (255)
+    (root / "dataset_train.json").write_text(json.dumps(recs))
+    with pytest.raises(DatasetError, match=r"dataset_train\.json, record 1 .*audio file not found"):
+        read_split(root, "train")
+    raw = pl.build_mtt(tmp_path / "mtt", with_split=False)
+    path = raw / "annotations_final.csv"
+    path.write_text(path.read_text().replace("f/american_bach", "f/" + "x" * 300, 1))
+    assert len(load_mtt(raw).records) == 9  # audio is not opened by the loader; prepare reports it unreadable
+
+
+def test_a_split_list_holding_code_points_that_are_not_characters(tmp_path):
+    raw = pl.build_mtt(tmp_path / "mtt")
+    path = raw / "split/mtat/valid.npy"
+    arr = np.load(path)
+    data = bytearray(np.ascontiguousarray(arr).tobytes())
+    data[arr.dtype.itemsize + 4 : arr.dtype.itemsize + 8] = (0x110000).to_bytes(4, "little")  # entry 1, second character
+    np.save(path, np.frombuffer(bytes(data), dtype=arr.dtype))
+    with pytest.raises(DatasetFormatError, match=rf"{re.escape(str(path))}, record '1': entry holds code point 0x110000"):
+        load_mtt(raw)
