@@ -13,7 +13,8 @@ The WAV and the output are deleted afterwards. Prints
     python benchmarks/embed_memory.py                    # 60 minutes, 2 workers
     python benchmarks/embed_memory.py --minutes 10 --workers 0
 
-The code measured is whatever `python -m mulap` imports (set PYTHONPATH to choose a tree).
+The code measured is whatever `python -m mulap` imports (the command runs in the temporary folder;
+set PYTHONPATH to choose a tree, e.g. PYTHONPATH=/path/to/other/checkout for a before/after).
 """
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def main() -> None:
         cmd = [sys.executable, "-m", "mulap", "embed", args.model, str(wav), "-o", str(out),
                f"training.num_workers={args.workers}", f"env.save_dir={tmp}"]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env={**os.environ, "TQDM_DISABLE": "1"})
+        # run in the temporary folder, so `-m mulap` imports what PYTHONPATH says, not the current folder's
+        proc = subprocess.Popen(cmd, cwd=tmp, env={**os.environ, "TQDM_DISABLE": "1"})
         peak_rss = peak_pss = 0
         while proc.poll() is None:
             sizes = [_rss_pss_kb(p) for p in _tree(proc.pid)]
