@@ -7,20 +7,24 @@ changed checkpoint or manifest can never be served stale features.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
+import secrets
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from mulap.audio.chunks import cut_chunks
-from mulap.audio.io import AudioError, load_audio
+from mulap.audio.io import AudioError, iter_blocks
+from mulap.files import StorageError
 from mulap.models.backbone import SUPERVISED, build_backbone, load_backbone
 from mulap.models.musicnn import Musicnn
 
@@ -89,21 +93,46 @@ def fingerprint(model: torch.nn.Module) -> str:
 
 
 # -- extraction ----------------------------------------------------------------------------
-class _ClipChunks(Dataset):
-    """Clip i -> its non-overlapping chunks [n, S] (a trailing partial chunk is dropped unless it is the only one)."""
+PIECE_CHUNKS = 16  # chunks a reader worker hands over at a time (48 s of audio, 3 MB)
 
-    def __init__(self, paths: list[Path], chunk_len: int, sample_rate: int, max_chunks: int | None = None):
-        self.paths, self.chunk_len, self.sample_rate, self.max_chunks = paths, chunk_len, sample_rate, max_chunks
 
-    def __len__(self) -> int:
-        return len(self.paths)
+def stream_chunks(path: Path, chunk_len: int, sample_rate: int, piece_chunks: int = PIECE_CHUNKS):
+    """A file's non-overlapping chunks as they are decoded: yields [n <= piece_chunks, chunk_len]
+    arrays. Same chunks as `cut_chunks(load_audio(path), chunk_len, pad_last=False)` (a trailing
+    partial chunk is dropped unless it is the only one), with memory bounded by the read block."""
+    rest = np.zeros(0, np.float32)
+    emitted = 0
+    for block in iter_blocks(path, sample_rate):
+        rest = np.concatenate([rest, block]) if len(rest) else block
+        n_full = len(rest) // chunk_len
+        for start in range(0, n_full, piece_chunks):
+            stop = min(n_full, start + piece_chunks)
+            yield rest[start * chunk_len : stop * chunk_len].reshape(stop - start, chunk_len).copy()
+        emitted += n_full
+        rest = rest[n_full * chunk_len :].copy()
+    if emitted == 0 and len(rest):
+        yield cut_chunks(rest, chunk_len, pad_last=True)
 
-    def __getitem__(self, i: int):
-        try:
-            wave = load_audio(self.paths[i], self.sample_rate)
-        except AudioError as exc:
-            return i, None, str(exc)
-        return i, cut_chunks(wave, self.chunk_len, self.max_chunks, pad_last=False), None
+
+class _StreamedChunks(IterableDataset):
+    """Items (clip index, chunks [n, S] or None, error or None, last piece of the clip?): each clip
+    is decoded block by block, so a long file never sits in memory whole. Worker k of W reads
+    clips k, k + W, ...; a clip's pieces come in order."""
+
+    def __init__(self, paths: list[Path], chunk_len: int, sample_rate: int):
+        self.paths, self.chunk_len, self.sample_rate = paths, chunk_len, sample_rate
+
+    def __iter__(self):
+        info = get_worker_info()
+        mine = range(len(self.paths)) if info is None else range(info.id, len(self.paths), info.num_workers)
+        for i in mine:
+            try:
+                for chunks in stream_chunks(self.paths[i], self.chunk_len, self.sample_rate):
+                    yield i, chunks, None, False
+            except AudioError as exc:
+                yield i, None, str(exc), True  # the pieces already sent are dropped by the consumer
+                continue
+            yield i, None, None, True
 
 
 def _collate(items):
@@ -115,7 +144,9 @@ def extract(model: Musicnn, paths: list[Path], batch_chunks: int = 64, num_worke
             progress: bool = True, device: str | torch.device | None = None,
             precision: str = "32") -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Embed every chunk of every clip. Returns (features [N_chunks, D] float32, track index [N_chunks],
-    failures [(path, reason)]). Clips are read in parallel workers; chunks are batched across clips.
+    failures [(path, reason)]), in clip order. Clips are decoded block by block in parallel workers and
+    embedded as they are read (memory stays bounded whatever a file's duration); chunks are batched
+    across clips. A clip that fails midway (damaged, truncated) contributes no chunk.
 
     precision: ``"32"`` (float32) or ``"bf16"`` (bfloat16 autocast for the convolutions/GEMMs; the
     mel front end stays float32). bf16 is ~1.5-2x faster on CPUs with AVX512-BF16/AMX; features
@@ -125,37 +156,43 @@ def extract(model: Musicnn, paths: list[Path], batch_chunks: int = 64, num_worke
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
     chunk_len = model.config.chunk_samples
-    loader = DataLoader(_ClipChunks(paths, chunk_len, model.config.sample_rate), batch_size=8, num_workers=num_workers,
-                        collate_fn=_collate)
-    feats, index, failures, pending, pending_idx = [], [], [], [], []
-    total_seconds = 0.0
+    loader = DataLoader(_StreamedChunks(paths, chunk_len, model.config.sample_rate), batch_size=None,
+                        num_workers=min(num_workers, len(paths)), collate_fn=_collate)
+    per_clip: dict[int, list[np.ndarray]] = {}
+    failed: dict[int, str] = {}
+    pending: list[tuple[int, np.ndarray]] = []
 
     def flush():
         if pending:
-            x = torch.from_numpy(np.concatenate(pending)).to(device)
+            x = torch.from_numpy(np.concatenate([c for _, c in pending])).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                feats.append(model(x).float().cpu().numpy())
-            index.append(np.concatenate(pending_idx))
+                out = model(x).float().cpu().numpy()
+            start = 0
+            for i, c in pending:
+                per_clip.setdefault(i, []).append(out[start : start + len(c)])
+                start += len(c)
             pending.clear()
-            pending_idx.clear()
 
     bar = tqdm(total=len(paths), desc=desc, unit="clip", disable=not progress)
-    for batch in loader:
-        for i, chunks, error in batch:
-            bar.update(1)
-            if error is not None:
-                failures.append((str(paths[i]), error))
-                continue
-            pending.append(chunks)
-            pending_idx.append(np.full(len(chunks), i, dtype=np.int64))
-            total_seconds += len(chunks) * chunk_len / model.config.sample_rate
-            if sum(len(c) for c in pending) >= batch_chunks:
+    n_pending = 0
+    for i, chunks, error, last in loader:
+        if error is not None:
+            failed[i] = error
+        elif chunks is not None:
+            pending.append((i, chunks))
+            n_pending += len(chunks)
+            if n_pending >= batch_chunks:
                 flush()
+                n_pending = 0
+        if last:
+            bar.update(1)
     flush()
     bar.close()
-    dim = model.out_dim
-    features = np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)
-    track_index = np.concatenate(index) if index else np.zeros(0, np.int64)
+    done = [i for i in sorted(per_clip) if i not in failed]
+    features = np.concatenate([np.concatenate(per_clip[i]) for i in done]) if done else np.zeros((0, model.out_dim), np.float32)
+    track_index = (np.concatenate([np.full(sum(len(f) for f in per_clip[i]), i, dtype=np.int64) for i in done])
+                   if done else np.zeros(0, np.int64))
+    failures = [(str(paths[i]), failed[i]) for i in sorted(failed)]
     return features, track_index, failures
 
 
@@ -224,17 +261,57 @@ def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifes
                                         precision=precision)
     if failures:
         raise AudioError(failures[0][0], f"{failures[0][1]} ({len(failures)} clip(s) could not be embedded; re-run `mulap prepare`)")
-    tmp = folder.with_name(f".{key}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    np.save(tmp / "features.npy", features)
-    np.save(tmp / "track.npy", track)
-    (tmp / "meta.json").write_text(json.dumps({"ids": list(ids), "manifest": str(manifest), "dim": int(features.shape[1]),
-                                               "precision": precision,
-                                               "backbone_config": model.config.to_dict()}))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.replace(folder)  # atomic: a reader sees the whole entry or none
-    return ChunkEmbeddings(features, track, list(ids), key, True)
+    meta = {"ids": list(ids), "manifest": str(manifest), "dim": int(features.shape[1]), "precision": precision,
+            "backbone_config": model.config.to_dict()}
+    return _publish(folder, ChunkEmbeddings(features, track, list(ids), key, True), meta)
+
+
+def _read_entry(folder: Path) -> ChunkEmbeddings | None:
+    """read_cached, or None while another writer is moving the entry (it vanishes between two reads)."""
+    try:
+        return read_cached(folder.parent, folder.name)
+    except FileNotFoundError:
+        return None
+
+
+def _publish(folder: Path, mine: ChunkEmbeddings, meta: dict) -> ChunkEmbeddings:
+    """Store `mine` as the cache entry `folder`, safe with other processes writing the same entry.
+
+    Written into a temporary folder of this writer only (pid + random), then renamed into place:
+    a rename onto an existing entry is refused, so when another writer finished first, its complete
+    entry is used and ours discarded; an entry for other tracks is moved aside and replaced.
+    A full disk (or a read-only / forbidden folder) is a one-line StorageError naming the path.
+    """
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    need = mine.features.nbytes + mine.track.nbytes
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        np.save(tmp / "features.npy", mine.features)
+        np.save(tmp / "track.npy", mine.track)
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        for _ in range(10):
+            try:
+                os.rename(tmp, folder)  # atomic: a reader sees the whole entry or none
+                return mine
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+            theirs = _read_entry(folder)
+            if theirs is not None and theirs.ids == mine.ids:
+                log.info("cache entry %s was completed by another process meanwhile; using it", folder)
+                return replace(theirs, computed=True)
+            aside = folder.with_name(f".{folder.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+            try:
+                os.rename(folder, aside)  # an entry for other tracks: out of the way, then retry
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(aside, ignore_errors=True)
+        raise RuntimeError(f"{folder}: could not store the cache entry: other processes keep replacing it")
+    except OSError as exc:
+        raise StorageError(folder, exc, need_bytes=need) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when it was renamed into place
 
 
 # -- the `mulap embed` command -------------------------------------------------------------

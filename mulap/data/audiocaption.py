@@ -12,7 +12,6 @@ the training module logs it) - never dropped silently.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,15 +22,13 @@ from torch.utils.data import Dataset
 
 from mulap.audio.chunks import chunk_samples, chunk_with_mask, random_crop
 from mulap.audio.io import AudioError, load_audio
+from mulap.data.text_files import DatasetError, read_json
+from mulap.files import is_file
 
 log = logging.getLogger(__name__)
 
 SPLIT_FILES = {"train": "dataset_train.json", "val": "dataset_val.json", "test": "dataset_test.json"}
 FIELDS = ("audio_id", "caption", "audio_path")
-
-
-class DatasetError(ValueError):
-    """A problem with a dataset file or record; the message names the file and record."""
 
 
 @dataclass(frozen=True)
@@ -58,18 +55,15 @@ def read_split(data_dir: str | Path, split: str, audio_dir: str = "audio", on_ba
     path = data_dir / SPLIT_FILES[split]
     if not path.is_file():
         raise DatasetError(f"{path}: split file not found (expected {', '.join(SPLIT_FILES.values())} in {data_dir})")
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    records = read_json(path)
     if not isinstance(records, list):
         raise DatasetError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
     audio_root = (data_dir / audio_dir).resolve()
-    pairs, skipped, seen = [], [], set()
+    pairs, skipped, seen = [], [], {}
     for i, rec in enumerate(records):
         where = f"{path}, record {i}" + (f" (audio_id {rec.get('audio_id')!r})" if isinstance(rec, dict) and "audio_id" in rec else "")
         try:
-            pairs.append(_check_record(rec, audio_root, seen))
+            pairs.append(_check_record(rec, audio_root, seen, i))
         except DatasetError as exc:
             if on_bad == "error":
                 raise DatasetError(f"{where}: {exc}") from None
@@ -78,7 +72,7 @@ def read_split(data_dir: str | Path, split: str, audio_dir: str = "audio", on_ba
     return pairs, skipped
 
 
-def _check_record(rec, audio_root: Path, seen: set) -> Pair:
+def _check_record(rec, audio_root: Path, seen: dict[str, int], i: int) -> Pair:
     if not isinstance(rec, dict):
         raise DatasetError(f"expected an object with fields {list(FIELDS)}, got {type(rec).__name__}")
     missing = [f for f in FIELDS if f not in rec]
@@ -87,17 +81,17 @@ def _check_record(rec, audio_root: Path, seen: set) -> Pair:
     caption = rec["caption"]
     if not isinstance(caption, str) or not caption.strip():
         raise DatasetError("empty caption")
-    if not isinstance(rec["audio_path"], str) or not rec["audio_path"]:
-        raise DatasetError("audio_path must be a non-empty string")
+    if not isinstance(rec["audio_path"], str) or not rec["audio_path"] or "\x00" in rec["audio_path"]:
+        raise DatasetError("audio_path must be a non-empty string without NUL characters")
     audio_path = (audio_root / rec["audio_path"]).resolve()
     if not audio_path.is_relative_to(audio_root):
         raise DatasetError(f"audio_path {rec['audio_path']!r} escapes the audio folder {audio_root}")
-    if not audio_path.is_file():
+    if not is_file(audio_path):
         raise DatasetError(f"audio file not found: {audio_path}")
     audio_id = str(rec["audio_id"])
     if audio_id in seen:
-        raise DatasetError(f"duplicate audio_id {audio_id!r}")
-    seen.add(audio_id)
+        raise DatasetError(f"duplicate audio_id {audio_id!r}: first at record {seen[audio_id]}")
+    seen[audio_id] = i
     return Pair(audio_id, caption.strip(), audio_path)
 
 

@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 
 from mulap.audio.io import SAMPLE_RATE, AudioError, load_audio, write_audio
 from mulap.data.downstream import SPLITS, TASK_TYPES, RawDataset, Record, get_task
-from mulap.data.downstream.base import DatasetFormatError
-from mulap.files import atomic_write_text
+from mulap.data.text_files import DatasetError, DatasetFormatError, read_json, text_lines
+from mulap.files import atomic_write_text, is_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.jsonl"
@@ -118,10 +118,9 @@ def load_prepared(root: str | Path, check_files: bool = False) -> PreparedDatase
         raise FileNotFoundError(
             f"{root}: not a prepared dataset ({DATASET_JSON} and {MANIFEST} missing); run `mulap prepare <task> <raw_dir>` first"
         )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetFormatError(meta_path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+    meta = read_json(meta_path)
+    if not isinstance(meta, dict):
+        raise DatasetFormatError(meta_path, f"expected a JSON object, got {type(meta).__name__}")
     for key in ("format_version", "task", "task_type", "label_names"):
         if key not in meta:
             raise DatasetFormatError(meta_path, f"missing key {key!r}")
@@ -133,28 +132,29 @@ def load_prepared(root: str | Path, check_files: bool = False) -> PreparedDatase
         raise DatasetFormatError(meta_path, f"sample_rate {meta.get('sample_rate')} is not {SAMPLE_RATE}")
     task_type, labels = meta["task_type"], list(meta["label_names"])
     items: list[Item] = []
-    seen: set[str] = set()
-    with open(man_path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                cid, split, audio = str(rec["id"]), rec["split"], rec["audio"]
-                if split not in SPLITS:
-                    raise ValueError(f"split {split!r} not in {SPLITS}")
-                if cid in seen:
-                    raise ValueError(f"id {cid!r} appears twice")
-                target = _parse_target(task_type, rec["target"], len(labels))
-                num = int(rec.get("num_samples", -1))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-                raise DatasetFormatError(man_path, what, line=n) from None
-            seen.add(cid)
-            path = root / audio
-            if check_files and not path.is_file():
-                raise DatasetFormatError(man_path, f"audio file {path} is missing", line=n)
-            items.append(Item(cid, split, path, target, num))
+    seen: dict[str, int] = {}
+    for n, line in text_lines(man_path):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            cid, split, audio = str(rec["id"]), rec["split"], rec["audio"]
+            if split not in SPLITS:
+                raise ValueError(f"split {split!r} not in {SPLITS}")
+            if not isinstance(audio, str) or not audio:
+                raise ValueError(f"audio {audio!r} is not a file name")
+            if cid in seen:
+                raise ValueError(f"id {cid!r} appears twice (first at line {seen[cid]})")
+            target = _parse_target(task_type, rec["target"], len(labels))
+            num = int(rec.get("num_samples", -1))
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise DatasetFormatError(man_path, what, line=n) from None
+        seen[cid] = n
+        path = root / audio
+        if check_files and not is_file(path):
+            raise DatasetFormatError(man_path, f"audio file {path} is missing", line=n)
+        items.append(Item(cid, split, path, target, num))
     return PreparedDataset(root=root, task=meta["task"], task_type=task_type, label_names=labels, items=items, meta=meta)
 
 
@@ -212,9 +212,9 @@ def _sibling_audio_dirs(out: Path, raw: Path) -> list[Path]:
         if d.resolve() == out.resolve() or not meta.is_file() or not (d / AUDIO_DIR).is_dir():
             continue
         try:
-            same = json.loads(meta.read_text(encoding="utf-8")).get("raw_dir") == str(raw.resolve())
-        except (OSError, json.JSONDecodeError):
-            continue
+            same = read_json(meta).get("raw_dir") == str(raw.resolve())
+        except (OSError, DatasetError, AttributeError):
+            continue  # not a dataset we can share with
         if same:
             found.append(d / AUDIO_DIR)
     return found

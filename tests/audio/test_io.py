@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from mulap.audio.chunks import chunk_with_mask, cut_chunks
-from mulap.audio.io import AudioError, load_audio, write_audio
+from mulap.audio.io import AudioError, iter_blocks, load_audio, write_audio
 from tests.helpers import tone
 
 
@@ -57,3 +58,122 @@ def test_chunking_pads_and_masks_short_clips():
     assert short.shape == (1, 48000)
     long_chunks, long_mask = chunk_with_mask(np.ones(48000 * 10, np.float32), 48000, 6)
     assert long_mask.all() and long_chunks.shape == (6, 48000)
+
+
+# ------------------------------------------------------------------ streaming (issue 11, item 9)
+
+
+def _reference(path, sr_out=16000):
+    """One-shot decode, written independently of mulap: soundfile, channel mean, soxr.resample."""
+    wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    mono = wave.mean(axis=1).astype(np.float32)
+    return soxr.resample(mono, sr, sr_out, quality="HQ") if sr != sr_out else mono
+
+
+@pytest.mark.parametrize("suffix,sr,channels", [(".wav", 44100, 2), (".flac", 22050, 1), (".mp3", 48000, 2), (".wav", 16000, 1)])
+def test_streamed_blocks_equal_a_one_shot_decode(tmp_path, suffix, sr, channels):
+    wave = tone(7.3, 330.0, sr) + 0.01 * np.random.default_rng(0).standard_normal(int(7.3 * sr)).astype(np.float32)
+    path = tmp_path / f"x{suffix}"
+    sf.write(str(path), np.stack([wave, 0.5 * wave], 1) if channels == 2 else wave, sr)
+    blocks = list(iter_blocks(path, block_seconds=0.7))  # many blocks, none aligned with the output rate
+    assert len(blocks) >= 10 and all(b.dtype == np.float32 and b.ndim == 1 for b in blocks)
+    streamed = np.concatenate(blocks)
+    ref = _reference(path)
+    assert len(streamed) == len(ref)
+    np.testing.assert_allclose(streamed, ref, atol=2e-5)
+    np.testing.assert_allclose(load_audio(path), ref, atol=2e-5)
+
+
+def test_streamed_npy_in_channels_first_layout_at_another_rate(tmp_path):
+    wave = tone(5.0, 440.0, 8000)
+    np.save(tmp_path / "x.npy", np.stack([wave, 0.5 * wave]))  # (channels, time)
+    streamed = np.concatenate(list(iter_blocks(tmp_path / "x.npy", npy_rate=8000, block_seconds=0.3)))
+    np.testing.assert_allclose(streamed, soxr.resample(0.75 * wave, 8000, 16000, quality="HQ"), atol=2e-5)
+
+
+# ------------------------------------------------------------------ what is really wrong (issue 11, item 7)
+
+
+def _encoded(tmp_path, suffix, seconds=10.0, sr=44100):
+    path = tmp_path / f"full{suffix}"
+    sf.write(str(path), tone(seconds, 440.0, sr), sr)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".wav"])
+def test_truncated_file_is_refused_as_truncated(tmp_path, suffix):
+    full = _encoded(tmp_path, suffix)
+    assert abs(len(load_audio(full)) / 16000 - 10.0) < 0.1  # the intact file is fine
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 6])  # what an interrupted download leaves
+    with pytest.raises(AudioError, match=r"truncated: 1\.\d+ s decoded of the 10\.00 s") as err:
+        load_audio(cut)
+    assert err.value.path == str(cut)
+    with pytest.raises(AudioError, match="truncated"):  # the streamed reader says the same, at the end
+        list(iter_blocks(cut))
+
+
+def test_truncated_flac_is_damaged_or_truncated(tmp_path):
+    full = _encoded(tmp_path, ".flac")
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    with pytest.raises(AudioError, match=r"damaged or truncated FLAC|truncated: "):
+        load_audio(cut)
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".wav", ".flac", ".npy"])
+def test_empty_and_text_files_say_so(tmp_path, suffix):
+    empty = tmp_path / f"empty{suffix}"
+    empty.write_bytes(b"")
+    with pytest.raises(AudioError, match=r"empty file \(0 bytes\)"):
+        load_audio(empty)
+    text = tmp_path / f"text{suffix}"
+    text.write_text("<!DOCTYPE html><html><body>404 Not Found</body></html>\n")
+    with pytest.raises(AudioError, match=r"not audio: a text file \(starts with '<!DOCTYPE html>") as err:
+        load_audio(text)
+    assert "pipe" not in str(err.value) and str(text) in str(err.value)
+
+
+def test_unknown_binary_npy_behind_wav_and_m4a_are_named(tmp_path):
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(bytes(range(7, 200)) * 20)
+    with pytest.raises(AudioError, match=r"not audio: unknown format \(first bytes 07 08 09"):
+        load_audio(junk)
+    np.save(tmp_path / "arr.npy", np.zeros(100, np.float32))
+    (tmp_path / "arr.npy").rename(tmp_path / "arr.wav")
+    with pytest.raises(AudioError, match=r"NumPy array behind a \.wav suffix"):
+        load_audio(tmp_path / "arr.wav")
+    m4a = tmp_path / "song.mp3"
+    m4a.write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00" + bytes(200))
+    with pytest.raises(AudioError, match=r"MP4/M4A audio is not supported"):
+        load_audio(m4a)
+
+
+@pytest.mark.parametrize("dtype,values,expected", [
+    ("int16", [16384, -32768, 32767], [0.5, -1.0, 32767 / 32768]),
+    ("int32", [2**30, -2**31], [0.5, -1.0]),
+    ("int8", [64, -128], [0.5, -1.0]),
+    ("uint8", [192, 0, 128], [0.5, -1.0, 0.0]),  # 8-bit WAV convention: offset binary
+    ("uint16", [49152, 0], [0.5, -1.0]),
+])
+def test_integer_npy_is_scaled_by_its_dtype_range(tmp_path, dtype, values, expected):
+    np.save(tmp_path / "x.npy", np.asarray(values * 100, dtype=dtype))
+    np.testing.assert_allclose(load_audio(tmp_path / "x.npy")[: len(values)], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint32", "uint64", "bool", "complex64"])
+def test_integer_npy_without_a_pcm_scale_is_refused(tmp_path, dtype):
+    np.save(tmp_path / "x.npy", np.ones(100, dtype=dtype))
+    with pytest.raises(AudioError, match=rf"{dtype}.*(no audio scale|not audio)"):
+        load_audio(tmp_path / "x.npy")
+
+
+def test_truncated_and_object_npy(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros(1000, np.float32))
+    data = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "x.npy").write_bytes(data[:500])
+    with pytest.raises(AudioError, match=r"truncated \.npy: shape \(1000,\) needs 4128 bytes, the file has 500"):
+        load_audio(tmp_path / "x.npy")
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(AudioError, match="Python objects"):
+        load_audio(tmp_path / "o.npy")

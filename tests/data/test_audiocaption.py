@@ -54,7 +54,7 @@ def test_bad_records_error_names_file_and_record(ds_dir, case):
 
 def test_malformed_json_names_line(ds_dir):
     (ds_dir / "dataset_val.json").write_text('[\n {"audio_id": "a",\n "caption": }\n]')
-    with pytest.raises(DatasetError, match=r"dataset_val.json: malformed JSON at line 3"):
+    with pytest.raises(DatasetError, match=r"dataset_val.json, line 3: invalid JSON"):
         read_split(ds_dir, "val")
 
 

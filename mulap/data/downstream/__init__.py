@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from .base import DatasetFormatError, LoaderFn, RawDataset, Record, Skipped, SPLITS, TASK_TYPES
+from .base import DatasetError, DatasetFormatError, LoaderFn, RawDataset, Record, Skipped, SPLITS, TASK_TYPES
 from .emomusic import load_emomusic
 from .fma import load_fma
 from .jamendo import load_jamendo
@@ -80,6 +80,6 @@ def get_task(name: str) -> TaskSpec:
 
 
 __all__ = [
-    "TASKS", "TaskSpec", "get_task", "RawDataset", "Record", "Skipped", "DatasetFormatError", "SPLITS", "TASK_TYPES",
+    "TASKS", "TaskSpec", "get_task", "RawDataset", "Record", "Skipped", "DatasetError", "DatasetFormatError", "SPLITS", "TASK_TYPES",
     "load_mtt", "load_jamendo", "load_emomusic", "load_fma", "load_nsynth",
 ]

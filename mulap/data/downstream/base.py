@@ -15,30 +15,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from mulap.data.text_files import DatasetError, DatasetFormatError
+from mulap.files import is_file
+
 SPLITS = ("train", "valid", "test")
 TASK_TYPES = ("multilabel", "multiclass", "regression")
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-
-
-class DatasetFormatError(ValueError):
-    """A dataset file that does not have its publisher's format.
-
-    The message names the file and, where it applies, the line (1-based, as an
-    editor shows it) or record, and says what is wrong.
-    """
-
-    def __init__(self, path: str | Path, reason: str, line: int | None = None, record: str | None = None):
-        self.path = str(path)
-        self.line = line
-        self.record = record
-        self.reason = reason
-        where = str(path)
-        if line is not None:
-            where += f", line {line}"
-        if record is not None:
-            where += f", record {record!r}"
-        super().__init__(f"{where}: {reason}")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")  # <id>.npy must be a valid file name
 
 
 @dataclass(frozen=True)
@@ -64,6 +47,7 @@ class Record:
     split: str
     audio: Path
     target: Any
+    origin: str | None = None  # where the clip was read: "file, line N" / "file, record 'k'"
 
 
 @dataclass
@@ -85,25 +69,27 @@ class RawDataset:
         return out
 
     def validate(self) -> None:
-        """Check the invariants every consumer relies on (raises ValueError)."""
+        """Check the invariants every consumer relies on (raises DatasetError naming the clip's file and line)."""
         if self.task_type not in TASK_TYPES:
-            raise ValueError(f"{self.name}: unknown task type {self.task_type!r}")
-        seen: set[str] = set()
+            raise DatasetError(f"{self.name}: unknown task type {self.task_type!r}")
+        seen: dict[str, Record] = {}
         k = len(self.label_names)
         for r in self.records:
+            at = f"{self.name}: clip {r.id!r}" + (f" ({r.origin})" if r.origin else "")
             if r.id in seen:
-                raise ValueError(f"{self.name}: clip id {r.id!r} appears twice")
-            seen.add(r.id)
+                first = seen[r.id].origin
+                raise DatasetError(f"{at} appears twice" + (f"; first at {first}" if first else ""))
+            seen[r.id] = r
             if r.split not in SPLITS:
-                raise ValueError(f"{self.name}: clip {r.id!r} has split {r.split!r}, expected one of {SPLITS}")
+                raise DatasetError(f"{at} has split {r.split!r}, expected one of {SPLITS}")
             if not _SAFE_ID.match(r.id):
-                raise ValueError(f"{self.name}: clip id {r.id!r} is not usable as a file name")
+                raise DatasetError(f"{at}: the id is not usable as a file name")
             if self.task_type == "multilabel" and np.asarray(r.target).shape != (k,):
-                raise ValueError(f"{self.name}: clip {r.id!r} target shape {np.asarray(r.target).shape} != ({k},)")
+                raise DatasetError(f"{at}: target shape {np.asarray(r.target).shape} != ({k},)")
             if self.task_type == "multiclass" and not (0 <= int(r.target) < k):
-                raise ValueError(f"{self.name}: clip {r.id!r} class {r.target} outside 0..{k - 1}")
+                raise DatasetError(f"{at}: class {r.target} outside 0..{k - 1}")
             if self.task_type == "regression" and np.asarray(r.target).shape != (k,):
-                raise ValueError(f"{self.name}: clip {r.id!r} target shape {np.asarray(r.target).shape} != ({k},)")
+                raise DatasetError(f"{at}: target shape {np.asarray(r.target).shape} != ({k},)")
 
 
 def multi_hot(indices: Sequence[int], k: int) -> np.ndarray:
@@ -147,7 +133,7 @@ def audio_root(candidates: Sequence[Path], rel_paths: Sequence[str], probe: int 
     few files finds the right level without listing the whole tree.
     """
     for root in candidates:
-        if any((root / p).is_file() for p in rel_paths[:probe]):
+        if any(is_file(root / p) for p in rel_paths[:probe]):
             return root
     for root in candidates:
         if root.is_dir():

@@ -22,18 +22,22 @@ mean and standard deviation (jukemir z-scores with them) are in `source["target_
 """
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
-import json
+import math
+import re
+import zlib
 from pathlib import Path
 
 import numpy as np
+
+from mulap.data.text_files import FirstSeen, csv_rows, decode_text, read_bytes, read_json, where
 
 from .base import DatasetFormatError, RawDataset, Record, Skipped, find_file, require_dir
 
 LABELS = ["arousal", "valence"]
 _RATIOS = ["train"] * 8 + ["valid"] * 2
+_DIGITS = re.compile(r"^[0-9]+$")
 
 
 def normalise_artist(artist: str) -> str:
@@ -50,30 +54,34 @@ def artist_split(artist: str) -> str:
 
 def _read_csv(path: Path, required: list[str]) -> list[tuple[int, dict[str, str]]]:
     """Comma-separated file with a header -> [(line number, {column: stripped value})]."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise DatasetFormatError(path, "empty file, expected a header row") from None
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise DatasetFormatError(path, f"missing column(s) {missing}; header is {header}", line=1)
-        rows = []
-        for row in reader:
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise DatasetFormatError(path, f"{len(row)} fields, header has {len(header)}", line=reader.line_num)
-            rows.append((reader.line_num, {k: v.strip() for k, v in zip(header, row)}))
+    rows_in = csv_rows(path)
+    try:
+        _, header = next(rows_in)
+    except StopIteration:
+        raise DatasetFormatError(path, "empty file, expected a header row") from None
+    header = [h.strip() for h in header]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DatasetFormatError(path, f"missing column(s) {missing}; header is {header}", line=1)
+    rows = []
+    for line, row in rows_in:
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise DatasetFormatError(path, f"{len(row)} fields, header has {len(header)}", line=line)
+        rows.append((line, {k: v.strip() for k, v in zip(header, row)}))
     return rows
 
 
 def _song_id(path: Path, value: str, line: int) -> int:
+    """song_id as an integer; some exports write 2.0."""
     try:
-        return int(float(value))  # some exports write 2.0
+        number = float(value)
     except ValueError:
-        raise DatasetFormatError(path, f"song_id {value!r} is not a number", line=line) from None
+        number = -1.0
+    if not (math.isfinite(number) and number >= 0 and number.is_integer()):
+        raise DatasetFormatError(path, f"song_id {value!r} is not a non-negative integer", line=line)
+    return int(number)
 
 
 def _jukemir_splits(raw: Path) -> tuple[dict[int, str], Path] | None:
@@ -81,13 +89,23 @@ def _jukemir_splits(raw: Path) -> tuple[dict[int, str], Path] | None:
         hits = [raw / name] if (raw / name).is_file() else sorted(raw.rglob(name))
         if hits:
             path = hits[0]
-            opener = gzip.open if path.suffix == ".gz" else open
-            try:
-                with opener(path, "rt", encoding="utf-8") as fh:
-                    meta = json.load(fh)
-                return {int(uid): str(m["split"]) for uid, m in meta.items()}, path
-            except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
-                raise DatasetFormatError(path, f"not jukemir's emomusic metadata ({type(exc).__name__}: {exc})") from None
+            if path.suffix == ".gz":
+                try:
+                    data = gzip.decompress(read_bytes(path))
+                except (OSError, EOFError, zlib.error) as exc:
+                    raise DatasetFormatError(path, f"not a readable gzip file ({exc})") from None
+                meta = read_json(path, decode_text(data, path))
+            else:
+                meta = read_json(path)
+            if not isinstance(meta, dict):
+                raise DatasetFormatError(path, f"not jukemir's emomusic metadata: expected an object keyed by song id, got {type(meta).__name__}")
+            splits = {}
+            for uid, m in meta.items():
+                if not _DIGITS.match(uid) or not isinstance(m, dict) or "split" not in m:
+                    raise DatasetFormatError(path, "not jukemir's emomusic metadata: expected {\"<song id>\": {\"split\": ...}}",
+                                             record=uid)
+                splits[int(uid)] = str(m["split"])
+            return splits, path
     return None
 
 
@@ -102,6 +120,8 @@ def load_emomusic(raw_dir: str | Path) -> RawDataset:
         clips = hits[0] if hits else clips
 
     targets: dict[int, np.ndarray] = {}
+    target_lines: dict[int, int] = {}
+    seen = FirstSeen("song_id")
     for line, row in _read_csv(static_path, ["song_id", "mean_arousal", "mean_valence"]):
         sid = _song_id(static_path, row["song_id"], line)
         try:
@@ -110,13 +130,16 @@ def load_emomusic(raw_dir: str | Path) -> RawDataset:
             raise DatasetFormatError(static_path, "mean_arousal / mean_valence must be numbers", line=line) from None
         if not (1.0 <= a <= 9.0 and 1.0 <= v <= 9.0):
             raise DatasetFormatError(static_path, f"arousal {a} / valence {v} outside the 1-9 scale", line=line)
-        if sid in targets:
-            raise DatasetFormatError(static_path, f"song_id {sid} appears twice", line=line)
+        seen.add(str(sid), static_path, line=line)
         targets[sid] = np.asarray([a, v], dtype=np.float32)
+        target_lines[sid] = line
 
     info: dict[int, tuple[int, dict[str, str]]] = {}
+    seen = FirstSeen("song_id")
     for line, row in _read_csv(info_path, ["song_id", "Artist", "Mediaeval 2013 set"]):
-        info[_song_id(info_path, row["song_id"], line)] = (line, row)
+        sid = _song_id(info_path, row["song_id"], line)
+        seen.add(str(sid), info_path, line=line)
+        info[sid] = (line, row)
 
     given = _jukemir_splits(raw)
     records, skipped = [], []
@@ -129,7 +152,7 @@ def load_emomusic(raw_dir: str | Path) -> RawDataset:
                 continue
         else:
             if sid not in info:
-                raise DatasetFormatError(static_path, f"song_id {sid} is not in {info_path.name}, which gives its split")
+                raise DatasetFormatError(static_path, f"song_id {sid} is not in {info_path}, which gives its split", line=target_lines[sid])
             line, row = info[sid]
             mset = row["Mediaeval 2013 set"].lower()
             if mset == "evaluation":
@@ -138,7 +161,7 @@ def load_emomusic(raw_dir: str | Path) -> RawDataset:
                 split = artist_split(row["Artist"])
             else:
                 raise DatasetFormatError(info_path, f"'Mediaeval 2013 set' is {mset!r}, expected development or evaluation", line=line)
-        records.append(Record(id=str(sid), split=split, audio=audio, target=target))
+        records.append(Record(id=str(sid), split=split, audio=audio, target=target, origin=where(static_path, line=target_lines[sid])))
     for sid in sorted(set(info) - set(targets)):
         skipped.append(Skipped(str(clips / f"{sid}.mp3"), f"song {sid} has no row in {static_path.name}"))
 

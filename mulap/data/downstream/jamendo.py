@@ -19,6 +19,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mulap.data.text_files import FirstSeen, text_lines, where
+from mulap.files import is_file
+
 from .base import DatasetFormatError, RawDataset, Record, audio_root, multi_hot, require_dir
 
 SUBSETS = {"top50tags": "autotagging_top50tags", "genre": "autotagging_genre",
@@ -26,34 +29,33 @@ SUBSETS = {"top50tags": "autotagging_top50tags", "genre": "autotagging_genre",
 SPLIT_FILES = {"train": "train", "valid": "validation", "test": "test"}
 SPLIT_DIRS = ("data/splits/split-0", "splits/split-0", "split-0", ".")
 HEADER = ["TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION", "TAGS"]
-_TRACK = re.compile(r"^track_\d+$")
+_TRACK = re.compile(r"^track_[0-9]+$")
 
 
-def read_tsv(path: Path) -> list[tuple[str, str, list[str]]]:
-    """One split TSV -> [(track_id, relative mp3 path, tags)] in file order."""
+def read_tsv(path: Path) -> list[tuple[str, str, list[str], int]]:
+    """One split TSV -> [(track_id, relative mp3 path, tags, line)] in file order."""
     out = []
-    with open(path, encoding="utf-8") as fh:
-        first = fh.readline().rstrip("\r\n").split("\t")
-        if first[: len(HEADER)] != HEADER:
-            raise DatasetFormatError(path, f"header must be {' '.join(HEADER)} (tab-separated), got {first}", line=1)
-        for n, line in enumerate(fh, start=2):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            f = line.split("\t")
-            if len(f) < 6:
-                raise DatasetFormatError(path, f"{len(f)} fields; expected TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION and at least one tag", line=n)
-            if not _TRACK.match(f[0]):
-                raise DatasetFormatError(path, f"TRACK_ID {f[0]!r} is not track_<number>", line=n)
-            try:
-                float(f[4])
-            except ValueError:
-                raise DatasetFormatError(path, f"DURATION {f[4]!r} is not a number", line=n) from None
-            tags = [t.strip() for t in f[5:] if t.strip()]
-            bad = [t for t in tags if "---" not in t]
-            if bad or not tags:
-                raise DatasetFormatError(path, f"tags must look like category---name, got {bad or 'none'}", line=n)
-            out.append((f[0], f[3].strip(), tags))
+    lines = text_lines(path)
+    first = lines[0][1].split("\t") if lines else []
+    if first[: len(HEADER)] != HEADER:
+        raise DatasetFormatError(path, f"header must be {' '.join(HEADER)} (tab-separated), got {first}", line=1)
+    for n, line in lines[1:]:
+        if not line.strip():
+            continue
+        f = line.split("\t")
+        if len(f) < 6:
+            raise DatasetFormatError(path, f"{len(f)} fields; expected TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION and at least one tag", line=n)
+        if not _TRACK.match(f[0]):
+            raise DatasetFormatError(path, f"TRACK_ID {f[0]!r} is not track_<number>", line=n)
+        try:
+            float(f[4])
+        except ValueError:
+            raise DatasetFormatError(path, f"DURATION {f[4]!r} is not a number", line=n) from None
+        tags = [t.strip() for t in f[5:] if t.strip()]
+        bad = [t for t in tags if "---" not in t]
+        if bad or not tags:
+            raise DatasetFormatError(path, f"tags must look like category---name, got {bad or 'none'}", line=n)
+        out.append((f[0], f[3].strip(), tags, n))
     return out
 
 
@@ -74,9 +76,9 @@ def find_split_dir(raw: Path, prefix: str) -> Path:
 
 def _with_low(root: Path, rel: str) -> str:
     """The audio-low release names files <n>.low.mp3; use it when the full-quality file is absent."""
-    if not (root / rel).is_file() and rel.endswith(".mp3"):
+    if not is_file(root / rel) and rel.endswith(".mp3"):
         low = rel[: -len(".mp3")] + ".low.mp3"
-        if (root / low).is_file():
+        if is_file(root / low):
             return low
     return rel
 
@@ -88,15 +90,21 @@ def load_jamendo(raw_dir: str | Path, subset: str = "top50tags") -> RawDataset:
     raw = require_dir(Path(raw_dir), "MTG-Jamendo folder")
     prefix = SUBSETS[subset]
     sdir = find_split_dir(raw, prefix)
-    rows = {split: read_tsv(sdir / f"{prefix}-{name}.tsv") for split, name in SPLIT_FILES.items()}
-    labels = sorted({t for rs in rows.values() for _, _, tags in rs for t in tags})
+    files = {split: sdir / f"{prefix}-{name}.tsv" for split, name in SPLIT_FILES.items()}
+    rows = {split: read_tsv(path) for split, path in files.items()}
+    seen = FirstSeen("TRACK_ID")  # a track in two rows, of one file or of two splits
+    for split, rs in rows.items():
+        for tid, _, _, line in rs:
+            seen.add(tid, files[split], line=line)
+    labels = sorted({t for rs in rows.values() for _, _, tags, _ in rs for t in tags})
     index = {t: i for i, t in enumerate(labels)}
-    all_paths = [p for rs in rows.values() for _, p, _ in rs]
+    all_paths = [p for rs in rows.values() for _, p, _, _ in rs]
     root = audio_root([raw, raw / "audio", raw / "raw_30s" / "audio", raw / "raw_30s"], all_paths)
     records = [
-        Record(id=tid, split=split, audio=root / _with_low(root, rel), target=multi_hot([index[t] for t in tags], len(labels)))
+        Record(id=tid, split=split, audio=root / _with_low(root, rel), target=multi_hot([index[t] for t in tags], len(labels)),
+               origin=where(files[split], line=line))
         for split, rs in rows.items()
-        for tid, rel, tags in rs
+        for tid, rel, tags, line in rs
     ]
     ds = RawDataset(
         name="jamendo" if subset == "top50tags" else f"jamendo_{subset}",

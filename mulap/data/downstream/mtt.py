@@ -21,55 +21,68 @@ to decoding). `RawDataset.source["split"]` says which was used.
 """
 from __future__ import annotations
 
-import csv
+import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+
+from mulap.data.text_files import FirstSeen, csv_rows, text_lines, where
 
 from .base import DatasetFormatError, RawDataset, Record, audio_root, find_file, require_dir
 
 SPLIT_DIRS = ("split/mtat", "split", ".")
 SPLIT_NAMES = {"train": "train", "valid": "valid", "test": "test"}
 HEX = "0123456789abcdef"
+_DIGITS = re.compile(r"^[0-9]+$")
 
 
-def read_annotations(path: Path) -> tuple[list[str], list[str], list[str], np.ndarray]:
-    """annotations_final.csv -> (clip_ids [N], mp3_paths [N], tag_names [T], labels [N, T] uint8)."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DatasetFormatError(path, "empty file, expected a header row") from None
-        header = [h.strip() for h in header]
-        if len(header) < 3 or header[0] != "clip_id" or header[-1] != "mp3_path":
-            raise DatasetFormatError(
-                path, f"header must be clip_id, <tags...>, mp3_path (tab-separated); got {header[:2]}...{header[-1:]}", line=1
-            )
-        tags = header[1:-1]
-        clip_ids: list[str] = []
-        paths: list[str] = []
-        rows: list[list[int]] = []
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise DatasetFormatError(path, f"{len(row)} fields, header has {len(header)}", line=line)
-            cid = row[0].strip()
-            if not cid.isdigit():
-                raise DatasetFormatError(path, f"clip_id {cid!r} is not an integer", line=line)
-            try:
-                values = [int(v) for v in row[1:-1]]
-            except ValueError:
-                raise DatasetFormatError(path, "tag values must be 0 or 1", line=line) from None
-            if any(v not in (0, 1) for v in values):
-                raise DatasetFormatError(path, "tag values must be 0 or 1", line=line)
-            clip_ids.append(cid)
-            paths.append(row[-1].strip())
-            rows.append(values)
+class Annotations(NamedTuple):
+    """annotations_final.csv: clip_ids [N], mp3_paths [N], tag_names [T], labels [N, T] uint8, lines [N] (1-based)."""
+
+    clip_ids: list[str]
+    mp3_paths: list[str]
+    tags: list[str]
+    labels: np.ndarray
+    lines: list[int]
+
+
+def read_annotations(path: Path) -> Annotations:
+    """Parse annotations_final.csv (tab-separated, fields double-quoted); errors name the file and line."""
+    rows_in = csv_rows(path, delimiter="\t")
+    try:
+        _, header = next(rows_in)
+    except StopIteration:
+        raise DatasetFormatError(path, "empty file, expected a header row") from None
+    header = [h.strip() for h in header]
+    if len(header) < 3 or header[0] != "clip_id" or header[-1] != "mp3_path":
+        raise DatasetFormatError(
+            path, f"header must be clip_id, <tags...>, mp3_path (tab-separated); got {header[:2]}...{header[-1:]}", line=1
+        )
+    tags = header[1:-1]
+    clip_ids: list[str] = []
+    paths: list[str] = []
+    rows: list[list[int]] = []
+    lines: list[int] = []
+    seen = FirstSeen("clip_id")
+    for line, row in rows_in:
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise DatasetFormatError(path, f"{len(row)} fields, header has {len(header)}", line=line)
+        cid = row[0].strip()
+        if not _DIGITS.match(cid):
+            raise DatasetFormatError(path, f"clip_id {cid!r} is not an integer", line=line)
+        values = [v.strip() for v in row[1:-1]]
+        if any(v not in ("0", "1") for v in values):
+            raise DatasetFormatError(path, "tag values must be 0 or 1", line=line)
+        seen.add(cid, path, line=line)
+        clip_ids.append(cid)
+        paths.append(row[-1].strip())
+        rows.append([int(v) for v in values])
+        lines.append(line)
     labels = np.asarray(rows, dtype=np.uint8).reshape(len(rows), len(tags))
-    return clip_ids, paths, tags, labels
+    return Annotations(clip_ids, paths, tags, labels, lines)
 
 
 def _load_string_array(path: Path) -> list[str]:
@@ -83,9 +96,24 @@ def _load_string_array(path: Path) -> list[str]:
             raise DatasetFormatError(path, f"cannot be read as .npy ({type(exc).__name__}: {exc})") from None
         if arr.ndim != 1 or arr.dtype.kind not in "US":
             raise DatasetFormatError(path, f"expected a 1-D string array, got dtype {arr.dtype} shape {arr.shape}")
-        return [x.decode() if isinstance(x, bytes) else str(x) for x in arr.tolist()]
-    with open(path, encoding="utf-8") as fh:
-        return [ln.rstrip("\n").rstrip("\r") for ln in fh if ln.strip()]
+        if arr.dtype.kind == "U" and arr.size:  # UCS-4 code units: numpy does not check they are characters
+            order = arr.dtype.byteorder if arr.dtype.byteorder in "<>" else "="
+            codes = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.dtype("u4").newbyteorder(order))
+            bad = np.flatnonzero((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF)))
+            if len(bad):
+                raise DatasetFormatError(path, f"entry holds code point 0x{int(codes[bad[0]]):x}, which is not a character",
+                                         record=str(int(bad[0]) // (arr.dtype.itemsize // 4)))
+        out = []
+        for n, x in enumerate(arr.tolist()):
+            if isinstance(x, bytes):
+                try:
+                    x = x.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DatasetFormatError(path, f"entry is not UTF-8 (byte 0x{x[exc.start]:02x} at offset {exc.start})",
+                                             record=str(n)) from None
+            out.append(str(x))
+        return out
+    return [ln for _, ln in text_lines(path) if ln.strip()]
 
 
 def find_split_files(raw: Path) -> tuple[dict[str, Path], Path] | None:
@@ -106,30 +134,33 @@ def load_mtt(raw_dir: str | Path) -> RawDataset:
     """Read MagnaTagATune with the standard top-50 split (see the module docstring)."""
     raw = require_dir(Path(raw_dir), "MagnaTagATune folder")
     ann_path = find_file(raw, "annotations_final.csv", what="MagnaTagATune annotations_final.csv")
-    clip_ids, mp3_paths, tags, labels = read_annotations(ann_path)
+    ann = read_annotations(ann_path)
+    clip_ids, mp3_paths, tags, labels = ann.clip_ids, ann.mp3_paths, ann.tags, ann.labels
     tag_index = {t: i for i, t in enumerate(tags)}
     found = find_split_files(raw)
 
-    entries: list[tuple[str, int]] = []  # (split, annotation row)
+    entries: list[tuple[str, int, str]] = []  # (split, annotation row, where it was listed)
     if found is not None:
         files, tags_file = found
         top = _load_string_array(tags_file)
         missing = [t for t in top if t not in tag_index]
         if missing:
-            raise DatasetFormatError(tags_file, f"tags not among the columns of {ann_path.name}: {missing[:5]}")
+            raise DatasetFormatError(tags_file, f"tags not among the columns of {ann_path}: {missing[:5]}")
+        listed = FirstSeen("annotation row")
         for split, f in files.items():
             for n, entry in enumerate(_load_string_array(f)):
                 parts = entry.split("\t")
-                if len(parts) != 2 or not parts[0].strip().isdigit():
+                if len(parts) != 2 or not _DIGITS.match(parts[0].strip()):
                     raise DatasetFormatError(f, f"entry {entry!r} is not '<index>\\t<mp3_path>'", record=str(n))
                 ix, rel = int(parts[0]), parts[1].strip()
                 if ix >= len(clip_ids):
-                    raise DatasetFormatError(f, f"index {ix} beyond the {len(clip_ids)} rows of {ann_path.name}", record=str(n))
+                    raise DatasetFormatError(f, f"index {ix} beyond the {len(clip_ids)} rows of {ann_path}", record=str(n))
                 if mp3_paths[ix] != rel:
                     raise DatasetFormatError(
-                        f, f"row {ix} of {ann_path.name} is {mp3_paths[ix]!r}, not {rel!r}: split and annotations disagree", record=str(n)
+                        f, f"row {ix} of {ann_path} is {mp3_paths[ix]!r}, not {rel!r}: split and annotations disagree", record=str(n)
                     )
-                entries.append((split, ix))
+                listed.add(str(ix), f, record=str(n))
+                entries.append((split, ix, where(f, record=str(n))))
         split_source = f"sota-music-tagging-models split lists in {files['train'].parent}"
     else:
         counts = labels.sum(axis=0)
@@ -137,22 +168,22 @@ def load_mtt(raw_dir: str | Path) -> RawDataset:
         # as sota-music-tagging-models' split script: np.argsort(counts)[::-1] (descending count)
         order = np.argsort(counts, kind="stable")[::-1][:n_top]
         top = [tags[i] for i in order]
-        top_cols = np.asarray(order)
+        top_cols = np.asarray(order, dtype=np.int64)
         for ix, rel in enumerate(mp3_paths):
             folder = rel.split("/")[0]
             if len(folder) != 1 or folder not in HEX:
-                raise DatasetFormatError(ann_path, f"mp3_path {rel!r} is not in a 0..f folder", line=ix + 2)
+                raise DatasetFormatError(ann_path, f"mp3_path {rel!r} is not in a 0..f folder", line=ann.lines[ix])
             if labels[ix, top_cols].sum() == 0:
                 continue  # the published split leaves out clips without a top tag
             h = HEX.index(folder)
-            entries.append(("train" if h < 12 else "valid" if h == 12 else "test", ix))
+            entries.append(("train" if h < 12 else "valid" if h == 12 else "test", ix, where(ann_path, line=ann.lines[ix])))
         split_source = "derived (no split lists found): top-N tags by count, folders 0-b train, c valid, d-f test"
 
-    cols = np.asarray([tag_index[t] for t in top])
-    root = audio_root([raw, raw / "mp3"], [mp3_paths[ix] for _, ix in entries])
+    cols = np.asarray([tag_index[t] for t in top], dtype=np.int64)
+    root = audio_root([raw, raw / "mp3"], [mp3_paths[ix] for _, ix, _ in entries])
     records = [
-        Record(id=clip_ids[ix], split=split, audio=root / mp3_paths[ix], target=labels[ix, cols].astype(np.float32))
-        for split, ix in entries
+        Record(id=clip_ids[ix], split=split, audio=root / mp3_paths[ix], target=labels[ix, cols].astype(np.float32), origin=origin)
+        for split, ix, origin in entries
     ]
     ds = RawDataset(
         name="mtt",

@@ -13,8 +13,9 @@ valid and test splits hold no synth_lead notes.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from mulap.data.text_files import FirstSeen, read_json, where
 
 from .base import DatasetFormatError, RawDataset, Record, require_dir
 
@@ -24,11 +25,7 @@ SPLIT_DIRS = {"train": "nsynth-train", "valid": "nsynth-valid", "test": "nsynth-
 
 def read_examples(path: Path) -> list[tuple[str, int]]:
     """examples.json -> [(note_str, instrument_family)] in file order, checked against FAMILIES."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise DatasetFormatError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+    data = read_json(path, unique_keys=True)
     if not isinstance(data, dict):
         raise DatasetFormatError(path, f"expected an object keyed by note_str, got {type(data).__name__}")
     out = []
@@ -62,13 +59,15 @@ def load_nsynth(raw_dir: str | Path) -> RawDataset:
     """Read the three NSynth splits; target = instrument_family index."""
     raw = _split_root(require_dir(Path(raw_dir), "NSynth folder"))
     records = []
+    seen = FirstSeen("note_str")  # a note in two splits
     for split, name in SPLIT_DIRS.items():
         sdir = require_dir(raw / name, f"NSynth split folder {name}")
         path = sdir / "examples.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: NSynth examples.json not found")
         for note, fam in read_examples(path):
-            records.append(Record(id=note, split=split, audio=sdir / "audio" / f"{note}.wav", target=fam))
+            seen.add(note, path, record=note)
+            records.append(Record(id=note, split=split, audio=sdir / "audio" / f"{note}.wav", target=fam, origin=where(path, record=note)))
     ds = RawDataset(
         name="nsynth",
         task_type="multiclass",
