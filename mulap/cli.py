@@ -6,6 +6,7 @@
     mulap prepare <task> <raw_dir> [--out DIR] [key=value ...]
     mulap embed <pretrain_id|random|supervised_mtt|supervised_msd|backbone file> <audio...> -o OUT
     mulap data demo [--out DIR] [--size small|default] [--seed N]
+    mulap data shard <audiocaption dir> <out> [--shard-size 500MB] [--format flac|npy] [--overwrite] [--workers N]
     mulap demo [--out DIR]
 """
 from __future__ import annotations
@@ -64,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="data/demo")
     d.add_argument("--size", default="default", choices=["small", "default"])
     d.add_argument("--seed", type=int, default=0)
+    d = dsub.add_parser("shard", help="convert an audiocaption folder (every split) into tar shards + shards.json for streaming")
+    d.add_argument("src", help="an audiocaption folder (dataset_{train,val,test}.json + audio/)")
+    d.add_argument("out", help="output folder (must be empty, or hold shards from before with --overwrite)")
+    d.add_argument("--shard-size", default="500MB", help="about this many bytes per shard (e.g. 500MB, 64MiB)")
+    d.add_argument("--format", default="flac", choices=["flac", "npy"], help="audio in the shards (16 kHz mono)")
+    d.add_argument("--overwrite", action="store_true", help="replace the shards already in <out>")
+    d.add_argument("--workers", type=int, default=2, help="processes decoding and resampling the audio")
 
     p = sub.add_parser("demo", help="the whole pipeline on the offline demo world, with a report")
     p.add_argument("--out", default="demo_out")
@@ -121,6 +129,13 @@ def cmd_embed(args) -> None:
 
 
 def cmd_data(args) -> None:
+    if args.data_command == "shard":
+        from mulap.data.shards import write_shards
+
+        index = write_shards(args.src, args.out, args.shard_size, args.format, args.overwrite, num_workers=args.workers)
+        counts = ", ".join(f"{k} {v['samples']} clips / {len(v['shards'])} shards" for k, v in index["splits"].items())
+        print(f"shards: {args.out} ({counts}; {len(index['skipped'])} record(s) skipped, listed in shards.json)")
+        return
     from mulap.data.demo import build_demo
 
     build_demo(args.out, size=args.size, seed=args.seed)

@@ -6,6 +6,7 @@ Every failure raises `AudioError` naming the file and what is wrong.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,11 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np
     return soxr.resample(wave, orig_sr, target_sr, quality="HQ")
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, npy_rate: int = SAMPLE_RATE) -> np.ndarray:
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, npy_rate: int = SAMPLE_RATE, data: bytes | None = None) -> np.ndarray:
     """Load `path` as a [T] float32 mono waveform at `sample_rate`.
+
+    With `data` (the file's bytes, e.g. a member of a tar shard) nothing is opened: `path`
+    only names the source in errors and gives the format by its suffix.
 
     `.npy` files carry no rate: they are taken to be at `npy_rate` (16 kHz, the
     seed's convention); 2-D arrays are treated as (time, channels) when the
@@ -49,16 +53,17 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, npy_rate: int =
     Raises AudioError for a missing, unreadable, empty or non-finite file.
     """
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise AudioError(path, "file not found")
+    source = io.BytesIO(data) if data is not None else path
     try:
         if path.suffix.lower() == ".npy":
-            wave = np.load(path, allow_pickle=False)
+            wave = np.load(source, allow_pickle=False)
             if wave.ndim == 2 and wave.shape[0] < wave.shape[1]:
                 wave = wave.T  # (channels, time) -> (time, channels)
             sr = npy_rate
         else:
-            wave, sr = sf.read(str(path), dtype="float32", always_2d=False)
+            wave, sr = sf.read(source if data is not None else str(path), dtype="float32", always_2d=False)
     except Exception as exc:  # soundfile/numpy raise many types for corrupt files
         raise AudioError(path, f"cannot be read as audio ({type(exc).__name__}: {exc})") from None
     if not np.issubdtype(np.asarray(wave).dtype, np.floating) and not np.issubdtype(np.asarray(wave).dtype, np.integer):
