@@ -21,6 +21,7 @@ from mulap.data.shards import ShardDataset, ShardLoader, shard_dataset, trained_
 from mulap.models.backbone import save_backbone
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer
+from mulap.training.distributed import FailFast
 from mulap.training.optim import adamw_with_warmup
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ def build_trainer(cfg: DictConfig, exp_dir: Path, extra_callbacks=()) -> L.Train
         # an interrupted run resumes where it stopped: on an exception (Ctrl-C included) and every N steps
         OnExceptionCheckpoint(dirpath=ckpt_dir, filename="interrupted"),
         LearningRateMonitor(logging_interval="step"),
+        FailFast(),  # a failing rank stops the job instead of leaving the others waiting
         *extra_callbacks,
     ]
     if t.checkpoint_every_n_steps:
