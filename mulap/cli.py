@@ -5,7 +5,7 @@
     mulap eval <pretrain_id> <downstream_id> [key=value ...]
     mulap prepare <task> <raw_dir> [--out DIR] [key=value ...]
     mulap embed <pretrain_id|random|supervised_mtt|supervised_msd|backbone file> <audio...> -o OUT
-    mulap data demo [--out DIR] [--size small|default] [--seed N]
+    mulap data demo [--out DIR] [--size small|default|large] [--seed N]
     mulap data shard <audiocaption dir> <out> [--shard-size 500MB] [--format flac|npy] [--overwrite] [--workers N]
     mulap demo [--out DIR]
 """
@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="data_command", required=True)
     d = dsub.add_parser("demo", help="build the offline demo world (captioned corpus + five downstream datasets)")
     d.add_argument("--out", default="data/demo")
-    d.add_argument("--size", default="default", choices=["small", "default"])
+    d.add_argument("--size", default="default", choices=["small", "default", "large"])
     d.add_argument("--seed", type=int, default=0)
     d = dsub.add_parser("shard", help="convert an audiocaption folder (every split) into tar shards + shards.json for streaming")
     d.add_argument("src", help="an audiocaption folder (dataset_{train,val,test}.json + audio/)")
@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole pipeline on the offline demo world, with a report")
     p.add_argument("--out", default="demo_out")
-    p.add_argument("--size", default="default", choices=["small", "default"])
+    p.add_argument("--size", default="default", choices=["small", "default", "large"])
     p.add_argument("--settings", help="a demo settings file in configs/demo/ (default: the --size one), e.g. ablation")
     _add_overrides(p)
     return parser
