@@ -5,6 +5,10 @@
     mulap eval <pretrain_id> <downstream_id> [key=value ...]
     mulap prepare <task> <raw_dir> [--out DIR] [key=value ...]
     mulap embed <pretrain_id|random|supervised_mtt|supervised_msd|backbone file> <audio...> -o OUT
+    mulap export <pretrain_id|experiment folder> <dir>
+    mulap search <model> <folder|index> "query" [--top K] [--rerank N] [--json] | --like song.mp3
+    mulap zeroshot <model> <task> [--prompts FILE] [--out DIR]
+    mulap eval-retrieval <model> <audiocaption dir> [--split test] [--rerank N]
     mulap data demo [--out DIR] [--size small|default|large] [--seed N]
     mulap data shard <audiocaption dir> <out> [--shard-size 500MB] [--format flac|npy] [--overwrite] [--workers N]
     mulap demo [--out DIR]
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -57,6 +62,42 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="audio files or folders")
     p.add_argument("-o", "--out", required=True, help="output file (.npz or .parquet)")
     p.add_argument("--batch_size", type=int, default=32)
+    _add_overrides(p)
+
+    p = sub.add_parser("export", help="write a pre-trained model as one self-contained folder (config, weights, tokenizer, model card)")
+    p.add_argument("model", help="a pre-training id (under env.save_dir) or an experiment folder")
+    p.add_argument("out", help="the folder to write (loadable with mulap.load(out) anywhere, offline)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in that folder")
+    _add_overrides(p)
+
+    p = sub.add_parser("search", help="search a music folder by text (or by example with --like)")
+    p.add_argument("model", help="a pre-trained MuLaP (id, experiment or export folder); audio-only models: --like only")
+    p.add_argument("folder", help="a folder of music (indexed incrementally), or an index folder")
+    p.add_argument("query", nargs="?", help='a description, e.g. "calm solo piano"')
+    p.add_argument("--like", metavar="AUDIO", help="find music like this file instead of a text query")
+    p.add_argument("--top", type=int, default=10, help="how many results (default 10)")
+    p.add_argument("--rerank", type=int, default=0, metavar="N",
+                   help="re-score the top N with MuLaP's audio-text matching cross-encoder (slower, exact)")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write [{file, score, start, end}] to FILE (or stdout)")
+    p.add_argument("--index", metavar="PATH", help="where the index lives (default <folder>/.mulap-index)")
+    p.add_argument("--rebuild", action="store_true", help="re-embed every file (e.g. for another model)")
+    _add_overrides(p)
+
+    p = sub.add_parser("zeroshot", help="zero-shot classification/tagging of a prepared task's test split from text prompts")
+    p.add_argument("model", help="a pre-trained MuLaP (id, experiment or export folder)")
+    p.add_argument("task", help="mtt_tagging, jamendo_tagging, jamendo_genre, jamendo_instrument, jamendo_moodtheme, "
+                                "emomusic_reg, fma_clf, nsynth_clf")
+    p.add_argument("--prompts", metavar="FILE", help="YAML/JSON: class -> text or list of texts (default: built-in ensembles)")
+    p.add_argument("--out", help="output folder (default <experiment>/zeroshot/<task>)")
+    p.add_argument("--write-prompts", metavar="FILE", help="write the default prompts of the task to FILE and stop")
+    _add_overrides(p)
+
+    p = sub.add_parser("eval-retrieval", help="text->audio and audio->text retrieval metrics on an audiocaption split")
+    p.add_argument("model", help="a pre-trained MuLaP (id, experiment or export folder)")
+    p.add_argument("data_dir", help="an audiocaption dataset folder (dataset_<split>.json + audio/)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--rerank", type=int, default=10, metavar="N", help="re-score the top N with match (0: off; default 10)")
+    p.add_argument("--out", help="output folder (default <experiment>/retrieval/<split>)")
     _add_overrides(p)
 
     p = sub.add_parser("data", help="dataset utilities")
@@ -128,6 +169,122 @@ def cmd_embed(args) -> None:
     print(f"embeddings: {out}")
 
 
+def cmd_export(args) -> None:
+    from mulap.models.pretrained import export_model, load_experiment
+
+    cfg = load_config(None, args.overrides)
+    exp = Path(args.model)
+    if not exp.is_dir():
+        exp = Path(cfg.env.save_dir) / "experiments" / args.model
+    out = export_model(load_experiment(exp), args.out, overwrite=args.overwrite)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    print(f"exported {exp} -> {out} ({size:.1f} MB)")
+
+
+def _load_model(ref: str, cfg):
+    from mulap.api import load
+    from mulap.embed import extraction_settings
+
+    device, _ = extraction_settings(cfg)
+    return load(ref, save_dir=cfg.env.save_dir, device=device, seed=int(cfg.env.seed))
+
+
+def _model_out(model, cfg, *parts: str) -> Path:
+    """Outputs of a model's evaluation: under its experiment or export folder, else under env.save_dir."""
+    home = model.info.get("source") or model.info.get("export")
+    base = Path(home) if home else Path(cfg.env.save_dir) / "models" / model.name.replace("/", "_").replace(":", "_")
+    return base.joinpath(*parts)
+
+
+def cmd_search(args) -> None:
+    import json
+
+    from mulap import search
+
+    if args.query is not None and re.match(r"^[A-Za-z_]+\.[\w.]+=", args.query):  # a key=value took the query's place
+        args.overrides, args.query = [args.query, *args.overrides], None
+    if (args.query is None) == (args.like is None):
+        raise ValueError('give either a text query or --like AUDIO (e.g. mulap search run1 ~/Music "calm piano")')
+    cfg = load_config(None, args.overrides)
+    model = _load_model(args.model, cfg)
+    folder, index_path = Path(args.folder), args.index
+    if (folder / "index.json").is_file() and index_path is None:  # an index folder was given
+        meta = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+        folder, index_path = Path(meta["root"]), args.folder
+    index, counts = search.build_or_update(model, folder, index_path, rebuild=args.rebuild,
+                                           num_workers=int(cfg.training.num_workers))
+    print(f"index {index.folder}: {len(index.files)} file(s) ({counts['added']} added, {counts['changed']} changed, "
+          f"{counts['removed']} removed, {counts['kept']} unchanged)", file=sys.stderr)
+    for bad in index.failed:
+        print(f"  unreadable, skipped: {bad['path']}: {bad['reason']}", file=sys.stderr)
+    if args.like:
+        hits = search.search_like(model, index, args.like, args.top)
+    else:
+        hits = search.search_text(model, index, args.query, args.top, args.rerank)
+    if args.json:
+        text = json.dumps([h.to_dict() for h in hits], indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            from mulap.files import atomic_write_text
+
+            atomic_write_text(args.json, text + "\n")
+            print(f"results: {args.json}", file=sys.stderr)
+    if args.json != "-":
+        print(search.format_table(hits))
+
+
+def cmd_zeroshot(args) -> None:
+    from mulap.data.prepare import MANIFEST
+    from mulap.embed import cached_embeddings, embedding_cache_root, extraction_settings
+    from mulap.evaluation.prompts import default_prompts
+    from mulap.evaluation.zeroshot import run_zeroshot
+    from mulap.training.downstream import downstream_config, load_task_data
+
+    cfg = downstream_config(args.task, None, args.overrides)
+    if args.write_prompts:
+        import yaml
+
+        from mulap.files import atomic_write_text
+
+        ds = load_task_data(cfg)
+        atomic_write_text(args.write_prompts, yaml.safe_dump(default_prompts(ds.task, list(ds.label_names)), sort_keys=False,
+                                                              allow_unicode=True))
+        print(f"default prompts of {args.task}: {args.write_prompts}")
+        return
+    model = _load_model(args.model, cfg)
+    model._need_joint("zero-shot")
+    ds = load_task_data(cfg)
+    device, precision = extraction_settings(cfg)
+    emb = cached_embeddings(model.backbone, [it.id for it in ds.items], [it.audio_path for it in ds.items], ds.root / MANIFEST,
+                            embedding_cache_root(cfg.env.save_dir), int(cfg.training.num_workers), True,
+                            desc=f"embedding {ds.task}", device=device, precision=precision)
+    out = Path(args.out) if args.out else _model_out(model, cfg, "zeroshot", args.task)
+    m = run_zeroshot(model, ds, emb, out, args.prompts)
+    lo, hi = m["ci95"]
+    print(f"{args.task} zero-shot ({model.name}): {m['primary_metric']}={m['value']:.4f} "
+          f"[95% {lo:.4f}, {hi:.4f}], chance {m['chance']:.4f}; files in {out}")
+
+
+def cmd_eval_retrieval(args) -> None:
+    from mulap.evaluation.retrieval import evaluate_retrieval, write_retrieval
+
+    cfg = load_config(None, args.overrides)
+    model = _load_model(args.model, cfg)
+    result = evaluate_retrieval(model, args.data_dir, args.split, args.rerank, num_workers=int(cfg.training.num_workers))
+    out = Path(args.out) if args.out else _model_out(model, cfg, "retrieval", args.split)
+    write_retrieval(result, out)
+    ch = result["chance"]
+    print(f"{result['n']} {args.split} clips ({model.name}); chance R@1/5/10 {ch['R@1']:.3f}/{ch['R@5']:.3f}/{ch['R@10']:.3f}, "
+          f"median rank {ch['median_rank']:.1f}")
+    for d in ("t2a", "a2t"):
+        for kind, m in result[d].items():
+            if isinstance(m, dict):
+                print(f"  {d} {kind:<11} R@1 {m['R@1']:.3f}  R@5 {m['R@5']:.3f}  R@10 {m['R@10']:.3f}  "
+                      f"median rank {m['median_rank']:.1f}  mAP@10 {m['mAP@10']:.3f}")
+    print(f"files in {out}")
+
+
 def cmd_data(args) -> None:
     if args.data_command == "shard":
         from mulap.data.shards import write_shards
@@ -149,7 +306,8 @@ def cmd_demo(args) -> None:
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "downstream": cmd_downstream, "eval": cmd_eval, "prepare": cmd_prepare,
-            "embed": cmd_embed, "data": cmd_data, "demo": cmd_demo}
+            "embed": cmd_embed, "export": cmd_export, "search": cmd_search, "zeroshot": cmd_zeroshot,
+            "eval-retrieval": cmd_eval_retrieval, "data": cmd_data, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         COMMANDS[args.command](args)
-    except (ConfigError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
         if os.environ.get("MULAP_DEBUG"):
             raise
         print(f"mulap {args.command}: error: {exc}", file=sys.stderr)

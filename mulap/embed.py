@@ -233,10 +233,14 @@ def list_audio(inputs: list[str]) -> list[Path]:
 
 
 def embed_files(model_ref: str, inputs: list[str], out: str | Path, cfg, batch_size: int = 64) -> Path:
-    """Chunk- and track-level (mean over chunks) embeddings of audio files -> .npz or .parquet."""
-    model, desc = resolve_backbone(model_ref, cfg.env.save_dir, int(cfg.env.seed))
-    files = list_audio(inputs)
+    """Chunk- and track-level (mean over chunks) embeddings of audio files -> .npz or .parquet.
+    The model comes from `mulap.load`, as in the Python API."""
+    from mulap.api import load
+
     device, precision = extraction_settings(cfg)
+    loaded = load(model_ref, save_dir=cfg.env.save_dir, device=device, seed=int(cfg.env.seed))
+    model, desc = loaded.backbone, loaded.name
+    files = list_audio(inputs)
     features, track, failures = extract(model, files, batch_chunks=batch_size, num_workers=int(cfg.training.num_workers), desc="embed",
                                         device=device, precision=precision)
     for path, reason in failures:

@@ -18,3 +18,19 @@ def demo_world(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo_world")
     build_demo(out, size="small", seed=0, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_mulap(tmp_path_factory) -> tuple[Path, str]:
+    """A tiny MuLaP pre-trained for 2 epochs with the default recipe (joint space on): (save_dir, pretrain_id)."""
+    from mulap.config import load_config
+    from mulap.training.pretrain import run_pretraining
+    from tests.helpers import TINY_MODEL, make_audiocaption
+
+    root = tmp_path_factory.mktemp("tiny_mulap")
+    corpus = make_audiocaption(root / "ac", n_train=8, n_val=4)
+    cfg = load_config(None, [f"env.save_dir={root / 'save'}", f"dataset_config.data_dir={corpus}", "training.epochs=2",
+                             "training.batch_size=4", "training.num_workers=0", "training.progress_bar=false",
+                             "dataset_config.max_len_seconds=6", "model_config.audio.max_chunks=2", *TINY_MODEL])
+    run_pretraining(cfg, "tiny")
+    return root / "save", "tiny"

@@ -139,7 +139,8 @@ class Encoded:
 
 
 class MuLaP(nn.Module):
-    def __init__(self, model_config):
+    def __init__(self, model_config, text_config: dict | None = None):
+        """`text_config`: the text branch's full BertConfig (an exported model's), built without loading weights."""
         super().__init__()
         mc = model_config
         a, t, co = mc.audio, mc.text, mc.coattention
@@ -149,7 +150,8 @@ class MuLaP(nn.Module):
         self.audio_embeddings = AudioEmbeddings(feat, a.hidden_size, a.max_chunks, a.dropout)
         audio_cfg = bert_config(a.hidden_size, a.num_layers, a.num_heads, a.intermediate_size, a.dropout)
         self.audio_layers = nn.ModuleList(BertLayer(audio_cfg) for _ in range(a.num_layers))
-        self.text = TextEncoder(t.pretrained, t.num_layers, t.hidden_size, t.num_heads, t.intermediate_size, t.dropout)
+        self.text = TextEncoder(t.pretrained, t.num_layers, t.hidden_size, t.num_heads, t.intermediate_size, t.dropout,
+                                config=text_config)
         if t.freeze:
             for p in self.text.parameters():
                 p.requires_grad_(False)
@@ -171,9 +173,10 @@ class MuLaP(nn.Module):
         self.mam_head = Regressor(a.hidden_size, feat)
         obj = mc.objectives
         self.objectives = obj
-        if obj.contrastive.enabled:
+        if obj.contrastive.enabled:  # the joint audio-text space (search, zero-shot, retrieval)
             d = obj.contrastive.dim
-            self.audio_proj = nn.Sequential(nn.Linear(feat, 512), nn.GELU(), nn.Linear(512, d))
+            # LayerNorm first: backbone features are unnormalised ReLU statistics whose scale drifts in training
+            self.audio_proj = nn.Sequential(nn.LayerNorm(feat), nn.Linear(feat, 512), nn.GELU(), nn.Linear(512, d))
             self.text_proj = nn.Sequential(nn.Linear(th, 512), nn.GELU(), nn.Linear(512, d))
             self.logit_scale = nn.Parameter(torch.tensor(1.0 / obj.contrastive.temperature).log())
 
@@ -244,6 +247,31 @@ class MuLaP(nn.Module):
         first = self.t_ids[0] if self.t_ids else len(self.text.layers)
         return self.text.run_layers(h, additive_mask(attention_mask, h.dtype), 0, first)
 
+    # -- the joint space (contrastive projections) -------------------------------------------
+    @property
+    def has_joint_space(self) -> bool:
+        return hasattr(self, "audio_proj")
+
+    def embed_audio_joint(self, features: torch.Tensor) -> torch.Tensor:
+        """Backbone features [..., F] (a chunk's, or the mean of a clip's chunks) -> L2-normalised [..., d]."""
+        return F.normalize(self.audio_proj(features), dim=-1)
+
+    def embed_text_joint(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Captions [B, L] -> L2-normalised [B, d]: the whole text stack on its own (no co-attention), mean-pooled
+        over real tokens, then projected. Untrained, the pooled vector is the packaged sentence encoder's own
+        embedding (all-MiniLM-L6-v2 is trained for mean pooling), so the text side starts from a good sentence space."""
+        h = self.text.embed(input_ids)
+        h = self.text.run_layers(h, additive_mask(attention_mask, h.dtype), 0, len(self.text.layers))
+        w = attention_mask.to(h.dtype).unsqueeze(-1)
+        return F.normalize(self.text_proj((h * w).sum(1) / w.sum(1).clamp_min(1.0)), dim=-1)
+
+    def match_logits(self, features: torch.Tensor, chunk_mask: torch.Tensor, input_ids: torch.Tensor,
+                     attention_mask: torch.Tensor) -> torch.Tensor:
+        """The audio-text matching head on pairs: features [B, C, F], chunk_mask [B, C], captions [B, L] ->
+        logits [B, 2] (index 1 = the caption belongs to the audio)."""
+        enc = self.encode(features, chunk_mask, self.text_lower(input_ids, attention_mask), attention_mask)
+        return self.atm_head(enc.fused)
+
     # -- pre-training ----------------------------------------------------------------------
     def pretraining_losses(self, batch: dict, mask_id: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """All enabled objectives on one batch. Returns 'loss' (weighted sum) plus each term and accuracies.
@@ -263,14 +291,19 @@ class MuLaP(nn.Module):
                                           obj.mlm.prob, generator)
         text_low = self.text_lower(ids, attn)
 
-        # contrastive: pooled backbone features of all real chunks vs mean-pooled text before co-attention
+        # contrastive (the joint space): the clip's mean backbone feature, and one random real chunk of it (so a
+        # single chunk lands in the same space: search can point at a moment), vs the unmasked caption
         a_emb = t_emb = None
         if obj.contrastive.enabled:
-            a_emb = F.normalize(self.audio_proj(self.global_token(features, chunk_mask)), dim=-1)
-            w = attn.to(text_low.dtype).unsqueeze(-1)
-            t_emb = F.normalize(self.text_proj((text_low * w).sum(1) / w.sum(1)), dim=-1)
-            out["contrastive"], out["contrastive_acc"] = contrastive_loss(a_emb, t_emb, self.logit_scale.exp().clamp(max=100),
-                                                                          gather=bool(obj.contrastive.get("gather", True)))
+            c = obj.contrastive
+            scale, gather = self.logit_scale.exp().clamp(max=100), bool(c.get("gather", True))
+            a_emb = self.embed_audio_joint(self.global_token(features, chunk_mask))
+            t_emb = self.embed_text_joint(batch["input_ids"], batch["attention_mask"])
+            out["contrastive"], out["contrastive_acc"] = contrastive_loss(a_emb, t_emb, scale, gather=gather)
+            if float(c.get("chunk_weight", 0.0)) > 0:
+                pick = torch.multinomial(chunk_mask.float().cpu(), 1, generator=generator).squeeze(1).to(features.device)
+                chunk_emb = self.embed_audio_joint(features[torch.arange(len(pick), device=features.device), pick])
+                out["contrastive_chunk"], _ = contrastive_loss(chunk_emb, t_emb, scale, gather=gather)
 
         # audio-text matching: swap some captions for other clips' (random or hard negatives)
         if obj.atm.enabled:
@@ -321,5 +354,7 @@ class MuLaP(nn.Module):
         for name in ("mlm", "atm", "mam", "contrastive"):
             if name in out:
                 loss = loss + float(obj[name].weight) * out[name]
+        if "contrastive_chunk" in out:
+            loss = loss + float(obj.contrastive.weight) * float(obj.contrastive.chunk_weight) * out["contrastive_chunk"]
         out["loss"] = loss
         return out

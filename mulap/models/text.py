@@ -64,10 +64,16 @@ class TextEncoder(nn.Module):
     """BERT embeddings + `num_layers` BertLayers; `embed` and `layers[i]` are called by the MuLaP encoder."""
 
     def __init__(self, pretrained: str | None, num_layers: int, hidden_size: int = 768, num_heads: int = 12,
-                 intermediate_size: int = 3072, dropout: float = 0.1):
+                 intermediate_size: int = 3072, dropout: float = 0.1, config: dict | None = None):
+        """`config`: a full BertConfig dict (an exported model's); builds that architecture with fresh weights
+        (they are loaded afterwards), so loading an export needs neither network nor the packaged BERT."""
         super().__init__()
         path = resolve_pretrained(pretrained)
-        if path is not None:
+        if config is not None:
+            cfg = BertConfig.from_dict({**config, "num_hidden_layers": num_layers})
+            cfg._attn_implementation = "sdpa"
+            bert = BertModel(cfg, add_pooling_layer=False)
+        elif path is not None:
             try:
                 with _quiet_transformers():  # its load report lists the unused pooler: expected here
                     bert = BertModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False, attn_implementation="sdpa")

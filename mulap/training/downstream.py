@@ -30,10 +30,11 @@ from mulap.audio.chunks import cut_chunks, random_crop
 from mulap.config import CONFIG_DIR, ConfigError, load_config, load_saved_config, save_config, to_dict
 from mulap.data.downstream import get_task
 from mulap.data.prepare import MANIFEST, PreparedDataset, load_prepared, targets
-from mulap.files import atomic_write_text, write_json
+from mulap.files import write_json
 from mulap.embed import (cached_embeddings, embedding_cache_root, experiment_backbone_file, extraction_settings,
                          resolve_backbone)
-from mulap.evaluation.metrics import aggregate_tracks, compute_metrics, primary_value, scalar_metrics, tune_thresholds
+from mulap.evaluation.metrics import aggregate_tracks, primary_value, scalar_metrics
+from mulap.evaluation.outputs import evaluate_and_write
 from mulap.models.backbone import SUPERVISED, load_backbone, save_backbone
 from mulap.models.musicnn import Musicnn
 from mulap.models.probes import Probe
@@ -386,32 +387,8 @@ def run_eval(pretrain_id: str, downstream_id: str, overrides=(), progress: bool 
         emb = _embeddings(cfg, backbone, ds, progress)
         splits = {s: split_features(emb, ds, s) for s in ("valid", "test")}
     preds = {s: _predict(probe, f.features, f.track, len(f.targets), meta) for s, f in splits.items()}
-    thresholds = tune_thresholds(splits["valid"].targets, preds["valid"]) if ds.task_type == "multilabel" else None
-    metrics = compute_metrics(ds.task_type, splits["test"].targets, preds["test"], ds.label_names, thresholds)
-    metrics["n_test_tracks"] = int(len(splits["test"].targets))
-    metrics["backbone"] = meta["backbone"]
-    write_json(folder / "metrics.json", metrics)
+    metrics = evaluate_and_write(folder, ds, (splits["valid"].targets, preds["valid"]), (splits["test"].targets, preds["test"]),
+                                 {"backbone": meta["backbone"]})
     scalars = scalar_metrics(metrics)
-    atomic_write_text(folder / "metrics.tsv", "metric\tvalue\n" + "".join(f"{k}\t{'' if v is None else round(v, 6)}\n" for k, v in scalars.items()))
-    np.savez(folder / "predictions.npz", ids=np.array([it.id for it in ds.split("test")]), y_true=splits["test"].targets,
-             y_score=preds["test"])
-    _plots(folder / "plots", ds, metrics, splits["test"].targets, preds["test"])
     print(f"{ds.task} ({meta['backbone']}): " + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items() if isinstance(v, float)))
     return metrics
-
-
-def _plots(folder: Path, ds: PreparedDataset, metrics: dict, y_true: np.ndarray, y_score: np.ndarray) -> None:
-    from mulap.evaluation import plots
-
-    folder.mkdir(parents=True, exist_ok=True)
-    per_class = metrics.get("per_class", {})
-    if ds.task_type == "multilabel":
-        plots.plot_per_class({k: v.get("roc_auc") for k, v in per_class.items()}, folder / "per_class_roc_auc.png",
-                             title=f"{ds.task}: ROC-AUC per tag", ylabel="ROC-AUC")
-        plots.plot_pr_curves(y_true, y_score, ds.label_names, folder / "pr_curves.png")
-    elif ds.task_type == "multiclass":
-        plots.plot_per_class({k: v.get("f1") for k, v in per_class.items()}, folder / "per_class_f1.png",
-                             title=f"{ds.task}: F1 per class", ylabel="F1")
-        plots.plot_confusion_matrix(np.array(metrics["confusion_matrix"]), ds.label_names, folder / "confusion_matrix.png")
-    else:
-        plots.plot_regression_scatter(y_true, y_score, ds.label_names, folder / "predicted_vs_true.png")

@@ -25,7 +25,7 @@ from mulap.training.distributed import FailFast
 from mulap.training.optim import adamw_with_warmup
 
 log = logging.getLogger(__name__)
-OBJECTIVE_KEYS = ("loss", "mlm", "atm", "mam", "contrastive", "mlm_acc", "atm_acc", "contrastive_acc")
+OBJECTIVE_KEYS = ("loss", "mlm", "atm", "mam", "contrastive", "contrastive_chunk", "mlm_acc", "atm_acc", "contrastive_acc")
 
 
 class AudioCaptionDataModule(L.LightningDataModule):
