@@ -11,7 +11,8 @@
     mulap search <model> <folder|index> "query" [--top K] [--rerank N] [--json] | --like song.mp3
     mulap zeroshot <model> <task> [--prompts FILE] [--out DIR]
     mulap eval-retrieval <model> <audiocaption dir> [--split test] [--rerank N]
-    mulap data demo [--out DIR] [--size small|default] [--seed N]
+    mulap data demo [--out DIR] [--size small|default|large] [--seed N]
+    mulap data shard <audiocaption dir> <out> [--shard-size 500MB] [--format flac|npy] [--overwrite] [--workers N]
     mulap demo [--out DIR]
 """
 from __future__ import annotations
@@ -125,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="data_command", required=True)
     d = dsub.add_parser("demo", help="build the offline demo world (captioned corpus + five downstream datasets)")
     d.add_argument("--out", default="data/demo", help="the folder to build it in (default data/demo)")
-    d.add_argument("--size", default="default", choices=["small", "default"], help="small: seconds (tests); default: minutes")
+    d.add_argument("--size", default="default", choices=["small", "default", "large"],
+                   help="small: seconds (tests); default: minutes; large: the GPU demo's world")
     d.add_argument("--seed", type=int, default=0, help="the same seed builds the same world, byte for byte (default 0)")
     d = dsub.add_parser("nsynth-soundfont", help="NSynth-layout notes of every GM program rendered through another "
                                                  "soundfont (an out-of-world test set, e.g. Debian's csound-soundfont)")
@@ -133,12 +135,19 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="folder for nsynth-{train,valid,test}/ (then `mulap prepare nsynth_clf OUT`)")
     d.add_argument("--notes", type=int, default=12, help="test notes per GM program (default 12: ~1,000 notes)")
     d.add_argument("--seed", type=int, default=0, help="seed of the note choice (default 0)")
+    d = dsub.add_parser("shard", help="convert an audiocaption folder (every split) into tar shards + shards.json for streaming")
+    d.add_argument("src", help="an audiocaption folder (dataset_{train,val,test}.json + audio/)")
+    d.add_argument("out", help="output folder (must be empty, or hold shards from before with --overwrite)")
+    d.add_argument("--shard-size", default="500MB", help="about this many bytes per shard (e.g. 500MB, 64MiB)")
+    d.add_argument("--format", default="flac", choices=["flac", "npy"], help="audio in the shards (16 kHz mono)")
+    d.add_argument("--overwrite", action="store_true", help="replace the shards already in <out>")
+    d.add_argument("--workers", type=int, default=2, help="processes decoding and resampling the audio")
 
     p = sub.add_parser("demo", help="the whole pipeline on the offline demo world, with a report")
     p.add_argument("--out", default="demo_out", help="the folder for the world, runs, report.md and plots (default "
                                                      "demo_out); a second run there reuses finished stages")
-    p.add_argument("--size", default="default", choices=["small", "default"], help="small: a few minutes; default: ~40 "
-                                                                                  "minutes on 2 CPU cores")
+    p.add_argument("--size", default="default", choices=["small", "default", "large"],
+                   help="small: a few minutes; default: ~40 minutes on 2 CPU cores; large: for GPUs (see --settings gpu)")
     p.add_argument("--settings", help="a demo settings file in configs/demo/ (default: the --size one), e.g. ablation")
     _add_overrides(p)
     return parser
@@ -324,6 +333,13 @@ def cmd_data(args) -> None:
 
         counts = build_nsynth_with_soundfont(args.out, args.soundfont, args.seed, args.notes)
         print(f"{args.out}: " + ", ".join(f"{k} {v} notes" for k, v in counts.items()))
+        return
+    if args.data_command == "shard":
+        from mulap.data.shards import write_shards
+
+        index = write_shards(args.src, args.out, args.shard_size, args.format, args.overwrite, num_workers=args.workers)
+        counts = ", ".join(f"{k} {v['samples']} clips / {len(v['shards'])} shards" for k, v in index["splits"].items())
+        print(f"shards: {args.out} ({counts}; {len(index['skipped'])} record(s) skipped, listed in shards.json)")
         return
     from mulap.data.demo import build_demo
 

@@ -140,13 +140,34 @@ def _collate(items):
 
 
 @torch.inference_mode()
+def embed_chunk_batch(model: Musicnn, chunks: list[np.ndarray], device: torch.device, precision: str) -> np.ndarray:
+    """The chunks of several clips ([n_i, S] each) in one forward -> features [sum n_i, D] float32."""
+    x = torch.from_numpy(np.concatenate(chunks)).to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        return model(x).float().cpu().numpy()
+
+
+def extraction_processes(cfg) -> dict:
+    """training.devices / num_nodes / strategy for extraction: several processes (Lightning's predict loop)
+    when devices is a number > 1 or num_nodes > 1; `auto` keeps the single-process path."""
+    devices = cfg.training.devices
+    devices = int(devices) if isinstance(devices, int) or str(devices).isdigit() else 1
+    return {"devices": devices, "num_nodes": int(cfg.training.num_nodes), "strategy": str(cfg.training.strategy)}
+
+
+@torch.inference_mode()
 def extract(model: Musicnn, paths: list[Path], batch_chunks: int = 64, num_workers: int = 2, desc: str = "embedding",
             progress: bool = True, device: str | torch.device | None = None,
-            precision: str = "32") -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+            precision: str = "32", processes: dict | None = None, parts_dir: str | Path | None = None
+            ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]] | None:
     """Embed every chunk of every clip. Returns (features [N_chunks, D] float32, track index [N_chunks],
     failures [(path, reason)]), in clip order. Clips are decoded block by block in parallel workers and
     embedded as they are read (memory stays bounded whatever a file's duration); chunks are batched
     across clips. A clip that fails midway (damaged, truncated) contributes no chunk.
+
+    processes: `extraction_processes(cfg)`; with more than one, the files are split over the ranks
+    of Lightning's predict loop (mulap.training.distributed), each rank writes its part under
+    `parts_dir` and rank 0 returns them merged in input order (other ranks return None).
 
     precision: ``"32"`` (float32) or ``"bf16"`` (bfloat16 autocast for the convolutions/GEMMs; the
     mel front end stays float32). bf16 is ~1.5-2x faster on CPUs with AVX512-BF16/AMX; features
@@ -154,6 +175,10 @@ def extract(model: Musicnn, paths: list[Path], batch_chunks: int = 64, num_worke
     if precision not in ("32", "bf16"):
         raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if processes and processes["devices"] * processes["num_nodes"] > 1:
+        from mulap.training.distributed import extract_distributed
+
+        return extract_distributed(model, paths, batch_chunks, num_workers, device, precision, processes, parts_dir, progress)
     model = model.to(device).eval()
     chunk_len = model.config.chunk_samples
     loader = DataLoader(_StreamedChunks(paths, chunk_len, model.config.sample_rate), batch_size=None,
@@ -164,9 +189,7 @@ def extract(model: Musicnn, paths: list[Path], batch_chunks: int = 64, num_worke
 
     def flush():
         if pending:
-            x = torch.from_numpy(np.concatenate([c for _, c in pending])).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                out = model(x).float().cpu().numpy()
+            out = embed_chunk_batch(model, [c for _, c in pending], device, precision)
             start = 0
             for i, c in pending:
                 per_clip.setdefault(i, []).append(out[start : start + len(c)])
@@ -247,9 +270,11 @@ def read_cached(cache_root: str | Path, key: str) -> ChunkEmbeddings | None:
 
 def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifest: Path, cache_root: str | Path,
                       num_workers: int = 2, progress: bool = True, desc: str = "embedding",
-                      device: torch.device | str | None = None, precision: str = "32") -> ChunkEmbeddings:
+                      device: torch.device | str | None = None, precision: str = "32",
+                      processes: dict | None = None) -> ChunkEmbeddings | None:
     """Embeddings of `paths` (tracks `ids`), from `<cache_root>/<key>/` or computed once and stored there.
-    The key covers the backbone weights, the dataset manifest, chunking and the precision."""
+    The key covers the backbone weights, the dataset manifest, chunking and the precision.
+    processes: see `extract` (the entry is the same whatever the number of processes)."""
     key = cache_key(fingerprint(model), manifest, model.config.chunk_samples, model.config.sample_rate, precision)
     folder = Path(cache_root) / key
     found = read_cached(cache_root, key)
@@ -257,8 +282,11 @@ def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifes
         if found.ids == list(ids):
             return found
         log.warning("cache %s does not match the requested tracks; recomputing", folder)
-    features, track, failures = extract(model, paths, num_workers=num_workers, progress=progress, desc=desc, device=device,
-                                        precision=precision)
+    result = extract(model, paths, num_workers=num_workers, progress=progress, desc=desc, device=device,
+                     precision=precision, processes=processes, parts_dir=Path(cache_root) / f".{key}.parts")
+    if result is None:  # a rank other than 0 of an externally launched job: rank 0 writes the entry
+        return None
+    features, track, failures = result
     if failures:
         raise AudioError(failures[0][0], f"{failures[0][1]} ({len(failures)} clip(s) could not be embedded; re-run `mulap prepare`)")
     meta = {"ids": list(ids), "manifest": str(manifest), "dim": int(features.shape[1]), "precision": precision,
@@ -363,8 +391,12 @@ def embed_files(model_ref: str, inputs: list[str], out: str | Path, cfg, batch_s
     device, precision = extraction_settings(cfg)
     loaded = load(model_ref, save_dir=cfg.env.save_dir, device=device, seed=int(cfg.env.seed))
     model, desc = loaded.backbone, loaded.name
-    features, track, failures = extract(model, files, batch_chunks=batch_size, num_workers=int(cfg.training.num_workers), desc="embed",
-                                        device=device, precision=precision)
+    result = extract(model, files, batch_chunks=batch_size, num_workers=int(cfg.training.num_workers), desc="embed",
+                     device=device, precision=precision, processes=extraction_processes(cfg),
+                     parts_dir=out.with_name(f".{out.name}.parts"))
+    if result is None:  # not rank 0: rank 0 writes the output
+        return out
+    features, track, failures = result
     for path, reason in failures:
         log.error("skipped %s: %s", path, reason)
     ok = sorted(set(track.tolist()))

@@ -10,6 +10,7 @@ header declares), NaN/inf samples, a dtype with no audio scale.
 """
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Iterator
@@ -115,11 +116,11 @@ def _libsndfile_reason(exc: Exception) -> str:
 # ------------------------------------------------------------------ sources: [n, channels] float32 blocks
 
 
-def _soundfile_source(path: Path, block_seconds: float) -> tuple[Iterator[np.ndarray], int]:
+def _soundfile_source(path: Path, block_seconds: float, data: bytes | None = None) -> tuple[Iterator[np.ndarray], int]:
     try:
-        f = sf.SoundFile(str(path))
+        f = sf.SoundFile(io.BytesIO(data) if data is not None else str(path))
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError on bad files
-        head = _head(path)
+        head = data[:512] if data is not None else _head(path)
         kind = sniff(head)
         if head.startswith(b"\x93NUMPY"):
             raise AudioError(path, f"a NumPy array behind a {path.suffix} suffix; name it .npy") from None
@@ -169,9 +170,9 @@ def _soundfile_blocks(path: Path, f: sf.SoundFile, block_seconds: float) -> Iter
                                    f"its {f.format} header declares (an incomplete download or copy?)")
 
 
-def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
-    """(shape, dtype, data offset) of a .npy file, with a clear error for anything else."""
-    with open(path, "rb") as fh:
+def _npy_header(path: Path, data: bytes | None = None) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) of a .npy file (or its bytes), with a clear error for anything else."""
+    with (io.BytesIO(data) if data is not None else open(path, "rb")) as fh:
         head = fh.read(6)
         if head != b"\x93NUMPY":
             raise AudioError(path, _not_audio(path, head + fh.read(506)) + "; expected a .npy array")
@@ -185,8 +186,8 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
         return tuple(shape), np.dtype(dtype), fh.tell()
 
 
-def _npy_source(path: Path, block_seconds: float, npy_rate: int) -> tuple[Iterator[np.ndarray], int]:
-    shape, dtype, offset = _npy_header(path)
+def _npy_source(path: Path, block_seconds: float, npy_rate: int, data: bytes | None = None) -> tuple[Iterator[np.ndarray], int]:
+    shape, dtype, offset = _npy_header(path, data)
     if dtype.hasobject:
         raise AudioError(path, "the .npy holds Python objects; not loaded (unsafe), save a float32 array")
     if len(shape) not in (1, 2):
@@ -197,9 +198,15 @@ def _npy_source(path: Path, block_seconds: float, npy_rate: int) -> tuple[Iterat
     if dtype.kind not in "fiu":
         raise AudioError(path, f"array of dtype {dtype} is not audio")
     need = offset + int(np.prod(shape)) * dtype.itemsize
-    if path.stat().st_size < need:
-        raise AudioError(path, f"truncated .npy: shape {shape} needs {need} bytes, the file has {path.stat().st_size}")
-    arr = np.load(path, mmap_mode="r", allow_pickle=False) if np.prod(shape) else np.zeros(shape, dtype)
+    size = len(data) if data is not None else path.stat().st_size
+    if size < need:
+        raise AudioError(path, f"truncated .npy: shape {shape} needs {need} bytes, the file has {size}")
+    if not np.prod(shape):
+        arr = np.zeros(shape, dtype)
+    elif data is not None:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    else:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
     if arr.ndim == 2 and arr.shape[0] < arr.shape[1]:
         arr = arr.T  # (channels, time) -> (time, channels)
     if arr.ndim == 1:
@@ -222,7 +229,7 @@ def _npy_source(path: Path, block_seconds: float, npy_rate: int) -> tuple[Iterat
 
 
 def iter_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, npy_rate: int = SAMPLE_RATE,
-                block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+                block_seconds: float = BLOCK_SECONDS, data: bytes | None = None) -> Iterator[np.ndarray]:
     """Stream `path` as [n] float32 mono blocks at `sample_rate`: reads `block_seconds` of source at a
     time, down-mixes and resamples each block (soxr.ResampleStream), so memory stays bounded.
 
@@ -233,11 +240,14 @@ def iter_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, npy_rate: int 
     keep a partial file collects its results until the generator ends.
     """
     path = Path(path)
-    _check_file(path)
+    if data is None:
+        _check_file(path)
+    elif not data:
+        raise AudioError(path, "empty file (0 bytes)")
     if path.suffix.lower() == ".npy":
-        source, sr = _npy_source(path, block_seconds, npy_rate)
+        source, sr = _npy_source(path, block_seconds, npy_rate, data)
     else:
-        source, sr = _soundfile_source(path, block_seconds)
+        source, sr = _soundfile_source(path, block_seconds, data)
     stream = soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="HQ") if sr != sample_rate else None
     done = given = 0
     for block in source:
@@ -260,12 +270,15 @@ def iter_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, npy_rate: int 
         raise AudioError(path, f"too short: {done} sample(s) at {sr} Hz is less than one at {sample_rate} Hz")
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, npy_rate: int = SAMPLE_RATE) -> np.ndarray:
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, npy_rate: int = SAMPLE_RATE,
+               data: bytes | None = None) -> np.ndarray:
     """Load `path` as a [T] float32 mono waveform at `sample_rate` (all of `iter_blocks`' blocks).
 
+    With `data` (the file's bytes, e.g. a member of a tar shard) nothing is opened: `path` only names
+    the source in errors and gives the format by its suffix.
     Raises AudioError for a missing, empty, non-audio, damaged, truncated or non-finite file.
     """
-    blocks = list(iter_blocks(path, sample_rate, npy_rate))
+    blocks = list(iter_blocks(path, sample_rate, npy_rate, data=data))
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 

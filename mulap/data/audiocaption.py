@@ -151,14 +151,20 @@ class AudioCaptionDataset(Dataset):
                 raise DatasetError(msg) from None
             log.warning("skipping %s", msg)
             return Skipped(str(pair.audio_path), str(exc))
-        window = self.max_chunks * self.chunk_len
-        if self.random_crop and len(wave) > window:
-            # torch's RNG: DataLoader reseeds it in every worker and every epoch from the
-            # run's seed, so crops change from epoch to epoch and a run is repeatable
-            rng = np.random.default_rng(int(torch.randint(2**31 - 1, ())))
-            wave = random_crop(wave, window, rng)
-        chunks, mask = chunk_with_mask(wave, self.chunk_len, self.max_chunks)
-        return {"audio_id": pair.audio_id, "caption": pair.caption, "chunks": chunks, "chunk_mask": mask}
+        return clip_item(pair.audio_id, pair.caption, wave, self.chunk_len, self.max_chunks, self.random_crop)
+
+
+def clip_item(audio_id: str, caption: str, wave: np.ndarray, chunk_len: int, max_chunks: int, crop: bool) -> dict:
+    """One training item from a decoded clip [T]: a random `max_chunks` window when `crop` (else the
+    start), cut into chunks [max_chunks, chunk_len] with a mask of the real ones [max_chunks]."""
+    window = max_chunks * chunk_len
+    if crop and len(wave) > window:
+        # torch's RNG: DataLoader reseeds it in every worker and every epoch from the
+        # run's seed, so crops change from epoch to epoch and a run is repeatable
+        rng = np.random.default_rng(int(torch.randint(2**31 - 1, ())))
+        wave = random_crop(wave, window, rng)
+    chunks, mask = chunk_with_mask(wave, chunk_len, max_chunks)
+    return {"audio_id": audio_id, "caption": caption, "chunks": chunks, "chunk_mask": mask}
 
 
 class Collate:

@@ -32,7 +32,7 @@ from mulap.config import CONFIG_DIR, ConfigError, load_config, load_saved_config
 from mulap.data.downstream import get_task
 from mulap.data.prepare import MANIFEST, PreparedDataset, load_prepared, targets
 from mulap.files import write_json
-from mulap.embed import (cached_embeddings, embedding_cache_root, experiment_backbone_file, extraction_settings,
+from mulap.embed import (cached_embeddings, embedding_cache_root, experiment_backbone_file, extraction_processes, extraction_settings,
                          resolve_backbone)
 from mulap.evaluation.metrics import aggregate_tracks, primary_value, scalar_metrics
 from mulap.evaluation.outputs import evaluate_and_write
@@ -341,7 +341,8 @@ def _embeddings(cfg: DictConfig, backbone: Musicnn, ds: PreparedDataset, progres
     device, precision = extraction_settings(cfg)
     return cached_embeddings(backbone, ids, paths, ds.root / MANIFEST, embedding_cache_root(cfg.env.save_dir),
                              int(cfg.training.num_workers), progress,
-                             desc=f"embedding {ds.task}", device=device, precision=precision)
+                             desc=f"embedding {ds.task}", device=device, precision=precision,
+                             processes=extraction_processes(cfg))
 
 
 def _save_probe(out: Path, module: ProbeModule, meta: dict) -> None:

@@ -17,9 +17,11 @@ from torch.utils.data import DataLoader
 
 from mulap.config import save_config, to_dict
 from mulap.data.audiocaption import AudioCaptionDataset, Collate
+from mulap.data.shards import ShardDataset, ShardLoader, shard_dataset, trained_batches
 from mulap.models.backbone import save_backbone
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer
+from mulap.training.distributed import FailFast
 from mulap.training.optim import adamw_with_warmup
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,13 @@ class AudioCaptionDataModule(L.LightningDataModule):
         self.tokenizer = load_tokenizer(cfg.model_config.text.pretrained)
         self.collate = Collate(self.tokenizer, cfg.model_config.text.max_seq_length)
 
-    def _dataset(self, split: str, train: bool) -> AudioCaptionDataset:
+    def _dataset(self, split: str, train: bool) -> AudioCaptionDataset | ShardDataset:
         d = self.cfg.dataset_config
+        if d.get("format", "folder") not in ("folder", "shards"):
+            raise ValueError(f"dataset_config.format must be folder or shards, got {d.format!r}")
+        if d.get("format") == "shards":  # streamed; each rank plans its part of every epoch
+            rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+            return shard_dataset(self.cfg, split, train, rank, world)
         controls = {"max_clips": d.get("train_clips"), "captions": d.get("captions", "aligned"), "seed": int(self.cfg.env.seed)} if train else {}
         return AudioCaptionDataset(d.data_dir, split, d.sample_rate, d.max_len_seconds, d.chunk_seconds, d.audio_dir,
                                    random_crop=train and d.random_crop, on_bad_sample=d.on_bad_sample, **controls)
@@ -49,8 +56,21 @@ class AudioCaptionDataModule(L.LightningDataModule):
 
     def _loader(self, ds, shuffle: bool) -> DataLoader:
         t = self.cfg.training
+        if isinstance(ds, ShardDataset):  # batches come from the dataset; the train loader's state resumes mid-epoch
+            if shuffle:
+                self.shard_loader = ShardLoader(ds, self.collate, t.num_workers, lambda: trained_batches(self.trainer),
+                                                resume=getattr(self, "shard_resume", None))
+                return self.shard_loader
+            return DataLoader(ds, batch_size=None, num_workers=t.num_workers, collate_fn=self.collate)
         return DataLoader(ds, batch_size=t.batch_size, shuffle=shuffle, num_workers=t.num_workers, collate_fn=self.collate,
                           drop_last=False, persistent_workers=False)
+
+    def state_dict(self) -> dict:
+        """Saved in checkpoints: where the shard stream stands (restored before any loader is made)."""
+        return {"shards": self.shard_loader.state_dict()} if getattr(self, "shard_loader", None) else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.shard_resume = state.get("shards")
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, True)
@@ -120,6 +140,7 @@ def build_trainer(cfg: DictConfig, exp_dir: Path, extra_callbacks=()) -> L.Train
         # an interrupted run resumes where it stopped: on an exception (Ctrl-C included) and every N steps
         OnExceptionCheckpoint(dirpath=ckpt_dir, filename="interrupted"),
         LearningRateMonitor(logging_interval="step"),
+        FailFast(),  # a failing rank stops the job instead of leaving the others waiting
         *extra_callbacks,
     ]
     if t.checkpoint_every_n_steps:

@@ -1,0 +1,270 @@
+"""Tar shards: conversion, the epoch plan (every sample once across ranks x workers, equal batch
+counts), mid-epoch resume, object-storage style URLs, and bad input (corrupt member, an index that
+does not match its shards, a non-empty output folder)."""
+import io
+import json
+import logging
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from mulap.audio.io import load_audio
+from mulap.cli import main
+from mulap.data import shards as sh
+from mulap.data.audiocaption import Collate, DatasetError, Skipped
+from mulap.data.shards import ShardDataset, ShardError, read_index, write_shards
+from mulap.models.text import load_tokenizer
+from tests.helpers import make_audiocaption
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    return make_audiocaption(tmp_path_factory.mktemp("ac"), n_train=12, n_val=4)
+
+
+@pytest.fixture(scope="module")
+def flac_shards(source, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards") / "flac"
+    write_shards(source, out, shard_size="100kB", fmt="flac", num_workers=2, progress=False)
+    return out
+
+
+def _records(source, split):
+    return json.loads((source / f"dataset_{split}.json").read_text())
+
+
+def _tar_members(path):
+    with tarfile.open(path) as tf:
+        return [(m.name, tf.extractfile(m).read()) for m in tf.getmembers()]
+
+
+def _ids(batches):
+    return [it["audio_id"] for b in batches for it in b]
+
+
+def test_shard_round_trip_npy_exact_flac_16bit(source, tmp_path):
+    index = write_shards(source, tmp_path / "npy", shard_size="150kB", fmt="npy", num_workers=0, progress=False)
+    assert index == read_index(tmp_path / "npy")
+    for split in ("train", "val", "test"):
+        recs = _records(source, split)
+        entry = index["splits"][split]
+        assert entry["samples"] == len(recs) and len(entry["shards"]) >= 2
+        members = []
+        for s in entry["shards"]:
+            assert (tmp_path / "npy" / s["name"]).stat().st_size == s["bytes"]
+            got = _tar_members(tmp_path / "npy" / s["name"])
+            assert len(got) == 2 * s["samples"]
+            members += got
+        assert [n for n, _ in members] == [f"{i:08d}.{ext}" for i in range(len(recs)) for ext in ("json", "npy")]
+        members = dict(members)
+        for i, rec in enumerate(recs):  # key = position; JSON carries the ids; audio = load_audio of the source
+            meta, audio = json.loads(members[f"{i:08d}.json"]), members[f"{i:08d}.npy"]
+            assert (meta["audio_id"], meta["caption"], meta["split"]) == (rec["audio_id"], rec["caption"], split)
+            want = load_audio(source / "audio" / rec["audio_path"])
+            np.testing.assert_array_equal(np.load(io.BytesIO(audio)), want)
+    # flac: 16-bit PCM of the same 16 kHz mono waveform
+    index = write_shards(source, tmp_path / "flac", shard_size="100kB", fmt="flac", num_workers=2, progress=False)
+    name, data = _tar_members(tmp_path / "flac" / index["splits"]["train"]["shards"][0]["name"])[0]
+    assert name == "00000000.flac"
+    want = load_audio(source / "audio" / _records(source, "train")[0]["audio_path"])
+    got = load_audio(name, data=data)
+    assert got.shape == want.shape and np.abs(got - want).max() < 1.0 / 2**14
+
+
+def test_every_sample_once_per_epoch_across_2_ranks_x_2_workers(flac_shards, source):
+    """Real DataLoader workers; each rank yields len(ds) batches, all ranks the same number."""
+    want = sorted(r["audio_id"] for r in _records(source, "train"))
+    orders = []
+    for epoch in (0, 1):
+        seen, lengths = [], set()
+        for rank in (0, 1):
+            ds = ShardDataset(flac_shards, "train", batch_size=2, rank=rank, world_size=2, num_workers=2, shuffle=True,
+                              buffer_size=3, max_len_seconds=9)
+            ds.epoch = epoch
+            batches = list(DataLoader(ds, batch_size=None, num_workers=2, collate_fn=list))
+            assert len(batches) == len(ds) and all(1 <= len(b) <= 2 for b in batches)
+            lengths.add(len(batches))
+            seen += _ids(batches)
+        assert len(lengths) == 1
+        assert sorted(seen) == want  # once each: no repeats, none missing
+        orders.append(seen)
+    assert orders[0] != orders[1]  # a new shard order and shuffle each epoch
+    val = ShardDataset(flac_shards, "val", batch_size=3, rank=1, world_size=2, num_workers=0)
+    assert _ids(list(val)) == [r["audio_id"] for r in _records(source, "val")][2:]  # no shuffle: in order
+
+
+def test_plan_splits_samples_evenly_and_balances_batches():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        counts = [int(c) for c in rng.integers(0, 9, size=int(rng.integers(1, 9)))]
+        if sum(counts) == 0:
+            continue
+        order = [int(i) for i in rng.permutation(len(counts))]
+        world, workers = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        segs = sh.stream_segments(counts, order, world, workers)
+        items = [(s, p) for rank in segs for w in rank for s, a, b in w for p in range(a, b)]
+        assert sorted(items) == [(s, p) for s in range(len(counts)) for p in range(counts[s])]
+        sizes = [sum(b - a for _, a, b in w) for rank in segs for w in rank]
+        assert max(sizes) - min(sizes) <= 1
+        batch = int(rng.integers(1, 5))
+        per = [[sum(b - a for _, a, b in w) for w in rank] for rank in segs]
+        try:
+            counts_b = sh.batch_counts(per, batch)
+        except ShardError:
+            assert min(sum(r) for r in per) < max(sum(-(-n // batch) for n in r) for r in per)
+            continue
+        assert len({sum(r) for r in counts_b}) == 1
+        for rank, tb in zip(per, counts_b):
+            for n, t in zip(rank, tb):
+                assert t <= n and (n == 0 or -(-n // t) <= batch)
+
+
+class _Counted(IterableDataset):
+    """Worker k yields `counts[k]` tagged batches: how a real DataLoader interleaves uneven workers."""
+
+    def __init__(self, counts):
+        self.counts = counts
+
+    def __iter__(self):
+        k = get_worker_info().id
+        for i in range(self.counts[k]):
+            yield (k, i)
+
+
+def test_consumed_per_worker_matches_the_dataloader_order():
+    counts = [2, 5, 3]
+    order = list(DataLoader(_Counted(counts), batch_size=None, num_workers=3, prefetch_factor=2))
+    assert len(order) == sum(counts)
+    for j in range(len(order) + 1):
+        got = [sum(1 for k, _ in order[:j] if k == w) for w in range(3)]
+        assert sh.consumed_per_worker(j, counts) == got, j
+
+
+def test_resume_skips_consumed_batches_and_does_not_reopen_used_shards(flac_shards, source, monkeypatch):
+    kw = dict(batch_size=2, rank=0, world_size=1, num_workers=2, shuffle=True, buffer_size=4, max_len_seconds=9)
+    full = list(DataLoader(ShardDataset(flac_shards, "train", **kw), batch_size=None, num_workers=2, collate_fn=list))
+    opened = []
+    real_open = sh.open_shard
+    monkeypatch.setattr(sh, "open_shard", lambda loc: opened.append(loc) or real_open(loc))
+    for j in (1, 3, len(full) - 1, len(full)):
+        opened.clear()
+        ds = ShardDataset(flac_shards, "train", **kw)
+        ds.skip_batches = j
+        rest = list(DataLoader(ds, batch_size=None, num_workers=2, collate_fn=list))
+        assert sorted(_ids(rest)) == sorted(_ids(full[j:]))  # exactly the samples not yet trained on
+    assert opened == []  # the whole epoch was consumed: no shard is read again
+    # part-way: the shards whose samples all lie in the consumed batches are not opened
+    shards = read_index(flac_shards)["splits"]["train"]["shards"]
+    checked = 0
+    for j in range(1, len(full)):
+        ds = ShardDataset(flac_shards, "train", **kw)
+        ds.skip_batches = j
+        skips = sh.consumed_per_worker(j, ds.per_worker[0])
+        consumed = {item for k in (0, 1) for b in ds.plan(0, 0, k)[:skips[k]] for item in b}
+        used_up = {s["name"] for i, s in enumerate(shards) if all((i, p) in consumed for p in range(s["samples"]))}
+        opened.clear()
+        for k in (0, 1):  # each worker's part, read in this process so that the patched opener sees it
+            monkeypatch.setattr(sh, "get_worker_info", lambda k=k: type("Info", (), {"id": k, "num_workers": 2}))
+            list(iter(ds))
+        assert opened and not used_up & {loc.rsplit("/", 1)[-1] for loc in opened}
+        checked += bool(used_up)
+    assert checked
+
+
+def test_pipe_urls_read_like_local_files(flac_shards):
+    local = ShardDataset(flac_shards, "val", batch_size=2)
+    piped = ShardDataset(flac_shards, "val", batch_size=2, shard_url=f"pipe:cat {flac_shards}/{{name}}")
+    a, b = list(local), list(piped)
+    assert _ids(a) == _ids(b)
+    for x, y in zip(a, b):
+        for i, j in zip(x, y):
+            np.testing.assert_array_equal(i["chunks"], j["chunks"])
+
+
+def _copy(flac_shards, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(flac_shards, out)
+    return out
+
+
+def test_corrupt_member_is_counted_and_skipped_with_its_name(flac_shards, tmp_path, caplog):
+    out = _copy(flac_shards, tmp_path)
+    name = read_index(out)["splits"]["val"]["shards"][0]["name"]
+    raw = bytearray((out / name).read_bytes())
+    start = raw.index(b"fLaC")  # the first member's audio: garble its stream info and frames, keep its size
+    raw[start:start + 2000] = bytes(2000)
+    (out / name).write_bytes(bytes(raw))
+    ds = ShardDataset(out, "val", batch_size=4, on_bad_sample="skip")
+    with caplog.at_level(logging.WARNING):
+        batches = list(ds)
+    items = [it for b in batches for it in b]
+    bad = [it for it in items if isinstance(it, Skipped)]
+    assert len(items) == 4 and len(bad) == 1 and f"{name}:00000000" in bad[0].where
+    assert f"{name}:00000000" in caplog.text
+    batch = Collate(load_tokenizer(None))(batches[0])
+    assert batch["n_skipped"] == 1 and batch["waveforms"].shape[0] == len(batches[0]) - 1
+    with pytest.raises(DatasetError, match=f"{name}:00000000"):
+        list(ShardDataset(out, "val", batch_size=4))
+
+
+def test_truncated_shard_counts_its_lost_samples(flac_shards, tmp_path):
+    out = _copy(flac_shards, tmp_path)
+    index = read_index(out)
+    shard = max(index["splits"]["train"]["shards"], key=lambda s: s["samples"])
+    raw = (out / shard["name"]).read_bytes()
+    (out / shard["name"]).write_bytes(raw[: len(raw) // 2] + bytes(len(raw) - len(raw) // 2))  # same size, zeros
+    ds = ShardDataset(out, "train", batch_size=3, on_bad_sample="skip")
+    items = [it for b in ds for it in b]
+    assert len(items) == 12
+    bad = [it for it in items if isinstance(it, Skipped)]
+    assert 1 <= len(bad) < shard["samples"] and all(shard["name"] in it.where for it in bad)
+
+
+def test_index_that_does_not_match_its_shards_is_refused(flac_shards, tmp_path):
+    out = _copy(flac_shards, tmp_path)
+    index = read_index(out)
+    first = index["splits"]["train"]["shards"][0]["name"]
+    with open(out / first, "ab") as fh:  # a changed shard
+        fh.write(bytes(512))
+    with pytest.raises(ShardError, match=f"{first}.*does not match|{first}.*index"):
+        ShardDataset(out, "train", batch_size=2)
+    (out / first).unlink()  # a missing shard
+    with pytest.raises(ShardError, match=f"{first}.*missing"):
+        ShardDataset(out, "train", batch_size=2)
+    out = _copy(flac_shards, tmp_path / "b")
+    index = read_index(out)
+    index["splits"]["val"]["samples"] += 1  # totals that do not add up
+    (out / sh.INDEX).write_text(json.dumps(index))
+    with pytest.raises(ShardError, match="add up"):
+        ShardDataset(out, "val", batch_size=2)
+    index["splits"]["val"]["shards"][-1]["samples"] -= 1  # a shard holding more samples than its entry
+    index["splits"]["val"]["samples"] -= 2
+    (out / sh.INDEX).write_text(json.dumps(index))
+    with pytest.raises(ShardError, match="more samples"):
+        list(ShardDataset(out, "val", batch_size=2))
+    with pytest.raises(ShardError, match="no shard index"):
+        ShardDataset(tmp_path, "val", batch_size=2)
+
+
+def test_data_shard_command_refuses_a_non_empty_folder_and_lists_skipped_records(source, tmp_path, capsys):
+    src = tmp_path / "src"
+    shutil.copytree(source, src)
+    recs = _records(src, "train")
+    (src / "audio" / recs[1]["audio_path"]).write_bytes(b"not audio at all")
+    out = tmp_path / "out"
+    assert main(["data", "shard", str(src), str(out), "--shard-size", "1MB", "--workers", "0"]) == 0
+    index = read_index(out)
+    assert index["splits"]["train"]["samples"] == 11
+    assert [s["split"] for s in index["skipped"]] == ["train"] and recs[1]["audio_path"] in index["skipped"][0]["reason"]
+    assert "1 record(s) skipped" in capsys.readouterr().out
+    assert main(["data", "shard", str(src), str(out), "--format", "npy"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert read_index(out)["audio_format"] == "flac"  # untouched
+    assert main(["data", "shard", str(src), str(out), "--format", "npy", "--overwrite", "--workers", "0"]) == 0
+    assert read_index(out)["audio_format"] == "npy" and not list(out.glob("*.tmp*"))
+    (out / "notes.txt").write_text("mine")
+    assert main(["data", "shard", str(src), str(out), "--overwrite"]) == 2  # never deletes what it did not write
+    assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").is_file()

@@ -1,0 +1,68 @@
+"""Pre-training from tar shards (dataset_config.format=shards): a run, and a run interrupted
+mid-epoch that resumes without repeating or dropping a sample of the interrupted epoch."""
+import collections
+import json
+
+import lightning as L
+import pytest
+import torch
+
+from mulap.cli import main
+from mulap.config import load_config
+from mulap.data.shards import write_shards
+from mulap.training.pretrain import run_pretraining
+from tests.helpers import TINY_MODEL, make_audiocaption
+
+BASE = ["training.batch_size=2", "training.num_workers=2", "training.progress_bar=false", "training.lr=1e-3",
+        "dataset_config.max_len_seconds=6", "model_config.audio.max_chunks=2", "dataset_config.format=shards",
+        "dataset_config.shuffle_buffer=4", *TINY_MODEL]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    src = make_audiocaption(tmp_path_factory.mktemp("ac"), n_train=12, n_val=4)
+    out = tmp_path_factory.mktemp("shards") / "s"
+    write_shards(src, out, shard_size="100kB", num_workers=0, progress=False)
+    train = json.loads((src / "dataset_train.json").read_text())
+    return out, sorted(r["audio_id"] for r in train)
+
+
+class Record(L.Callback):
+    """Records the clips of every trained batch per epoch; raises after `stop_after` batches in `hook`."""
+
+    def __init__(self, seen, stop_after=None, hook="end"):
+        self.seen, self.stop_after, self.hook, self.n = seen, stop_after, hook, 0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if self.hook == "start" and self.n == self.stop_after:
+            raise RuntimeError("simulated crash before a step")
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.seen[trainer.current_epoch] += batch["audio_ids"]
+        self.n += 1
+        if self.hook == "end" and self.n == self.stop_after:
+            raise RuntimeError("simulated crash after a step")
+
+
+def test_pretraining_from_shards_writes_the_experiment(shards, tmp_path, capsys):
+    data, _ = shards
+    assert main(["pretrain", "--pretrain_id", "sh", f"env.save_dir={tmp_path}", f"dataset_config.data_dir={data}",
+                 "training.epochs=1", *BASE]) == 0
+    exp = tmp_path / "experiments" / "sh"
+    assert (exp / "backbone.safetensors").is_file()
+    ckpt = torch.load(exp / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 6  # 12 clips, batch 2, one rank: 6 batches whatever the 2 workers get
+
+
+@pytest.mark.parametrize("hook,stop_after", [("end", 4), ("start", 8)])  # crashes in epoch 0 after a step, in epoch 1 before one
+def test_interrupted_epoch_resumes_without_repeating_a_sample(shards, tmp_path, hook, stop_after):
+    data, want = shards
+    seen = collections.defaultdict(list)
+    cfg = load_config(None, [f"env.save_dir={tmp_path}", f"dataset_config.data_dir={data}", "training.epochs=2", *BASE])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_pretraining(cfg, "r", extra_callbacks=[Record(seen, stop_after=stop_after, hook=hook)])
+    assert sum(map(len, seen.values())) == 2 * stop_after and (tmp_path / "experiments" / "r" / "checkpoints" / "interrupted.ckpt").is_file()
+    run_pretraining(cfg, "r", extra_callbacks=[Record(seen)])
+    assert sorted(seen[0]) == want  # the interrupted epoch: every clip exactly once, over both runs
+    assert sorted(seen[1]) == want
+    assert seen[0] != seen[1]
