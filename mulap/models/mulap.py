@@ -170,6 +170,11 @@ class MuLaP(nn.Module):
         self.fusion = mc.pooler.fusion
         self.mlm_head = MLMHead(self.text.word_embeddings)
         self.atm_head = nn.Linear(mc.pooler.size, 2)
+        obj = mc.objectives
+        if obj.atm.get("similarity_prior", False) and obj.contrastive.enabled:
+            # the matching head also sees the joint-space cosine of the pair: a cross-encoder that starts from the
+            # bi-encoder's judgement and learns, through the co-attention, what to correct in it
+            self.atm_similarity_scale = nn.Parameter(torch.tensor(float(obj.atm.get("similarity_scale", 10.0))))
         self.mam_head = Regressor(a.hidden_size, feat)
         obj = mc.objectives
         self.objectives = obj
@@ -270,7 +275,18 @@ class MuLaP(nn.Module):
         """The audio-text matching head on pairs: features [B, C, F], chunk_mask [B, C], captions [B, L] ->
         logits [B, 2] (index 1 = the caption belongs to the audio)."""
         enc = self.encode(features, chunk_mask, self.text_lower(input_ids, attention_mask), attention_mask)
-        return self.atm_head(enc.fused)
+        prior = None
+        if hasattr(self, "atm_similarity_scale"):
+            prior = (self.embed_audio_joint(self.global_token(features, chunk_mask))
+                     * self.embed_text_joint(input_ids, attention_mask)).sum(-1)
+        return self.atm_logits(enc.fused, prior)
+
+    def atm_logits(self, fused: torch.Tensor, cosine: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, P] fused pooled vectors (+ the pairs' joint-space cosines [B] with the similarity prior) -> [B, 2]."""
+        logits = self.atm_head(fused)
+        if cosine is not None:
+            logits = logits + torch.stack([torch.zeros_like(cosine), self.atm_similarity_scale * cosine], dim=-1)
+        return logits
 
     # -- pre-training ----------------------------------------------------------------------
     def pretraining_losses(self, batch: dict, mask_id: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -326,7 +342,8 @@ class MuLaP(nn.Module):
         enc = self.encode(features, chunk_mask, text_low, attn, hidden_chunks)
 
         if obj.atm.enabled:
-            logits = self.atm_head(enc.fused)
+            prior = (a_emb * t_emb[index]).sum(-1) if hasattr(self, "atm_similarity_scale") else None
+            logits = self.atm_logits(enc.fused, prior)
             out["atm"] = F.cross_entropy(logits, match)
             out["atm_acc"] = (logits.argmax(1) == match).float().mean()
         if mlm_on:
