@@ -126,8 +126,10 @@ class PretrainModule(L.LightningModule):
 
     def configure_optimizers(self):
         t = self.cfg.training
+        text_scale = float(self.cfg.model_config.text.get("lr_scale", 1.0))
         opt, sched = adamw_with_warmup(self.model, t.lr, t.weight_decay, t.betas, t.eps,
-                                       self.trainer.estimated_stepping_batches, t.warmup_ratio)
+                                       self.trainer.estimated_stepping_batches, t.warmup_ratio,
+                                       {self.model.text: text_scale} if text_scale != 1.0 else None)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
