@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from mulap.config import ConfigError, load_config
+from mulap.files import WriteError
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -77,13 +78,13 @@ def cmd_pretrain(args) -> None:
     from mulap.training.pretrain import experiment_dir, run_pretraining
 
     pretrain_id = args.pretrain_id or time.strftime("%Y%m%d-%H%M%S")
-    probe = load_config(args.config, args.overrides)
+    probe = load_config(args.config, args.overrides, validate=False)  # only to find the folder: the run checks its config
     saved = experiment_dir(probe, pretrain_id) / "config.yaml"
     if saved.is_file():  # resume: the saved config, with this call's overrides on top
         cfg = load_config(saved, args.overrides)
         print(f"resuming pre-training {pretrain_id} from {saved.parent}")
     else:
-        cfg = probe
+        cfg = load_config(args.config, args.overrides)
     exp_dir = run_pretraining(cfg, pretrain_id)
     print(f"pretrain_id: {pretrain_id}\nexperiment: {exp_dir}")
 
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         COMMANDS[args.command](args)
-    except (ConfigError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, KeyError, WriteError) as exc:
         if os.environ.get("MULAP_DEBUG"):
             raise
         print(f"mulap {args.command}: error: {exc}", file=sys.stderr)

@@ -143,6 +143,11 @@ class AudioCaptionDataset(Dataset):
         self.max_chunks = max(1, int(max_len_seconds // chunk_seconds))
         self.random_crop = random_crop
         self.on_bad_sample = on_bad_sample
+        self.seed, self.epoch = int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Random crops are drawn from (seed, epoch, index): new every epoch, and the same in a resumed run."""
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -159,9 +164,9 @@ class AudioCaptionDataset(Dataset):
             return Skipped(str(pair.audio_path), str(exc))
         window = self.max_chunks * self.chunk_len
         if self.random_crop and len(wave) > window:
-            # torch's RNG: DataLoader reseeds it in every worker and every epoch from the
-            # run's seed, so crops change from epoch to epoch and a run is repeatable
-            rng = np.random.default_rng(int(torch.randint(2**31 - 1, ())))
+            # a function of (seed, epoch, clip) only: crops change from epoch to epoch, do not depend
+            # on the number of workers, and a resumed run draws the ones an uninterrupted run would
+            rng = np.random.default_rng((self.seed, self.epoch, i))
             wave = random_crop(wave, window, rng)
         chunks, mask = chunk_with_mask(wave, self.chunk_len, self.max_chunks)
         return {"audio_id": pair.audio_id, "caption": pair.caption, "chunks": chunks, "chunk_mask": mask}
