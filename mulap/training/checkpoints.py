@@ -74,12 +74,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     # the three steps are methods so that fault-injection tests can stop a process between or inside them
     def _write_temp(self, checkpoint: dict[str, Any], tmp: Path) -> None:
-        torch.save(checkpoint, tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with open(tmp, "wb", buffering=0) as raw:
+            sink = _ErrorRecordingWriter(raw)
+            try:
+                torch.save(checkpoint, sink)
+            except RuntimeError:
+                # torch reports a failed write as "unexpected pos ..." or "iostream error": give the OS's reason
+                if sink.error is not None:
+                    raise sink.error from None
+                raise
+            os.fsync(raw.fileno())
 
     def _rotate(self, path: Path) -> None:
         """``last.ckpt`` -> ``last.prev.ckpt`` without a moment where neither name holds a complete state:
@@ -99,6 +103,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def _commit(self, tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
         fsync_dir(path.parent)
+
+
+class _ErrorRecordingWriter:
+    """The file object torch.save writes to; keeps the first OSError (ENOSPC, EIO, ...) that torch then hides."""
+
+    def __init__(self, raw):
+        self.raw, self.error = raw, None
+
+    def write(self, data) -> int:
+        try:
+            return self.raw.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.raw.flush()
 
 
 # -- reading ----------------------------------------------------------------------------------------
@@ -265,6 +286,15 @@ class InterruptedCheckpoint(Checkpoint):
         super().__init__()
         self.ckpt_path = str(Path(dirpath) / INTERRUPTED)
         self.resumed_step = resumed_step
+        self._saving = False
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        """Lightning adds one to the loggers' step count on a mid-epoch restart, as a checkpoint saved at a batch's
+        end needs; a run stopped before its current batch was processed has already counted it."""
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        if self._saving and progress.processed == progress.completed < trainer.num_training_batches:
+            state = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
+            state["_batches_that_stepped"] = max(0, int(state["_batches_that_stepped"]) - 1)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         step, newest = trainer.global_step, _newest_saved_step(trainer, self.resumed_step)
@@ -274,11 +304,14 @@ class InterruptedCheckpoint(Checkpoint):
         if is_write_problem(exception):
             log.warning("no %s: the run stopped on a write error (%s)", INTERRUPTED, exception)
             return
+        self._saving = True
         try:
             trainer.save_checkpoint(self.ckpt_path)
         except OSError as exc:  # report the original exception, not this one
             log.warning("could not save %s: %s", self.ckpt_path, exc)
             return
+        finally:
+            self._saving = False
         log.warning("saved %s at global step %d (resume with the same command)", self.ckpt_path, step)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:

@@ -37,6 +37,8 @@ from mulap.evaluation.metrics import aggregate_tracks, compute_metrics, primary_
 from mulap.models.backbone import SUPERVISED, load_backbone, save_backbone
 from mulap.models.musicnn import Musicnn
 from mulap.models.probes import Probe
+from mulap.training.checkpoints import AtomicCheckpointIO
+from mulap.training.locks import LOCK_NAME, run_lock
 
 log = logging.getLogger(__name__)
 BACKBONE_INITS = ("mulap", "random", *SUPERVISED)
@@ -248,13 +250,19 @@ def run_downstream(pretrain_id: str, task: str, downstream_id: str | None = None
     d = cfg.downstream
     downstream_id = downstream_id or f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = downstream_dir(cfg, pretrain_id, downstream_id)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
     spec = get_task(task)
-    ds = load_task_data(cfg)
+    ds = load_task_data(cfg)  # the config (checked when loaded), the data and the backbone before anything is written
     if ds.task_type != spec.task_type:
         raise ValueError(f"{ds.root}: prepared for a {ds.task_type} task, but {task} is {spec.task_type}")
     backbone, backbone_desc = backbone_for(cfg, pretrain_id)
+    with run_lock(out / LOCK_NAME, f"downstream run {downstream_id!r} of {pretrain_id!r}"):
+        save_config(cfg, out / "config.yaml")
+        return _train_probe(cfg, pretrain_id, task, downstream_id, out, spec, ds, backbone, backbone_desc, progress)
+
+
+def _train_probe(cfg: DictConfig, pretrain_id: str, task: str, downstream_id: str, out: Path, spec, ds: PreparedDataset,
+                 backbone: Musicnn, backbone_desc: str, progress: bool) -> str:
+    d = cfg.downstream
     L.seed_everything(int(d.seed), workers=True, verbose=False)
     t0 = time.time()
     y_train, target_stats = _training_targets(ds.task_type, targets(ds, "train"))
@@ -289,6 +297,7 @@ def run_downstream(pretrain_id: str, task: str, downstream_id: str | None = None
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="max", save_top_k=1,
                            save_weights_only=True, enable_version_counter=False)
     trainer = L.Trainer(accelerator=cfg.training.device, devices=1, max_epochs=int(d.epochs), logger=CSVLogger(out, name="", version="logs"),
+                        plugins=[AtomicCheckpointIO()],
                         callbacks=[ckpt, EarlyStopping(monitor=monitor, mode="max", patience=int(d.patience))],
                         enable_progress_bar=progress and d.mode == "finetune", enable_model_summary=False,
                         num_sanity_val_steps=0, log_every_n_steps=1, deterministic=False)
