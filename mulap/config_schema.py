@@ -11,12 +11,11 @@ so). Values given as strings that mean numbers ('1e-4' from YAML 1.1) come back 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
 
 # -- value types ----------------------------------------------------------------------------------
-Int = StrictInt
 Count = Annotated[StrictInt, Field(ge=1)]          # >= 1
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]           # finite (allow_inf_nan=False below), > 0

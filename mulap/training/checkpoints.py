@@ -27,7 +27,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 
-from mulap.files import fsync_dir, human_bytes, is_write_problem, unlink_quietly, write_error
+from mulap.files import fsync_dir, is_write_problem, unlink_quietly, write_error
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,20 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def checkpoint_nbytes(obj: Any) -> int:
-    """About how many bytes `obj` takes on disk: the sum of its tensors' sizes."""
+def checkpoint_nbytes(obj: Any, _seen: set | None = None) -> int:
+    """About how many bytes `obj` takes on disk: the sizes of its tensors' storages, each counted once
+    (tied weights share one)."""
+    seen = set() if _seen is None else _seen
     if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
+        storage = obj.untyped_storage()
+        if storage.data_ptr() in seen:
+            return 0
+        seen.add(storage.data_ptr())
+        return storage.nbytes()
     if isinstance(obj, dict):
-        return sum(checkpoint_nbytes(v) for v in obj.values())
+        return sum(checkpoint_nbytes(v, seen) for v in obj.values())
     if isinstance(obj, (list, tuple)):
-        return sum(checkpoint_nbytes(v) for v in obj)
+        return sum(checkpoint_nbytes(v, seen) for v in obj)
     return 0
 
 
@@ -141,8 +147,11 @@ class CheckpointInfo:
 
 
 def _short(exc: BaseException) -> str:
+    """The first sentence of an error, for one-line reports."""
     text = str(exc).split("\n")[0].strip()
-    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
+    if len(text) > 100 and ". " in text:
+        text = text.split(". ")[0]
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
@@ -336,8 +345,3 @@ def checkpoint_callbacks(ckpt_dir: Path, every_n_steps: int | None, resumed_step
         callbacks.append(StepCheckpoint(ckpt_dir, int(every_n_steps)))
     callbacks.append(InterruptedCheckpoint(ckpt_dir, resumed_step))
     return callbacks
-
-
-def describe_sizes(folder: Path) -> str:
-    """`name size` for every checkpoint in `folder` (for logs and the docs' figures)."""
-    return ", ".join(f"{p.name} {human_bytes(p.stat().st_size)}" for p in sorted(folder.glob("*.ckpt")))

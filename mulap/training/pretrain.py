@@ -16,6 +16,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, TQDMProgressBar
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -88,7 +89,7 @@ class AudioCaptionDataModule(L.LightningDataModule):
         """Where the training data stands (saved in every full checkpoint): the epoch to continue and how many of
         its batches are done, as Lightning will count them on restart. A finished epoch continues as the next one."""
         trainer = self.trainer
-        if trainer is None or not trainer.training:
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
             return {}
         epoch = trainer.current_epoch
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
@@ -216,7 +217,8 @@ def run_pretraining(cfg: DictConfig, pretrain_id: str, extra_callbacks=()) -> Pa
             trainer.fit(module, datamodule=data, ckpt_path=str(resume.path) if resume else None, weights_only=True)
         except BaseException as exc:
             if owner:
-                _append_runs_log(exp_dir, f"stopped at global step {trainer.global_step}: {type(exc).__name__}: {exc}", quiet=True)
+                why = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"{type(exc).__name__}: {exc}"
+                _append_runs_log(exp_dir, f"stopped at global step {trainer.global_step}: {why}", quiet=True)
             if isinstance(exc, OSError) and is_write_problem(exc):
                 raise write_error(exc, exc.filename or exp_dir) from None
             raise

@@ -76,18 +76,36 @@ class Trial:
         return self.finished and self.equal and not self.problems
 
 
-def run_trial(corpus: Path, save_dir: Path, name: str, fault: str, reference: dict[str, torch.Tensor]) -> Trial:
+def resume_in_process(corpus: Path, save_dir: Path, name: str) -> str | None:
+    """The second run in this process (saves a process start); returns the error, or None."""
+    from tests.training.resume_worker import train
+
+    try:
+        train(corpus, save_dir, name)
+    except Exception as exc:  # noqa: BLE001 - reported as the trial's problem
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def run_trial(corpus: Path, save_dir: Path, name: str, fault: str, reference: dict[str, torch.Tensor],
+              in_process: bool = False) -> Trial:
+    """Run with `fault`, then the same command again (in a new process, or in this one with `in_process`)."""
     trial = Trial(fault)
     first = run_worker(corpus, save_dir, name, fault)
     trial.killed = first.returncode == -9
     if first.returncode not in (0, -9):
         trial.problems.append(f"the faulty run failed otherwise (rc {first.returncode}): {first.stderr[-500:]}")
         return trial
-    second = run_worker(corpus, save_dir, name)
     exp = save_dir / "experiments" / name
-    trial.finished = second.returncode == 0 and "finished" in second.stdout
+    if in_process:
+        error = resume_in_process(corpus, save_dir, name)
+        trial.finished = error is None
+    else:
+        second = run_worker(corpus, save_dir, name)
+        trial.finished = second.returncode == 0 and "finished" in second.stdout
+        error = f"rc {second.returncode}: {second.stderr[-1500:]}"
     if not trial.finished:
-        trial.problems.append(f"the resumed run failed (rc {second.returncode}): {second.stderr[-1500:]}")
+        trial.problems.append(f"the resumed run failed ({error})")
         return trial
     trial.resumed_from = resumed_from(exp)
     weights = final_weights(exp)

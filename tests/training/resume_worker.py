@@ -98,9 +98,20 @@ def patch_io(kind: str, nth: int, share: float) -> None:
         io._rotate = _rotate
 
 
+def train(corpus, save_dir, pretrain_id: str, callbacks=(), extra=()) -> Path:
+    """The worker's run (also called in-process by the tests: one intra-op thread, as in the worker, so the
+    floating-point results are the same bit for bit)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = load_config(None, [f"env.save_dir={save_dir}", f"dataset_config.data_dir={corpus}", *SETTINGS, *TINY_MODEL, *extra])
+        return run_pretraining(cfg, pretrain_id, extra_callbacks=list(callbacks))
+    finally:
+        torch.set_num_threads(threads)
+
+
 if __name__ == "__main__":
     corpus, save_dir, pretrain_id, fault, *extra = sys.argv[1:]
-    torch.set_num_threads(1)
     callbacks = [TimeTraining()]
     kind, _, arg = fault.partition(":")
     if kind == "step":
@@ -110,6 +121,5 @@ if __name__ == "__main__":
     elif kind in ("write", "rotate", "commit"):
         nth, _, share = arg.partition(":")
         patch_io(kind, int(nth), float(share or 0.5))
-    cfg = load_config(None, [f"env.save_dir={save_dir}", f"dataset_config.data_dir={corpus}", *SETTINGS, *TINY_MODEL, *extra])
-    run_pretraining(cfg, pretrain_id, extra_callbacks=callbacks)
+    train(corpus, save_dir, pretrain_id, callbacks, extra)
     print("finished", flush=True)
