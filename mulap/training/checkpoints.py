@@ -211,7 +211,7 @@ def resume_checkpoint(exp_dir: str | Path, clean: bool = True) -> Resume | None:
         for tmp in folder.glob(".*.tmp"):
             log.info("removing %s (left by an interrupted write)", tmp)
             unlink_quietly(tmp)
-    infos = [inspect_checkpoint(p) for p in sorted(folder.glob("*.ckpt")) if not p.name.startswith(".")]
+    infos = [inspect_checkpoint(p) for p in sorted(folder.glob("*.ckpt")) if p.is_file() and not p.name.startswith(".")]
     usable = [i for i in infos if i.problem is None and i.full_state and i.global_step > 0]
     usable.sort(key=lambda i: (i.global_step, i.mtime, -_PREFERENCE.get(i.path.name, 9)), reverse=True)
     chosen = None
