@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mulap import __version__
 from mulap.config import ConfigError, load_config
+from mulap.files import WriteError
 
 # commands that train or evaluate with Lightning and scikit-learn (mulap.console quiets both)
 LIGHTNING_COMMANDS = ("pretrain", "downstream", "eval", "zeroshot", "eval-retrieval", "demo")
@@ -158,13 +159,13 @@ def cmd_pretrain(args) -> None:
     from mulap.training.pretrain import experiment_dir, run_pretraining
 
     pretrain_id = args.pretrain_id or time.strftime("%Y%m%d-%H%M%S")
-    probe = load_config(args.config, args.overrides)
+    probe = load_config(args.config, args.overrides, validate=False)  # only to find the folder: the run checks its config
     saved = experiment_dir(probe, pretrain_id) / "config.yaml"
     if saved.is_file():  # resume: the saved config, with this call's overrides on top
         cfg = load_config(saved, args.overrides)
         print(f"resuming pre-training {pretrain_id} from {saved.parent}")
     else:
-        cfg = probe
+        cfg = load_config(args.config, args.overrides)
     ensure_pretraining_corpus(cfg)  # the seed's default run builds its example corpus; a missing one stops here
     exp_dir = run_pretraining(cfg, pretrain_id)
     print(f"pretrain_id: {pretrain_id}\nexperiment: {exp_dir}")
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     console.setup(lightning=args.command in LIGHTNING_COMMANDS)
     try:
         COMMANDS[args.command](args)
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError, WriteError) as exc:
         if os.environ.get("MULAP_DEBUG"):
             raise
         print(f"mulap {args.command}: error: {exc}", file=sys.stderr)

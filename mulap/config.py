@@ -3,7 +3,9 @@
 The resolved config is one OmegaConf tree with sections `env`, `training`,
 `dataset_config`, `model_config` (plus `downstream` for probe runs). Unknown keys
 are errors that name the key: the base tree is put in struct mode before any
-override is merged.
+override is merged. Every value is then checked against the typed schema in
+`mulap.config_schema` (types, ranges, known names), so a mistake is refused before
+a run writes anything.
 """
 from __future__ import annotations
 
@@ -117,8 +119,10 @@ def _merge_file(base: DictConfig, path: Path) -> DictConfig:
         raise ConfigError(f"{path}: unknown config key {exc.full_key!r}") from None
 
 
-def load_config(config_file: str | Path | None = None, overrides: Iterable[str] = (), extra: dict | None = None) -> DictConfig:
-    """Defaults <- `config_file` (a full or partial config) <- `overrides` (key=value).
+def load_config(config_file: str | Path | None = None, overrides: Iterable[str] = (), extra: dict | None = None,
+                validate: bool = True) -> DictConfig:
+    """Defaults <- `config_file` (a full or partial config) <- `overrides` (key=value), checked against the
+    schema (`validate`; ConfigError naming the key and its allowed values or range).
 
     `model_config=<preset>` and `dataset_config=<preset>` overrides pick another preset
     before the finer overrides are applied. `extra` adds sections (e.g. downstream).
@@ -151,6 +155,8 @@ def load_config(config_file: str | Path | None = None, overrides: Iterable[str] 
             raise ConfigError(f"{config_file}: unknown config key {exc.full_key!r}") from None
     _apply_overrides(cfg, pairs, "command line")
     _resolve_default_paths(cfg, user, pairs)
+    if validate:
+        validate_config(cfg)
     return cfg
 
 
@@ -164,6 +170,32 @@ def _resolve_default_paths(cfg: DictConfig, user: DictConfig | None, pairs: list
         value = OmegaConf.select(cfg, key)
         if isinstance(value, str):
             OmegaConf.update(cfg, key, resolve_default(value), merge=False)
+
+
+def validate_config(cfg: DictConfig) -> DictConfig:
+    """Check `cfg` against the typed schema (mulap.config_schema); numbers given as strings become numbers.
+    Raises ConfigError naming every key that is wrong and what it may be."""
+    from mulap.config_schema import SchemaError, check
+
+    container = to_dict(cfg)
+    try:
+        checked = check(container)
+    except SchemaError as exc:
+        raise ConfigError(f"config: {exc}") from None
+    for key, value in _changed_leaves(container, checked):
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
+def _changed_leaves(given, checked, prefix: str = ""):
+    """(dotted key, value) where the schema converted a value (e.g. the string '1e-4' to 1e-4)."""
+    if isinstance(given, dict) and isinstance(checked, dict):
+        for k, v in given.items():
+            if k in checked:
+                yield from _changed_leaves(v, checked[k], f"{prefix}{k}.")
+    elif given != checked or type(given) is not type(checked):
+        if not (isinstance(given, list) and given == checked):
+            yield prefix[:-1], checked
 
 
 def save_config(cfg: DictConfig, path: str | Path) -> None:

@@ -1,5 +1,6 @@
 """Atomic file writes: a temporary name in the same folder, then a rename, so a crash never
-leaves a half-written config, manifest, report or results file."""
+leaves a half-written config, manifest, report or results file. Write failures (disk full,
+read-only, permission denied) come out as one `WriteError` naming the path."""
 from __future__ import annotations
 
 import errno
@@ -7,6 +8,87 @@ import json
 import os
 import shutil
 from pathlib import Path
+
+# what a user can do something about: free space, fix permissions, pick another folder
+_WRITE_PROBLEMS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+class WriteError(OSError):
+    """A file could not be written; the message names the path and what happened (for a full disk,
+    how much space is free and about how much was needed)."""
+
+    def __init__(self, message: str, code: int | None = None, path: str | Path | None = None):
+        super().__init__(message)
+        self.errno, self.filename, self.message = code, None if path is None else str(path), message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def is_write_problem(exc: BaseException) -> bool:
+    """True for the OSErrors `write_error` describes (disk full, quota, read-only, permissions)."""
+    return isinstance(exc, WriteError) or (isinstance(exc, OSError) and exc.errno in _WRITE_PROBLEMS)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def write_error(exc: OSError, path: str | Path, needed_bytes: int | None = None) -> WriteError:
+    """`exc` (raised while writing `path`) as a one-line WriteError; a WriteError is returned as is."""
+    if isinstance(exc, WriteError):
+        return exc
+    what = _WRITE_PROBLEMS.get(exc.errno) or exc.strerror or str(exc)
+    msg = f"cannot write {path}: {what}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = _free_bytes(Path(path))
+        parts = [f"{human_bytes(free)} free"] if free is not None else []
+        if needed_bytes:
+            parts.append(f"about {human_bytes(needed_bytes)} needed")
+        if parts:
+            msg += f" ({', '.join(parts)})"
+    return WriteError(msg, exc.errno, path)
+
+
+def _free_bytes(path: Path) -> int | None:
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            try:
+                return shutil.disk_usage(folder).free
+            except OSError:
+                return None
+    return None
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make a rename in `folder` durable (a power cut after it cannot bring the old name back)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot fsync a directory; the rename itself is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+def unlink_quietly(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 class StorageError(OSError, ValueError):
@@ -53,13 +135,17 @@ def is_file(path: str | Path) -> bool:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        unlink_quietly(tmp)
+        raise write_error(exc, path, len(text.encode())) from None
     return path
 
 

@@ -137,6 +137,11 @@ class AudioCaptionDataset(Dataset):
         self.max_chunks = max(1, int(max_len_seconds // chunk_seconds))
         self.random_crop = random_crop
         self.on_bad_sample = on_bad_sample
+        self.seed, self.epoch = int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Random crops are drawn from (seed, epoch, index): new every epoch, and the same in a resumed run."""
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -151,18 +156,19 @@ class AudioCaptionDataset(Dataset):
                 raise DatasetError(msg) from None
             log.warning("skipping %s", msg)
             return Skipped(str(pair.audio_path), str(exc))
-        return clip_item(pair.audio_id, pair.caption, wave, self.chunk_len, self.max_chunks, self.random_crop)
+        # a function of (seed, epoch, clip) only: crops change from epoch to epoch, do not depend on the
+        # number of workers, and a resumed run draws the ones an uninterrupted run would
+        rng = np.random.default_rng((self.seed, self.epoch, i)) if self.random_crop else None
+        return clip_item(pair.audio_id, pair.caption, wave, self.chunk_len, self.max_chunks, rng)
 
 
-def clip_item(audio_id: str, caption: str, wave: np.ndarray, chunk_len: int, max_chunks: int, crop: bool) -> dict:
-    """One training item from a decoded clip [T]: a random `max_chunks` window when `crop` (else the
-    start), cut into chunks [max_chunks, chunk_len] with a mask of the real ones [max_chunks]."""
+def clip_item(audio_id: str, caption: str, wave: np.ndarray, chunk_len: int, max_chunks: int,
+              crop_rng: np.random.Generator | None) -> dict:
+    """One training item from a decoded clip [T]: a random `max_chunks` window drawn with `crop_rng` (None:
+    the start), cut into chunks [max_chunks, chunk_len] with a mask of the real ones [max_chunks]."""
     window = max_chunks * chunk_len
-    if crop and len(wave) > window:
-        # torch's RNG: DataLoader reseeds it in every worker and every epoch from the
-        # run's seed, so crops change from epoch to epoch and a run is repeatable
-        rng = np.random.default_rng(int(torch.randint(2**31 - 1, ())))
-        wave = random_crop(wave, window, rng)
+    if crop_rng is not None and len(wave) > window:
+        wave = random_crop(wave, window, crop_rng)
     chunks, mask = chunk_with_mask(wave, chunk_len, max_chunks)
     return {"audio_id": audio_id, "caption": caption, "chunks": chunks, "chunk_mask": mask}
 

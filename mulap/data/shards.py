@@ -496,7 +496,9 @@ class ShardDataset(IterableDataset):
                 raise DatasetError(f"{exc} (dataset_config.on_bad_sample=skip counts and skips such samples)") from None
             log.warning("skipping %s", exc)
             return Skipped(where, str(exc))
-        return clip_item(audio_id, caption, wave, self.chunk_len, self.max_chunks, self.random_crop)
+        # crops from (seed, epoch, shard, position): repeatable, whatever the number of workers and ranks
+        rng = np.random.default_rng([self.seed, self.epoch, 3, *item]) if self.random_crop else None
+        return clip_item(audio_id, caption, wave, self.chunk_len, self.max_chunks, rng)
 
 
 def _samples(stream) -> Iterator[tuple[str, dict]]:

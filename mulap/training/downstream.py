@@ -39,6 +39,8 @@ from mulap.evaluation.outputs import evaluate_and_write
 from mulap.models.backbone import SUPERVISED, load_backbone, save_backbone
 from mulap.models.musicnn import Musicnn
 from mulap.models.probes import Probe
+from mulap.training.checkpoints import AtomicCheckpointIO
+from mulap.training.locks import LOCK_NAME, run_lock
 from mulap.training.progress import EpochProgress
 
 log = logging.getLogger(__name__)
@@ -253,13 +255,19 @@ def run_downstream(pretrain_id: str, task: str, downstream_id: str | None = None
     d = cfg.downstream
     downstream_id = downstream_id or f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = downstream_dir(cfg, pretrain_id, downstream_id)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    ds = load_task_data(cfg)
+    ds = load_task_data(cfg)  # the config (checked when loaded), the data and the backbone before anything is written
     spec = get_task(task).resolved(ds.task_type)
     if ds.task_type != spec.task_type:
         raise ValueError(f"{ds.root}: prepared for a {ds.task_type} task, but {task} is {spec.task_type}")
     backbone, backbone_desc = backbone_for(cfg, pretrain_id)
+    with run_lock(out / LOCK_NAME, f"downstream run {downstream_id!r} of {pretrain_id!r}"):
+        save_config(cfg, out / "config.yaml")
+        return _train_probe(cfg, pretrain_id, task, downstream_id, out, spec, ds, backbone, backbone_desc, progress)
+
+
+def _train_probe(cfg: DictConfig, pretrain_id: str, task: str, downstream_id: str, out: Path, spec, ds: PreparedDataset,
+                 backbone: Musicnn, backbone_desc: str, progress: bool) -> str:
+    d = cfg.downstream
     L.seed_everything(int(d.seed), workers=True, verbose=False)
     t0 = time.time()
     y_train, target_stats = _training_targets(ds.task_type, targets(ds, "train"))
@@ -297,7 +305,7 @@ def run_downstream(pretrain_id: str, task: str, downstream_id: str | None = None
     if progress and d.mode == "frozen":  # fine-tuning keeps Lightning's per-batch bar (its batches take seconds)
         callbacks.append(EpochProgress(f"probe {task} ({backbone_desc})", monitor))
     trainer = L.Trainer(accelerator=cfg.training.device, devices=1, max_epochs=int(d.epochs), logger=CSVLogger(out, name="", version="logs"),
-                        callbacks=callbacks,
+                        plugins=[AtomicCheckpointIO()], callbacks=callbacks,
                         enable_progress_bar=progress and d.mode == "finetune", enable_model_summary=False,
                         num_sanity_val_steps=0, log_every_n_steps=1, deterministic=False)
     # a frozen-mode step is a tiny MLP on a batch of cached vectors: extra intra-op threads only add

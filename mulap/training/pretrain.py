@@ -1,28 +1,38 @@
 """Pre-training with Lightning: DataModule (audiocaption) + LightningModule (MuLaP objectives)
-and `run_pretraining`, which owns the experiment folder, checkpoints, logs and resuming."""
+and `run_pretraining`, which owns the experiment folder, checkpoints, logs and resuming.
+
+A run is checked before it writes anything (config schema, dataset splits, model construction), then
+holds the experiment's lock, resumes from the newest intact checkpoint (mulap.training.checkpoints) and
+continues exactly: the data order and every step's random draws are functions of the seed and the
+position in training (mulap.training.resumable), and the logs keep the whole history."""
 from __future__ import annotations
 
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, OnExceptionCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, TQDMProgressBar
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
-from mulap.config import save_config, to_dict
+from mulap.config import save_config, to_dict, validate_config
 from mulap.data.audiocaption import AudioCaptionDataset, Collate
 from mulap.data.shards import ShardDataset, ShardLoader, shard_dataset, trained_batches
+from mulap.files import is_write_problem, write_error
 from mulap.models.backbone import save_backbone
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer
+from mulap.training.checkpoints import AtomicCheckpointIO, Resume, best_checkpoint, checkpoint_callbacks, resume_checkpoint
 from mulap.training.distributed import FailFast
+from mulap.training.locks import LOCK_NAME, launcher_rank_zero, run_lock
+from mulap.training.loggers import HistoryCSVLogger, HistoryTensorBoardLogger
 from mulap.training.optim import adamw_with_warmup
+from mulap.training.resumable import EpochSampler, step_seed
 
 log = logging.getLogger(__name__)
 OBJECTIVE_KEYS = ("loss", "mlm", "atm", "mam", "contrastive", "contrastive_chunk", "mlm_acc", "atm_acc", "contrastive_acc")
@@ -54,29 +64,65 @@ class AudioCaptionDataModule(L.LightningDataModule):
                 if ds.skipped_records:
                     log.warning("%s split: %d record(s) skipped (on_bad_sample=skip)", split, len(ds.skipped_records))
 
-    def _loader(self, ds, shuffle: bool) -> DataLoader:
+    def _loader(self, ds, sampler) -> DataLoader:
         t = self.cfg.training
         if isinstance(ds, ShardDataset):  # batches come from the dataset; the train loader's state resumes mid-epoch
-            if shuffle:
+            if sampler == "train":
                 self.shard_loader = ShardLoader(ds, self.collate, t.num_workers, lambda: trained_batches(self.trainer),
                                                 resume=getattr(self, "shard_resume", None))
                 return self.shard_loader
             return DataLoader(ds, batch_size=None, num_workers=t.num_workers, collate_fn=self.collate)
-        return DataLoader(ds, batch_size=t.batch_size, shuffle=shuffle, num_workers=t.num_workers, collate_fn=self.collate,
+        return DataLoader(ds, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers, collate_fn=self.collate,
                           drop_last=False, persistent_workers=False)
 
-    def state_dict(self) -> dict:
-        """Saved in checkpoints: where the shard stream stands (restored before any loader is made)."""
-        return {"shards": self.shard_loader.state_dict()} if getattr(self, "shard_loader", None) else {}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.shard_resume = state.get("shards")
+    def _ranks(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, True)
+        if isinstance(self.train_set, ShardDataset):  # the shard plan splits ranks and workers itself
+            return self._loader(self.train_set, "train")
+        # the order of each epoch is drawn from (seed, epoch) and sharded across processes here (the Trainer's
+        # use_distributed_sampler is off), so a resumed run can continue an epoch where it stopped
+        rank, world = self._ranks()
+        self.sampler = EpochSampler(self.train_set, int(self.cfg.env.seed), shuffle=True, rank=rank, world_size=world)
+        state = getattr(self, "_resume_state", None)
+        if state:
+            if state.get("world_size", world) != world or state.get("batch_size") != int(self.cfg.training.batch_size):
+                log.warning("resuming with another batch size or process count than the checkpoint's: the interrupted "
+                            "epoch continues approximately (its remaining order is kept, the split differs)")
+            self.sampler.resume(state["epoch"], state["batches_done"], state.get("batch_size", int(self.cfg.training.batch_size)))
+            self._resume_state = None
+        return self._loader(self.train_set, self.sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False)
+        if isinstance(self.val_set, ShardDataset):
+            return self._loader(self.val_set, "val")
+        rank, world = self._ranks()
+        sampler = DistributedSampler(self.val_set, world, rank, shuffle=False) if world > 1 else None
+        return self._loader(self.val_set, sampler)
+
+    def state_dict(self) -> dict:
+        """Where the training data stands (saved in every full checkpoint): the epoch to continue and how many of
+        its batches are done, as Lightning will count them on restart. A finished epoch continues as the next one."""
+        if getattr(self, "shard_loader", None) is not None:  # where the shard stream stands
+            return {"shards": self.shard_loader.state_dict()}
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        epoch = trainer.current_epoch
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:
+            epoch, done = epoch + 1, 0
+        return {"epoch": int(epoch), "batches_done": int(done), "batch_size": int(self.cfg.training.batch_size),
+                "world_size": int(trainer.world_size)}
+
+    def load_state_dict(self, state: dict) -> None:
+        # called before the train loader is built (Lightning restores the datamodule first)
+        if state and "shards" in state:
+            self.shard_resume = state["shards"]
+            return
+        self._resume_state = state or None
 
 
 class PretrainModule(L.LightningModule):
@@ -103,6 +149,11 @@ class PretrainModule(L.LightningModule):
                 self.log(f"{stage}/{k}", out[k].detach(), batch_size=bs, prog_bar=k == "loss", sync_dist=stage == "val",
                          on_step=stage == "train", on_epoch=True)
         return out["loss"]
+
+    def on_train_batch_start(self, batch, batch_idx):
+        # masks, negatives and dropout of this step drawn from (seed, rank, epoch, batch): a resumed run draws
+        # exactly what an uninterrupted one would, whatever happened to the random stream before
+        torch.manual_seed(step_seed(self.cfg.env.seed, self.global_rank, self.current_epoch, batch_idx))
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
@@ -133,32 +184,29 @@ class PretrainModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def build_trainer(cfg: DictConfig, exp_dir: Path, extra_callbacks=()) -> L.Trainer:
+def build_trainer(cfg: DictConfig, exp_dir: Path, extra_callbacks=(), resume: Resume | None = None) -> L.Trainer:
     t = cfg.training
-    ckpt_dir = exp_dir / "checkpoints"
     callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:03d}", monitor="val/loss", mode="min", save_top_k=1,
-                        save_last=True, auto_insert_metric_name=False),
-        # an interrupted run resumes where it stopped: on an exception (Ctrl-C included) and every N steps
-        OnExceptionCheckpoint(dirpath=ckpt_dir, filename="interrupted"),
+        *checkpoint_callbacks(exp_dir / "checkpoints", t.checkpoint_every_n_steps, resume.info.global_step if resume else 0),
         LearningRateMonitor(logging_interval="step"),
         FailFast(),  # a failing rank stops the job instead of leaving the others waiting
         *extra_callbacks,
     ]
-    if t.checkpoint_every_n_steps:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step", every_n_train_steps=int(t.checkpoint_every_n_steps),
-                                         save_top_k=1, monitor=None, enable_version_counter=False))
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=int(t.early_stopping_patience)))
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
-    loggers = [CSVLogger(exp_dir / "logs", name="", version="csv"), TensorBoardLogger(exp_dir / "logs", name="", version="tb")]
+    # TensorBoard: a resumed run starts its own event file and marks the step it resumes from (purge_step), so the
+    # steps it repeats after a crash are shown once; the earlier files stay
+    tb_kwargs = {"purge_step": resume.info.global_step} if resume else {}
+    loggers = [HistoryCSVLogger(exp_dir / "logs", name="", version="csv"),
+               HistoryTensorBoardLogger(exp_dir / "logs", name="", version="tb", **tb_kwargs)]
     return L.Trainer(
         accelerator=t.device, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
         max_epochs=t.epochs, accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
         callbacks=callbacks, logger=loggers, enable_progress_bar=bool(t.progress_bar), deterministic=t.deterministic,
-        default_root_dir=exp_dir, num_sanity_val_steps=0,
+        default_root_dir=exp_dir, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
     )
 
 
@@ -166,49 +214,75 @@ def experiment_dir(cfg: DictConfig, pretrain_id: str) -> Path:
     return Path(cfg.env.save_dir) / "experiments" / pretrain_id
 
 
-def resume_checkpoint(exp_dir: Path) -> Path | None:
-    """The newest of last.ckpt (epoch end), step.ckpt (periodic) and interrupted.ckpt (exception)."""
-    found = [p for p in (exp_dir / "checkpoints").glob("*.ckpt") if p.stem in ("last", "step", "interrupted")]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+# expected on every resume; the DataModule's state (not the loader's) makes a mid-epoch resume exact
+for _pattern in (r"Checkpoint directory .* exists and is not empty", r".*resuming from a checkpoint that ended before the epoch ended"):
+    warnings.filterwarnings("ignore", message=_pattern)
 
 
 def run_pretraining(cfg: DictConfig, pretrain_id: str, extra_callbacks=()) -> Path:
     """Train (or resume) the experiment `<save_dir>/experiments/<pretrain_id>`; returns its folder.
 
-    Writes config.yaml, checkpoints/{last.ckpt, epochNNN.ckpt (best val loss)}, logs/{csv,tb},
-    backbone.safetensors (best) and backbone_last.safetensors.
+    Nothing is written before the config, the dataset splits and the model have been checked. Writes
+    run.lock (while running), config.yaml, runs.log, checkpoints/{last,last.prev,best,step,interrupted}.ckpt
+    (see mulap.training.checkpoints), logs/{csv,tb}, backbone.safetensors (best) and backbone_last.safetensors.
     """
+    validate_config(cfg)
     exp_dir = experiment_dir(cfg, pretrain_id)
-    last = resume_checkpoint(exp_dir)
-    resume = last is not None
-    L.seed_everything(int(cfg.env.seed), workers=True)
-    _record_run(cfg, exp_dir, f"resume from {last}" if resume else "start")
-    module = PretrainModule(to_dict(cfg))
     data = AudioCaptionDataModule(cfg)
-    trainer = build_trainer(cfg, exp_dir, extra_callbacks)
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
-    if trainer.is_global_zero:
-        export_backbones(module, trainer, exp_dir, pretrain_id)
+    data.setup("fit")  # opens and validates the splits (DatasetError naming the file and record)
+    L.seed_everything(int(cfg.env.seed), workers=True, verbose=False)
+    module = PretrainModule(to_dict(cfg))
+    owner = launcher_rank_zero()  # DDP: rank 0 holds the lock and writes the run records
+    with run_lock(exp_dir / LOCK_NAME, f"experiment {pretrain_id!r}", enabled=owner):
+        resume = resume_checkpoint(exp_dir, clean=owner)
+        if owner:
+            _record_run(cfg, exp_dir, resume.describe() if resume else "start")
+        trainer = build_trainer(cfg, exp_dir, extra_callbacks, resume)
+        try:
+            trainer.fit(module, datamodule=data, ckpt_path=str(resume.path) if resume else None, weights_only=True)
+        except BaseException as exc:
+            if owner:
+                why = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"{type(exc).__name__}: {exc}"
+                _append_runs_log(exp_dir, f"stopped at global step {trainer.global_step}: {why}", quiet=True)
+            if isinstance(exc, OSError) and is_write_problem(exc):
+                raise write_error(exc, exc.filename or exp_dir) from None
+            raise
+        if trainer.global_step == 0:
+            raise ValueError(f"{pretrain_id}: no optimizer step was taken (no training batches?), so no backbone was written")
+        if trainer.is_global_zero:
+            try:
+                export_backbones(module, exp_dir, pretrain_id)
+            except OSError as exc:
+                raise write_error(exc, exc.filename or exp_dir) from None
+            _append_runs_log(exp_dir, f"finished at global step {trainer.global_step} ({trainer.current_epoch} epochs)")
     return exp_dir
 
 
-@rank_zero_only
 def _record_run(cfg: DictConfig, exp_dir: Path, what: str) -> None:
     """config.yaml is the config of the latest run; runs.log keeps every start/resume with its overrides."""
-    exp_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, exp_dir / "config.yaml")
-    with open(exp_dir / "runs.log", "a") as fh:
-        fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {what}; argv: {' '.join(sys.argv[1:])}\n")
+    _append_runs_log(exp_dir, f"{what}; argv: {' '.join(sys.argv[1:])}")
 
 
-def export_backbones(module: PretrainModule, trainer: L.Trainer, exp_dir: Path, pretrain_id: str) -> None:
+def _append_runs_log(exp_dir: Path, line: str, quiet: bool = False) -> None:
+    """One line per event; `quiet`: best effort (recording a failure must not hide the failure)."""
+    path = exp_dir / "runs.log"
+    try:
+        with open(path, "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+    except OSError as exc:
+        if not quiet:
+            raise write_error(exc, path) from None
+
+
+def export_backbones(module: PretrainModule, exp_dir: Path, pretrain_id: str) -> None:
     """backbone_last.safetensors from the final weights; backbone.safetensors from the best checkpoint."""
     save_backbone(module.model.backbone, exp_dir / "backbone_last.safetensors", f"mulap:{pretrain_id}:last")
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if best and Path(best).is_file():
+    best = best_checkpoint(exp_dir)
+    if best is not None:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         prefix = "model.backbone."
         module.model.backbone.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
-        save_backbone(module.model.backbone, exp_dir / "backbone.safetensors", f"mulap:{pretrain_id}:best:{Path(best).name}")
+        save_backbone(module.model.backbone, exp_dir / "backbone.safetensors", f"mulap:{pretrain_id}:best:{best.name}")
     else:
         save_backbone(module.model.backbone, exp_dir / "backbone.safetensors", f"mulap:{pretrain_id}:last")

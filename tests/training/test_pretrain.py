@@ -42,8 +42,17 @@ def test_tiny_pretraining_lowers_loss_and_writes_experiment(corpus, tmp_path, ca
     assert main(args) == 0
     assert "pretrain_id: tiny" in capsys.readouterr().out
     exp = tmp_path / "experiments" / "tiny"
-    for name in ("config.yaml", "checkpoints/last.ckpt", "backbone.safetensors", "backbone_last.safetensors", "logs/csv/metrics.csv"):
+    for name in ("config.yaml", "checkpoints/last.ckpt", "checkpoints/last.prev.ckpt", "checkpoints/best.ckpt",
+                 "backbone.safetensors", "backbone_last.safetensors", "logs/csv/metrics.csv"):
         assert (exp / name).is_file(), name
+    assert not (exp / "run.lock").exists()
+    # the best epoch's weights only, in Lightning's save_weights_only format; last.ckpt is the full resume state
+    best = torch.load(exp / "checkpoints" / "best.ckpt", weights_only=True)
+    assert {"state_dict", "epoch", "global_step", "hyper_parameters"} <= best.keys() and "optimizer_states" not in best
+    assert best["state_dict"] and all(k.startswith("model.") for k in best["state_dict"])
+    last = torch.load(exp / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 18 and {"optimizer_states", "lr_schedulers", "loops"} <= last.keys()
+    assert torch.load(exp / "checkpoints" / "last.prev.ckpt", weights_only=True)["global_step"] == 15
     assert list((exp / "logs" / "tb").glob("events.*"))
     losses = _val_losses(exp)
     assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
