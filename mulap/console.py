@@ -31,7 +31,8 @@ KNOWN_CHATTER = (
     r"The '(train|val|test)_dataloader' does not have many workers",
 )
 # Lightning log lines that are advertising or say "no TPU/HPU" on every run
-_DROPPED_LOG_LINES = ("💡 Tip", "TPU available", "HPU available", "GPU available: False")
+_DROPPED_LOG_LINES = ("💡 Tip", "TPU available", "HPU available", "GPU available: False",
+                      "Loading `train_dataloader` to estimate number of stepping batches")
 
 _HANDLER_NAME = "mulap-console"
 

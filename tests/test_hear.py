@@ -82,7 +82,7 @@ def test_load_model_takes_what_mulap_load_takes(tmp_path):
         hear.load_model("", hop=3)
     with pytest.raises(ValueError, match="hop_ms must be > 0"):
         hear.load_model("", hop_ms=0)
-    with pytest.raises(ValueError, match="is not a model"):
+    with pytest.raises(ValueError, match="no such model file or folder"):
         hear.load_model(str(tmp_path / "nothing"))
 
 

@@ -134,7 +134,9 @@ def test_wheel_installs_and_works_outside_the_tree(tmp_path, demo_world):
     assert api.returncode == 0, api.stderr
     got = json.loads(api.stdout.strip().splitlines()[-1])
     assert Path(got["file"]).is_relative_to(venv)  # the installed copy, not the source tree
-    assert not [p for p in got["sys_path"] if p and Path(p).resolve().is_relative_to(ROOT)]
+    # no path into the source tree (its .venv's site-packages, seen through the .pth, holds dependencies only)
+    assert not [p for p in got["sys_path"] if p and Path(p).resolve().is_relative_to(ROOT)
+                and not Path(p).resolve().is_relative_to(ROOT / ".venv")]
     assert got["project_root"] == "None" and got["save_dir"] == str(run_dir / "save")  # wheel: defaults from the cwd
     assert got["shape"] == [1, 1506]
     assert got["embed_vs_cli"] < 1e-5 and got["array_matches_file"]

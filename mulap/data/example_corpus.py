@@ -40,7 +40,7 @@ def ensure_pretraining_corpus(cfg: DictConfig, progress: bool = True) -> Path:
     """The corpus folder of `cfg`, built first when it is the default one and missing; raises DatasetError
     (naming the folder) when a corpus folder has no train/val split file."""
     data_dir = Path(str(cfg.dataset_config.data_dir))
-    if has_corpus(data_dir):
+    if has_corpus(data_dir) or cfg.dataset_config.get("format", "folder") == "shards":  # shards: checked when opened
         return data_dir
     empty = not data_dir.exists() or (data_dir.is_dir() and not any(data_dir.iterdir()))
     if empty and data_dir.resolve() == default_data_dir().resolve():

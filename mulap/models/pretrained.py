@@ -52,18 +52,14 @@ def is_experiment(path: Path) -> bool:
 
 
 def weights_checkpoint(exp_dir: Path) -> Path:
-    """The checkpoint whose weights stand for the experiment: the best by validation loss, else the latest."""
-    ckpts = exp_dir / "checkpoints"
-    best = ckpts / "best.ckpt"
-    if best.is_file():
-        return best
-    epochs = sorted(ckpts.glob("epoch*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if epochs:
-        return epochs[-1]
-    for name in ("last.ckpt", "step.ckpt", "interrupted.ckpt"):
-        if (ckpts / name).is_file():
-            return ckpts / name
-    raise ModelLoadError(f"{exp_dir}: no checkpoint in {ckpts} (the pre-training has not finished an epoch)")
+    """The checkpoint whose weights stand for the experiment: the best by validation loss, else the latest intact."""
+    from mulap.training.checkpoints import best_checkpoint
+
+    found = best_checkpoint(exp_dir)
+    if found is None:
+        raise ModelLoadError(f"{exp_dir}: no intact checkpoint in {exp_dir / 'checkpoints'} (the pre-training has not "
+                             "taken an optimizer step)")
+    return found
 
 
 def _backbone_config(exp_dir: Path, model_config: DictConfig) -> dict:

@@ -311,7 +311,7 @@ class InterruptedCheckpoint(Checkpoint):
             log.info("no %s: global step %d holds no training beyond the checkpoints on disk (step %d)", INTERRUPTED, step, newest)
             return
         if is_write_problem(exception):
-            log.warning("no %s: the run stopped on a write error (%s)", INTERRUPTED, exception)
+            log.debug("no %s: the run stopped on a write error (%s)", INTERRUPTED, exception)  # the CLI's error line says it
             return
         self._saving = True
         try:

@@ -50,14 +50,19 @@ class AudioCaptionDataModule(L.LightningDataModule):
         if d.get("format", "folder") not in ("folder", "shards"):
             raise ValueError(f"dataset_config.format must be folder or shards, got {d.format!r}")
         if d.get("format") == "shards":  # streamed; each rank plans its part of every epoch
-            rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-            return shard_dataset(self.cfg, split, train, rank, world)
+            return shard_dataset(self.cfg, split, train, *self._ranks())
         controls = {"max_clips": d.get("train_clips"), "captions": d.get("captions", "aligned"), "seed": int(self.cfg.env.seed)} if train else {}
         return AudioCaptionDataset(d.data_dir, split, d.sample_rate, d.max_len_seconds, d.chunk_seconds, d.audio_dir,
                                    random_crop=train and d.random_crop, on_bad_sample=d.on_bad_sample, **controls)
 
     def setup(self, stage: str | None = None) -> None:
+        # shards are planned per rank: datasets opened before the trainer existed (the early check in
+        # run_pretraining) are opened again once the process knows its rank
+        ranks = self._ranks()
+        if getattr(self, "_opened_for", None) != ranks and self.cfg.dataset_config.get("format") == "shards":
+            self.__dict__.pop("train_set", None)
         if not hasattr(self, "train_set"):
+            self._opened_for = ranks
             self.train_set = self._dataset("train", True)
             self.val_set = self._dataset("val", False)
             for ds, split in ((self.train_set, "train"), (self.val_set, "val")):

@@ -22,7 +22,7 @@ def _caption(f0, bright, loud):
 
 def test_tiny_model_retrieves_each_clip_from_its_caption():
     torch.manual_seed(0)
-    cfg = load_config(None, TINY_MODEL + ["model_config.audio.max_chunks=2", "model_config.audio.freeze_backbone=true",
+    cfg = load_config(None, TINY_MODEL + ["model_config.audio.max_chunks=2", "dataset_config.max_len_seconds=6", "model_config.audio.freeze_backbone=true",
                                           "model_config.audio.dropout=0.0", "model_config.text.dropout=0.0",
                                           "model_config.coattention.dropout=0.0"])
     net = MuLaP(cfg.model_config)

@@ -23,5 +23,5 @@ class SaveParams(L.Callback):
 if __name__ == "__main__":
     out = Path(sys.argv[1])
     build = pretrain.build_trainer
-    pretrain.build_trainer = lambda cfg, exp_dir, extra=(): build(cfg, exp_dir, [*extra, SaveParams(out)])
+    pretrain.build_trainer = lambda cfg, exp_dir, extra=(), *rest: build(cfg, exp_dir, [*extra, SaveParams(out)], *rest)
     sys.exit(main(sys.argv[2:]))
