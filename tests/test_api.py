@@ -14,6 +14,7 @@ import torch
 import mulap
 from mulap.cli import main
 from mulap.models.pretrained import ModelLoadError
+from mulap.models.text import additive_mask
 from tests.helpers import tone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +163,15 @@ def test_match_equals_the_atm_head(experiment):
         mask = torch.ones(2, 2, dtype=torch.bool)
         tok = model.tokenizer(texts, padding=True, return_tensors="pt")
         enc = m.encode(feats, mask, m.text_lower(tok["input_ids"], tok["attention_mask"]), tok["attention_mask"])
-        expected = torch.softmax(m.atm_head(enc.fused), -1)[:, 1].numpy()
+        logits = m.atm_head(enc.fused)
+        # the default recipe's matching head also sees the pair's joint-space cosine, scaled
+        a = torch.nn.functional.normalize(m.audio_proj(feats.mean(1)), dim=-1)
+        h = m.text.run_layers(m.text.embed(tok["input_ids"]), additive_mask(tok["attention_mask"], torch.float32), 0,
+                              len(m.text.layers))
+        w = tok["attention_mask"].unsqueeze(-1).float()
+        t = torch.nn.functional.normalize(m.text_proj((h * w).sum(1) / w.sum(1)), dim=-1)
+        logits[:, 1] += m.atm_similarity_scale * (a * t).sum(-1)
+        expected = torch.softmax(logits, -1)[:, 1].numpy()
     np.testing.assert_allclose(got[0], expected, atol=1e-5)
     # longer than the window: the best of the windows
     long = np.concatenate([x[:48000 * 2], x[:48000 * 2]])

@@ -43,9 +43,11 @@ def test_ranking_equals_brute_force_with_best_moment(model, tmp_path):
     order, scores = _brute_force(model, folder, qv)
     assert [h.file for h in hits] == order
     np.testing.assert_allclose([h.score for h in hits], np.sort(scores)[::-1], atol=1e-4)
-    for h in hits:  # the moment is the file's best chunk by the same query
+    for h in hits:  # the moment is the file's best chunk by the same query (up to the index's float16 rounding)
         c, starts = model.embed_chunks(sf.read(h.file, dtype="float32")[0], 16000, space="joint")
-        assert h.start == starts[int(np.argmax(c @ qv))] and h.end == h.start + 3.0
+        scores = c @ qv
+        chosen = int(np.flatnonzero(starts == h.start)[0])
+        assert scores[chosen] >= scores.max() - 2e-3 and h.end == h.start + 3.0
 
 
 def test_index_updates_incrementally(model, tmp_path, monkeypatch):
