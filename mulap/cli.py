@@ -113,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", metavar="FILE", help="YAML/JSON: class -> text or list of texts (default: built-in ensembles)")
     p.add_argument("--out", help="output folder (default <experiment>/zeroshot/<task>)")
     p.add_argument("--write-prompts", metavar="FILE", help="write the default prompts of the task to FILE and stop")
+    p.add_argument("--raw", action="store_true",
+                   help="score with the raw cosines (no per-class standardisation on the validation split's scores)")
     _add_overrides(p)
 
     p = sub.add_parser("eval-retrieval", help="text->audio and audio->text retrieval metrics on an audiocaption split")
@@ -303,10 +305,11 @@ def cmd_zeroshot(args) -> None:
                             embedding_cache_root(cfg.env.save_dir), int(cfg.training.num_workers), True,
                             desc=f"embedding {ds.task}", device=device, precision=precision)
     out = Path(args.out) if args.out else _model_out(model, cfg, "zeroshot", args.task)
-    m = run_zeroshot(model, ds, emb, out, args.prompts)
+    m = run_zeroshot(model, ds, emb, out, args.prompts, calibrate_classes=not args.raw)
     lo, hi = m["ci95"]
+    raw = f" (raw cosines {m['value_raw']:.4f})" if m.get("value_raw") is not None else ""
     print(f"{args.task} zero-shot ({model.name}): {m['primary_metric']}={m['value']:.4f} "
-          f"[95% {lo:.4f}, {hi:.4f}], chance {m['chance']:.4f}; files in {out}")
+          f"[95% {lo:.4f}, {hi:.4f}]{raw}, chance {m['chance']:.4f}; files in {out}")
 
 
 def cmd_eval_retrieval(args) -> None:

@@ -65,6 +65,8 @@ def zero_shot_all(models: dict, datasets: dict, cache_root: Path, out: Path, num
             m = run_zeroshot(model, ds, emb, out / "zeroshot" / name / task)
             table.setdefault(task, {})[name] = {"metric": m["primary_metric"], "value": m["value"], "ci": m["ci95"],
                                                 "chance": m["chance"], "n_test": m["n_test_tracks"]}
+            if m.get("value_raw") is not None:
+                table[task][name]["value_raw"] = m["value_raw"]
     return table
 
 
@@ -186,7 +188,10 @@ def markdown(summary: dict) -> list[str]:
     models = [m for m in MODELS if any(m in row for row in zs.values())]
     lines += ["", "Zero-shot on the downstream test splits from the default prompt ensembles (no training on the task): "
               "ROC-AUC macro (tagging), accuracy (classification), Pearson r of the prompt contrast (Emomusic: energetic "
-              "vs calm for arousal, happy vs sad for valence, mean of the two).", "",
+              "vs calm for arousal, happy vs sad for valence, mean of the two). Class scores are standardised by each "
+              "class's mean and spread over the validation split's tracks (no labels; `mulap zeroshot --raw` turns it "
+              "off): it leaves ranking metrics alone and removes the head start of prompts that sit near every clip; "
+              "accuracies from the raw cosines are given after the table.", "",
               "| task | n test | " + " | ".join(models) + " | chance | mulap − shuffled | mulap − untrained |",
               "|---|---|" + "---|" * (len(models) + 3)]
     above = []
@@ -201,12 +206,19 @@ def markdown(summary: dict) -> list[str]:
             above.append(task)
     lines += ["", f"MuLaP's zero-shot is above chance beyond its 95 % interval on **{len(above)} of {len(zs)}** tasks"
               + (f" ({', '.join(above)})." if above else ".")]
+    # standardising moves accuracy only (ranking metrics per class are unchanged by it)
+    raw = [f"{task} " + ", ".join(f"{m} {c['value_raw']:.3f}" for m, c in row.items() if "value_raw" in c)
+           for task, row in zs.items() if any("value_raw" in c and c["metric"] == "accuracy" for c in row.values())]
+    if raw:
+        lines += ["", "Accuracy from the raw cosines (no standardisation): " + "; ".join(raw) + "."]
     other = summary.get("zeroshot_other_soundfont")
     if other:
         first = next(iter(other.values()))
         lines += ["", f"NSynth instrument family on {first['n_test']} notes of every GM program rendered through a soundfont "
                   "the world never uses (Debian's csound GM bank): " +
-                  ", ".join(f"{m} {_zs(c)}" for m, c in other.items()) + f"; chance {first['chance']:.3f}."]
+                  ", ".join(f"{m} {_zs(c)}" for m, c in other.items()) + f"; chance {first['chance']:.3f}"
+                  + (f" (raw cosines: " + ", ".join(f"{m} {c['value_raw']:.3f}" for m, c in other.items() if "value_raw" in c) + ")"
+                     if any("value_raw" in c for c in other.values()) else "") + "."]
     lines += ["", "Reading: the corpus captions name instruments, style/era, tempo, dynamics, texture, key and metre. "
               "Retrieval and zero-shot measure how much of that the joint space carries: what a caption names "
               "*and* the audio side can hear (timbre, tempo, loudness, texture) can be learnt; key and mode cannot, "
@@ -243,13 +255,15 @@ def results_entries(summary: dict) -> dict:
     retrieval = {"n_test": r["n_test"], "chance": r["chance"], "caption_ambiguity_bound": r["caption_ambiguity_bound"],
                  "models": {m: {d: {k: v for k, v in cell[d].items()} for d in ("t2a", "a2t")} for m, cell in r["models"].items()}}
     out = {"retrieval": retrieval,
-           "zeroshot": {t: {m: {"metric": c["metric"], "value": c["value"], "ci": c["ci"], "chance": c["chance"]}
-                            for m, c in row.items()} for t, row in summary["zeroshot"].items()}}
+           "zeroshot": {t: {m: _entry(c) for m, c in row.items()} for t, row in summary["zeroshot"].items()}}
     if summary.get("zeroshot_other_soundfont"):
-        out["zeroshot_other_soundfont"] = {"nsynth_clf": {m: {"metric": c["metric"], "value": c["value"], "ci": c["ci"],
-                                                              "chance": c["chance"]}
-                                                          for m, c in summary["zeroshot_other_soundfont"].items()}}
+        out["zeroshot_other_soundfont"] = {"nsynth_clf": {m: _entry(c) for m, c in summary["zeroshot_other_soundfont"].items()}}
     return out
+
+
+def _entry(cell: dict) -> dict:
+    """A zero-shot cell of results.json: metric, value, ci, chance (+ value_raw where scores were standardised)."""
+    return {k: cell[k] for k in ("metric", "value", "ci", "chance", "value_raw") if k in cell}
 
 
 def read_summary(out: Path) -> dict:

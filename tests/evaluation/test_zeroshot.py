@@ -46,6 +46,11 @@ def test_zeroshot_uses_the_eval_code_path(prepared, tiny_mulap, tmp_path, monkey
         again = compute_metrics(ds.task_type, preds["y_true"], preds["y_score"], ds.label_names)
         assert m["accuracy"] == again["accuracy"] and m["f1_macro"] == again["f1_macro"]
         assert m["chance"] == pytest.approx(1 / 11) and m["value"] == m["accuracy"]
+        # scored after per-class standardisation on the validation split; the raw cosines' figure is kept
+        sc = np.load(out / "scores.npz")
+        np.testing.assert_allclose(sc["scores"], preds["y_score"], rtol=1e-6)
+        assert m["value_raw"] == pytest.approx(float(np.mean(sc["raw_scores"].argmax(1) == preds["y_true"])))
+        assert m["calibration"].startswith("class scores standardised")
     elif ds.task_type == "multilabel":
         again = compute_metrics(ds.task_type, preds["y_true"], preds["y_score"], ds.label_names, np.zeros(len(ds.label_names)))
         assert m["roc_auc_macro"] == pytest.approx(again["roc_auc_macro"]) and m["value"] == pytest.approx(m["roc_auc_macro"])
@@ -54,6 +59,26 @@ def test_zeroshot_uses_the_eval_code_path(prepared, tiny_mulap, tmp_path, monkey
             assert k in m
         assert m["chance"] == 0.0 and m["value"] == m["pearson"]
     assert (out / "prompts.json").is_file() and list((out / "plots").glob("*.png"))
+
+
+def test_standardising_on_validation_removes_a_class_prior():
+    """A class whose prompts sit near every clip wins every raw argmax; standardising each class's scores by
+    the validation tracks' mean and spread (no labels) restores the ranking within each class."""
+    from mulap.evaluation.zeroshot import standardise
+
+    rng = np.random.default_rng(0)
+    def split(n):
+        y = rng.integers(0, 4, n)
+        s = rng.normal(0, 0.05, (n, 4)) + 0.2 * np.eye(4)[y]
+        s[:, 2] += 0.5  # class 2's prompts are close to everything
+        return y, s
+    (y_v, s_v), (y_t, s_t) = split(400), split(400)
+    assert np.mean(s_t.argmax(1) == y_t) < 0.3
+    z = standardise(s_v, s_t)
+    assert np.mean(z.argmax(1) == y_t) > 0.9
+    np.testing.assert_allclose(z[:, 2], (s_t[:, 2] - s_v[:, 2].mean()) / s_v[:, 2].std(), rtol=1e-5)
+    flat = np.ones_like(s_v)  # a class scoring every validation track alike keeps its spread
+    np.testing.assert_allclose(standardise(flat, s_t), s_t - 1.0, rtol=1e-5)
 
 
 def test_default_prompts_are_ensembles_with_synonyms():

@@ -75,7 +75,7 @@ SIZES: dict[str, SizeConfig] = {
         pieces={"bach_chorales": 200, "palestrina": 120, "monteverdi": 30, "trecento": 40, "string_quartets": 25,
                 "fiddle_tunes": 180, "irish_tunes": 120, "scottish_airs": 70, "german_folk": 110, "chinese_folk": 80},
         corpus_clips=4000, corpus_seconds=(10.0, 30.0),
-        nsynth_notes_per_program={"train": 24, "valid": 16, "test": 24}, nsynth_max_train_programs=None,
+        nsynth_notes_per_program={"train": 24, "valid": 16, "test": 110}, nsynth_max_train_programs=None,
         mtt_tracks=400, mtt_clips_per_track=3, mtt_clip_seconds=9.0, mtt_top_n=50,
         jamendo_tracks=1000, jamendo_seconds=(6.0, 12.0), jamendo_top_n=50,
         fma_per_genre=120, fma_seconds=9.0, emomusic_clips=800, emomusic_seconds=9.0,
