@@ -93,6 +93,19 @@ class WarningTally:
 _tally: WarningTally | None = None
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """A handler that writes to whatever `sys.stderr` is when a record comes (pytest and notebooks swap it;
+    a handler bound to the stream of its first setup would write to a closed file afterwards)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # StreamHandler.__init__ assigns it; the property always wins
+        pass
+
+
 def setup(lightning: bool = False, level: int = logging.INFO) -> None:
     """Configure the console for a CLI command. `lightning`: the command trains with Lightning
     (import it now, so its own handler can be taken off, and count scikit-learn's metric warnings)."""
@@ -100,7 +113,7 @@ def setup(lightning: bool = False, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     for h in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(h)  # a second setup in one process (tests) replaces, never stacks
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(_Formatter())
     handler.addFilter(_DropChatter())

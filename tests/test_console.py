@@ -54,3 +54,24 @@ def test_undefined_metric_warnings_are_counted_and_summarised_once():
     summaries = [line for line in out.stderr.splitlines() if "UndefinedMetricWarning" in line]
     assert len(summaries) == 1 and "7 time(s)" in summaries[0] and summaries[0].startswith("WARNING mulap:")
     assert out.stderr.count("Only one class") == 1  # the message appears once, inside the summary
+
+
+def test_the_handler_follows_a_swapped_stderr():
+    """pytest and notebooks replace sys.stderr; a record after the first stream is closed goes to the current one
+    (a handler bound at setup printed '--- Logging error --- I/O operation on closed file' in the suite)."""
+    out = _run("""
+        import io, logging, sys
+        from mulap import console
+        first = io.StringIO()
+        sys.stderr = first
+        console.setup()
+        logging.getLogger("mulap").info("to the first")
+        first.close()
+        second = io.StringIO()
+        sys.stderr = second
+        logging.getLogger("mulap").info("to the second")
+        sys.__stderr__.write(second.getvalue())
+    """)
+    assert out.returncode == 0, out.stderr
+    assert "Logging error" not in out.stderr
+    assert out.stderr.splitlines() == ["INFO mulap: to the second"]

@@ -52,7 +52,8 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     for task, row in saved["zeroshot"].items():
         assert set(row) == {"mulap", "shuffled", "untrained"}, task
         for cell in row.values():
-            assert set(cell) == {"metric", "value", "ci", "chance"}
+            # value_raw: the figure from the raw cosines, where class scores were standardised
+            assert {"metric", "value", "ci", "chance"} <= set(cell) <= {"metric", "value", "ci", "chance", "value_raw"}
     # the untrained model's backbone is the probes' random init: its zero-shot reused their embedding cache
     caches = {p.name for p in (out / "save" / "cache" / "embeddings").iterdir()}
     random_key = json.loads((exp / "downstream" / "nsynth_clf-random-s0" / "summary.json").read_text())["cache_key"]
