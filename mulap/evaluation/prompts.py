@@ -16,6 +16,7 @@ rap) and phrasings chosen by the kind of label (instrument, genre, mood, tempo, 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 TEMPLATES = {
@@ -121,6 +122,11 @@ def _key(label: str) -> tuple[str, str | None]:
     return key, kind
 
 
+def with_articles(text: str) -> str:
+    """'a' before a vowel sound becomes 'an' ("an organ", "an electric guitar"; "a ukulele" stays)."""
+    return re.sub(r"\b([Aa]) (?=(?!eu|uni|use|usu|uku|one\b|once)[aeiou]|hour|honest)", r"\1n ", text)
+
+
 def default_prompts(task: str, label_names: list[str]) -> dict:
     """Default prompt ensembles for a task's classes (see the module docstring)."""
     if task == "emomusic_reg":
@@ -135,7 +141,7 @@ def default_prompts(task: str, label_names: list[str]) -> dict:
         prompts = []
         for w in words:
             for tpl in TEMPLATES[kind]:
-                text = tpl.format(w=w)
+                text = with_articles(tpl.format(w=w))
                 if text not in prompts:
                     prompts.append(text)
         out[label] = prompts

@@ -92,6 +92,18 @@ def test_default_prompts_are_ensembles_with_synonyms():
     assert set(e["arousal"]) == {"high", "low"} and e["valence"]["low"]
 
 
+def test_default_prompts_use_an_before_vowel_sounds():
+    from mulap.evaluation.prompts import with_articles
+
+    p = default_prompts("nsynth_clf", ["organ", "reed", "keyboard"])
+    assert "an organ" in p["organ"] and "a single note played on an oboe" in p["reed"]
+    assert "the sound of an electric piano" in p["keyboard"]
+    assert not [t for v in p.values() for t in v if " a o" in f" {t}" or " a e" in f" {t}"]
+    for text, want in (("a ukulele", "a ukulele"), ("a european song", "a european song"), ("a upbeat song", "an upbeat song"),
+                       ("a unison choir", "a unison choir"), ("A accordion", "An accordion"), ("a one-man band", "a one-man band")):
+        assert with_articles(text) == want
+
+
 def test_user_prompts_file_and_its_errors(prepared, tiny_mulap, tmp_path):
     pid, env = _env(prepared, tiny_mulap)
     written = tmp_path / "p.yaml"
