@@ -236,6 +236,12 @@ class Model:
                 owner.append(i)
         return self.match_features(windows, texts, owner, len(waves), batch_size)
 
+    def window_at(self, chunks, first: int):
+        """The transformer-length window (`max_chunks` chunks) of a clip's chunks that starts at chunk `first`,
+        moved back so it is full where the clip allows: what `match` scores for one moment."""
+        lo = max(0, min(first, len(chunks) - self.max_chunks))
+        return chunks[lo:lo + self.max_chunks]
+
     @torch.inference_mode()
     def match_features(self, windows: list[torch.Tensor], texts, owner: list[int], n_audio: int,
                        batch_size: int = 64) -> np.ndarray:

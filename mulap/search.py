@@ -284,9 +284,8 @@ def rerank_hits(model, hits: list[Hit], query: str) -> list[Hit]:
             log.warning("re-rank: %s", exc)
             continue
         chunks, _ = model.chunks_of(wave)
-        first = int(h.start // model.chunk_seconds)
-        lo = max(0, min(first, len(chunks) - model.max_chunks))
-        windows.append(model.chunk_features(torch.from_numpy(chunks[lo:lo + model.max_chunks])))
+        window = model.window_at(chunks, int(h.start // model.chunk_seconds))
+        windows.append(model.chunk_features(torch.from_numpy(window)))
         owner.append(k)
     if not windows:
         return hits

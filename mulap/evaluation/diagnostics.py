@@ -67,12 +67,16 @@ def ridge_probe(task_type: str, label_names: Sequence[str], metric: str, train: 
     return {"alpha": alpha, "valid": v, "test": primary_value(task_type, metric, yte, scores, label_names), "test_scores": scores}
 
 
-def paired_bootstrap(task_type: str, metric: str, y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
-                     label_names: Sequence[str], n: int = 1000, seed: int = 0) -> dict[str, float]:
+def paired_bootstrap(task_type: str, metric: str | None, y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
+                     label_names: Sequence[str], n: int = 1000, seed: int = 0, value=None) -> dict[str, float]:
     """metric(A) - metric(B) on the test set ('diff'), and its 2.5/97.5 percentiles over `n` resamples of
     the test tracks with replacement ('low', 'high'; a resample where the metric is undefined is
     redrawn), plus the share of resamples where A is not better ('p_not_better'); all None when the
-    metric is undefined on the test set."""
+    metric is undefined on the test set. `value(y, scores)` replaces `metric` as the figure compared
+    (e.g. a zero-shot figure that is not one of the probe metrics)."""
+    if value is None:
+        def value(y, s):
+            return primary_value(task_type, metric, y, s, label_names)
     y_true, scores_a, scores_b = np.asarray(y_true), np.asarray(scores_a), np.asarray(scores_b)
     rng = np.random.default_rng(seed)
     diffs: list[float] = []
@@ -80,12 +84,10 @@ def paired_bootstrap(task_type: str, metric: str, y_true: np.ndarray, scores_a: 
     while len(diffs) < n and tries < 5 * n:
         tries += 1
         idx = rng.integers(0, len(y_true), len(y_true))
-        a = primary_value(task_type, metric, y_true[idx], scores_a[idx], label_names)
-        b = primary_value(task_type, metric, y_true[idx], scores_b[idx], label_names)
+        a, b = value(y_true[idx], scores_a[idx]), value(y_true[idx], scores_b[idx])
         if a is not None and b is not None:
             diffs.append(a - b)
-    a = primary_value(task_type, metric, y_true, scores_a, label_names)
-    b = primary_value(task_type, metric, y_true, scores_b, label_names)
+    a, b = value(y_true, scores_a), value(y_true, scores_b)
     if a is None or b is None or not diffs:  # e.g. a test set without both classes of any tag
         return {"diff": None, "low": None, "high": None, "p_not_better": None}
     d = np.asarray(diffs)

@@ -72,6 +72,7 @@ def zero_shot_all(models: dict, datasets: dict, cache_root: Path, out: Path, num
 
 def paired_zero_shot(out: Path, datasets: dict, a: str, b: str, n_boot: int = 500) -> dict:
     """Per task: the difference a - b of the primary zero-shot figure with a paired-bootstrap 95 % interval."""
+    from mulap.evaluation.diagnostics import paired_bootstrap
     from mulap.evaluation.zeroshot import zero_shot_value
 
     res = {}
@@ -80,17 +81,9 @@ def paired_zero_shot(out: Path, datasets: dict, a: str, b: str, n_boot: int = 50
         if not (fa.is_file() and fb.is_file()):
             continue
         pa, pb = np.load(fa), np.load(fb)
-        y, sa, sb = pa["y_true"], pa["scores"], pb["scores"]
-        rng = np.random.default_rng(0)
-        diffs = []
-        for _ in range(n_boot):
-            i = rng.integers(0, len(y), len(y))
-            va, vb = zero_shot_value(ds.task_type, y[i], sa[i], ds.label_names), zero_shot_value(ds.task_type, y[i], sb[i], ds.label_names)
-            if va is not None and vb is not None:
-                diffs.append(va - vb)
-        va, vb = zero_shot_value(ds.task_type, y, sa, ds.label_names), zero_shot_value(ds.task_type, y, sb, ds.label_names)
-        res[task] = {"diff": None if va is None or vb is None else va - vb,
-                     "ci": [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))] if diffs else [None, None]}
+        r = paired_bootstrap(ds.task_type, None, pa["y_true"], pa["scores"], pb["scores"], ds.label_names, n=n_boot,
+                             value=lambda y, s, ds=ds: zero_shot_value(ds.task_type, y, s, ds.label_names))
+        res[task] = {"diff": r["diff"], "ci": [r["low"], r["high"]]}
     return res
 
 

@@ -22,7 +22,8 @@ import numpy as np
 KS = (1, 5, 10)
 
 
-def _above_and_ties(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def query_ranks(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(items scored above the relevant one [Nq], items tied with it [Nq])."""
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 2:
         raise ValueError(f"scores must be [queries, candidates], got shape {s.shape}")
@@ -35,11 +36,6 @@ def _above_and_ties(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarra
     above = (s > own).sum(1)
     ties = (s == own).sum(1) - 1
     return above, ties
-
-
-def query_ranks(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(items scored above the relevant one [Nq], items tied with it [Nq])."""
-    return _above_and_ties(scores, relevant)
 
 
 def per_query(above: np.ndarray, ties: np.ndarray, ks: Sequence[int] = KS) -> dict[str, np.ndarray]:
@@ -66,7 +62,7 @@ def summarise(parts: dict[str, np.ndarray]) -> dict[str, float]:
 
 def retrieval_metrics(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
     """R@K, median rank and mAP@10 of a score matrix [Nq, Nc] with one relevant column per query."""
-    return summarise(per_query(*_above_and_ties(scores, relevant), ks))
+    return summarise(per_query(*query_ranks(scores, relevant), ks))
 
 
 def chance_levels(n_candidates: int, ks: Sequence[int] = KS) -> dict[str, float]:
@@ -151,9 +147,7 @@ def reference_text_embeddings(texts: list[str]) -> np.ndarray:
 
 def best_windows(model, chunk_feats, chunk_emb: np.ndarray, query: np.ndarray):
     """The transformer-length window of a clip's chunk features around its chunk most similar to `query`."""
-    best = int(np.argmax(chunk_emb @ query))
-    lo = max(0, min(best, len(chunk_feats) - model.max_chunks))
-    return chunk_feats[lo:lo + model.max_chunks]
+    return model.window_at(chunk_feats, int(np.argmax(chunk_emb @ query)))
 
 
 def evaluate_retrieval(model, data_dir, split: str = "test", rerank_n: int = 10, n_boot: int = 1000,

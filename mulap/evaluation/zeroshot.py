@@ -154,8 +154,10 @@ def run_zeroshot(model, ds, emb, out: Path, prompts_file: str | Path | None = No
     prompts = task_prompts(ds.task, ds.task_type, labels, prompts_file)
     feats_v, y_v = track_means(emb, ds, "valid")
     feats_t, y_t = track_means(emb, ds, "test")
-    s_v = zero_shot_scores(model, feats_v, ds.task_type, labels, prompts)
-    s_t = raw_t = zero_shot_scores(model, feats_t, ds.task_type, labels, prompts)
+    # one call for both splits: the prompts go through the text encoder once
+    both = zero_shot_scores(model, np.concatenate([feats_v, feats_t]), ds.task_type, labels, prompts)
+    s_v, s_t = both[:len(feats_v)], both[len(feats_v):]
+    raw_t = s_t
     calibrated = calibrate_classes and ds.task_type != "regression"
     if calibrated:
         s_v, s_t = standardise(s_v, s_v), standardise(s_v, s_t)
