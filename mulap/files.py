@@ -100,7 +100,8 @@ class StorageError(OSError, ValueError):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             what = "disk full (no space left on device)"
             if need_bytes:
-                what += f"; needs about {_mb(need_bytes)}, {_mb(_free_bytes(Path(path)))} free there"
+                free = _free_bytes(Path(path))
+                what += f"; needs about {human_bytes(need_bytes)}" + (f", {human_bytes(free)} free there" if free is not None else "")
         elif exc.errno == errno.EROFS:
             what = "read-only file system"
         elif exc.errno in (errno.EACCES, errno.EPERM):
@@ -111,17 +112,6 @@ class StorageError(OSError, ValueError):
 
     def __str__(self) -> str:
         return self.message
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
-
-
-def _free_bytes(path: Path) -> int:
-    for p in (path, *path.parents):  # the nearest folder that exists
-        if p.exists():
-            return shutil.disk_usage(p).free
-    return 0
 
 
 def is_file(path: str | Path) -> bool:
