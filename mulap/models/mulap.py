@@ -261,12 +261,18 @@ class MuLaP(nn.Module):
         """Backbone features [..., F] (a chunk's, or the mean of a clip's chunks) -> L2-normalised [..., d]."""
         return F.normalize(self.audio_proj(features), dim=-1)
 
-    def embed_text_joint(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def embed_text_joint(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                         lower: torch.Tensor | None = None) -> torch.Tensor:
         """Captions [B, L] -> L2-normalised [B, d]: the whole text stack on its own (no co-attention), mean-pooled
         over real tokens, then projected. Untrained, the pooled vector is the packaged sentence encoder's own
-        embedding (all-MiniLM-L6-v2 is trained for mean pooling), so the text side starts from a good sentence space."""
-        h = self.text.embed(input_ids)
-        h = self.text.run_layers(h, additive_mask(attention_mask, h.dtype), 0, len(self.text.layers))
+        embedding (all-MiniLM-L6-v2 is trained for mean pooling), so the text side starts from a good sentence space.
+        `lower`: `text_lower` of the same captions, already computed; the stack continues from there."""
+        first = 0
+        if lower is None:
+            h = self.text.embed(input_ids)
+        else:
+            h, first = lower, (self.t_ids[0] if self.t_ids else len(self.text.layers))
+        h = self.text.run_layers(h, additive_mask(attention_mask, h.dtype), first, len(self.text.layers))
         w = attention_mask.to(h.dtype).unsqueeze(-1)
         return F.normalize(self.text_proj((h * w).sum(1) / w.sum(1).clamp_min(1.0)), dim=-1)
 
@@ -274,11 +280,12 @@ class MuLaP(nn.Module):
                      attention_mask: torch.Tensor) -> torch.Tensor:
         """The audio-text matching head on pairs: features [B, C, F], chunk_mask [B, C], captions [B, L] ->
         logits [B, 2] (index 1 = the caption belongs to the audio)."""
-        enc = self.encode(features, chunk_mask, self.text_lower(input_ids, attention_mask), attention_mask)
+        low = self.text_lower(input_ids, attention_mask)
+        enc = self.encode(features, chunk_mask, low, attention_mask)
         prior = None
         if hasattr(self, "atm_similarity_scale"):
             prior = (self.embed_audio_joint(self.global_token(features, chunk_mask))
-                     * self.embed_text_joint(input_ids, attention_mask)).sum(-1)
+                     * self.embed_text_joint(input_ids, attention_mask, lower=low)).sum(-1)
         return self.atm_logits(enc.fused, prior)
 
     def atm_logits(self, fused: torch.Tensor, cosine: torch.Tensor | None = None) -> torch.Tensor:
