@@ -420,11 +420,14 @@ class ShardDataset(IterableDataset):
             order = [int(i) for i in np.random.default_rng([self.seed, epoch, 1]).permutation(len(counts))]
         return stream_segments(counts, order, self.geometry.world_size, self.geometry.num_workers)
 
-    def plan(self, epoch: int, rank: int, worker: int) -> list[list[Item]]:
-        """The batches (lists of (shard, position)) worker `worker` of rank `rank` yields in `epoch`."""
+    def plan(self, epoch: int, rank: int, worker: int, segments=None) -> list[list[Item]]:
+        """The batches (lists of (shard, position)) worker `worker` of rank `rank` yields in `epoch`
+        (`segments`: that worker's `_segments(epoch)[rank][worker]`, when the caller has them)."""
         g = self.geometry
         rng = np.random.default_rng([self.seed, epoch, 2, rank, worker]) if g.shuffle else None
-        return worker_plan(self._segments(epoch)[rank][worker], self.per_worker[rank][worker], g.buffer_size, rng)
+        if segments is None:
+            segments = self._segments(epoch)[rank][worker]
+        return worker_plan(segments, self.per_worker[rank][worker], g.buffer_size, rng)
 
     def __iter__(self) -> Iterator[list]:
         info = get_worker_info()
@@ -432,9 +435,9 @@ class ShardDataset(IterableDataset):
         if n_workers != self.geometry.num_workers:
             raise RuntimeError(f"ShardDataset planned for {self.geometry.num_workers} dataloader worker(s), runs in {n_workers}")
         skip = consumed_per_worker(self.skip_batches, self.per_worker[self.rank])[worker]
-        batches = self.plan(self.epoch, self.rank, worker)
-        done = {item for b in batches[:skip] for item in b}
         segments = self._segments(self.epoch)[self.rank][worker]
+        batches = self.plan(self.epoch, self.rank, worker, segments)
+        done = {item for b in batches[:skip] for item in b}
         reader = self._read(segments, done)
         pending: dict[Item, object] = {}
         for batch in batches[skip:]:
@@ -448,8 +451,7 @@ class ShardDataset(IterableDataset):
     # members of the shards, in stream order, raw (decoded only when their batch is formed)
     def _read(self, segments, done: set) -> Iterator[tuple[Item, object]]:
         for shard, start, stop in segments:
-            wanted = [p for p in range(start, stop) if (shard, p) not in done]
-            if not wanted:
+            if all((shard, p) in done for p in range(start, stop)):
                 continue  # used up before the interruption: not opened again
             yield from self._read_shard(shard, start, stop, done)
 
