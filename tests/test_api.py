@@ -173,9 +173,12 @@ def test_match_equals_the_atm_head(experiment):
         logits[:, 1] += m.atm_similarity_scale * (a * t).sum(-1)
         expected = torch.softmax(logits, -1)[:, 1].numpy()
     np.testing.assert_allclose(got[0], expected, atol=1e-5)
-    # longer than the window: the best of the windows
-    long = np.concatenate([x[:48000 * 2], x[:48000 * 2]])
-    assert model.match([long], texts[:1], 16000).shape == (1, 1)
+    # longer than the window: scored window by window, the best window's probability
+    other = tone(6.0, 110.0)
+    long = np.concatenate([x[:48000 * 2], other])
+    both = model.match([long], texts, 16000)
+    assert both.shape == (1, 2)
+    np.testing.assert_allclose(both[0], np.maximum(got[0], model.match(other, texts, 16000)[0]), atol=1e-5)
 
 
 def test_export_round_trip_in_a_fresh_process(experiment, tmp_path):

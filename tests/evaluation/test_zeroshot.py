@@ -139,3 +139,7 @@ def test_zeroshot_in_python(prepared, tiny_mulap):
     feats, y = track_means(emb, ds, "test")
     s = zero_shot_scores(model, feats, ds.task_type, ds.label_names, task_prompts(ds.task, ds.task_type, ds.label_names, None))
     assert s.shape == (len(y), 11) and np.all(np.abs(s) <= 1 + 1e-5)
+    out = prepared / "zs_python"
+    assert main(["zeroshot", pid, "nsynth_clf", "--out", str(out), f"env.data_root={prepared}", f"env.save_dir={save_dir}",
+                 "training.num_workers=0"]) == 0
+    np.testing.assert_allclose(s, np.load(out / "scores.npz")["raw_scores"], rtol=1e-5, atol=1e-6)  # the files' numbers

@@ -45,11 +45,16 @@ def test_tiny_model_retrieves_each_clip_from_its_caption():
     net.chunk_features = lambda waveforms, chunk_mask: features  # frozen backbone: embed once
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     net.train()
-    for step in range(300):
+    for step in range(300):  # at most 300 steps; stop once every caption finds its clip (about 90 here)
         loss = net.pretraining_losses(batch, MASK_ID, torch.Generator().manual_seed(step))["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if step % 25 == 24:
+            done = (t2a_ranks() == 0).all()
+            net.train()
+            if done:
+                break
     del net.chunk_features
     after = t2a_ranks()
     assert (after == 0).all(), (before, after)  # every caption ranks its own clip first
