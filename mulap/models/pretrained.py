@@ -128,7 +128,6 @@ def load_experiment(exp_dir: str | Path, checkpoint: str | Path | None = None) -
     if missing or unexpected:
         raise ModelLoadError(f"{ckpt}: weights do not fit {exp_dir / 'config.yaml'} (missing {missing[:4]}, unexpected {unexpected[:4]})")
     info = experiment_info(exp_dir, cfg, ckpt, saved)
-    info["text_config"] = model.text.config.to_dict()
     return PretrainedMuLaP(model.eval(), load_tokenizer(cfg.model_config.text.pretrained),
                            int(cfg.model_config.text.max_seq_length), info | {"model_config": OmegaConf.to_container(mc)})
 
@@ -137,20 +136,24 @@ def experiment_info(exp_dir: Path, cfg: DictConfig, ckpt: Path, saved: dict) -> 
     """Provenance for the model card: corpus, steps, objectives, final validation losses."""
     obj = cfg.model_config.objectives
     corpus = Path(str(cfg.dataset_config.data_dir))
-    sizes = {}
-    for split in ("train", "val", "test"):
-        f = corpus / f"dataset_{split}.json"
-        try:
-            sizes[split] = len(json.loads(f.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            sizes[split] = None
     return {
         "source": str(exp_dir.resolve()), "checkpoint": ckpt.name,
         "epoch": saved.get("epoch"), "global_step": saved.get("global_step"),
         "objectives": {k: float(obj[k].weight) for k in ("mlm", "atm", "mam", "contrastive") if obj[k].enabled},
-        "corpus": {"path": str(corpus), "clips": sizes},
+        "corpus": {"path": str(corpus)},  # clip counts: corpus_sizes, read when a model card is written
         "final_validation": final_validation(exp_dir),
     }
+
+
+def corpus_sizes(corpus: str | Path) -> dict:
+    """Clips per split of an audiocaption corpus (None where a split file is missing or unreadable)."""
+    sizes = {}
+    for split in ("train", "val", "test"):
+        try:
+            sizes[split] = len(json.loads((Path(corpus) / f"dataset_{split}.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            sizes[split] = None
+    return sizes
 
 
 def final_validation(exp_dir: Path) -> dict:
@@ -186,7 +189,9 @@ def export_model(source: PretrainedMuLaP, out_dir: str | Path, overwrite: bool =
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
-        info = {k: v for k, v in source.info.items() if k not in ("model_config", "text_config")}
+        info = {k: v for k, v in source.info.items() if k != "model_config"}
+        if "corpus" in info:  # counted here, not on every load
+            info["corpus"] = {**info["corpus"], "clips": corpus_sizes(info["corpus"]["path"])}
         config = {"format": EXPORT_FORMAT, "mulap_version": mulap_version(), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
                   "model_config": source.info["model_config"], "text_config": source.model.text.config.to_dict(),
                   "max_seq_length": source.max_seq_length, "provenance": info}
