@@ -302,33 +302,41 @@ def load(name_or_path: str | Path, save_dir: str | Path | None = None, device: s
 
         tagger, _, tags = load_musicnn_pretrained(SUPERVISED[ref])
         return Model(ref, tagger.backbone, dev, tagger=tagger, tag_names=tags)
-    path = Path(ref)
-    if "/" not in ref and not path.suffix:  # a bare name: a pre-training id first (a folder of that name may also exist here)
-        if save_dir is None:
-            from mulap.config import load_config
-
-            save_dir = load_config(None).env.save_dir
-        candidate = Path(save_dir) / "experiments" / ref
-        if candidate.exists():
-            path = candidate
-        elif not path.exists():
-            raise ModelLoadError(f"{ref!r} is not a model: not random/{'/'.join(SUPERVISED)}, not a file or folder, and no "
-                                 f"pre-training {candidate}")
+    path = model_path(ref, save_dir)
     if path.is_file():
         if path.suffix == ".safetensors" and is_export(path.parent) and path.name == "model.safetensors":
             path = path.parent
         else:
             return Model(str(path), load_backbone(path), dev)
-    if is_export(path):
-        pre = load_export(path)
-        return Model(f"mulap:{path.name}", pre.model.backbone, dev, pre.model, pre.tokenizer, pre.max_seq_length, info=pre.info)
-    if is_experiment(path):
-        pre = load_experiment(path)
+    if is_export(path) or is_experiment(path):
+        pre = load_export(path) if is_export(path) else load_experiment(path)
         return Model(f"mulap:{path.name}", pre.model.backbone, dev, pre.model, pre.tokenizer, pre.max_seq_length, info=pre.info)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such model file or folder")
     raise ModelLoadError(f"{path} is not a model: expected an exported model folder (config.json + model.safetensors), "
                          "an experiment folder (config.yaml + checkpoints/) or a backbone .safetensors")
+
+
+def model_path(ref: str, save_dir: str | Path | None = None) -> Path:
+    """Where a model reference points: a bare name is a pre-training id first (<save_dir>/experiments/<name>;
+    a folder of that name may also exist here), then a path."""
+    from mulap.models.backbone import SUPERVISED
+    from mulap.models.pretrained import ModelLoadError
+
+    path = Path(ref)
+    if "/" in ref or path.suffix:
+        return path
+    if save_dir is None:
+        from mulap.config import load_config
+
+        save_dir = load_config(None).env.save_dir
+    candidate = Path(save_dir) / "experiments" / ref
+    if candidate.exists():
+        return candidate
+    if not path.exists():
+        raise ModelLoadError(f"{ref!r} is not a model: not random/{'/'.join(SUPERVISED)}, not a file or folder, and no "
+                             f"pre-training {candidate}")
+    return path
 
 
 # -- input checks ----------------------------------------------------------------------------------------------

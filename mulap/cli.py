@@ -227,10 +227,10 @@ def cmd_tag(args) -> None:
 def cmd_export(args) -> None:
     from mulap.models.pretrained import export_model, load_experiment
 
+    from mulap.api import model_path
+
     cfg = load_config(None, args.overrides)
-    exp = Path(args.model)
-    if not exp.is_dir():
-        exp = Path(cfg.env.save_dir) / "experiments" / args.model
+    exp = model_path(args.model, cfg.env.save_dir)  # the id first, as mulap.load resolves it
     out = export_model(load_experiment(exp), args.out, overwrite=args.overwrite)
     size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
     print(f"exported {exp} -> {out} ({size:.1f} MB)")
