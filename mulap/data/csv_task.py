@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mulap.data.downstream.base import SPLITS, DatasetFormatError, RawDataset, Record, multi_hot
+from mulap.files import is_file
 
 CSV_PREFIX = "csv:"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -122,7 +123,7 @@ def load_csv_labels(labels_csv: str | Path, audio_dir: str | Path, seed: int = 0
             if split is None:
                 raise DatasetFormatError(path, f"split {row.get('split')!r} for {rel!r}: use train, valid or test", line=line)
         audio = Path(rel) if Path(rel).is_absolute() else root / rel
-        if not audio.is_file():
+        if not is_file(audio):  # False, not an OSError, for a name the OS refuses (e.g. too long)
             missing.append(f"line {line}: {audio}")
         entries.append((rel, audio, labels, split))
     if missing:

@@ -99,6 +99,14 @@ def test_bad_csv_is_a_clear_error_with_its_line(tmp_path, text, match):
     assert str(labels) in str(err.value)
 
 
+def test_a_file_name_the_os_refuses_is_listed_as_missing(tmp_path):
+    audio = _audio(tmp_path / "a", ["here.wav"])
+    long = "x" * 300 + ".wav"  # longer than the file system allows a name to be: stat raises, not False
+    labels = _csv(tmp_path / "labels.csv", f"file,label\nhere.wav,x\n{long},y\n")
+    with pytest.raises(FileNotFoundError, match=r"1 of 2 listed audio file\(s\) not found: line 3: .*xxx\.wav"):
+        load_csv_labels(labels, audio)
+
+
 def test_missing_audio_files_are_all_named(tmp_path, capsys):
     audio = _audio(tmp_path / "a", ["here.wav"])
     labels = _csv(tmp_path / "labels.csv", "file,label\nhere.wav,x\ngone.wav,y\nsub/also gone.mp3,x\n")
