@@ -34,3 +34,22 @@ def tiny_mulap(tmp_path_factory) -> tuple[Path, str]:
                              "dataset_config.max_len_seconds=6", "model_config.audio.max_chunks=2", *TINY_MODEL])
     run_pretraining(cfg, "tiny")
     return root / "save", "tiny"
+
+
+@pytest.fixture(scope="session")
+def shard_source(tmp_path_factory) -> Path:
+    """A small captioned corpus in the seed's layout (12 train, 4 val clips): the source of `tiny_shards`."""
+    from tests.helpers import make_audiocaption
+
+    return make_audiocaption(tmp_path_factory.mktemp("shard_source"), n_train=12, n_val=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(shard_source, tmp_path_factory) -> Path:
+    """`shard_source` as flac tar shards of 100 kB (several per split), built once per session. Read-only:
+    a test that damages shards copies them first."""
+    from mulap.data.shards import write_shards
+
+    out = tmp_path_factory.mktemp("tiny_shards") / "flac"
+    write_shards(shard_source, out, shard_size="100kB", fmt="flac", num_workers=0, progress=False)
+    return out

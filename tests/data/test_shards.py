@@ -17,23 +17,10 @@ from mulap.data import shards as sh
 from mulap.data.audiocaption import Collate, DatasetError, Skipped
 from mulap.data.shards import ShardDataset, ShardError, read_index, write_shards
 from mulap.models.text import load_tokenizer
-from tests.helpers import make_audiocaption
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    return make_audiocaption(tmp_path_factory.mktemp("ac"), n_train=12, n_val=4)
-
-
-@pytest.fixture(scope="module")
-def flac_shards(source, tmp_path_factory):
-    out = tmp_path_factory.mktemp("shards") / "flac"
-    write_shards(source, out, shard_size="100kB", fmt="flac", num_workers=2, progress=False)
-    return out
-
-
-def _records(source, split):
-    return json.loads((source / f"dataset_{split}.json").read_text())
+def _records(shard_source, split):
+    return json.loads((shard_source / f"dataset_{split}.json").read_text())
 
 
 def _tar_members(path):
@@ -45,11 +32,11 @@ def _ids(batches):
     return [it["audio_id"] for b in batches for it in b]
 
 
-def test_shard_round_trip_npy_exact_flac_16bit(source, tmp_path):
-    index = write_shards(source, tmp_path / "npy", shard_size="150kB", fmt="npy", num_workers=0, progress=False)
+def test_shard_round_trip_npy_exact_flac_16bit(shard_source, tmp_path):
+    index = write_shards(shard_source, tmp_path / "npy", shard_size="150kB", fmt="npy", num_workers=0, progress=False)
     assert index == read_index(tmp_path / "npy")
     for split in ("train", "val", "test"):
-        recs = _records(source, split)
+        recs = _records(shard_source, split)
         entry = index["splits"][split]
         assert entry["samples"] == len(recs) and len(entry["shards"]) >= 2
         members = []
@@ -60,28 +47,28 @@ def test_shard_round_trip_npy_exact_flac_16bit(source, tmp_path):
             members += got
         assert [n for n, _ in members] == [f"{i:08d}.{ext}" for i in range(len(recs)) for ext in ("json", "npy")]
         members = dict(members)
-        for i, rec in enumerate(recs):  # key = position; JSON carries the ids; audio = load_audio of the source
+        for i, rec in enumerate(recs):  # key = position; JSON carries the ids; audio = load_audio of the shard_source
             meta, audio = json.loads(members[f"{i:08d}.json"]), members[f"{i:08d}.npy"]
             assert (meta["audio_id"], meta["caption"], meta["split"]) == (rec["audio_id"], rec["caption"], split)
-            want = load_audio(source / "audio" / rec["audio_path"])
+            want = load_audio(shard_source / "audio" / rec["audio_path"])
             np.testing.assert_array_equal(np.load(io.BytesIO(audio)), want)
     # flac: 16-bit PCM of the same 16 kHz mono waveform
-    index = write_shards(source, tmp_path / "flac", shard_size="100kB", fmt="flac", num_workers=2, progress=False)
+    index = write_shards(shard_source, tmp_path / "flac", shard_size="100kB", fmt="flac", num_workers=2, progress=False)
     name, data = _tar_members(tmp_path / "flac" / index["splits"]["train"]["shards"][0]["name"])[0]
     assert name == "00000000.flac"
-    want = load_audio(source / "audio" / _records(source, "train")[0]["audio_path"])
+    want = load_audio(shard_source / "audio" / _records(shard_source, "train")[0]["audio_path"])
     got = load_audio(name, data=data)
     assert got.shape == want.shape and np.abs(got - want).max() < 1.0 / 2**14
 
 
-def test_every_sample_once_per_epoch_across_2_ranks_x_2_workers(flac_shards, source):
+def test_every_sample_once_per_epoch_across_2_ranks_x_2_workers(tiny_shards, shard_source):
     """Real DataLoader workers; each rank yields len(ds) batches, all ranks the same number."""
-    want = sorted(r["audio_id"] for r in _records(source, "train"))
+    want = sorted(r["audio_id"] for r in _records(shard_source, "train"))
     orders = []
     for epoch in (0, 1):
         seen, lengths = [], set()
         for rank in (0, 1):
-            ds = ShardDataset(flac_shards, "train", batch_size=2, rank=rank, world_size=2, num_workers=2, shuffle=True,
+            ds = ShardDataset(tiny_shards, "train", batch_size=2, rank=rank, world_size=2, num_workers=2, shuffle=True,
                               buffer_size=3, max_len_seconds=9)
             ds.epoch = epoch
             batches = list(DataLoader(ds, batch_size=None, num_workers=2, collate_fn=list))
@@ -92,8 +79,8 @@ def test_every_sample_once_per_epoch_across_2_ranks_x_2_workers(flac_shards, sou
         assert sorted(seen) == want  # once each: no repeats, none missing
         orders.append(seen)
     assert orders[0] != orders[1]  # a new shard order and shuffle each epoch
-    val = ShardDataset(flac_shards, "val", batch_size=3, rank=1, world_size=2, num_workers=0)
-    assert _ids(list(val)) == [r["audio_id"] for r in _records(source, "val")][2:]  # no shuffle: in order
+    val = ShardDataset(tiny_shards, "val", batch_size=3, rank=1, world_size=2, num_workers=0)
+    assert _ids(list(val)) == [r["audio_id"] for r in _records(shard_source, "val")][2:]  # no shuffle: in order
 
 
 def test_plan_splits_samples_evenly_and_balances_batches():
@@ -143,24 +130,24 @@ def test_consumed_per_worker_matches_the_dataloader_order():
         assert sh.consumed_per_worker(j, counts) == got, j
 
 
-def test_resume_skips_consumed_batches_and_does_not_reopen_used_shards(flac_shards, source, monkeypatch):
+def test_resume_skips_consumed_batches_and_does_not_reopen_used_shards(tiny_shards, shard_source, monkeypatch):
     kw = dict(batch_size=2, rank=0, world_size=1, num_workers=2, shuffle=True, buffer_size=4, max_len_seconds=9)
-    full = list(DataLoader(ShardDataset(flac_shards, "train", **kw), batch_size=None, num_workers=2, collate_fn=list))
+    full = list(DataLoader(ShardDataset(tiny_shards, "train", **kw), batch_size=None, num_workers=2, collate_fn=list))
     opened = []
     real_open = sh.open_shard
     monkeypatch.setattr(sh, "open_shard", lambda loc: opened.append(loc) or real_open(loc))
     for j in (1, 3, len(full) - 1, len(full)):
         opened.clear()
-        ds = ShardDataset(flac_shards, "train", **kw)
+        ds = ShardDataset(tiny_shards, "train", **kw)
         ds.skip_batches = j
         rest = list(DataLoader(ds, batch_size=None, num_workers=2, collate_fn=list))
         assert sorted(_ids(rest)) == sorted(_ids(full[j:]))  # exactly the samples not yet trained on
     assert opened == []  # the whole epoch was consumed: no shard is read again
     # part-way: the shards whose samples all lie in the consumed batches are not opened
-    shards = read_index(flac_shards)["splits"]["train"]["shards"]
+    shards = read_index(tiny_shards)["splits"]["train"]["shards"]
     checked = 0
     for j in range(1, len(full)):
-        ds = ShardDataset(flac_shards, "train", **kw)
+        ds = ShardDataset(tiny_shards, "train", **kw)
         ds.skip_batches = j
         skips = sh.consumed_per_worker(j, ds.per_worker[0])
         consumed = {item for k in (0, 1) for b in ds.plan(0, 0, k)[:skips[k]] for item in b}
@@ -174,9 +161,9 @@ def test_resume_skips_consumed_batches_and_does_not_reopen_used_shards(flac_shar
     assert checked
 
 
-def test_pipe_urls_read_like_local_files(flac_shards):
-    local = ShardDataset(flac_shards, "val", batch_size=2)
-    piped = ShardDataset(flac_shards, "val", batch_size=2, shard_url=f"pipe:cat {flac_shards}/{{name}}")
+def test_pipe_urls_read_like_local_files(tiny_shards):
+    local = ShardDataset(tiny_shards, "val", batch_size=2)
+    piped = ShardDataset(tiny_shards, "val", batch_size=2, shard_url=f"pipe:cat {tiny_shards}/{{name}}")
     a, b = list(local), list(piped)
     assert _ids(a) == _ids(b)
     for x, y in zip(a, b):
@@ -184,14 +171,14 @@ def test_pipe_urls_read_like_local_files(flac_shards):
             np.testing.assert_array_equal(i["chunks"], j["chunks"])
 
 
-def _copy(flac_shards, tmp_path):
+def _copy(tiny_shards, tmp_path):
     out = tmp_path / "copy"
-    shutil.copytree(flac_shards, out)
+    shutil.copytree(tiny_shards, out)
     return out
 
 
-def test_corrupt_member_is_counted_and_skipped_with_its_name(flac_shards, tmp_path, caplog):
-    out = _copy(flac_shards, tmp_path)
+def test_corrupt_member_is_counted_and_skipped_with_its_name(tiny_shards, tmp_path, caplog):
+    out = _copy(tiny_shards, tmp_path)
     name = read_index(out)["splits"]["val"]["shards"][0]["name"]
     raw = bytearray((out / name).read_bytes())
     start = raw.index(b"fLaC")  # the first member's audio: garble its stream info and frames, keep its size
@@ -210,8 +197,8 @@ def test_corrupt_member_is_counted_and_skipped_with_its_name(flac_shards, tmp_pa
         list(ShardDataset(out, "val", batch_size=4))
 
 
-def test_truncated_shard_counts_its_lost_samples(flac_shards, tmp_path):
-    out = _copy(flac_shards, tmp_path)
+def test_truncated_shard_counts_its_lost_samples(tiny_shards, tmp_path):
+    out = _copy(tiny_shards, tmp_path)
     index = read_index(out)
     shard = max(index["splits"]["train"]["shards"], key=lambda s: s["samples"])
     raw = (out / shard["name"]).read_bytes()
@@ -223,8 +210,8 @@ def test_truncated_shard_counts_its_lost_samples(flac_shards, tmp_path):
     assert 1 <= len(bad) < shard["samples"] and all(shard["name"] in it.where for it in bad)
 
 
-def test_index_that_does_not_match_its_shards_is_refused(flac_shards, tmp_path):
-    out = _copy(flac_shards, tmp_path)
+def test_index_that_does_not_match_its_shards_is_refused(tiny_shards, tmp_path):
+    out = _copy(tiny_shards, tmp_path)
     index = read_index(out)
     first = index["splits"]["train"]["shards"][0]["name"]
     with open(out / first, "ab") as fh:  # a changed shard
@@ -234,7 +221,7 @@ def test_index_that_does_not_match_its_shards_is_refused(flac_shards, tmp_path):
     (out / first).unlink()  # a missing shard
     with pytest.raises(ShardError, match=f"{first}.*missing"):
         ShardDataset(out, "train", batch_size=2)
-    out = _copy(flac_shards, tmp_path / "b")
+    out = _copy(tiny_shards, tmp_path / "b")
     index = read_index(out)
     index["splits"]["val"]["samples"] += 1  # totals that do not add up
     (out / sh.INDEX).write_text(json.dumps(index))
@@ -249,9 +236,9 @@ def test_index_that_does_not_match_its_shards_is_refused(flac_shards, tmp_path):
         ShardDataset(tmp_path, "val", batch_size=2)
 
 
-def test_data_shard_command_refuses_a_non_empty_folder_and_lists_skipped_records(source, tmp_path, capsys):
+def test_data_shard_command_refuses_a_non_empty_folder_and_lists_skipped_records(shard_source, tmp_path, capsys):
     src = tmp_path / "src"
-    shutil.copytree(source, src)
+    shutil.copytree(shard_source, src)
     recs = _records(src, "train")
     (src / "audio" / recs[1]["audio_path"]).write_bytes(b"not audio at all")
     out = tmp_path / "out"

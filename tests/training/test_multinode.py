@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mulap.data.shards import ShardDataset, read_index, write_shards
-from tests.helpers import TINY_MODEL, make_audiocaption
+from mulap.data.shards import ShardDataset, read_index
+from tests.helpers import TINY_MODEL
 
 WORKER = Path(__file__).with_name("node_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,14 +21,6 @@ ARGS = ["training.epochs=1", "training.batch_size=2", "training.num_workers=0", 
         "training.device=cpu", "training.devices=1", "training.num_nodes=2", "training.strategy=ddp",
         "dataset_config.format=shards", "dataset_config.max_len_seconds=6", "model_config.audio.max_chunks=2",
         "model_config.objectives.contrastive.enabled=true", *TINY_MODEL]
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    src = make_audiocaption(tmp_path_factory.mktemp("ac"), n_train=12, n_val=4)
-    out = tmp_path_factory.mktemp("shards") / "s"
-    write_shards(src, out, shard_size="100kB", num_workers=0, progress=False)
-    return out
 
 
 def _free_port() -> int:
@@ -62,8 +54,8 @@ def _two_nodes(out: Path, overrides: list[str], timeout: float = 240) -> list[tu
     return [(code, log.read_text()) for code, log in zip(codes, logs)]
 
 
-def test_two_nodes_end_with_identical_parameters(shards, tmp_path):
-    nodes = _two_nodes(tmp_path, [f"env.save_dir={tmp_path / 'save'}", f"dataset_config.data_dir={shards}", *ARGS])
+def test_two_nodes_end_with_identical_parameters(tiny_shards, tmp_path):
+    nodes = _two_nodes(tmp_path, [f"env.save_dir={tmp_path / 'save'}", f"dataset_config.data_dir={tiny_shards}", *ARGS])
     for code, log in nodes:
         assert code == 0, log[-3000:]
     a, b = (torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1))
@@ -76,13 +68,13 @@ def test_two_nodes_end_with_identical_parameters(shards, tmp_path):
     assert (exp / "backbone.safetensors").is_file() and (exp / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_a_failing_rank_takes_the_job_down(shards, tmp_path):
+def test_a_failing_rank_takes_the_job_down(tiny_shards, tmp_path):
     """A corrupt member in a shard only rank 1 reads (on_bad_sample=error): rank 1 stops with the error
     naming it, and rank 0, waiting for rank 1's gradients, exits too instead of hanging."""
     data = tmp_path / "shards"
     import shutil
 
-    shutil.copytree(shards, data)
+    shutil.copytree(tiny_shards, data)
     index = read_index(data)["splits"]["train"]["shards"]
     rank1 = ShardDataset(data, "train", batch_size=2, rank=1, world_size=2, shuffle=True, seed=42)
     first = rank1.plan(0, 1, 0)[0][0]  # rank 1's first sample: (shard, position)

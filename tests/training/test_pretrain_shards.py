@@ -9,9 +9,8 @@ import torch
 
 from mulap.cli import main
 from mulap.config import load_config
-from mulap.data.shards import write_shards
 from mulap.training.pretrain import run_pretraining
-from tests.helpers import TINY_MODEL, make_audiocaption
+from tests.helpers import TINY_MODEL
 
 BASE = ["training.batch_size=2", "training.num_workers=2", "training.progress_bar=false", "training.lr=1e-3",
         "dataset_config.max_len_seconds=6", "model_config.audio.max_chunks=2", "dataset_config.format=shards",
@@ -19,12 +18,10 @@ BASE = ["training.batch_size=2", "training.num_workers=2", "training.progress_ba
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    src = make_audiocaption(tmp_path_factory.mktemp("ac"), n_train=12, n_val=4)
-    out = tmp_path_factory.mktemp("shards") / "s"
-    write_shards(src, out, shard_size="100kB", num_workers=0, progress=False)
-    train = json.loads((src / "dataset_train.json").read_text())
-    return out, sorted(r["audio_id"] for r in train)
+def shards(tiny_shards, shard_source):
+    """(the session's shards, the sorted ids of their train split)"""
+    train = json.loads((shard_source / "dataset_train.json").read_text())
+    return tiny_shards, sorted(r["audio_id"] for r in train)
 
 
 class Record(L.Callback):
