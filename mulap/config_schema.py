@@ -172,6 +172,7 @@ class CoAttention(Attention):
     t_biattention_id: list[NonNegInt]
     a_biattention_id: list[NonNegInt]
     dropout: Dropout
+    lr_scale: NonNeg = 1.0
 
 
 class Pooler(Section):

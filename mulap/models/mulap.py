@@ -374,6 +374,8 @@ class MuLaP(nn.Module):
                 out["mam"] = F.mse_loss(pred, target)
             else:
                 out["mam"] = _untouched(self.mam_head, zero)
+        if enc.fused.shape[0] > 1:  # collapse watch: how much the fused vector differs across the batch (0 = collapsed)
+            out["fused_spread"] = enc.fused.detach().float().std(0).mean()
         loss = zero
         for name in ("mlm", "atm", "mam", "contrastive"):
             if name in out:

@@ -35,7 +35,8 @@ from mulap.training.optim import adamw_with_warmup
 from mulap.training.resumable import EpochSampler, step_seed
 
 log = logging.getLogger(__name__)
-OBJECTIVE_KEYS = ("loss", "mlm", "atm", "mam", "contrastive", "contrastive_chunk", "mlm_acc", "atm_acc", "contrastive_acc")
+OBJECTIVE_KEYS = ("loss", "mlm", "atm", "mam", "contrastive", "contrastive_chunk", "mlm_acc", "atm_acc", "contrastive_acc",
+                  "fused_spread")
 
 
 class AudioCaptionDataModule(L.LightningDataModule):
@@ -130,6 +131,18 @@ class AudioCaptionDataModule(L.LightningDataModule):
         self._resume_state = state or None
 
 
+def lr_scales(model: MuLaP, model_config) -> dict | None:
+    """Per-module learning-rate factors: the text branch (`text.lr_scale`) and the cross-encoder's own layers
+    (`coattention.lr_scale`: audio transformer, co-attention, poolers). At the demo's lr (5e-4, 9 warm-up steps)
+    those post-LN layers collapse at full rate: every clip and caption leave them as the same vector (spread
+    across the batch 3e-4 vs 0.3 untrained), so matching and masked audio modelling learn nothing."""
+    scales = {model.text: float(model_config.text.get("lr_scale", 1.0))}
+    cross = float(model_config.coattention.get("lr_scale", 1.0))
+    for module in (model.audio_embeddings, model.audio_layers, model.coattention, model.audio_pooler, model.text_pooler):
+        scales[module] = cross
+    return {k: v for k, v in scales.items() if v != 1.0} or None
+
+
 class PretrainModule(L.LightningModule):
     def __init__(self, config: dict):
         super().__init__()
@@ -182,10 +195,9 @@ class PretrainModule(L.LightningModule):
 
     def configure_optimizers(self):
         t = self.cfg.training
-        text_scale = float(self.cfg.model_config.text.get("lr_scale", 1.0))
         opt, sched = adamw_with_warmup(self.model, t.lr, t.weight_decay, t.betas, t.eps,
                                        self.trainer.estimated_stepping_batches, t.warmup_ratio,
-                                       {self.model.text: text_scale} if text_scale != 1.0 else None)
+                                       lr_scales(self.model, self.cfg.model_config))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

@@ -54,3 +54,15 @@ def test_objective_overfits_eight_clips(batch, objective, lr, steps):
         opt.step()
     after = accuracy()
     assert after > 0.9 and after > before + 0.3, (before, after)
+
+
+def test_fused_spread_measures_how_much_pairs_differ(batch):
+    """`fused_spread` (logged as train/val fused_spread) is the batch spread of the fused pooled vector: 0 when
+    every pair is the same (what a collapsed cross-encoder makes of different pairs), clearly above 0 otherwise."""
+    torch.manual_seed(0)
+    model = MuLaP(load_config(None, TINY_MODEL + NO_DROPOUT + ONLY["atm"]).model_config).eval()
+    same = {k: v[:1].expand(len(v), *v.shape[1:]).clone() if torch.is_tensor(v) and v.ndim else v for k, v in batch.items()}
+    with torch.no_grad():
+        spread = model.pretraining_losses(batch, MASK_ID, torch.Generator().manual_seed(0))["fused_spread"]
+        flat = model.pretraining_losses(same, MASK_ID, torch.Generator().manual_seed(0))["fused_spread"]
+    assert float(flat) < 1e-5 < 1e-3 < float(spread), (float(flat), float(spread))
