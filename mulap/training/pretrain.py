@@ -37,6 +37,9 @@ from mulap.training.resumable import EpochSampler, step_seed
 log = logging.getLogger(__name__)
 OBJECTIVE_KEYS = ("loss", "mlm", "atm", "mam", "contrastive", "contrastive_chunk", "mlm_acc", "atm_acc", "contrastive_acc",
                   "fused_spread")
+# val/fused_spread below this: the cross-encoder's pooled vectors no longer differ across pairs (untrained ~0.04;
+# the collapsed demo recipe 2.4e-4; see benchmarks/cross_encoder_spread.py)
+COLLAPSED_SPREAD = 2e-3
 
 
 class AudioCaptionDataModule(L.LightningDataModule):
@@ -152,6 +155,7 @@ class PretrainModule(L.LightningModule):
         tok = load_tokenizer(self.cfg.model_config.text.pretrained)
         self.mask_id = tok.mask_token_id
         self.skipped = {"train": 0, "val": 0}
+        self._told_collapse = False
 
     def forward(self, batch, generator=None):
         return self.model.pretraining_losses(batch, self.mask_id, generator)
@@ -192,6 +196,12 @@ class PretrainModule(L.LightningModule):
 
     def on_validation_epoch_end(self):
         self._log_skipped("val")
+        spread = self.trainer.callback_metrics.get("val/fused_spread")
+        if spread is not None and not self.trainer.sanity_checking and float(spread) < COLLAPSED_SPREAD and not self._told_collapse:
+            self._told_collapse = True
+            log.warning("val/fused_spread %.1e: the cross-encoder has collapsed (every audio-caption pair leaves it as about "
+                        "the same vector, so matching and masked audio modelling stop learning); lower "
+                        "model_config.coattention.lr_scale (the demo uses 0.2 at training.lr=5e-4)", float(spread))
 
     def configure_optimizers(self):
         t = self.cfg.training
