@@ -19,7 +19,6 @@ every listed audio file that does not exist (all of them, not just the first).
 """
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mulap.data.downstream.base import SPLITS, DatasetFormatError, RawDataset, Record, multi_hot
+from mulap.data.text_files import csv_rows
 from mulap.files import is_file
 
 CSV_PREFIX = "csv:"
@@ -68,19 +68,16 @@ def file_id(rel: str) -> str:
 
 
 def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            rows = []
-            for row in reader:
-                clean = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()}
-                if any(clean.values()):  # blank lines are not records
-                    rows.append((reader.line_num, clean))
-    except UnicodeDecodeError as exc:
-        raise DatasetFormatError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except csv.Error as exc:
-        raise DatasetFormatError(path, f"not a readable CSV ({exc})") from None
+    """(column names, [(line, {column: value})]) of the non-blank records; encoding and CSV errors name the
+    line (mulap.data.text_files, as every other metadata reader)."""
+    rows_in = csv_rows(path)
+    header = next(rows_in, None)
+    columns = [c.strip() for c in header[1]] if header else []
+    rows = []
+    for line, fields in rows_in:
+        clean = {c: (fields[i].strip() if i < len(fields) else "") for i, c in enumerate(columns)}
+        if any(clean.values()):  # blank lines are not records
+            rows.append((line, clean))
     return columns, rows
 
 

@@ -142,3 +142,24 @@ def test_downstream_and_eval_take_a_csv_task(pitched, tmp_path, capsys):
     # a csv task that was never prepared says how to prepare it
     assert main(["downstream", "random", "csv:other", *env]) == 2
     assert "mulap prepare csv <labels.csv> <audio_dir> --name other" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"file,label\na.wav,x\nb.wav,caf\xe9\n", r"line 3: not UTF-8 text: byte 0xe9"),
+    (b'file,label\na.wav,x\nb.wav,"unclosed\n' + b"y" * (131_073) + b"\n", r"line 3: a field longer than"),
+])
+def test_undecodable_or_malformed_csv_names_its_line(tmp_path, data, match):
+    audio = _audio(tmp_path / "a", ["a.wav", "b.wav"])
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(data)
+    with pytest.raises(DatasetFormatError, match=match) as err:
+        load_csv_labels(labels, audio)
+    assert str(labels) in str(err.value)
+
+
+def test_byte_order_mark_and_crlf_are_read(tmp_path):
+    audio = _audio(tmp_path / "a", ["a.wav", "b.wav", "c.wav"])
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(b"\xef\xbb\xbffile,label\r\na.wav,x\r\nb.wav,y\r\nc.wav,x\r\n")
+    raw = load_csv_labels(labels, audio)
+    assert raw.label_names == ["x", "y"] and len(raw.records) == 3
