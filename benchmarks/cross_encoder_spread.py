@@ -35,13 +35,12 @@ def spreads(model, corpus: Path, split: str, n: int) -> dict[str, list[float] | 
     for i, f in enumerate(per):
         x[i, :len(f)], mask[i, :len(f)] = f, True
     tok = model._tokens([p.caption for p in pairs])
-    with torch.no_grad():
-        keep = torch.cat([mask.new_ones(len(per), 1), mask], 1)
+    with torch.no_grad():  # the audio stack alone, layer by layer, as MuLaP.encode runs it (global token first)
+        keep = additive_mask(torch.cat([mask.new_ones(len(per), 1), mask], 1), x.dtype)
         h = net.audio_embeddings(torch.cat([net.global_token(x, mask).unsqueeze(1), x], 1))
         layers = [float(h.std(0).mean())]
-        for layer in net.audio_layers:
-            out = layer(h, attention_mask=additive_mask(keep, h.dtype))
-            h = out[0] if isinstance(out, tuple) else out
+        for i in range(len(net.audio_layers)):
+            h = net._run_audio(h, keep, i, i + 1)
             layers.append(float(h.std(0).mean()))
         enc = net.encode(x, mask, net.text_lower(tok["input_ids"], tok["attention_mask"]), tok["attention_mask"])
     return {"audio_layers": layers, "coattended_audio": float(enc.audio.std(0).mean()),

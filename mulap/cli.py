@@ -150,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="the folder for the world, runs, report.md and plots (default "
                                                      "demo_out); a second run there reuses finished stages")
     p.add_argument("--size", default="default", choices=["small", "default", "large"],
-                   help="small: a few minutes; default: ~36 minutes on 2 CPU cores; large: for GPUs (see --settings gpu)")
+                   help="small: a few minutes; default: ~33 minutes on 2 CPU cores; large: for GPUs (see --settings gpu)")
     p.add_argument("--settings", help="a demo settings file in configs/demo/ (default: the --size one), e.g. ablation")
     _add_overrides(p)
     return parser

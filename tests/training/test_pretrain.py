@@ -133,3 +133,18 @@ def test_ddp_two_cpu_processes_end_with_equal_parameters(corpus, tmp_path):
     assert set(a["params"]) == set(b["params"])
     for k in a["params"]:
         assert torch.equal(a["params"][k], b["params"][k]), k
+
+
+def test_a_collapsed_cross_encoder_is_reported_after_the_first_validation(corpus, tmp_path, monkeypatch, caplog):
+    """The collapse warning reads this validation's val/fused_spread (callback_metrics already holds the epoch's
+    reduced value in on_validation_epoch_end): with the threshold raised above any spread, a one-epoch run warns
+    once and names the setting to lower."""
+    from mulap.training import pretrain
+
+    monkeypatch.setattr(pretrain, "COLLAPSED_SPREAD", 1e9)
+    args = ["pretrain", "--pretrain_id", "collapse", f"env.save_dir={tmp_path}", f"dataset_config.data_dir={corpus}",
+            "training.epochs=1", *BASE, *TINY_MODEL]
+    with caplog.at_level("WARNING", logger="mulap.training.pretrain"):
+        assert main(args) == 0
+    warned = [r.getMessage() for r in caplog.records if "fused_spread" in r.getMessage()]
+    assert len(warned) == 1 and "has collapsed" in warned[0] and "coattention.lr_scale" in warned[0], warned
