@@ -192,6 +192,14 @@ class MuLaP(nn.Module):
             if list(ids) != sorted(ids) or any(i < 0 or i > n for i in ids):
                 raise ValueError(f"coattention.{name} {list(ids)} must be increasing layer positions in 0..{n}")
 
+    def train(self, mode: bool = True) -> "MuLaP":
+        """A frozen backbone stays in eval mode: its BatchNorm keeps the running statistics it was trained
+        with (batch statistics would change its features with every batch, and the running ones would drift)."""
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
+
     # -- audio ---------------------------------------------------------------------------
     def chunk_features(self, waveforms: torch.Tensor, chunk_mask: torch.Tensor) -> torch.Tensor:
         """waveforms [B, C, S], chunk_mask [B, C] -> [B, C, F] (zeros at padding chunks).
