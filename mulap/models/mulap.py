@@ -146,6 +146,8 @@ class MuLaP(nn.Module):
         a, t, co = mc.audio, mc.text, mc.coattention
         self.backbone = build_backbone(a.init, dict(a.get("musicnn", {}) or {}))
         self.freeze_backbone = bool(a.freeze_backbone)
+        if self.freeze_backbone:  # from the start: Lightning restores each module's own mode after validation
+            self.backbone.eval()
         feat = self.backbone.out_dim
         self.audio_embeddings = AudioEmbeddings(feat, a.hidden_size, a.max_chunks, a.dropout)
         audio_cfg = bert_config(a.hidden_size, a.num_layers, a.num_heads, a.intermediate_size, a.dropout)

@@ -12,6 +12,8 @@ from tests.helpers import TINY_MODEL
 def test_frozen_backbone_keeps_its_batchnorm_statistics_in_training(frozen):
     torch.manual_seed(0)
     model = MuLaP(load_config(None, TINY_MODEL + [f"model_config.audio.freeze_backbone={str(frozen).lower()}"]).model_config)
+    assert model.backbone.training is not frozen  # from construction (Lightning restores modes it captured then)
+    model.eval()
     model.train()
     assert model.audio_layers[0].training  # the rest of the model trains either way
     assert model.backbone.training is not frozen

@@ -148,3 +148,25 @@ def test_a_collapsed_cross_encoder_is_reported_after_the_first_validation(corpus
         assert main(args) == 0
     warned = [r.getMessage() for r in caplog.records if "fused_spread" in r.getMessage()]
     assert len(warned) == 1 and "has collapsed" in warned[0] and "coattention.lr_scale" in warned[0], warned
+
+
+def test_a_frozen_backbone_comes_out_of_pretraining_unchanged(corpus, tmp_path):
+    """`audio.freeze_backbone=true` (e.g. a locked supervised backbone): the saved backbone equals the one it
+    started from, BatchNorm running statistics included (Lightning restores each module's own train/eval mode
+    after the sanity validation, so the backbone must be in eval mode from construction)."""
+    from safetensors.torch import load_file
+
+    from mulap.models.backbone import save_backbone
+    from mulap.models.musicnn import Musicnn, MusicnnConfig
+
+    torch.manual_seed(1)
+    start = save_backbone(Musicnn(MusicnnConfig(timbral_channels=8, temporal_channels=4, backend_channels=8)),
+                          tmp_path / "start.safetensors")
+    args = ["pretrain", "--pretrain_id", "locked", f"env.save_dir={tmp_path}", f"dataset_config.data_dir={corpus}",
+            "training.epochs=1", *BASE, *TINY_MODEL, f"model_config.audio.init={start}",
+            "model_config.audio.freeze_backbone=true"]
+    assert main(args) == 0
+    before, after = load_file(str(start)), load_file(str(tmp_path / "experiments" / "locked" / "backbone.safetensors"))
+    assert before.keys() == after.keys()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, changed
