@@ -23,21 +23,14 @@ import torch
 def spreads(model, corpus: Path, split: str, n: int) -> dict[str, list[float] | float]:
     from mulap.data.audiocaption import read_split
     from mulap.embed import extract
-    from mulap.models.mulap import additive_mask
 
     net = model.mulap.eval()
     pairs = read_split(corpus, split, "audio", on_bad="skip")[0][:n]
     feats, track, _ = extract(model.backbone, [p.audio_path for p in pairs], progress=False, device=model.device)
-    c = model.max_chunks
-    per = [torch.from_numpy(feats[track == i][:c]) for i in range(len(pairs))]
-    x = torch.zeros(len(per), c, feats.shape[1])
-    mask = torch.zeros(len(per), c, dtype=torch.bool)
-    for i, f in enumerate(per):
-        x[i, :len(f)], mask[i, :len(f)] = f, True
+    x, mask = model.pad_windows([torch.from_numpy(feats[track == i][:model.max_chunks]) for i in range(len(pairs))])
     tok = model._tokens([p.caption for p in pairs])
-    with torch.no_grad():  # the audio stack alone, layer by layer, as MuLaP.encode runs it (global token first)
-        keep = additive_mask(torch.cat([mask.new_ones(len(per), 1), mask], 1), x.dtype)
-        h = net.audio_embeddings(torch.cat([net.global_token(x, mask).unsqueeze(1), x], 1))
+    with torch.no_grad():  # the audio stack alone, layer by layer, as MuLaP.encode runs it
+        h, keep = net.audio_input(x, mask)
         layers = [float(h.std(0).mean())]
         for i in range(len(net.audio_layers)):
             h = net._run_audio(h, keep, i, i + 1)

@@ -257,6 +257,16 @@ class Model:
             out[i] = np.maximum(out[i], per_window[k])
         return out
 
+    def pad_windows(self, windows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows of chunk features (each [c, D]) -> features [N, max c, D] zero-padded and chunk mask [N, max c]."""
+        c = max(len(w) for w in windows)
+        feats = torch.zeros(len(windows), c, self.embedding_dim, device=self.device)
+        mask = torch.zeros(len(windows), c, dtype=torch.bool, device=self.device)
+        for k, w in enumerate(windows):
+            feats[k, :len(w)] = w.to(self.device)
+            mask[k, :len(w)] = True
+        return feats, mask
+
     @torch.inference_mode()
     def match_pairs(self, windows: list[torch.Tensor], texts: list[str], batch_size: int = 64) -> np.ndarray:
         """The matching probability of each (window of chunk features [c <= max_chunks, D], text) pair -> [P]."""
@@ -265,12 +275,7 @@ class Model:
         out = np.empty(len(windows), dtype=np.float32)
         for s in range(0, len(windows), batch_size):
             ws = windows[s:s + batch_size]
-            c = max(len(w) for w in ws)
-            feats = torch.zeros(len(ws), c, self.embedding_dim, device=self.device)
-            mask = torch.zeros(len(ws), c, dtype=torch.bool, device=self.device)
-            for k, w in enumerate(ws):
-                feats[k, :len(w)] = w.to(self.device)
-                mask[k, :len(w)] = True
+            feats, mask = self.pad_windows(ws)
             tok = self._tokens(texts[s:s + batch_size])
             logits = self.mulap.match_logits(feats, mask, tok["input_ids"], tok["attention_mask"])
             out[s:s + len(ws)] = logits.float().softmax(-1)[:, 1].cpu().numpy()

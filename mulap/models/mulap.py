@@ -229,13 +229,7 @@ class MuLaP(nn.Module):
         `hidden_chunks` [B, C] bool: chunks zeroed at the input (masked audio modelling); the
         global token is then the mean of the still-visible chunks, so it cannot leak them.
         """
-        visible = chunk_mask if hidden_chunks is None else chunk_mask & ~hidden_chunks
-        if hidden_chunks is not None:
-            features = features.masked_fill(hidden_chunks.unsqueeze(-1), 0.0)
-        tokens = torch.cat([self.global_token(features, visible).unsqueeze(1), features], dim=1)
-        audio = self.audio_embeddings(tokens)
-        a_keep = torch.cat([chunk_mask.new_ones(chunk_mask.shape[0], 1), chunk_mask], dim=1)
-        a_mask = additive_mask(a_keep, audio.dtype)
+        audio, a_mask = self.audio_input(features, chunk_mask, hidden_chunks)
         t_mask = additive_mask(attention_mask, text_hidden.dtype)
         text = text_hidden
         a_start, t_start = 0, self.t_ids[0] if self.t_ids else len(self.text.layers)
@@ -249,6 +243,18 @@ class MuLaP(nn.Module):
         pa, pt = self.audio_pooler(audio), self.text_pooler(text)
         fused = pa * pt if self.fusion == "mul" else pa + pt
         return Encoded(audio, text, pa, pt, fused)
+
+    def audio_input(self, features: torch.Tensor, chunk_mask: torch.Tensor,
+                    hidden_chunks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The audio stream's input: [global token, chunks] embedded [B, 1 + C, Ha] and its additive attention
+        mask (the global token always attends)."""
+        visible = chunk_mask if hidden_chunks is None else chunk_mask & ~hidden_chunks
+        if hidden_chunks is not None:
+            features = features.masked_fill(hidden_chunks.unsqueeze(-1), 0.0)
+        tokens = torch.cat([self.global_token(features, visible).unsqueeze(1), features], dim=1)
+        audio = self.audio_embeddings(tokens)
+        a_keep = torch.cat([chunk_mask.new_ones(chunk_mask.shape[0], 1), chunk_mask], dim=1)
+        return audio, additive_mask(a_keep, audio.dtype)
 
     def _run_audio(self, hidden: torch.Tensor, mask: torch.Tensor, start: int, end: int) -> torch.Tensor:
         for layer in self.audio_layers[start:end]:
