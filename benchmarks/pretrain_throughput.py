@@ -16,6 +16,8 @@ The last line is exactly ``samples_per_s=… peak_rss_gb=… mfu=…``.
     python benchmarks/pretrain_throughput.py --precision bf16 --steps 5
     python benchmarks/pretrain_throughput.py --timbral-impl conv2d   # the original's front-end convs
     python benchmarks/pretrain_throughput.py --profile               # where the time goes
+    python benchmarks/pretrain_throughput.py --seconds 6 --no-flops model_config=mulbert \
+        model_config.audio.init=supervised_mtt model_config.audio.freeze_backbone=true   # any other recipe
 """
 from __future__ import annotations
 
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu (the issue's setting) or cuda")
+    p.add_argument("overrides", nargs="*", help="config overrides after model_config=mulbert_original, e.g. "
+                                                "model_config=mulbert model_config.audio.freeze_backbone=true")
     args = p.parse_args(argv)
     global DEVICE
     DEVICE = torch.device(args.device)
@@ -142,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = ["model_config=mulbert_original"]
     if args.timbral_impl:
         overrides.append(f"model_config.audio.musicnn.timbral_impl={args.timbral_impl}")
+    overrides += args.overrides
     cfg = load_config(None, overrides)
     model = MuLaP(cfg.model_config).to(DEVICE).train()
     opt, _ = adamw_with_warmup(model, 1e-4, 0.01, (0.9, 0.98), 1e-8, 1000, 0.1)
@@ -152,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     batch = {k: v.to(DEVICE) for k, v in make_batch(args.batch, args.seconds, mc.sample_rate, mc.chunk_samples, gen).items()}
     n_params = sum(p.numel() for p in model.parameters())
     load = os.getloadavg()
-    print(f"model: mulbert_original, {n_params / 1e6:.1f} M parameters; batch {args.batch} x "
+    extra = f" + {' '.join(args.overrides)}" if args.overrides else ""
+    print(f"model: mulbert_original{extra}, {n_params / 1e6:.1f} M parameters; batch {args.batch} x "
           f"{batch['waveforms'].shape[1]} chunks, captions {batch['input_ids'].shape[1]} tokens padded; "
           f"precision {args.precision}; AdamW {args.adamw}; threads {torch.get_num_threads()}; load average {load[0]:.2f}")
 
