@@ -110,7 +110,7 @@ class _StreamedChunks(IterableDataset):
                 for chunks in stream_chunks(self.paths[i], self.chunk_len, self.sample_rate):
                     yield i, chunks, None, False
             except AudioError as exc:
-                yield i, None, str(exc), True  # the pieces already sent are dropped by the consumer
+                yield i, None, exc.reason, True  # the pieces already sent are dropped by the consumer
                 continue
             yield i, None, None, True
 
