@@ -120,9 +120,13 @@ def resolve_folder(folder: str | Path, index: str | Path | None = None) -> tuple
     `<music>/.mulap-index`, or an index put inside the music folder under another name). An index
     kept elsewhere is searched as `mulap search MODEL <music folder> --index <index>`: the root its
     index.json records is never taken on trust (a tampered one would make mulap scan other files)."""
+    from mulap.audio.scan import mulap_folder
+
     folder = Path(folder)
     if index is not None or not (folder / "index.json").is_file():
         return folder, Path(index) if index is not None else None
+    if mulap_folder(folder, {p.name for p in folder.iterdir()}) != "a search index":  # someone else's index.json
+        return folder, None
     idx = folder.resolve()
     if idx.name != INDEX_DIR:
         claimed = _read_meta(idx / "index.json").get("root")
