@@ -378,3 +378,12 @@ def test_a_file_that_cannot_be_read_is_named_once(tmp_path, random_model, caplog
     index, _ = search.build_or_update(random_model, folder, num_workers=0, progress=False)
     assert index.failed[0]["path"] == "broken.wav" and not index.failed[0]["reason"].startswith(str(folder))
     assert f"cannot index {folder / 'broken.wav'}: {index.failed[0]['reason']}" in caplog.text
+
+
+def test_a_music_folder_with_someone_elses_index_json_is_searched_as_music(tmp_path, capsys):
+    folder = tmp_path / "music"
+    audio = [str(p) for p in _music(folder)]
+    (folder / "index.json").write_text('{"albums": []}')  # a music player's, not mulap's
+    assert main(["search", "random", str(folder), "--like", audio[0], "--json", *W0]) == 0
+    assert sorted(h["file"] for h in json.loads(capsys.readouterr().out)) == audio[1:]
+    assert (folder / ".mulap-index" / "index.json").is_file()
