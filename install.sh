@@ -13,5 +13,6 @@ $PIP install -q torch==2.13.0
 #  musicnn 0.1.0 (TensorFlow 1, numpy<1.17) - we only read its checkpoint files;
 #  tinysoundfont (pyaudio, for live playback) - we only render offline.
 $PIP install -q --no-deps musicnn==0.1.0 tinysoundfont==0.3.7
-$PIP install -q -e ".[test]"
+# m4a: PyAV, which decodes m4a/AAC/ALAC with the FFmpeg its wheels ship (optional: mulap runs without it)
+$PIP install -q -e ".[test,m4a]"
 echo "mulap installed in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

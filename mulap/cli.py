@@ -262,10 +262,14 @@ def cmd_search(args) -> None:
         raise ValueError('give either a text query or --like AUDIO (e.g. mulap search run1 ~/Music "calm piano")')
     cfg = load_config(None, args.overrides)
     model = _load_model(args.model, cfg)
-    folder, index_path = Path(args.folder), args.index
-    if (folder / "index.json").is_file() and index_path is None:  # an index folder was given
-        meta = json.loads((folder / "index.json").read_text(encoding="utf-8"))
-        folder, index_path = Path(meta["root"]), args.folder
+    folder, index_path = search.resolve_folder(args.folder, args.index)  # an index folder: the folder holding it
+    if not folder.is_dir():
+        raise search.SearchError(f"{folder} is not a folder of music")
+    # the request is checked (and a --like file embedded) before a folder of music is indexed
+    if args.like:
+        query = search.like_vector(model, args.like)
+    else:
+        search.check_text_query(model, args.query)
     index, counts = search.build_or_update(model, folder, index_path, rebuild=args.rebuild,
                                            num_workers=int(cfg.training.num_workers))
     print(f"index {index.folder}: {len(index.files)} file(s) ({counts['added']} added, {counts['changed']} changed, "
@@ -273,7 +277,7 @@ def cmd_search(args) -> None:
     for bad in index.failed:
         print(f"  unreadable, skipped: {bad['path']}: {bad['reason']}", file=sys.stderr)
     if args.like:
-        hits = search.search_like(model, index, args.like, args.top)
+        hits = search.search_like(model, index, args.like, args.top, query=query)
     else:
         hits = search.search_text(model, index, args.query, args.top, args.rerank)
     print(json.dumps([h.to_dict() for h in hits], indent=1) if args.json else search.format_table(hits))

@@ -24,33 +24,13 @@ from tqdm.auto import tqdm
 
 from mulap.audio.chunks import cut_chunks
 from mulap.audio.io import AudioError, iter_blocks
+from mulap.audio.scan import AUDIO_SUFFIXES, audio_suffixes, list_audio  # noqa: F401 (the folder scan: mulap.audio.scan)
 from mulap.files import StorageError
 from mulap.models.backbone import SUPERVISED, build_backbone, load_backbone
 from mulap.models.musicnn import Musicnn
 
 log = logging.getLogger(__name__)
-# libsndfile's formats (soundfile.available_formats()) -> the file suffixes they use. Header-less RAW and
-# the MATLAB containers (.mat, mostly not audio) are left out: a folder scan should not pick them up.
-_FORMAT_SUFFIXES = {
-    "WAV": (".wav",), "WAVEX": (".wav",), "RF64": (".rf64",), "W64": (".w64",), "AIFF": (".aiff", ".aif", ".aifc"),
-    "AU": (".au", ".snd"), "CAF": (".caf",), "FLAC": (".flac",), "OGG": (".ogg", ".oga", ".opus"), "MP3": (".mp3",),
-    "SVX": (".8svx", ".iff"), "PAF": (".paf",), "PVF": (".pvf",), "SD2": (".sd2",), "SDS": (".sds",),
-    "IRCAM": (".sf", ".ircam"), "VOC": (".voc",), "NIST": (".nist", ".sph"), "AVR": (".avr",), "HTK": (".htk",),
-    "MPC2K": (".mpc2k",), "WVE": (".wve",), "XI": (".xi",),
-}
 OUTPUT_SUFFIXES = (".npz", ".parquet")
-
-
-def audio_suffixes() -> tuple[str, ...]:
-    """Suffixes `mulap embed`/`tag` pick up in folders: .npy (the seed's 16 kHz arrays) and every format the
-    installed libsndfile reads."""
-    import soundfile as sf
-
-    formats = sf.available_formats()
-    return (".npy", *sorted({suffix for name, sfx in _FORMAT_SUFFIXES.items() if name in formats for suffix in sfx}))
-
-
-AUDIO_SUFFIXES = audio_suffixes()
 
 
 # -- which backbone ------------------------------------------------------------------------
@@ -130,7 +110,7 @@ class _StreamedChunks(IterableDataset):
                 for chunks in stream_chunks(self.paths[i], self.chunk_len, self.sample_rate):
                     yield i, chunks, None, False
             except AudioError as exc:
-                yield i, None, str(exc), True  # the pieces already sent are dropped by the consumer
+                yield i, None, exc.reason, True  # the pieces already sent are dropped by the consumer
                 continue
             yield i, None, None, True
 
@@ -343,33 +323,6 @@ def _publish(folder: Path, mine: ChunkEmbeddings, meta: dict) -> ChunkEmbeddings
 
 
 # -- the `mulap embed` command -------------------------------------------------------------
-def list_audio(inputs: list[str]) -> list[Path]:
-    """Files named, plus the audio files (by suffix, AUDIO_SUFFIXES) under folders, recursively and sorted.
-    Files a folder holds with other suffixes are counted and logged (hidden files are ignored)."""
-    files, skipped = [], {}
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if not f.is_file() or f.name.startswith("."):
-                    continue
-                if f.suffix.lower() in AUDIO_SUFFIXES:
-                    files.append(f)
-                else:
-                    kind = f.suffix.lower() or "no suffix"
-                    skipped[kind] = skipped.get(kind, 0) + 1
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"no such audio file or folder: {p}")
-    if skipped:
-        log.info("skipped %d file(s) that are not audio by their suffix (%s)", sum(skipped.values()),
-                 ", ".join(f"{n} {sfx}" for sfx, n in sorted(skipped.items())))
-    if not files:
-        raise FileNotFoundError(f"no audio files under {', '.join(inputs)} (suffixes read: {', '.join(AUDIO_SUFFIXES)})")
-    return files
-
-
 def check_output_path(out: str | Path, suffixes: tuple[str, ...] = OUTPUT_SUFFIXES) -> Path:
     """Refuse an output name with another suffix before any work is done."""
     out = Path(out)

@@ -140,7 +140,7 @@ def run_tag(inputs: Sequence[str], model_name: str = "supervised_mtt", top: int 
     from tqdm.auto import tqdm
 
     from mulap.audio.io import AudioError
-    from mulap.embed import list_audio
+    from mulap.audio.scan import list_audio
 
     if top < 1:
         raise ValueError(f"--top must be at least 1, got {top}")

@@ -81,3 +81,31 @@ def make_tone_corpus(root: Path, n_train: int = 8, n_val: int = 2, seconds=(4.0,
             k += 1
         (root / f"dataset_{split}.json").write_text(json.dumps(records, indent=1))
     return root
+
+
+def write_with_pyav(path: Path, wave: np.ndarray, sr: int, codec: str = "aac", fmt: str | None = None,
+                    options: dict | None = None) -> Path:
+    """Encode [T] or [T, channels] float audio with PyAV (FFmpeg): aac or alac, in m4a (by the suffix), ADTS
+    (fmt="adts") or CAF; options e.g. {"movflags": "faststart"} (the index first, as iTunes writes it)."""
+    import av
+
+    wave = np.asarray(wave, dtype=np.float32)
+    planes = wave[None] if wave.ndim == 1 else np.ascontiguousarray(wave.T)
+    layout = "mono" if len(planes) == 1 else "stereo"
+    with av.open(str(path), "w", format=fmt, options=options or {}) as out:
+        stream = out.add_stream(codec, rate=sr, layout=layout)
+        sample_fmt = stream.codec_context.codec.audio_formats[0].name  # fltp (aac), s32p / s16p (alac)
+        step = stream.codec_context.frame_size or 4096
+        for start in range(0, planes.shape[1], step):
+            block = np.clip(planes[:, start:start + step], -1, 1)
+            if sample_fmt == "s32p":
+                block = (block * (2**31 - 1)).astype(np.int32)
+            elif sample_fmt == "s16p":
+                block = (block * (2**15 - 1)).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format=sample_fmt, layout=layout)
+            frame.sample_rate, frame.pts = sr, start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return Path(path)

@@ -36,7 +36,7 @@ def folder(tmp_path_factory):
 def test_libsndfile_formats_are_picked_up(folder, caplog):
     assert {".aiff", ".aif", ".opus", ".caf", ".au", ".flac", ".ogg", ".mp3", ".wav", ".npy"} <= set(AUDIO_SUFFIXES)
     assert ".mat" not in AUDIO_SUFFIXES and ".raw" not in AUDIO_SUFFIXES
-    with caplog.at_level(logging.INFO, logger="mulap.embed"):
+    with caplog.at_level(logging.INFO, logger="mulap.audio.scan"):
         files = list_audio([str(folder)])
     assert [f.name for f in files] == ["a.aiff", "b.opus", "c.caf", "e.WAV", "d.au"]
     assert "skipped 3 file(s) that are not audio by their suffix (1 .jpg, 1 .txt, 1 no suffix)" in caplog.text

@@ -1,17 +1,21 @@
 """Audio loading: any supported file -> 16 kHz mono float32, whole (`load_audio`) or streamed in
 blocks (`iter_blocks`, memory bounded whatever the duration).
 
-`.npy` (the seed's format: a 16 kHz array; float, or integer PCM scaled by its dtype's range) and
-whatever libsndfile reads (wav, flac, ogg, mp3, ...) at any rate and channel count. Resampling uses
-soxr (its streaming resampler gives the same samples as a one-shot call). Every failure raises
+`.npy` (the seed's format: a 16 kHz array; float, or integer PCM scaled by its dtype's range),
+whatever libsndfile reads (wav, flac, ogg, mp3, ...) and, through PyAV (the optional `m4a` extra: its
+wheels ship FFmpeg's decoders), the containers libsndfile cannot read: MP4/M4A (AAC, ALAC), AAC in
+ADTS, ALAC/AAC in CAF; at any rate and channel count. Resampling uses soxr (its streaming resampler
+gives the same samples as a one-shot call). Every failure raises
 `AudioError` naming the file and saying what is really wrong: missing, empty (0 bytes), not audio
 (text or an unknown format behind an audio suffix), damaged, truncated (far fewer samples than the
 header declares), NaN/inf samples, a dtype with no audio scale.
 """
 from __future__ import annotations
 
+import importlib.util
 import io
 import re
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -92,7 +96,9 @@ def _head(path: Path, n: int = 512) -> bytes:
         return fh.read(n)
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: str | Path) -> None:
+    """AudioError unless `path` is a non-empty regular file this process can open (nothing is decoded)."""
+    path = Path(path)
     try:
         if not path.is_file():
             raise AudioError(path, "file not found" if not path.exists() else "not a regular file")
@@ -117,6 +123,8 @@ def _libsndfile_reason(exc: Exception) -> str:
 
 
 def _soundfile_source(path: Path, block_seconds: float, data: bytes | None = None) -> tuple[Iterator[np.ndarray], int]:
+    """libsndfile's reader; files it refuses that PyAV may read (CAF with AAC, an m4a behind an ID3 tag) go to
+    `_pyav_source`."""
     try:
         f = sf.SoundFile(io.BytesIO(data) if data is not None else str(path))
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError on bad files
@@ -126,8 +134,8 @@ def _soundfile_source(path: Path, block_seconds: float, data: bytes | None = Non
             raise AudioError(path, f"a NumPy array behind a {path.suffix} suffix; name it .npy") from None
         if kind is None:
             raise AudioError(path, _not_audio(path, head)) from None
-        if kind in ("MP4/M4A", "AAC (ADTS)", "CAF"):
-            raise AudioError(path, f"{kind} audio is not supported; convert it to wav, flac, ogg or mp3") from None
+        if kind in PYAV_KINDS or path.suffix.lower() in PYAV_SUFFIXES:
+            return _pyav_source(path, kind if kind in PYAV_KINDS else _SUFFIX_KIND[path.suffix.lower()], block_seconds, data)
         raise AudioError(path, f"damaged {kind} file: {_libsndfile_reason(exc)}") from None
     if f.samplerate <= 0 or f.channels <= 0:
         f.close()
@@ -168,6 +176,112 @@ def _soundfile_blocks(path: Path, f: sf.SoundFile, block_seconds: float) -> Iter
         if missing > (1 - TRUNCATED_FRACTION) * declared and missing > 0.1 * f.samplerate:
             raise AudioError(path, f"truncated: {done / f.samplerate:.2f} s decoded of the {declared / f.samplerate:.2f} s "
                                    f"its {f.format} header declares (an incomplete download or copy?)")
+
+
+# PyAV (FFmpeg) reads what libsndfile cannot: these containers by their first bytes, and these suffixes
+PYAV_KINDS = ("MP4/M4A", "AAC (ADTS)", "CAF")
+PYAV_SUFFIXES = (".m4a", ".m4b", ".aac")
+_SUFFIX_KIND = {".m4a": "MP4/M4A", ".m4b": "MP4/M4A", ".aac": "AAC"}
+PYAV_MISSING = "PyAV is not installed (pip install av)"
+
+
+def pyav_installed() -> bool:
+    """Whether PyAV can be imported, without importing it."""
+    if "av" in sys.modules:
+        return sys.modules["av"] is not None
+    return importlib.util.find_spec("av") is not None
+
+
+def import_pyav():
+    """The `av` module, or None when PyAV is not installed (it is the optional `m4a` extra)."""
+    try:
+        import av
+    except ImportError:
+        return None
+    return av
+
+
+def _pyav_source(path: Path, kind: str, block_seconds: float, data: bytes | None = None) -> tuple[Iterator[np.ndarray], int]:
+    av = import_pyav()
+    if av is None:
+        raise AudioError(path, f"{kind} audio is not supported: {PYAV_MISSING}, or convert it to wav, flac, ogg or mp3")
+    try:
+        container = av.open(io.BytesIO(data) if data is not None else str(path), mode="r")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise AudioError(path, f"damaged {kind} file: {_ffmpeg_reason(exc)}") from None
+    try:
+        if not container.streams.audio:
+            raise AudioError(path, f"no audio stream in this {kind} file")
+        stream = container.streams.audio[0]
+        sr = int(stream.codec_context.sample_rate or 0)
+        if sr <= 0 or not stream.codec_context.channels:
+            raise AudioError(path, f"damaged {kind} header: {sr} Hz, {stream.codec_context.channels} channel(s)")
+    except BaseException:
+        container.close()
+        raise
+    return _pyav_blocks(path, kind, container, stream, sr, block_seconds), sr
+
+
+def _ffmpeg_reason(exc: Exception) -> str:
+    """FFmpeg's message without the file name PyAV appends (the AudioError names the file already)."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return str(text).rstrip(".") or type(exc).__name__
+
+
+_PCM_SCALE = {"s16": 2.0**15, "s32": 2.0**31, "s64": 2.0**63}
+
+
+def _frame_samples(frame) -> np.ndarray:
+    """A decoded PyAV frame -> [n, channels] float32 (planar or packed; float, signed or unsigned PCM)."""
+    a = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    a = a.T if frame.format.is_planar else a.reshape(-1, channels)
+    name = frame.format.name.rstrip("p")
+    if name == "u8":
+        return ((a.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
+    if name in _PCM_SCALE:
+        return (a.astype(np.float64) / _PCM_SCALE[name]).astype(np.float32)
+    return np.asarray(a, dtype=np.float32)
+
+
+def _pyav_blocks(path: Path, kind: str, container, stream, sr: int, block_seconds: float) -> Iterator[np.ndarray]:
+    """Decoded frames gathered into blocks of about `block_seconds`; damage and truncation said as libsndfile's are."""
+    import av
+
+    with container:
+        if stream.duration and stream.time_base:
+            declared = int(round(float(stream.duration * stream.time_base) * sr))
+        else:  # an ADTS stream has no length: FFmpeg's estimate from the bit rate, or nothing
+            declared = int(round((container.duration or 0) / av.time_base * sr))
+        n = max(1, int(block_seconds * sr))
+        pending: list[np.ndarray] = []
+        have = done = 0
+        frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames, None)
+            except (av.FFmpegError, ValueError) as exc:
+                raise AudioError(path, f"damaged or truncated {kind} audio data after {done / sr:.2f} s of the "
+                                       f"{declared / sr:.2f} s its header declares ({_ffmpeg_reason(exc)})") from None
+            if frame is not None:
+                if frame.sample_rate and frame.sample_rate != sr:
+                    raise AudioError(path, f"the sample rate changes midway ({sr} -> {frame.sample_rate} Hz at {done / sr:.2f} s)")
+                samples = _frame_samples(frame)
+                if pending and samples.shape[1] != pending[0].shape[1]:  # the channel count changed: a block each
+                    yield np.concatenate(pending)
+                    pending, have = [], 0
+                pending.append(samples)
+                have += len(samples)
+                done += len(samples)
+            if pending and (have >= n or frame is None):
+                yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+                pending, have = [], 0
+            if frame is None:
+                break
+        missing = declared - done
+        if missing > (1 - TRUNCATED_FRACTION) * declared and missing > 0.1 * sr:
+            raise AudioError(path, f"truncated: {done / sr:.2f} s decoded of the {declared / sr:.2f} s "
+                                   f"its {kind} header declares (an incomplete download or copy?)")
 
 
 def _npy_header(path: Path, data: bytes | None = None) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -241,13 +355,17 @@ def iter_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, npy_rate: int 
     """
     path = Path(path)
     if data is None:
-        _check_file(path)
+        check_file(path)
     elif not data:
         raise AudioError(path, "empty file (0 bytes)")
     if path.suffix.lower() == ".npy":
         source, sr = _npy_source(path, block_seconds, npy_rate, data)
     else:
-        source, sr = _soundfile_source(path, block_seconds, data)
+        kind = sniff(data[:512] if data is not None else _head(path))
+        if kind in ("MP4/M4A", "AAC (ADTS)"):  # never libsndfile's: its mp3 decoder might take an ADTS stream
+            source, sr = _pyav_source(path, kind, block_seconds, data)
+        else:
+            source, sr = _soundfile_source(path, block_seconds, data)
     stream = soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="HQ") if sr != sample_rate else None
     done = given = 0
     for block in source:

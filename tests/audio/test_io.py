@@ -1,4 +1,6 @@
 """Audio loading: formats, rates, channels, errors; chunking."""
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -6,7 +8,7 @@ import soxr
 
 from mulap.audio.chunks import chunk_with_mask, cut_chunks
 from mulap.audio.io import AudioError, iter_blocks, load_audio, write_audio
-from tests.helpers import tone
+from tests.helpers import tone, write_with_pyav
 
 
 @pytest.mark.parametrize("suffix,sr", [(".npy", 16000), (".wav", 44100), (".flac", 22050), (".ogg", 48000), (".mp3", 44100)])
@@ -145,7 +147,7 @@ def test_unknown_binary_npy_behind_wav_and_m4a_are_named(tmp_path):
         load_audio(tmp_path / "arr.wav")
     m4a = tmp_path / "song.mp3"
     m4a.write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00" + bytes(200))
-    with pytest.raises(AudioError, match=r"MP4/M4A audio is not supported"):
+    with pytest.raises(AudioError, match=r"damaged MP4/M4A file: "):  # read as m4a (PyAV), not as mp3
         load_audio(m4a)
 
 
@@ -177,3 +179,82 @@ def test_truncated_and_object_npy(tmp_path):
     np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(AudioError, match="Python objects"):
         load_audio(tmp_path / "o.npy")
+
+
+# ------------------------------------------------------------------ m4a / AAC / ALAC through PyAV (issue 17, item 7f)
+
+
+def _sweep(seconds: float, sr: int) -> np.ndarray:
+    """A chirp 200 Hz -> 3 kHz (nothing periodic: a lag that lines it up is the only one) with a slow swell."""
+    t = np.arange(int(seconds * sr)) / sr
+    phase = 2 * np.pi * (200 * t + (3000 - 200) * t**2 / (2 * seconds))
+    return (0.4 * np.sin(phase) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t))).astype(np.float32)
+
+
+def _best_lag_correlation(x: np.ndarray, ref: np.ndarray, max_lag: int = 1100) -> tuple[float, int]:
+    n = min(len(x), len(ref)) - max_lag
+    return max((float(np.corrcoef(x[lag:lag + n], ref[:n])[0, 1]), lag) for lag in range(max_lag))
+
+
+@pytest.mark.parametrize("name,codec,fmt,sr,stereo", [
+    ("aac.m4a", "aac", None, 44100, True),      # iTunes' AAC
+    ("alac.m4a", "alac", None, 48000, True),    # Apple Lossless in m4a
+    ("adts.aac", "aac", "adts", 16000, False),  # a raw AAC stream (ADTS frames), at 16 kHz: a whole-sample lag
+    ("alac.caf", "alac", "caf", 44100, False),  # ALAC in CAF: libsndfile refuses FFmpeg's, PyAV reads it
+])
+def test_pyav_containers_decode_to_the_source(tmp_path, name, codec, fmt, sr, stereo):
+    pytest.importorskip("av")
+    seconds = 4.0
+    wave = _sweep(seconds, sr)
+    path = write_with_pyav(tmp_path / name, np.stack([wave, 0.5 * wave], 1) if stereo else wave, sr, codec, fmt)
+    ref = soxr.resample(0.75 * wave if stereo else wave, sr, 16000, quality="HQ")  # channel mean, then 16 kHz
+    out = load_audio(path)
+    assert out.dtype == np.float32 and out.ndim == 1
+    assert abs(len(out) / 16000 - seconds) < 0.1  # AAC adds up to 2 frames of padding
+    if codec == "alac":  # lossless: the samples themselves
+        assert len(out) == len(ref)
+        np.testing.assert_allclose(out, ref, atol=1e-4)
+    else:
+        corr, lag = _best_lag_correlation(out, ref)
+        assert corr > 0.99 and lag in ((0, 1024) if fmt == "adts" else (0,)), (corr, lag)  # ADTS keeps the priming
+        level = np.sqrt(np.mean(out[lag:lag + len(ref) - 1100] ** 2)) / np.sqrt(np.mean(ref[:len(ref) - 1100] ** 2))
+        assert 0.95 < level < 1.05, level
+    blocks = list(iter_blocks(path, block_seconds=0.5))  # streamed: bounded blocks, the same samples
+    assert len(blocks) >= 8
+    np.testing.assert_array_equal(np.concatenate(blocks), out)
+    np.testing.assert_array_equal(load_audio(path, data=path.read_bytes()), out)  # a shard member's bytes
+
+
+def test_truncated_and_damaged_m4a_are_named(tmp_path):
+    pytest.importorskip("av")
+    wave = _sweep(10.0, 44100)
+    fast = write_with_pyav(tmp_path / "fast.m4a", wave, 44100, options={"movflags": "faststart"})  # index first
+    late = write_with_pyav(tmp_path / "late.m4a", wave, 44100)  # FFmpeg's default: the index after the audio
+    for full in (fast, late):
+        assert abs(len(load_audio(full)) / 16000 - 10.0) < 0.1
+    cut = tmp_path / "cut.m4a"
+    cut.write_bytes(fast.read_bytes()[: fast.stat().st_size // 3])
+    with pytest.raises(AudioError, match=r"damaged or truncated MP4/M4A audio data after [23]\.\d\d s of the 10\.00 s "
+                                         r"its header declares") as err:
+        load_audio(cut)
+    assert err.value.path == str(cut)
+    cut.write_bytes(late.read_bytes()[: late.stat().st_size // 3])  # no index at all
+    with pytest.raises(AudioError, match=r"cut\.m4a: damaged MP4/M4A file: "):
+        load_audio(cut)
+    video = tmp_path / "silent.m4a"  # an MP4 box structure that holds no audio stream
+    video.write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00" + bytes(200))
+    with pytest.raises(AudioError, match=r"silent\.m4a: damaged MP4/M4A file"):
+        load_audio(video)
+
+
+def test_without_pyav_m4a_is_not_supported_and_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError
+    m4a = tmp_path / "song.m4a"
+    m4a.write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00" + bytes(200))
+    with pytest.raises(AudioError, match=r"song\.m4a: MP4/M4A audio is not supported: PyAV is not installed "
+                                         r"\(pip install av\), or convert it to wav, flac, ogg or mp3"):
+        load_audio(m4a)
+    adts = tmp_path / "song.aac"
+    adts.write_bytes(bytes([0xFF, 0xF1, 0x50, 0x80]) + bytes(300))
+    with pytest.raises(AudioError, match=r"AAC \(ADTS\) audio is not supported: PyAV is not installed"):
+        load_audio(adts)
