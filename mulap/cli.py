@@ -246,7 +246,7 @@ def _load_model(ref: str, cfg):
 
 def _model_out(model, cfg, *parts: str) -> Path:
     """Outputs of a model's evaluation: under its experiment or export folder, else under env.save_dir."""
-    home = model.info.get("source") or model.info.get("export")
+    home = model.info.get("export") or model.info.get("source")  # an export's `source` is the exporter's folder
     base = Path(home) if home else Path(cfg.env.save_dir) / "models" / model.name.replace("/", "_").replace(":", "_")
     return base.joinpath(*parts)
 

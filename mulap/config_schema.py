@@ -7,6 +7,11 @@ names are one of the known values. An error names the key and what it may be:
 
 Every key of every section is listed: a key a preset file adds must be added here too (the error then says
 so). Values given as strings that mean numbers ('1e-4' from YAML 1.1) come back as numbers.
+
+The sizes of the networks have upper bounds (below, `MAX_*`), checked before anything is built: the same
+schema checks the config.json of an exported model (`check_export`) and the Musicnn config recorded in a
+backbone file (`check_musicnn`), files someone else may have written, where a few bytes could otherwise
+ask for unbounded memory.
 """
 from __future__ import annotations
 
@@ -24,6 +29,43 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 Dropout = Annotated[float, Field(ge=0, lt=1)]
 Bool = StrictBool
 Seed = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]
+
+# -- size limits ----------------------------------------------------------------------------------
+# How much memory a model takes is decided by its config before a weight is read, and a config may come from
+# a file someone else wrote (an export's config.json, a backbone file's metadata). Each bound refuses a few
+# bytes that ask for gigabytes, and lies far above the networks mulap builds: bert-base is 12 layers, 768
+# wide, 12 heads, FFN 3072, 30522 tokens, 512 positions (bert-large: 24 / 1024 / 16 / 4096); the MSD
+# musicnn has 96 mel bands, a 512-sample FFT, 204 timbral / 51 temporal / 64 back-end channels (512 in the
+# "big" one), filters up to 129 frames, 200 dense units and 50 tags. What the bounds allow together can
+# still be large: an export's weights must also fit its file (mulap.models.weight_files), so the memory a
+# model takes is bounded by the size of its weights on disk.
+MAX_LAYERS = 48               # transformer layers (and co-attention layers): 4x bert-base, 2x bert-large
+MAX_WIDTH = 4096              # hidden sizes, pooler and joint-space dims: 4x bert-large
+MAX_HEADS = 64                # attention heads: 4x bert-large
+MAX_FFN = 16384               # feed-forward sizes: 4x bert-large
+MAX_VOCAB = 262_144           # 2^18 tokens: 8x bert-base, above multilingual BERT's 119547
+MAX_TOKEN_TYPES = 16          # BERT's segment types (it uses 2)
+MAX_POSITIONS = 8192          # text positions and max_seq_length: 16x BERT's 512
+MAX_CHUNKS = 4096             # 3 s chunks in the audio transformer's window: over 3 hours
+MAX_CHANNELS = 4096           # Musicnn conv channels and dense units: 8x the big musicnn's 512
+MAX_KERNEL = 1024             # Musicnn filter lengths in frames (musicnn's longest: 129)
+MAX_FILTERS = 16              # filters per Musicnn front-end branch (musicnn: 2 timbral, 3 temporal)
+MAX_MELS = 512                # mel bands (musicnn: 96); the filterbank is built even for a weightless model
+MAX_FFT = 16384               # STFT size in samples (musicnn: 512); with MAX_MELS a 33 MB filterbank at most
+MAX_SAMPLE_RATE = 384_000     # the highest rate audio interfaces record at (musicnn: 16000)
+MAX_CHUNK_SAMPLES = 16000 * 600  # ten minutes at 16 kHz in one chunk (musicnn: 3 s)
+MAX_TAGS = 100_000            # tagging outputs (musicnn: 50)
+
+
+def _upto(limit: int, low: int = 1):
+    return Annotated[StrictInt, Field(ge=low, le=limit)]
+
+
+Layers, Width, Heads, FFN = _upto(MAX_LAYERS), _upto(MAX_WIDTH), _upto(MAX_HEADS), _upto(MAX_FFN)
+Channels, Kernel = _upto(MAX_CHANNELS), _upto(MAX_KERNEL)
+Positions = _upto(MAX_POSITIONS)
+SeqLength = _upto(MAX_POSITIONS, low=4)
+LayerIds = Annotated[list[NonNegInt], Field(max_length=MAX_LAYERS)]
 
 
 def _limit_batches(v: Any, allow_zero: bool) -> Any:
@@ -138,8 +180,8 @@ class DatasetConfig(Section):
 
 
 class Attention(Section):
-    hidden_size: Count
-    num_heads: Count
+    hidden_size: Width
+    num_heads: Heads
 
     @model_validator(mode="after")
     def _heads_divide(self):
@@ -148,35 +190,85 @@ class Attention(Section):
         return self
 
 
+class Musicnn(Section):
+    """Every setting of mulap.models.musicnn.MusicnnConfig (a test checks the two list the same keys); one not
+    given takes its default there, as MusicnnConfig.from_dict does (`audio.musicnn={timbral_channels: 8}`)."""
+    sample_rate: Annotated[StrictInt, Field(ge=1000, le=MAX_SAMPLE_RATE)]
+    n_fft: Annotated[StrictInt, Field(ge=2, le=MAX_FFT)]
+    hop_length: Annotated[StrictInt, Field(ge=1, le=MAX_FFT)]
+    n_mels: Annotated[StrictInt, Field(ge=1, le=MAX_MELS)]
+    f_min: NonNeg
+    f_max: Optional[Positive]
+    power: Positive
+    mel_scale: Literal["htk", "slaney"]
+    mel_norm: Optional[Literal["slaney"]]
+    compression: Literal["db", "log10", "none"]
+    top_db: Optional[Positive]
+    center: Bool
+    pad_mode: Literal["reflect", "constant", "replicate", "circular"]
+    chunk_samples: _upto(MAX_CHUNK_SAMPLES)
+    timbral_height_fractions: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(max_length=MAX_FILTERS)]
+    timbral_width: Kernel
+    timbral_channels: Channels
+    timbral_impl: Literal["fused", "time_taps", "conv2d"]
+    temporal_lengths: Annotated[list[Kernel], Field(max_length=MAX_FILTERS)]
+    temporal_channels: Channels
+    temporal_mode: Literal["mean_conv", "conv_max"]
+    backend_channels: Channels
+    backend_kernel: Kernel
+    block_order: Literal["conv_bn_relu", "conv_relu_bn"]
+    bn_eps: Positive
+    bn_momentum: Probability
+    num_tags: _upto(MAX_TAGS)
+    dense_units: Channels
+    dropout: Dropout
+    variant: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        from mulap.models.musicnn import MusicnnConfig
+
+        return {**MusicnnConfig().to_dict(), **data}
+
+    @model_validator(mode="after")
+    def _has_filters(self):
+        if not self.timbral_height_fractions and not self.temporal_lengths:
+            raise ValueError("timbral_height_fractions and temporal_lengths are both empty: the front end has no filters")
+        return self
+
+
 class AudioModel(Attention):
     init: BackboneInit
-    musicnn: dict[str, Any]  # every Musicnn setting, checked by MusicnnConfig when the config is loaded
+    musicnn: Musicnn
     freeze_backbone: Bool
-    num_layers: Count
-    intermediate_size: Count
+    num_layers: Layers
+    intermediate_size: FFN
     dropout: Dropout
-    max_chunks: Count
+    max_chunks: _upto(MAX_CHUNKS)
 
 
 class TextModel(Attention):
     pretrained: Optional[str]
-    num_layers: Count
-    intermediate_size: Count
+    num_layers: Layers
+    intermediate_size: FFN
     dropout: Dropout
     freeze: Bool
     lr_scale: NonNeg
-    max_seq_length: Annotated[StrictInt, Field(ge=4)]
+    max_seq_length: SeqLength
 
 
 class CoAttention(Attention):
-    t_biattention_id: list[NonNegInt]
-    a_biattention_id: list[NonNegInt]
+    t_biattention_id: LayerIds
+    a_biattention_id: LayerIds
     dropout: Dropout
     lr_scale: NonNeg = 1.0
 
 
 class Pooler(Section):
-    size: Count
+    size: Width
     fusion: Literal["mul", "sum"]
 
 
@@ -206,7 +298,7 @@ class MAM(Section):
 class Contrastive(Section):
     enabled: Bool
     weight: NonNeg
-    dim: Count
+    dim: Width
     temperature: Positive
     gather: Bool
     chunk_weight: NonNeg
@@ -282,6 +374,77 @@ class Config(Section):
         return self
 
 
+# -- an exported model's config.json (mulap.models.pretrained) ------------------------------------
+def _activation(v: Any) -> Any:
+    from transformers.activations import ACT2FN
+
+    if v not in ACT2FN:
+        raise ValueError(f"must be one of transformers' activations ({', '.join(sorted(ACT2FN))})")
+    return v
+
+
+class TextConfig(BaseModel):
+    """The text branch's BertConfig as transformers writes it. The keys that size the network are checked;
+    the others are transformers' business (passed to BertConfig as they are)."""
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    vocab_size: _upto(MAX_VOCAB)
+    hidden_size: Width
+    num_hidden_layers: Layers
+    num_attention_heads: Heads
+    intermediate_size: FFN
+    max_position_embeddings: Positions
+    type_vocab_size: _upto(MAX_TOKEN_TYPES)
+    hidden_act: Annotated[str, AfterValidator(_activation)]
+    hidden_dropout_prob: Dropout
+    attention_probs_dropout_prob: Dropout
+    layer_norm_eps: Positive
+    pad_token_id: Optional[NonNegInt] = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"text_config.hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
+                             f"({self.num_attention_heads})")
+        if self.pad_token_id is not None and self.pad_token_id >= self.vocab_size:
+            raise ValueError(f"text_config.pad_token_id ({self.pad_token_id}) must be below vocab_size ({self.vocab_size})")
+        return self
+
+
+class Corpus(Section):
+    path: Optional[str] = None
+    clips: dict[str, Optional[NonNegInt]] = {}
+
+
+class Provenance(Section):
+    """Where the weights came from (mulap.models.pretrained.experiment_info); shown in the model card."""
+    source: Optional[str] = None
+    checkpoint: Optional[str] = None
+    epoch: Optional[NonNegInt] = None
+    global_step: Optional[NonNegInt] = None
+    objectives: dict[str, NonNeg] = {}
+    corpus: Corpus = Corpus()
+    final_validation: dict[str, Annotated[float, Field(allow_inf_nan=True)]] = {}  # a diverged run logs NaN
+
+
+class ExportConfig(Section):
+    format: str
+    mulap_version: str
+    created: str
+    model_config_: ModelConfig = Field(alias="model_config")
+    text_config: TextConfig
+    max_seq_length: SeqLength
+    provenance: Provenance = Provenance()
+
+    @model_validator(mode="after")
+    def _fits(self):
+        if self.max_seq_length > self.text_config.max_position_embeddings:
+            raise ValueError(f"max_seq_length ({self.max_seq_length}) is more than text_config.max_position_embeddings "
+                             f"({self.text_config.max_position_embeddings})")
+        if self.model_config_.audio.init != "random":  # the weights are in model.safetensors, never read from elsewhere
+            raise ValueError(f"model_config.audio.init must be 'random' in an export (got {self.model_config_.audio.init!r})")
+        return self
+
+
 # -- checking -------------------------------------------------------------------------------------
 class SchemaError(ValueError):
     """The config breaks the schema; the message names every offending key (one line)."""
@@ -300,19 +463,43 @@ def _message(err: dict) -> str:
         return f"{key} is not a known key (add it to the config schema, mulap/config_schema.py)"
     if kind == "missing":
         return f"{key} is missing"
+    if kind in ("too_long", "too_short"):
+        ctx = err.get("ctx", {})
+        bound = f"at most {ctx.get('max_length')}" if kind == "too_long" else f"at least {ctx.get('min_length')}"
+        return f"{key} must have {bound} items (got {ctx.get('actual_length')})"
     if kind == "value_error":
         msg = msg.removeprefix("Value error, ")
         if not msg.startswith("must"):  # a check across keys: its message names them
             return msg if not key or msg.startswith(("dataset_config.", "model_config.")) else f"{key}: {msg}"
     msg = msg.replace("Input should be", "must be", 1)
-    return f"{key} {msg} (got {shown!r})"
+    shown = repr(shown)
+    return f"{key} {msg} (got {shown if len(shown) <= 80 else shown[:76] + ' ...'})"  # a tampered file's value may be long
+
+
+def _checked(schema: type[BaseModel], container: Any) -> dict:
+    try:
+        model = schema.model_validate(container)
+    except ValidationError as exc:
+        raise SchemaError("; ".join(dict.fromkeys(_message(e) for e in exc.errors()))) from None
+    return model.model_dump(by_alias=True, exclude_none=False)
 
 
 def check(container: dict) -> dict:
     """Validate a resolved config (a plain dict); returns it with numbers given as strings converted.
     Raises SchemaError naming every key that is wrong."""
-    try:
-        model = Config.model_validate(container)
-    except ValidationError as exc:
-        raise SchemaError("; ".join(dict.fromkeys(_message(e) for e in exc.errors()))) from None
-    return model.model_dump(by_alias=True, exclude_none=False)
+    return _checked(Config, container)
+
+
+def check_musicnn(settings: dict) -> dict:
+    """Validate every setting of a Musicnn (mulap.models.musicnn.MusicnnConfig.from_dict)."""
+    return _checked(Musicnn, settings)
+
+
+def check_text_config(config: Any) -> dict:
+    """Validate a BertConfig dict (the text branch of an experiment, read from its BERT folder)."""
+    return _checked(TextConfig, config)
+
+
+def check_export(config: Any) -> dict:
+    """Validate an exported model's config.json (a parsed JSON value: a top-level list is refused too)."""
+    return _checked(ExportConfig, config)

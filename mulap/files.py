@@ -6,7 +6,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import secrets
 import shutil
+import socket
 from pathlib import Path
 
 # what a user can do something about: free space, fix permissions, pick another folder
@@ -114,6 +117,48 @@ class StorageError(OSError, ValueError):
         return self.message
 
 
+# -- temporary folders of one writer -------------------------------------------------------------
+_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<host>[^/]+)-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def writer_temp(path: str | Path) -> Path:
+    """A hidden sibling of `path` to build it in before a rename: ``.<name>.tmp-<host>-<pid>-<random>``. The
+    writer's host and pid in the name let a later run tell a killed writer's leftover from a live one's."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def remove_dead_temps(folder: str | Path) -> list[Path]:
+    """Remove the `writer_temp` folders in `folder` whose writer is gone (a process of this host that no longer
+    runs); those of live processes and of other hosts (this host cannot tell) stay. Returns what was removed."""
+    host, removed = socket.gethostname(), []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if m and m["host"] == host and not pid_alive(int(m["pid"])) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (someone else's process counts)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
 def is_file(path: str | Path) -> bool:
     """Path.is_file, but False (not an OSError) for a name the OS refuses, e.g. one longer than
     the file system allows - dataset metadata may hold any string as a file name."""
@@ -123,20 +168,27 @@ def is_file(path: str | Path) -> bool:
         return False
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """`data` as the file `path`, whole or not at all. Created by open() like every file mulap writes, so it
+    gets the umask's permissions (libraries that write through a temp file of their own, safetensors' save_file
+    among them, leave it 0600: a shared model others cannot read)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(path)
     except OSError as exc:
         unlink_quietly(tmp)
-        raise write_error(exc, path, len(text.encode())) from None
+        raise write_error(exc, path, len(data)) from None
     return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str | Path, obj) -> Path:

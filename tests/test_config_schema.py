@@ -36,6 +36,13 @@ from mulap.training.downstream import downstream_config
     ("model_config.audio.num_heads=7", "model_config.audio: hidden_size (256) must be a multiple of num_heads (7)"),
     ("model_config.audio.max_chunks=2", "gives 6 chunks of 3.0 s, more than model_config.audio.max_chunks=2"),
     ("env.seed=-1", "env.seed must be greater than or equal to 0"),
+    # size limits (issue 17, 2a): the same schema checks exported models' config.json
+    ("model_config.audio.num_layers=100000", "model_config.audio.num_layers must be less than or equal to 48 (got 100000)"),
+    ("model_config.text.max_seq_length=100000", "model_config.text.max_seq_length must be less than or equal to 8192"),
+    ("model_config.audio.musicnn.timbral_channels=100000",
+     "model_config.audio.musicnn.timbral_channels must be less than or equal to 4096 (got 100000)"),
+    ("model_config.audio.musicnn={timbral_height_fractions: [], temporal_lengths: []}",
+     "model_config.audio.musicnn: timbral_height_fractions and temporal_lengths are both empty"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(override, expected):
     with pytest.raises(ConfigError) as err:
@@ -85,3 +92,15 @@ def test_numbers_written_as_strings_become_numbers(tmp_path):
     user.write_text("training:\n  lr: '3e-4'\n  warmup_ratio: '0.05'\n")
     cfg = load_config(user)
     assert cfg.training.lr == 3e-4 and isinstance(cfg.training.lr, float) and cfg.training.warmup_ratio == 0.05
+
+
+def test_the_musicnn_section_lists_every_musicnn_setting_with_its_default():
+    """The schema's Musicnn section and MusicnnConfig describe the same settings; a setting left out of a partial
+    `audio.musicnn` takes MusicnnConfig's default."""
+    from mulap.config_schema import Musicnn, check_musicnn
+    from mulap.models.musicnn import MusicnnConfig
+
+    defaults = MusicnnConfig().to_dict()
+    assert set(Musicnn.model_fields) == set(defaults)
+    assert check_musicnn({"timbral_channels": 8}) == {**defaults, "timbral_channels": 8}
+    assert load_config(None, ["model_config.audio.musicnn={timbral_channels: 8}"]).model_config.audio.musicnn.timbral_channels == 8

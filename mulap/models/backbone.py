@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from safetensors import safe_open
 
 from mulap.models.musicnn import Musicnn, MusicnnConfig
+from mulap.models.weight_files import build_to_fit, first_line, module_tensors, safetensors_shapes, save_safetensors
 
 SUPERVISED = {"supervised_mtt": "MTT_musicnn", "supervised_msd": "MSD_musicnn"}
 
@@ -42,15 +42,9 @@ def build_backbone(init: str = "random", overrides: dict | None = None) -> Music
 
 
 def save_backbone(backbone: Musicnn, path: str | Path, source: str = "") -> Path:
-    """Weights + config in one safetensors file, written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    state = {k: v.detach().contiguous().cpu() for k, v in backbone.state_dict().items()}
+    """Weights + config in one safetensors file, written atomically (a full disk: WriteError naming it)."""
     meta = {"config": json.dumps(backbone.config.to_dict()), "source": source, "format": "mulap-musicnn-1"}
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
-    return path
+    return save_safetensors(module_tensors(backbone), path, metadata=meta)
 
 
 def backbone_metadata(path: str | Path) -> dict:
@@ -58,19 +52,42 @@ def backbone_metadata(path: str | Path) -> dict:
         return dict(fh.metadata() or {})
 
 
+def recorded_config(path: str | Path) -> MusicnnConfig:
+    """The Musicnn config a backbone file records (the file may come from someone else: the config is checked
+    against the schema's types and size limits). Raises ValueError naming the file."""
+    try:
+        meta = backbone_metadata(path)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
+        raise ValueError(f"{path}: not a mulap backbone file (unreadable: {first_line(exc)})") from None
+    if "config" not in meta:
+        raise ValueError(f"{path}: not a mulap backbone file (no Musicnn config in its metadata)")
+    try:
+        recorded = json.loads(meta["config"])
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: the Musicnn config in its metadata is not valid JSON ({first_line(exc)})") from None
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{path}: the Musicnn config in its metadata is a {type(recorded).__name__}, not an object")
+    try:
+        return MusicnnConfig.from_dict(recorded)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: the Musicnn config in its metadata: {exc}") from None
+
+
 def load_backbone(path: str | Path) -> Musicnn:
-    """Safe load (safetensors: no code runs); errors name the file."""
+    """Safe load (safetensors: no code runs; the recorded config is checked, and the network built only once
+    its weights are known to be in the file); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone file not found: {path}")
+    config = recorded_config(path)
     try:
-        meta = backbone_metadata(path)
-        config = MusicnnConfig.from_dict(json.loads(meta["config"]))
+        shapes = safetensors_shapes(path)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"{path}: not a mulap backbone file (unreadable: {first_line(exc)})") from None
+    model = build_to_fit(lambda: Musicnn(config), shapes, path, "the Musicnn config it records")
+    try:
         state = load_file(str(path))
-    except Exception as exc:
-        raise ValueError(f"{path}: not a mulap backbone file ({type(exc).__name__}: {exc})") from None
-    model = Musicnn(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit the recorded Musicnn config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"{path}: cannot read the weights ({first_line(exc)})") from None
+    model.load_state_dict(state)  # every name and shape was checked above
     return model

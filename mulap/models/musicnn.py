@@ -104,12 +104,16 @@ class MusicnnConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MusicnnConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        """Inverse of :meth:`to_dict` (missing keys take their defaults); unknown keys are an error naming them.
+        The settings are checked against the typed schema first (types, names, size limits: the dict may come
+        from a file someone else wrote), so nothing is built from a config that would not fit in memory."""
+        from mulap.config_schema import check_musicnn
+
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown MusicnnConfig keys: {unknown}")
-        return cls(**d)
+        return cls(**check_musicnn(d))
 
     def make_frontend(self) -> MelFrontEnd:
         """The MelFrontEnd these settings describe."""

@@ -36,8 +36,52 @@ def resolve_pretrained(name: str | None) -> str | None:
 def load_tokenizer(pretrained: str | None) -> BertTokenizerFast:
     """The text model's tokenizer; random-init models use the bert-base-uncased vocabulary
     (byte-identical to the one in the minilm package)."""
-    path = resolve_pretrained(pretrained) or str(minilm_path())
-    return BertTokenizerFast.from_pretrained(path, local_files_only=True)
+    return read_tokenizer(resolve_pretrained(pretrained) or str(minilm_path()))
+
+
+def read_tokenizer(folder: str | Path) -> BertTokenizerFast:
+    """The BERT tokenizer of a local folder (an export's, a Hugging Face model's), offline. One that cannot be
+    built is a ModelLoadError naming the file it came from."""
+    from mulap.models.pretrained import ModelLoadError
+
+    try:
+        return BertTokenizerFast.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - JSONDecodeError, TypeError, KeyError, the Rust library's Exception ...
+        raise ModelLoadError(_tokenizer_problem(Path(folder), exc)) from None
+
+
+def _tokenizer_problem(folder: Path, exc: Exception) -> str:
+    """Which of the tokenizer's files stopped it, and why (transformers' errors name none)."""
+    from tokenizers import Tokenizer
+
+    from mulap.data.text_files import DatasetError, read_json, read_text
+    from mulap.models.weight_files import first_line
+
+    settings = [folder / n for n in ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")]
+    for path in [folder / "tokenizer.json", *settings]:
+        if path.is_file():
+            try:
+                value = read_json(path)
+            except DatasetError as err:
+                return str(err)
+            if not isinstance(value, dict):
+                return f"{path}: expected a JSON object, not a {type(value).__name__}"
+    culprit = folder / "tokenizer.json"
+    if culprit.is_file():
+        try:
+            Tokenizer.from_file(str(culprit))
+        except Exception as err:  # noqa: BLE001
+            return f"{culprit}: not a tokenizer ({first_line(err)})"
+        culprit = " / ".join(str(p) for p in settings if p.is_file()) or culprit  # it reads: the settings stopped it
+    elif (folder / "vocab.txt").is_file():
+        culprit = folder / "vocab.txt"
+        try:
+            read_text(culprit)
+        except DatasetError as err:
+            return str(err)
+    else:
+        culprit = folder
+    return f"{culprit}: cannot build the tokenizer ({first_line(exc)})"
 
 
 def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -250,17 +250,31 @@ def resume_checkpoint(exp_dir: str | Path, clean: bool = True) -> Resume | None:
 def best_checkpoint(exp_dir: str | Path) -> Path | None:
     """The best weights of an experiment: ``best.ckpt``; for runs made before it existed, the newest
     ``epochNNN*.ckpt`` (the best by val/loss then); then ``last.ckpt``; then the newest intact resume state.
-    Every file returned opens with ``torch.load(path, weights_only=True)`` and has the MuLaP weights under
-    ``state_dict`` with the ``model.`` prefix."""
+    Every file returned opens with ``torch.load(path, weights_only=True)``, passes its CRC check and has the
+    MuLaP weights under ``state_dict`` with the ``model.`` prefix. A candidate that does not (a damaged
+    ``best.ckpt``) is passed over with a warning naming it, why, and the file used instead: other weights."""
     folder = Path(exp_dir) / "checkpoints"
     if not folder.is_dir():
         return None
     legacy = sorted(folder.glob("epoch*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    passed_over = []
     for path in (folder / BEST, *legacy, folder / LAST):
-        if path.is_file() and inspect_checkpoint(path).problem is None:
-            return path
+        if path.is_file():
+            problem = inspect_checkpoint(path).problem or verify_integrity(path)
+            if problem is None:
+                _warn_passed_over(folder, passed_over, path)
+                return path
+            passed_over.append(f"{path.name} ({problem})")
     resume = resume_checkpoint(exp_dir, clean=False)
+    _warn_passed_over(folder, passed_over, resume.path if resume else None)
     return resume.path if resume else None
+
+
+def _warn_passed_over(folder: Path, passed_over: list[str], chosen: Path | None) -> None:
+    if passed_over:
+        instead = (f"using {chosen.name} instead: other weights than the best by val/loss" if chosen
+                   else "no intact checkpoint is left")
+        log.warning("%s: passed over %s; %s", folder, "; ".join(passed_over), instead)
 
 
 # -- callbacks --------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
@@ -39,6 +39,7 @@ from mulap.evaluation.outputs import evaluate_and_write
 from mulap.models.backbone import SUPERVISED, load_backbone, save_backbone
 from mulap.models.musicnn import Musicnn
 from mulap.models.probes import Probe
+from mulap.models.weight_files import module_tensors, save_safetensors
 from mulap.training.checkpoints import AtomicCheckpointIO
 from mulap.training.locks import LOCK_NAME, run_lock
 from mulap.training.progress import EpochProgress
@@ -354,10 +355,8 @@ def _embeddings(cfg: DictConfig, backbone: Musicnn, ds: PreparedDataset, progres
 
 
 def _save_probe(out: Path, module: ProbeModule, meta: dict) -> None:
-    state = {f"probe.{k}": v.contiguous() for k, v in module.probe.state_dict().items()}
-    tmp = out / ".probe.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"meta": json.dumps(meta)})
-    tmp.replace(out / "probe.safetensors")
+    state = {f"probe.{k}": v for k, v in module_tensors(module.probe).items()}
+    save_safetensors(state, out / "probe.safetensors", metadata={"meta": json.dumps(meta)})
     if module.backbone is not None:
         save_backbone(module.backbone, out / "backbone.safetensors", f"finetuned:{meta['pretrain_id']}")
     write_json(out / "probe.json", meta)

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from mulap.files import write_error
+from mulap.files import pid_alive, write_error
 
 log = logging.getLogger(__name__)
 LOCK_NAME = "run.lock"
@@ -36,16 +36,6 @@ def launcher_rank_zero() -> bool:
         if os.environ.get(var, "0") not in ("", "0"):
             return False
     return os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0")) in ("", "0")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 def _read_record(fd: int) -> dict | None:
@@ -115,7 +105,7 @@ def _acquire(path: Path, what: str) -> int:
         if holder is not None:
             same_host = holder.get("host") == host
             pid = holder.get("pid")
-            alive = same_host and isinstance(pid, int) and _pid_alive(pid)
+            alive = same_host and isinstance(pid, int) and pid_alive(pid)
             if not same_host:  # this host cannot tell whether that process still runs
                 raise RunLockError(f"{what} is in use by another run: {_describe(holder)}; lock file {path} "
                                    "(if that run is over, delete the file)")

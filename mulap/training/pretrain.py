@@ -27,6 +27,7 @@ from mulap.files import is_write_problem, write_error
 from mulap.models.backbone import save_backbone
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer
+from mulap.paths import recorded_config
 from mulap.training.checkpoints import AtomicCheckpointIO, Resume, best_checkpoint, checkpoint_callbacks, resume_checkpoint
 from mulap.training.distributed import FailFast
 from mulap.training.locks import LOCK_NAME, launcher_rank_zero, run_lock
@@ -288,7 +289,7 @@ def run_pretraining(cfg: DictConfig, pretrain_id: str, extra_callbacks=()) -> Pa
 
 def _record_run(cfg: DictConfig, exp_dir: Path, what: str) -> None:
     """config.yaml is the config of the latest run; runs.log keeps every start/resume with its overrides."""
-    save_config(cfg, exp_dir / "config.yaml")
+    save_config(recorded_config(cfg), exp_dir / "config.yaml")  # absolute paths: readable from any folder
     _append_runs_log(exp_dir, f"{what}; argv: {' '.join(sys.argv[1:])}")
 
 

@@ -174,6 +174,25 @@ def test_best_checkpoint_prefers_best_then_legacy_names_then_last(tmp_path):
     assert ck.best_checkpoint(tmp_path).name == "epoch002-v1.ckpt"
 
 
+@pytest.mark.parametrize("damage,why", [(truncate_half, "unreadable"), (flip_byte_in_tensor_data, "CRC mismatch")])
+def test_a_damaged_best_checkpoint_is_passed_over_with_a_warning_naming_the_fallback(tmp_path, caplog, damage, why):
+    """Issue 17, 5a: other weights than the best are never used without a word (a flipped bit loads silently)."""
+    folder = tmp_path / "checkpoints"
+    save(folder / "last.ckpt", full_state(9))
+    save(folder / "best.ckpt", {**weights_only(6), "state_dict": {"model.w": torch.zeros(64, 64)}})
+    assert ck.best_checkpoint(tmp_path).name == "best.ckpt" and not caplog.records
+    damage(folder / "best.ckpt")
+    with caplog.at_level("WARNING", logger="mulap"):
+        assert ck.best_checkpoint(tmp_path).name == "last.ckpt"
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert str(folder) in warning and f"best.ckpt ({why}" in warning and "using last.ckpt instead" in warning
+    (folder / "last.ckpt").unlink()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mulap"):
+        assert ck.best_checkpoint(tmp_path) is None
+    assert "no intact checkpoint is left" in caplog.records[-1].getMessage()
+
+
 # -- the run lock -----------------------------------------------------------------------------------
 HOLDER = textwrap.dedent("""
     import sys, time
