@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import re
+import shlex
 import shutil
 import tarfile
 import time
@@ -43,6 +44,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from mulap.audio.io import AudioError, load_audio
 from mulap.data.audiocaption import SPLIT_FILES, DatasetError, Skipped, clip_item, read_split
 from mulap.audio.chunks import chunk_samples
+from mulap.data.text_files import DatasetFormatError, decode_text, read_json
 from mulap.files import write_json
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,12 @@ log = logging.getLogger(__name__)
 INDEX = "shards.json"
 INDEX_FORMAT = "mulap-shards/1"
 AUDIO_FORMATS = ("flac", "npy")
-_SHARD_NAME = re.compile(r"^(train|val|test)-\d{6}\.tar$")
+_WRITTEN_NAME = re.compile(r"^(train|val|test)-\d{6}\.tar$")  # the names `mulap data shard` writes
+# the names an index may list: plain file names that no shell, URL or path reads as anything else
+# (no separators, quotes, spaces or leading '-' / '.'); every name `mulap data shard` writes is one
+SHARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.tar")
+MIN_SAMPLE_BYTES = 1024  # a sample is at least two members, each with a 512-byte tar header
+MAX_SPLIT_SAMPLES = 10**8
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30,
           "TIB": 2**40}
 
@@ -96,7 +103,7 @@ def _encode(job: tuple) -> tuple:
 
 
 def _previous_outputs(out: Path) -> list[Path]:
-    return sorted(p for p in out.iterdir() if p.name == INDEX or _SHARD_NAME.match(p.name) or p.name.startswith(".shard-tmp"))
+    return sorted(p for p in out.iterdir() if p.name == INDEX or _WRITTEN_NAME.match(p.name) or p.name.startswith(".shard-tmp"))
 
 
 def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500MB", fmt: str = "flac", overwrite: bool = False,
@@ -193,7 +200,9 @@ def _join(base: str, name: str) -> str:
 
 
 def read_index(data_dir: str | Path) -> dict:
-    """Read and check `<data_dir>/shards.json` (a local folder or an fsspec URL)."""
+    """Read and check `<data_dir>/shards.json` (a local folder or an fsspec URL). The index is data
+    someone else may have written: every field is checked here, before any shard is opened or any
+    `pipe:` command runs, and a problem is one ShardError naming the index (and split and shard)."""
     where = _join(str(data_dir), INDEX)
     try:
         if _is_url(str(data_dir)):
@@ -205,35 +214,68 @@ def read_index(data_dir: str | Path) -> dict:
             raw = Path(where).read_bytes()
     except FileNotFoundError:
         raise ShardError(f"{where}: no shard index (make one with `mulap data shard <audiocaption dir> {data_dir}`)") from None
+    except OSError as exc:
+        raise ShardError(f"{where}: cannot be read ({exc.strerror or exc})") from None
     try:
-        index = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ShardError(f"{where}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+        index = read_json(where, decode_text(raw, where))
+    except DatasetFormatError as exc:
+        raise ShardError(str(exc)) from None
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
         raise ShardError(f"{where}: not a mulap shard index (format {INDEX_FORMAT!r} expected)")
     if index.get("audio_format") not in AUDIO_FORMATS or not isinstance(index.get("splits"), dict):
         raise ShardError(f"{where}: audio_format must be one of {AUDIO_FORMATS} and splits a mapping")
+    rate = index.get("sample_rate", 16_000)
+    if not _count(rate) or not 1000 <= rate <= 1_000_000:
+        raise ShardError(f"{where}: sample_rate must be a whole number of Hz from 1000 to 1000000, got {rate!r}")
     for split, entry in index["splits"].items():
         shards = entry.get("shards") if isinstance(entry, dict) else None
         if not isinstance(shards, list):
             raise ShardError(f"{where}: split {split!r} has no list of shards")
         names = set()
         for i, s in enumerate(shards):
-            ok = (isinstance(s, dict) and isinstance(s.get("name"), str) and "/" not in s["name"] and s["name"] not in names
-                  and isinstance(s.get("samples"), int) and s["samples"] >= 0 and isinstance(s.get("bytes"), int))
-            if not ok:
-                raise ShardError(f"{where}: split {split!r}, shard {i}: expected a unique plain name, samples >= 0 and bytes")
-            names.add(s["name"])
-        if entry.get("samples") != sum(s["samples"] for s in shards):
-            raise ShardError(f"{where}: split {split!r} says {entry.get('samples')} samples but its shards add up to "
-                             f"{sum(s['samples'] for s in shards)}")
+            at = f"{where}: split {split!r}, shard {i}"
+            if not isinstance(s, dict):
+                raise ShardError(f"{at}: expected an object with name, samples and bytes, got {type(s).__name__}")
+            name = s.get("name")
+            if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+                raise ShardError(f"{at}: name {name!r} is not a plain shard name (letters, digits, '.', '_' and '-', "
+                                 "starting with a letter or digit, ending in .tar)")
+            if name in names:
+                raise ShardError(f"{at}: name {name!r} is listed twice")
+            names.add(name)
+            for key in ("samples", "bytes") + (("max_member_bytes",) if "max_member_bytes" in s else ()):
+                if not _count(s.get(key)):
+                    raise ShardError(f"{at} ({name}): {key} must be a whole number >= 0, got {s.get(key)!r}")
+            if s["samples"] * MIN_SAMPLE_BYTES > s["bytes"]:
+                raise ShardError(f"{at} ({name}): {s['samples']} samples cannot fit in {s['bytes']} bytes (each takes at "
+                                 f"least {MIN_SAMPLE_BYTES}: two tar headers)")
+            if s.get("max_member_bytes", 0) > s["bytes"]:
+                raise ShardError(f"{at} ({name}): max_member_bytes {s['max_member_bytes']} is more than the shard's "
+                                 f"{s['bytes']} bytes")
+        total = sum(s["samples"] for s in shards)
+        if not _count(entry.get("samples")):
+            raise ShardError(f"{where}: split {split!r}: samples must be a whole number >= 0, got {entry.get('samples')!r}")
+        if entry["samples"] != total:
+            raise ShardError(f"{where}: split {split!r} says {entry['samples']} samples but its shards add up to {total}")
+        if total > MAX_SPLIT_SAMPLES:
+            raise ShardError(f"{where}: split {split!r} has {total} samples, more than the {MAX_SPLIT_SAMPLES} a split may "
+                             "have (the epoch plan keeps about 110 bytes per sample in memory)")
     return index
+
+
+def _count(value) -> bool:
+    """A JSON whole number >= 0 (not a bool, not 4.0)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def shard_location(data_dir: str | Path, name: str, template: str | None = None) -> str:
     """Where shard `name` is read from: `template` with {name} filled in (e.g.
     'pipe:aws s3 cp s3://bucket/corpus/{name} -'), else `<data_dir>/<name>`."""
-    return template.format(name=name) if template else _join(str(data_dir), name)
+    if not template:
+        return _join(str(data_dir), name)
+    # read_index only lets plain names through; quoting them as well keeps a command line safe
+    # whatever calls this (a quoted plain name is the name itself)
+    return template.format(name=shlex.quote(name) if template.startswith("pipe:") else name)
 
 
 def verify_shards(index: dict, data_dir: str | Path, split: str, template: str | None = None) -> None:

@@ -255,3 +255,80 @@ def test_data_shard_command_refuses_a_non_empty_folder_and_lists_skipped_records
     (out / "notes.txt").write_text("mine")
     assert main(["data", "shard", str(src), str(out), "--overwrite"]) == 2  # never deletes what it did not write
     assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").is_file()
+
+
+def test_pipe_commands_get_the_shard_name_shell_quoted(tiny_shards, tmp_path, monkeypatch):
+    """Defence in depth behind read_index's name check: whatever name reaches shard_location, a pipe:
+    command receives it as one quoted word, never as shell syntax."""
+    monkeypatch.chdir(tmp_path)
+    loc = sh.shard_location(tiny_shards, "x.tar; touch PWNED", "pipe:cat {name}")
+    assert loc == "pipe:cat 'x.tar; touch PWNED'"
+    stream = sh.open_shard(loc)
+    assert stream.read() == b""
+    with pytest.raises(Exception):
+        stream.close()  # cat: no such file (webdataset reports the exit status)
+    assert not list(tmp_path.rglob("PWNED"))
+    name = read_index(tiny_shards)["splits"]["val"]["shards"][0]["name"]  # a plain name is passed as it is
+    assert sh.shard_location(tiny_shards, name, f"pipe:cat {tiny_shards}/{{name}}") == f"pipe:cat {tiny_shards}/{name}"
+    assert sh.shard_location(tiny_shards, name, "https://host/c/{name}") == f"https://host/c/{name}"
+
+
+@pytest.mark.parametrize("name", ["train-000000.tar; touch PWNED", "$(touch PWNED).tar", "-rf.tar", ".hidden.tar", "a b.tar",
+                                  "shard.tar\n", "shard", "../x.tar", "x\x00.tar", 7, None])
+def test_index_names_that_are_not_plain_file_names_are_refused(tiny_shards, tmp_path, name):
+    out = _copy(tiny_shards, tmp_path)
+    index = read_index(out)
+    index["splits"]["val"]["shards"][0]["name"] = name
+    (out / sh.INDEX).write_text(json.dumps(index))
+    with pytest.raises(ShardError, match=r"shards\.json: split 'val', shard 0: name .* is not a plain shard name") as err:
+        ShardDataset(out, "val", batch_size=2, shard_url="pipe:cat {name}")
+    assert repr(name) in str(err.value) and "\n" not in str(err.value)
+
+
+def _set(path, value):
+    def mutate(index):
+        d = index
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+    return mutate
+
+
+def _huge_count(index):
+    val = index["splits"]["val"]
+    val["shards"][0]["samples"] = 10**12
+    val["samples"] = sum(s["samples"] for s in val["shards"])
+
+
+@pytest.mark.parametrize("what,mutate,says", [
+    ("a text sample rate", _set(["sample_rate"], "x"), "sample_rate must be a whole number"),
+    ("a zero sample rate", _set(["sample_rate"], 0), "sample_rate must be a whole number"),
+    ("a fractional sample rate", _set(["sample_rate"], 22050.5), "sample_rate must be a whole number"),
+    ("a bool sample count", _set(["splits", "val", "shards", 0, "samples"], True), "samples must be a whole number >= 0, got True"),
+    ("a negative size", _set(["splits", "val", "shards", 0, "bytes"], -1), "bytes must be a whole number >= 0, got -1"),
+    ("a split count as text", _set(["splits", "val", "samples"], "4"), "split 'val': samples must be a whole number >= 0, got '4'"),
+    ("more samples than the bytes can hold (accepted before: the epoch plan lists them all)", _huge_count, "cannot fit in"),
+    ("a largest member over the shard size", _set(["splits", "val", "shards", 0, "max_member_bytes"], 10**12), "max_member_bytes"),
+    ("a shard that is a list", _set(["splits", "val", "shards", 0], ["val-000000.tar"]), "expected an object"),
+])
+def test_a_tampered_index_is_one_line_naming_the_index(tiny_shards, tmp_path, what, mutate, says):
+    """shards.json from someone else: wrong types, negative or impossible counts are refused at opening
+    (they were a ValueError naming no file, a message that misread them, or accepted)."""
+    out = _copy(tiny_shards, tmp_path)
+    index = read_index(out)
+    mutate(index)
+    (out / sh.INDEX).write_text(json.dumps(index))
+    with pytest.raises(ShardError) as err:
+        ShardDataset(out, "val", batch_size=2)
+    assert str(err.value).startswith(f"{out / sh.INDEX}: ") and says in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"format": ' + "9" * 5000 + "}", '{"format": "mulap-shards/1"} \xff'])
+def test_an_index_that_is_not_json_is_one_line_naming_it(tiny_shards, tmp_path, text):
+    """Nested too deeply (a RecursionError before), an integer over Python's digit limit (a ValueError
+    naming no file), not UTF-8."""
+    out = _copy(tiny_shards, tmp_path)
+    (out / sh.INDEX).write_bytes(text.encode("latin-1"))
+    with pytest.raises(ShardError) as err:
+        read_index(out)
+    assert str(err.value).startswith(f"{out / sh.INDEX}") and "\n" not in str(err.value)
