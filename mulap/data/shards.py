@@ -4,7 +4,9 @@
     <out>/val-000000.tar ...     key = the record's position in its split (8 digits); the JSON holds
     <out>/test-000000.tar ...    {"audio_id", "caption", "split", "source"}; audio is 16 kHz mono
     <out>/shards.json            the index: per split the shards in order, each with its sample
-                                 count and size in bytes, plus the records skipped on the way in
+                                 count, size in bytes and largest member (max_member_bytes: the
+                                 most a reader takes in memory for one member), plus the records
+                                 skipped on the way in
 
 `write_shards` (`mulap data shard`) converts the seed's audiocaption layout; webdataset writes the
 tars and opens `pipe:` / http(s) URLs, fsspec opens other URLs (s3://, gs://, ... with their
@@ -58,6 +60,7 @@ _WRITTEN_NAME = re.compile(r"^(train|val|test)-\d{6}\.tar$")  # the names `mulap
 SHARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.tar")
 MIN_SAMPLE_BYTES = 1024  # a sample is at least two members, each with a 512-byte tar header
 MAX_SPLIT_SAMPLES = 10**8
+MAX_MEMBER_BYTES = 2**30  # the most one member may take in memory, whatever an index says
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30,
           "TIB": 2**40}
 
@@ -168,11 +171,12 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
                 if current is None or current["payload"] >= max_bytes:
                     if current is not None:
                         close_current()
-                    current = {"name": f"{split}-{len(shards):06d}.tar", "samples": 0, "payload": 0}
+                    current = {"name": f"{split}-{len(shards):06d}.tar", "samples": 0, "max_member_bytes": 0, "payload": 0}
                     current["file"] = open(out / f".shard-tmp-{current['name']}", "wb")
                     writer = TarWriter(current["file"], encoder=False, mtime=0.0)
                 writer.write({"__key__": key, fmt: audio, "json": meta})
                 current["samples"] += 1
+                current["max_member_bytes"] = max(current["max_member_bytes"], len(audio), len(meta))  # readers' limit
                 current["payload"] += len(audio) + len(meta) + 1024  # two tar headers
                 if progress and n % 500 == 0:
                     print(f"  {split}: {n}/{len(jobs)} clips ({n / (time.time() - t0):.1f}/s)", flush=True)
@@ -503,7 +507,7 @@ class ShardDataset(IterableDataset):
         pos, error = 0, None
         try:
             with open_shard(loc) as stream:
-                for key, files in _samples(stream):
+                for key, files in _samples(_Bounded(stream, entry["bytes"]), *self._member_limit(entry)):
                     if pos >= stop:
                         if stop == entry["samples"]:
                             raise ShardError(f"{loc}: more samples than the {entry['samples']} of the index {INDEX}: the shard "
@@ -514,6 +518,8 @@ class ShardDataset(IterableDataset):
                     pos += 1
             if pos < stop:
                 error = f"ends after {pos} of the {entry['samples']} samples of the index (truncated or corrupt)"
+        except _Refused as exc:
+            error = f"{exc}; the shard is not read further (its samples from {pos} on)"
         except (tarfile.TarError, OSError, EOFError) as exc:
             error = f"unreadable from sample {pos} on ({type(exc).__name__}: {exc})"
         if error is not None:  # a corrupt shard: every sample not read from it is a bad sample
@@ -522,18 +528,28 @@ class ShardDataset(IterableDataset):
             for p in missing:
                 yield (shard, p), (f"{entry['name']}: sample {p}", Skipped(loc, error))
 
+    @staticmethod
+    def _member_limit(entry: dict) -> tuple[int, str]:
+        """The most bytes a member of shard `entry` may have, and where that limit comes from."""
+        limit, limit_from = entry["bytes"], f"the shard's size in {INDEX}"
+        if "max_member_bytes" in entry:  # indexes written before it was recorded have the shard size only
+            limit, limit_from = entry["max_member_bytes"], f"the largest member {INDEX} records for the shard"
+        if limit > MAX_MEMBER_BYTES:
+            limit, limit_from = MAX_MEMBER_BYTES, "the most mulap reads into memory for one member"
+        return limit, limit_from
+
     def _item(self, item: Item, value) -> dict | Skipped:
         where, files = value
         try:
             if isinstance(files, Skipped):
                 raise DatasetError(f"{where}: {files.reason}")
+            bad = [f.reason for f in files.values() if isinstance(f, _BadMember)]
+            if bad:
+                raise DatasetError(f"{where}: {bad[0]}")
             if "json" not in files or self.suffix[1:] not in files:
                 raise DatasetError(f"{where}: expected members .json and {self.suffix}, found {sorted(files)}")
-            try:
-                meta = json.loads(files["json"])
-                audio_id, caption = str(meta["audio_id"]), str(meta["caption"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DatasetError(f"{where}.json: not the expected {{audio_id, caption}} JSON ({exc})") from None
+            meta = read_json(f"{where}.json", decode_text(files["json"], f"{where}.json"))
+            audio_id, caption = _meta_fields(meta, f"{where}.json")
             wave = load_audio(where + self.suffix, self.sample_rate, npy_rate=self.index_rate, data=files[self.suffix[1:]])
         except (DatasetError, AudioError) as exc:
             if self.on_bad_sample == "error":
@@ -545,20 +561,77 @@ class ShardDataset(IterableDataset):
         return clip_item(audio_id, caption, wave, self.chunk_len, self.max_chunks, rng)
 
 
-def _samples(stream) -> Iterator[tuple[str, dict]]:
-    """(key, {extension: bytes}) for consecutive members with the same key (the WebDataset layout)."""
-    from webdataset.tariterators import base_plus_ext, tar_file_iterator
+class _Refused(Exception):
+    """A shard whose bytes are not what its index describes; what follows in it is not read."""
+
+
+class _Bounded:
+    """A shard stream read up to the size its index gives it: a longer stream is refused, so no header
+    in it can make tarfile read more than that."""
+
+    def __init__(self, raw, size: int):
+        self.raw, self.size, self.left = raw, size, size
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(self.left + 1 if n is None or n < 0 else min(n, self.left + 1))
+        if len(data) > self.left:
+            raise _Refused(f"the stream is longer than the {self.size} bytes {INDEX} gives the shard")
+        self.left -= len(data)
+        return data
+
+
+@dataclass(frozen=True)
+class _BadMember:
+    """A member that was not read (its sample is a bad sample)."""
+    reason: str
+
+
+_META = re.compile(r"__[^/]*__($|/)")  # webdataset's own entries (e.g. __index__), not samples
+
+
+def _meta_fields(meta, where: str) -> tuple[str, str]:
+    """(audio_id, caption) of a sample's JSON member: an object whose caption is text and audio_id
+    text or a whole number (anything else would become a caption like 'None' without a word)."""
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{where}: expected a JSON object with audio_id and caption, got {type(meta).__name__}")
+    audio_id, caption = meta.get("audio_id"), meta.get("caption")
+    if isinstance(audio_id, bool) or not isinstance(audio_id, (str, int)) or not isinstance(caption, str):
+        raise DatasetError(f"{where}: audio_id must be text or a whole number and caption text, got "
+                           f"audio_id={audio_id!r:.40}, caption={caption!r:.40}")
+    return str(audio_id), caption
+
+
+def _samples(stream, limit: int, limit_from: str) -> Iterator[tuple[str, dict]]:
+    """(key, {extension: bytes}) for consecutive members with the same key (the WebDataset layout).
+
+    A member's tar header is checked before any of its data is read: one that is not a plain file
+    (a link, device, sparse file...) or declares more than `limit` bytes is not read; its sample
+    comes with a _BadMember, and the reading of the shard ends (`_Refused`), since skipping a
+    member could mean reading (or waiting for) as many bytes as its header declares."""
+    from webdataset.tariterators import base_plus_ext
 
     key, files = None, {}
-    for member in tar_file_iterator(stream):
-        k, ext = base_plus_ext(member["fname"])
-        if k is None:
-            continue
-        if k != key and key is not None:
-            yield key, files
-            files = {}
-        key = k
-        files[ext.lower()] = member["data"]
+    with tarfile.open(fileobj=stream, mode="r|") as tar:  # plain tar: no decompression bomb
+        for member in tar:
+            tar.members = []  # a stream of many members: keep no list of them
+            k, ext = base_plus_ext(member.name)
+            if k is None or member.isdir() or _META.match(member.name):
+                continue
+            if k != key and key is not None:
+                yield key, files
+                files = {}
+            key, ext = k, ext.lower()
+            problem = None
+            if not member.isreg() or member.issparse():
+                kind = "sparse file" if member.issparse() else "link" if member.issym() or member.islnk() else "special file"
+                problem = f"member {member.name} is a {kind}, not a plain file"
+            elif member.size > limit:
+                problem = f"member {member.name} is {member.size:,} bytes by its tar header, over the limit of {limit:,} ({limit_from})"
+            if problem:
+                files[ext] = _BadMember(problem)
+                yield key, files
+                raise _Refused(problem)
+            files[ext] = tar.extractfile(member).read()
     if key is not None:
         yield key, files
 
