@@ -47,7 +47,7 @@ from mulap.audio.io import AudioError, load_audio
 from mulap.data.audiocaption import SPLIT_FILES, DatasetError, Skipped, clip_item, read_split
 from mulap.audio.chunks import chunk_samples
 from mulap.data.text_files import DatasetFormatError, decode_text, read_json
-from mulap.files import write_json
+from mulap.files import unlink_quietly, write_error, write_json
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,9 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
     Audio is decoded and resampled once (16 kHz mono). Records or clips that cannot be used are
     skipped, logged and listed in the index under "skipped". Each shard is written under a
     temporary name and renamed when complete; the index is written last, so an interrupted run
-    leaves no index and is refused by readers.
+    leaves no index and is refused by readers. A write that fails (disk full, read-only, ...) is
+    one WriteError naming the file, with the space free and about how much the run needs; the
+    files of the run are removed, so the same command runs again once there is space.
     """
     from webdataset.writer import TarWriter
 
@@ -138,28 +140,40 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
         if others:
             raise ValueError(f"{out} holds files that are not shards ({', '.join(others[:5])}); "
                              "choose an empty folder (--overwrite only replaces shards and shards.json)")
-        for p in stale:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    else:
+        stale = []
+    read = {split: read_split(src, split, audio_dir, on_bad="skip") for split in splits}
+    total = sum(len(pairs) for pairs, _ in read.values())
 
     index = {"format": INDEX_FORMAT, "audio_format": fmt, "sample_rate": sample_rate, "source": str(src.resolve()),
              "created": time.strftime("%Y-%m-%d %H:%M:%S"), "splits": {}, "skipped": []}
+    written: list[Path] = []  # this run's files: removed if a write fails, so that the same command runs again
+    target, done, payload = out, 0, 0  # the file being written; clips and bytes written so far
+    writer = current = None  # the open shard
     ctx = get_context("fork") if num_workers > 0 else None
     pool = ctx.Pool(num_workers) if ctx else None
     try:
+        for p in stale:
+            target = p
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        target = out
+        out.mkdir(parents=True, exist_ok=True)
         for split in splits:
-            pairs, skipped = read_split(src, split, audio_dir, on_bad="skip")
+            pairs, skipped = read[split]
             index["skipped"] += [{"split": split, "where": s.where, "reason": s.reason} for s in skipped]
             jobs = [(f"{i:08d}", p.audio_id, p.caption, split, p.audio_path, fmt, sample_rate) for i, p in enumerate(pairs)]
             results = pool.imap(_encode, jobs, chunksize=4) if pool else map(_encode, jobs)
             shards, writer, current = [], None, None
 
             def close_current():
+                nonlocal payload
                 writer.close()
                 current.pop("file").close()
                 final = out / current["name"]
+                written.append(final)
                 (out / f".shard-tmp-{current['name']}").replace(final)
                 current["bytes"] = final.stat().st_size
+                payload += current["bytes"] - current["payload"]  # the tar's padding: what a shard really takes
                 shards.append(current)
 
             t0 = time.time()
@@ -172,12 +186,15 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
                     if current is not None:
                         close_current()
                     current = {"name": f"{split}-{len(shards):06d}.tar", "samples": 0, "max_member_bytes": 0, "payload": 0}
-                    current["file"] = open(out / f".shard-tmp-{current['name']}", "wb")
+                    target = out / current["name"]
+                    written.append(out / f".shard-tmp-{current['name']}")
+                    current["file"] = open(written[-1], "wb")
                     writer = TarWriter(current["file"], encoder=False, mtime=0.0)
                 writer.write({"__key__": key, fmt: audio, "json": meta})
                 current["samples"] += 1
                 current["max_member_bytes"] = max(current["max_member_bytes"], len(audio), len(meta))  # readers' limit
                 current["payload"] += len(audio) + len(meta) + 1024  # two tar headers
+                done, payload = done + 1, payload + len(audio) + len(meta) + 1024
                 if progress and n % 500 == 0:
                     print(f"  {split}: {n}/{len(jobs)} clips ({n / (time.time() - t0):.1f}/s)", flush=True)
             if current is not None:
@@ -187,11 +204,27 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
             index["splits"][split] = {"samples": sum(s["samples"] for s in shards), "shards": shards}
             if progress:
                 print(f"{split}: {index['splits'][split]['samples']} clips in {len(shards)} shard(s)", flush=True)
+        target = out / INDEX
+        write_json(target, index)
+    except OSError as exc:  # a full disk, a read-only folder...: one line, and nothing left that looks like shards
+        _close_quietly(writer)  # first the tar stream (else it tries to write its buffer when garbage-collected)
+        if current is not None:
+            _close_quietly(current.get("file"))  # then the shard being written (closed ones have no "file")
+        for p in written:
+            unlink_quietly(p)
+        raise write_error(exc, target, round(payload / done * total) if done else None) from None
     finally:
         if pool:
             pool.terminate()
-    write_json(out / INDEX, index)
     return index
+
+
+def _close_quietly(fh) -> None:
+    try:
+        if fh is not None:
+            fh.close()
+    except (OSError, ValueError):  # the close flushes, and the disk is full (or the file is closed already)
+        pass
 
 
 # -- the index -----------------------------------------------------------------------------------

@@ -1,10 +1,14 @@
 """Tar shards: conversion, the epoch plan (every sample once across ranks x workers, equal batch
 counts), mid-epoch resume, object-storage style URLs, and bad input (corrupt member, an index that
 does not match its shards, a non-empty output folder)."""
+import errno
 import io
 import json
 import logging
+import os
+import re
 import shutil
+import subprocess
 import tarfile
 
 import numpy as np
@@ -501,3 +505,77 @@ def test_a_member_json_that_is_not_the_expected_object_is_a_bad_sample(tiny_shar
     assert str(err.value).startswith(f"{shard}:00000000.json") and says in str(err.value) and "\n" not in str(err.value)
     items = [it for b in ShardDataset(out, "val", batch_size=4, on_bad_sample="skip") for it in b]
     assert len(items) == 4 and [it.where for it in items if isinstance(it, Skipped)] == [f"{shard}:00000000"]
+
+
+# -- a full disk during `mulap data shard` --------------------------------------------------------------
+class _FillingDisk:
+    """A file on a disk with `left[0]` bytes free: writes past that fail with ENOSPC, as a full disk does."""
+
+    def __init__(self, fh, left):
+        self.fh, self.left = fh, left
+
+    def write(self, data):
+        if len(data) > self.left[0]:
+            self.fh.write(data[: self.left[0]])
+            self.left[0] = 0
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.left[0] -= len(data)
+        return self.fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # no "Exception ignored" from a tar stream
+def test_a_full_disk_during_data_shard_is_one_line_keeps_nothing_and_the_command_then_works(shard_source, tmp_path, monkeypatch,
+                                                                                           capsys):
+    out = tmp_path / "out"
+    left = [250_000]  # a few shards fit, then the disk is full
+    real_open = open
+    monkeypatch.setattr(sh, "open", lambda path, mode="r", *a, **k: _FillingDisk(real_open(path, mode, *a, **k), left)
+                        if "w" in mode else real_open(path, mode, *a, **k), raising=False)
+    cli = ["data", "shard", str(shard_source), str(out), "--shard-size", "50kB", "--workers", "0"]
+    assert main(cli) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert re.fullmatch(rf"mulap data: error: cannot write {re.escape(str(out))}/(train|val|test)-\d{{6}}\.tar: no space left on "
+                        r"device \([0-9.]+ [KMGT]?B free, about [0-9.]+ [KMGT]?B needed\)", err), err
+    assert sorted(p.name for p in out.iterdir()) == []  # no shard without its index, no temp file: the folder is as it was
+    monkeypatch.undo()  # space freed
+    assert main(cli) == 0
+    assert read_index(out)["splits"]["train"]["samples"] == 12 and not list(out.glob(".shard-tmp*"))
+
+
+@pytest.fixture
+def tmpfs_600k(tmp_path):
+    """A 600 KB tmpfs (a real full disk: the shards of `shard_source` take about 1.2 MB); skipped where
+    mounting is not allowed (as tests/training/test_run_safety.py's small_tmpfs)."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_data_shard_on_a_real_full_then_read_only_then_freed_disk(shard_source, tmpfs_600k, capsys):
+    out = tmpfs_600k / "shards"
+    cli = ["data", "shard", str(shard_source), str(out), "--shard-size", "50kB", "--workers", "0"]
+    assert main(cli) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"cannot write {out}/" in err and "no space left on device (" in err, err
+    needed = float(re.search(r"KB free, about ([0-9.]+) MB needed\)$", err).group(1)) * 1e6
+    assert list(out.iterdir()) == []
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs_600k)], check=True)
+    assert main(cli) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "read-only file system" in err and str(out) in err, err
+    subprocess.run(["mount", "-o", "remount,rw,size=20m", str(tmpfs_600k)], check=True)  # space freed
+    assert main(cli) == 0
+    assert read_index(out)["splits"]["train"]["samples"] == 12
+    size = sum(p.stat().st_size for p in out.iterdir())
+    assert 0.8 * size < needed < 1.25 * size  # the estimate of the space the command needs
