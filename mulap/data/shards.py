@@ -4,9 +4,9 @@
     <out>/val-000000.tar ...     key = the record's position in its split (8 digits); the JSON holds
     <out>/test-000000.tar ...    {"audio_id", "caption", "split", "source"}; audio is 16 kHz mono
     <out>/shards.json            the index: per split the shards in order, each with its sample
-                                 count, size in bytes and largest member (max_member_bytes: the
-                                 most a reader takes in memory for one member), plus the records
-                                 skipped on the way in
+                                 count, size in bytes, largest member and longest clip
+                                 (max_member_bytes, max_audio_samples: the most a reader reads and
+                                 decodes for one sample), plus the records skipped on the way in
 
 `write_shards` (`mulap data shard`) converts the seed's audiocaption layout; webdataset writes the
 tars and opens `pipe:` / http(s) URLs, fsspec opens other URLs (s3://, gs://, ... with their
@@ -43,7 +43,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mulap.audio.io import AudioError, load_audio
+from mulap.audio.io import AudioError, iter_blocks, load_audio
 from mulap.data.audiocaption import SPLIT_FILES, DatasetError, Skipped, clip_item, read_split
 from mulap.audio.chunks import chunk_samples
 from mulap.data.text_files import DatasetFormatError, decode_text, read_json
@@ -60,7 +60,7 @@ _WRITTEN_NAME = re.compile(r"^(train|val|test)-\d{6}\.tar$")  # the names `mulap
 SHARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.tar")
 MIN_SAMPLE_BYTES = 1024  # a sample is at least two members, each with a 512-byte tar header
 MAX_SPLIT_SAMPLES = 10**8
-MAX_MEMBER_BYTES = 2**30  # the most one member may take in memory, whatever an index says
+MAX_MEMBER_BYTES = 2**30  # the most one member may take in memory, read or decoded, whatever an index says
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30,
           "TIB": 2**40}
 
@@ -88,12 +88,13 @@ def parse_size(text: str | int) -> int:
 
 # -- writing -------------------------------------------------------------------------------------
 def _encode(job: tuple) -> tuple:
-    """Worker: (key, audio_id, caption, split, path, fmt, sample_rate) -> (key, json bytes, audio bytes | None, error)."""
+    """Worker: (key, audio_id, caption, split, path, fmt, sample_rate) -> (key, json bytes, audio bytes | None, error,
+    audio samples)."""
     key, audio_id, caption, split, path, fmt, sample_rate = job
     try:
         wave = load_audio(path, sample_rate)
     except AudioError as exc:
-        return key, None, None, str(exc)
+        return key, None, None, str(exc), 0
     buf = io.BytesIO()
     if fmt == "npy":
         np.save(buf, wave)
@@ -102,7 +103,7 @@ def _encode(job: tuple) -> tuple:
 
         sf.write(buf, np.clip(wave, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
     meta = {"audio_id": audio_id, "caption": caption, "split": split, "source": str(path)}
-    return key, json.dumps(meta, ensure_ascii=False).encode("utf-8"), buf.getvalue(), None
+    return key, json.dumps(meta, ensure_ascii=False).encode("utf-8"), buf.getvalue(), None, len(wave)
 
 
 def _previous_outputs(out: Path) -> list[Path]:
@@ -177,7 +178,7 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
                 shards.append(current)
 
             t0 = time.time()
-            for n, (key, meta, audio, error) in enumerate(results, 1):
+            for n, (key, meta, audio, error, length) in enumerate(results, 1):
                 if error is not None:
                     log.warning("skipping %s record %s: %s", split, key, error)
                     index["skipped"].append({"split": split, "where": f"{SPLIT_FILES[split]}, record {int(key)}", "reason": error})
@@ -185,14 +186,16 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
                 if current is None or current["payload"] >= max_bytes:
                     if current is not None:
                         close_current()
-                    current = {"name": f"{split}-{len(shards):06d}.tar", "samples": 0, "max_member_bytes": 0, "payload": 0}
+                    current = {"name": f"{split}-{len(shards):06d}.tar", "samples": 0, "max_member_bytes": 0,
+                               "max_audio_samples": 0, "payload": 0}
                     target = out / current["name"]
                     written.append(out / f".shard-tmp-{current['name']}")
                     current["file"] = open(written[-1], "wb")
                     writer = TarWriter(current["file"], encoder=False, mtime=0.0)
                 writer.write({"__key__": key, fmt: audio, "json": meta})
                 current["samples"] += 1
-                current["max_member_bytes"] = max(current["max_member_bytes"], len(audio), len(meta))  # readers' limit
+                current["max_member_bytes"] = max(current["max_member_bytes"], len(audio), len(meta))  # readers' limits
+                current["max_audio_samples"] = max(current["max_audio_samples"], length)
                 current["payload"] += len(audio) + len(meta) + 1024  # two tar headers
                 done, payload = done + 1, payload + len(audio) + len(meta) + 1024
                 if progress and n % 500 == 0:
@@ -280,7 +283,7 @@ def read_index(data_dir: str | Path) -> dict:
             if name in names:
                 raise ShardError(f"{at}: name {name!r} is listed twice")
             names.add(name)
-            for key in ("samples", "bytes") + (("max_member_bytes",) if "max_member_bytes" in s else ()):
+            for key in ("samples", "bytes", *(k for k in ("max_member_bytes", "max_audio_samples") if k in s)):
                 if not _count(s.get(key)):
                     raise ShardError(f"{at} ({name}): {key} must be a whole number >= 0, got {s.get(key)!r}")
             if s["samples"] * MIN_SAMPLE_BYTES > s["bytes"]:
@@ -571,6 +574,23 @@ class ShardDataset(IterableDataset):
             limit, limit_from = MAX_MEMBER_BYTES, "the most mulap reads into memory for one member"
         return limit, limit_from
 
+    def _decode(self, where: str, data: bytes, entry: dict) -> np.ndarray:
+        """The audio of a member as load_audio gives it, decoded block by block up to a limit: a few
+        KB of FLAC can hold hours of silence (1 h is 181 KB)."""
+        limit, limit_from = MAX_MEMBER_BYTES // 4, "the most mulap decodes for one member"  # float32 samples
+        if "max_audio_samples" in entry:  # + a little for the resampler's rounding
+            recorded = math.ceil(entry["max_audio_samples"] * self.sample_rate / self.index_rate) + 16
+            if recorded < limit:
+                limit, limit_from = recorded, f"the longest clip {INDEX} records for the shard"
+        blocks, n = [], 0
+        for block in iter_blocks(where, self.sample_rate, npy_rate=self.index_rate, data=data):
+            n += len(block)
+            if n > limit:
+                raise DatasetError(f"{where}: decodes to more than {limit:,} samples ({limit / self.sample_rate:.1f} s), "
+                                   f"over the limit of {limit_from}")
+            blocks.append(block)
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
     def _item(self, item: Item, value) -> dict | Skipped:
         where, files = value
         try:
@@ -583,7 +603,7 @@ class ShardDataset(IterableDataset):
                 raise DatasetError(f"{where}: expected members .json and {self.suffix}, found {sorted(files)}")
             meta = read_json(f"{where}.json", decode_text(files["json"], f"{where}.json"))
             audio_id, caption = _meta_fields(meta, f"{where}.json")
-            wave = load_audio(where + self.suffix, self.sample_rate, npy_rate=self.index_rate, data=files[self.suffix[1:]])
+            wave = self._decode(where + self.suffix, files[self.suffix[1:]], self.shards[item[0]])
         except (DatasetError, AudioError) as exc:
             if self.on_bad_sample == "error":
                 raise DatasetError(f"{exc} (dataset_config.on_bad_sample=skip counts and skips such samples)") from None

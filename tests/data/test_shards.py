@@ -579,3 +579,35 @@ def test_data_shard_on_a_real_full_then_read_only_then_freed_disk(shard_source, 
     assert read_index(out)["splits"]["train"]["samples"] == 12
     size = sum(p.stat().st_size for p in out.iterdir())
     assert 0.8 * size < needed < 1.25 * size  # the estimate of the space the command needs
+
+
+def test_a_small_member_that_decodes_to_hours_is_a_bad_sample(tiny_shards, tmp_path, monkeypatch):
+    """A decompression bomb inside the size limits: 10 minutes of silence is a 30 KB FLAC (it was
+    decoded whole, 38 MB here, hours from a larger member). The index records each shard's longest
+    clip; an index from before gets the hard cap (MAX_MEMBER_BYTES of float32)."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(16_000 * 600, np.float32), 16_000, format="FLAC", subtype="PCM_16")
+    bomb = buf.getvalue()
+    assert len(bomb) < 40_000
+    out = _copy(tiny_shards, tmp_path)
+    longest = read_index(out)["splits"]["val"]["shards"][0]["max_audio_samples"]
+    assert 0 < longest < 16_000 * 30
+    shard, member = _replace_member(out, "val", "00000001.flac", lambda name: _header(name, len(bomb)) + bomb + bytes(-len(bomb) % 512))
+    with pytest.raises(DatasetError) as err:
+        list(ShardDataset(out, "val", batch_size=4))
+    assert str(err.value).startswith(f"{shard}:00000001.flac: decodes to more than {longest + 16:,} samples")
+    assert "the longest clip shards.json records" in str(err.value)
+    items = [it for b in ShardDataset(out, "val", batch_size=4, on_bad_sample="skip") for it in b]
+    assert len(items) == 4 and [it.where for it in items if isinstance(it, Skipped)] == [f"{shard}:00000001"]
+
+    old = _copy(tiny_shards, tmp_path / "old")  # an index without max_audio_samples: the hard cap
+    index = read_index(old)
+    for s in (s for split in index["splits"].values() for s in split["shards"]):
+        del s["max_audio_samples"]
+    (old / sh.INDEX).write_text(json.dumps(index))
+    assert len([it for b in ShardDataset(old, "val", batch_size=4) for it in b]) == 4
+    monkeypatch.setattr(sh, "MAX_MEMBER_BYTES", 4 * 20_000)  # the members (about 13 KB) pass, their clips do not
+    with pytest.raises(DatasetError, match="decodes to more than 20,000 samples .* the most mulap decodes for one member"):
+        list(ShardDataset(old, "val", batch_size=4))
