@@ -558,8 +558,8 @@ class ShardDataset(IterableDataset):
             error = f"{exc}; the shard is not read further (its samples from {pos} on)"
         except (tarfile.TarError, OSError, EOFError) as exc:
             error = f"unreadable from sample {pos} on ({type(exc).__name__}: {exc})"
-        if error is not None:  # a corrupt shard: every sample not read from it is a bad sample
-            missing = [p for p in range(max(pos, start), stop) if (shard, p) not in done]
+        missing = [p for p in range(max(pos, start), stop) if (shard, p) not in done] if error is not None else []
+        if missing:  # a corrupt shard: every sample of this range not read from it is a bad sample
             log.warning("shard %s: %s; %d sample(s) lost", loc, error, len(missing))
             for p in missing:
                 yield (shard, p), (f"{entry['name']}: sample {p}", Skipped(loc, error))
