@@ -4,7 +4,9 @@
     <out>/val-000000.tar ...     key = the record's position in its split (8 digits); the JSON holds
     <out>/test-000000.tar ...    {"audio_id", "caption", "split", "source"}; audio is 16 kHz mono
     <out>/shards.json            the index: per split the shards in order, each with its sample
-                                 count and size in bytes, plus the records skipped on the way in
+                                 count, size in bytes, largest member and longest clip
+                                 (max_member_bytes, max_audio_samples: the most a reader reads and
+                                 decodes for one sample), plus the records skipped on the way in
 
 `write_shards` (`mulap data shard`) converts the seed's audiocaption layout; webdataset writes the
 tars and opens `pipe:` / http(s) URLs, fsspec opens other URLs (s3://, gs://, ... with their
@@ -28,6 +30,7 @@ import json
 import logging
 import math
 import re
+import shlex
 import shutil
 import tarfile
 import time
@@ -40,17 +43,24 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mulap.audio.io import AudioError, load_audio
+from mulap.audio.io import AudioError, iter_blocks, load_audio
 from mulap.data.audiocaption import SPLIT_FILES, DatasetError, Skipped, clip_item, read_split
 from mulap.audio.chunks import chunk_samples
-from mulap.files import write_json
+from mulap.data.text_files import DatasetFormatError, decode_text, read_json
+from mulap.files import unlink_quietly, write_error, write_json
 
 log = logging.getLogger(__name__)
 
 INDEX = "shards.json"
 INDEX_FORMAT = "mulap-shards/1"
 AUDIO_FORMATS = ("flac", "npy")
-_SHARD_NAME = re.compile(r"^(train|val|test)-\d{6}\.tar$")
+_WRITTEN_NAME = re.compile(r"^(train|val|test)-\d{6}\.tar$")  # the names `mulap data shard` writes
+# the names an index may list: plain file names that no shell, URL or path reads as anything else
+# (no separators, quotes, spaces or leading '-' / '.'); every name `mulap data shard` writes is one
+SHARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.tar")
+MIN_SAMPLE_BYTES = 1024  # a sample is at least two members, each with a 512-byte tar header
+MAX_SPLIT_SAMPLES = 10**8
+MAX_MEMBER_BYTES = 2**30  # the most one member may take in memory, read or decoded, whatever an index says
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30,
           "TIB": 2**40}
 
@@ -78,12 +88,13 @@ def parse_size(text: str | int) -> int:
 
 # -- writing -------------------------------------------------------------------------------------
 def _encode(job: tuple) -> tuple:
-    """Worker: (key, audio_id, caption, split, path, fmt, sample_rate) -> (key, json bytes, audio bytes | None, error)."""
+    """Worker: (key, audio_id, caption, split, path, fmt, sample_rate) -> (key, json bytes, audio bytes | None, error,
+    audio samples)."""
     key, audio_id, caption, split, path, fmt, sample_rate = job
     try:
         wave = load_audio(path, sample_rate)
     except AudioError as exc:
-        return key, None, None, str(exc)
+        return key, None, None, str(exc), 0
     buf = io.BytesIO()
     if fmt == "npy":
         np.save(buf, wave)
@@ -92,11 +103,11 @@ def _encode(job: tuple) -> tuple:
 
         sf.write(buf, np.clip(wave, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
     meta = {"audio_id": audio_id, "caption": caption, "split": split, "source": str(path)}
-    return key, json.dumps(meta, ensure_ascii=False).encode("utf-8"), buf.getvalue(), None
+    return key, json.dumps(meta, ensure_ascii=False).encode("utf-8"), buf.getvalue(), None, len(wave)
 
 
 def _previous_outputs(out: Path) -> list[Path]:
-    return sorted(p for p in out.iterdir() if p.name == INDEX or _SHARD_NAME.match(p.name) or p.name.startswith(".shard-tmp"))
+    return sorted(p for p in out.iterdir() if p.name == INDEX or _WRITTEN_NAME.match(p.name) or p.name.startswith(".shard-tmp"))
 
 
 def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500MB", fmt: str = "flac", overwrite: bool = False,
@@ -106,7 +117,9 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
     Audio is decoded and resampled once (16 kHz mono). Records or clips that cannot be used are
     skipped, logged and listed in the index under "skipped". Each shard is written under a
     temporary name and renamed when complete; the index is written last, so an interrupted run
-    leaves no index and is refused by readers.
+    leaves no index and is refused by readers. A write that fails (disk full, read-only, ...) is
+    one WriteError naming the file, with the space free and about how much the run needs; the
+    files of the run are removed, so the same command runs again once there is space.
     """
     from webdataset.writer import TarWriter
 
@@ -128,32 +141,44 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
         if others:
             raise ValueError(f"{out} holds files that are not shards ({', '.join(others[:5])}); "
                              "choose an empty folder (--overwrite only replaces shards and shards.json)")
-        for p in stale:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    else:
+        stale = []
+    read = {split: read_split(src, split, audio_dir, on_bad="skip") for split in splits}
+    total = sum(len(pairs) for pairs, _ in read.values())
 
     index = {"format": INDEX_FORMAT, "audio_format": fmt, "sample_rate": sample_rate, "source": str(src.resolve()),
              "created": time.strftime("%Y-%m-%d %H:%M:%S"), "splits": {}, "skipped": []}
+    written: list[Path] = []  # this run's files: removed if a write fails, so that the same command runs again
+    target, done, payload = out, 0, 0  # the file being written; clips and bytes written so far
+    writer = current = None  # the open shard
     ctx = get_context("fork") if num_workers > 0 else None
     pool = ctx.Pool(num_workers) if ctx else None
     try:
+        for p in stale:
+            target = p
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        target = out
+        out.mkdir(parents=True, exist_ok=True)
         for split in splits:
-            pairs, skipped = read_split(src, split, audio_dir, on_bad="skip")
+            pairs, skipped = read[split]
             index["skipped"] += [{"split": split, "where": s.where, "reason": s.reason} for s in skipped]
             jobs = [(f"{i:08d}", p.audio_id, p.caption, split, p.audio_path, fmt, sample_rate) for i, p in enumerate(pairs)]
             results = pool.imap(_encode, jobs, chunksize=4) if pool else map(_encode, jobs)
             shards, writer, current = [], None, None
 
             def close_current():
+                nonlocal payload
                 writer.close()
                 current.pop("file").close()
                 final = out / current["name"]
+                written.append(final)
                 (out / f".shard-tmp-{current['name']}").replace(final)
                 current["bytes"] = final.stat().st_size
+                payload += current["bytes"] - current["payload"]  # the tar's padding: what a shard really takes
                 shards.append(current)
 
             t0 = time.time()
-            for n, (key, meta, audio, error) in enumerate(results, 1):
+            for n, (key, meta, audio, error, length) in enumerate(results, 1):
                 if error is not None:
                     log.warning("skipping %s record %s: %s", split, key, error)
                     index["skipped"].append({"split": split, "where": f"{SPLIT_FILES[split]}, record {int(key)}", "reason": error})
@@ -161,12 +186,18 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
                 if current is None or current["payload"] >= max_bytes:
                     if current is not None:
                         close_current()
-                    current = {"name": f"{split}-{len(shards):06d}.tar", "samples": 0, "payload": 0}
-                    current["file"] = open(out / f".shard-tmp-{current['name']}", "wb")
+                    current = {"name": f"{split}-{len(shards):06d}.tar", "samples": 0, "max_member_bytes": 0,
+                               "max_audio_samples": 0, "payload": 0}
+                    target = out / current["name"]
+                    written.append(out / f".shard-tmp-{current['name']}")
+                    current["file"] = open(written[-1], "wb")
                     writer = TarWriter(current["file"], encoder=False, mtime=0.0)
                 writer.write({"__key__": key, fmt: audio, "json": meta})
                 current["samples"] += 1
+                current["max_member_bytes"] = max(current["max_member_bytes"], len(audio), len(meta))  # readers' limits
+                current["max_audio_samples"] = max(current["max_audio_samples"], length)
                 current["payload"] += len(audio) + len(meta) + 1024  # two tar headers
+                done, payload = done + 1, payload + len(audio) + len(meta) + 1024
                 if progress and n % 500 == 0:
                     print(f"  {split}: {n}/{len(jobs)} clips ({n / (time.time() - t0):.1f}/s)", flush=True)
             if current is not None:
@@ -176,11 +207,27 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
             index["splits"][split] = {"samples": sum(s["samples"] for s in shards), "shards": shards}
             if progress:
                 print(f"{split}: {index['splits'][split]['samples']} clips in {len(shards)} shard(s)", flush=True)
+        target = out / INDEX
+        write_json(target, index)
+    except OSError as exc:  # a full disk, a read-only folder...: one line, and nothing left that looks like shards
+        _close_quietly(writer)  # first the tar stream (else it tries to write its buffer when garbage-collected)
+        if current is not None:
+            _close_quietly(current.get("file"))  # then the shard being written (closed ones have no "file")
+        for p in written:
+            unlink_quietly(p)
+        raise write_error(exc, target, round(payload / done * total) if done else None) from None
     finally:
         if pool:
             pool.terminate()
-    write_json(out / INDEX, index)
     return index
+
+
+def _close_quietly(fh) -> None:
+    try:
+        if fh is not None:
+            fh.close()
+    except (OSError, ValueError):  # the close flushes, and the disk is full (or the file is closed already)
+        pass
 
 
 # -- the index -----------------------------------------------------------------------------------
@@ -193,7 +240,9 @@ def _join(base: str, name: str) -> str:
 
 
 def read_index(data_dir: str | Path) -> dict:
-    """Read and check `<data_dir>/shards.json` (a local folder or an fsspec URL)."""
+    """Read and check `<data_dir>/shards.json` (a local folder or an fsspec URL). The index is data
+    someone else may have written: every field is checked here, before any shard is opened or any
+    `pipe:` command runs, and a problem is one ShardError naming the index (and split and shard)."""
     where = _join(str(data_dir), INDEX)
     try:
         if _is_url(str(data_dir)):
@@ -205,35 +254,68 @@ def read_index(data_dir: str | Path) -> dict:
             raw = Path(where).read_bytes()
     except FileNotFoundError:
         raise ShardError(f"{where}: no shard index (make one with `mulap data shard <audiocaption dir> {data_dir}`)") from None
+    except OSError as exc:
+        raise ShardError(f"{where}: cannot be read ({exc.strerror or exc})") from None
     try:
-        index = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ShardError(f"{where}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+        index = read_json(where, decode_text(raw, where))
+    except DatasetFormatError as exc:
+        raise ShardError(str(exc)) from None
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
         raise ShardError(f"{where}: not a mulap shard index (format {INDEX_FORMAT!r} expected)")
     if index.get("audio_format") not in AUDIO_FORMATS or not isinstance(index.get("splits"), dict):
         raise ShardError(f"{where}: audio_format must be one of {AUDIO_FORMATS} and splits a mapping")
+    rate = index.get("sample_rate", 16_000)
+    if not _count(rate) or not 1000 <= rate <= 1_000_000:
+        raise ShardError(f"{where}: sample_rate must be a whole number of Hz from 1000 to 1000000, got {rate!r}")
     for split, entry in index["splits"].items():
         shards = entry.get("shards") if isinstance(entry, dict) else None
         if not isinstance(shards, list):
             raise ShardError(f"{where}: split {split!r} has no list of shards")
         names = set()
         for i, s in enumerate(shards):
-            ok = (isinstance(s, dict) and isinstance(s.get("name"), str) and "/" not in s["name"] and s["name"] not in names
-                  and isinstance(s.get("samples"), int) and s["samples"] >= 0 and isinstance(s.get("bytes"), int))
-            if not ok:
-                raise ShardError(f"{where}: split {split!r}, shard {i}: expected a unique plain name, samples >= 0 and bytes")
-            names.add(s["name"])
-        if entry.get("samples") != sum(s["samples"] for s in shards):
-            raise ShardError(f"{where}: split {split!r} says {entry.get('samples')} samples but its shards add up to "
-                             f"{sum(s['samples'] for s in shards)}")
+            at = f"{where}: split {split!r}, shard {i}"
+            if not isinstance(s, dict):
+                raise ShardError(f"{at}: expected an object with name, samples and bytes, got {type(s).__name__}")
+            name = s.get("name")
+            if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+                raise ShardError(f"{at}: name {name!r} is not a plain shard name (letters, digits, '.', '_' and '-', "
+                                 "starting with a letter or digit, ending in .tar)")
+            if name in names:
+                raise ShardError(f"{at}: name {name!r} is listed twice")
+            names.add(name)
+            for key in ("samples", "bytes", *(k for k in ("max_member_bytes", "max_audio_samples") if k in s)):
+                if not _count(s.get(key)):
+                    raise ShardError(f"{at} ({name}): {key} must be a whole number >= 0, got {s.get(key)!r}")
+            if s["samples"] * MIN_SAMPLE_BYTES > s["bytes"]:
+                raise ShardError(f"{at} ({name}): {s['samples']} samples cannot fit in {s['bytes']} bytes (each takes at "
+                                 f"least {MIN_SAMPLE_BYTES}: two tar headers)")
+            if s.get("max_member_bytes", 0) > s["bytes"]:
+                raise ShardError(f"{at} ({name}): max_member_bytes {s['max_member_bytes']} is more than the shard's "
+                                 f"{s['bytes']} bytes")
+        total = sum(s["samples"] for s in shards)
+        if not _count(entry.get("samples")):
+            raise ShardError(f"{where}: split {split!r}: samples must be a whole number >= 0, got {entry.get('samples')!r}")
+        if entry["samples"] != total:
+            raise ShardError(f"{where}: split {split!r} says {entry['samples']} samples but its shards add up to {total}")
+        if total > MAX_SPLIT_SAMPLES:
+            raise ShardError(f"{where}: split {split!r} has {total} samples, more than the {MAX_SPLIT_SAMPLES} a split may "
+                             "have (the epoch plan keeps about 110 bytes per sample in memory)")
     return index
+
+
+def _count(value) -> bool:
+    """A JSON whole number >= 0 (not a bool, not 4.0)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def shard_location(data_dir: str | Path, name: str, template: str | None = None) -> str:
     """Where shard `name` is read from: `template` with {name} filled in (e.g.
     'pipe:aws s3 cp s3://bucket/corpus/{name} -'), else `<data_dir>/<name>`."""
-    return template.format(name=name) if template else _join(str(data_dir), name)
+    if not template:
+        return _join(str(data_dir), name)
+    # read_index only lets plain names through; quoting them as well keeps a command line safe
+    # whatever calls this (a quoted plain name is the name itself)
+    return template.format(name=shlex.quote(name) if template.startswith("pipe:") else name)
 
 
 def verify_shards(index: dict, data_dir: str | Path, split: str, template: str | None = None) -> None:
@@ -461,7 +543,7 @@ class ShardDataset(IterableDataset):
         pos, error = 0, None
         try:
             with open_shard(loc) as stream:
-                for key, files in _samples(stream):
+                for key, files in _samples(_Bounded(stream, entry["bytes"]), *self._member_limit(entry)):
                     if pos >= stop:
                         if stop == entry["samples"]:
                             raise ShardError(f"{loc}: more samples than the {entry['samples']} of the index {INDEX}: the shard "
@@ -472,27 +554,56 @@ class ShardDataset(IterableDataset):
                     pos += 1
             if pos < stop:
                 error = f"ends after {pos} of the {entry['samples']} samples of the index (truncated or corrupt)"
+        except _Refused as exc:
+            error = f"{exc}; the shard is not read further (its samples from {pos} on)"
         except (tarfile.TarError, OSError, EOFError) as exc:
             error = f"unreadable from sample {pos} on ({type(exc).__name__}: {exc})"
-        if error is not None:  # a corrupt shard: every sample not read from it is a bad sample
-            missing = [p for p in range(max(pos, start), stop) if (shard, p) not in done]
+        missing = [p for p in range(max(pos, start), stop) if (shard, p) not in done] if error is not None else []
+        if missing:  # a corrupt shard: every sample of this range not read from it is a bad sample
             log.warning("shard %s: %s; %d sample(s) lost", loc, error, len(missing))
             for p in missing:
                 yield (shard, p), (f"{entry['name']}: sample {p}", Skipped(loc, error))
+
+    @staticmethod
+    def _member_limit(entry: dict) -> tuple[int, str]:
+        """The most bytes a member of shard `entry` may have, and where that limit comes from."""
+        limit, limit_from = entry["bytes"], f"the shard's size in {INDEX}"
+        if "max_member_bytes" in entry:  # indexes written before it was recorded have the shard size only
+            limit, limit_from = entry["max_member_bytes"], f"the largest member {INDEX} records for the shard"
+        if limit > MAX_MEMBER_BYTES:
+            limit, limit_from = MAX_MEMBER_BYTES, "the most mulap reads into memory for one member"
+        return limit, limit_from
+
+    def _decode(self, where: str, data: bytes, entry: dict) -> np.ndarray:
+        """The audio of a member as load_audio gives it, decoded block by block up to a limit: a few
+        KB of FLAC can hold hours of silence (1 h is 181 KB)."""
+        limit, limit_from = MAX_MEMBER_BYTES // 4, "the most mulap decodes for one member"  # float32 samples
+        if "max_audio_samples" in entry:  # + a little for the resampler's rounding
+            recorded = math.ceil(entry["max_audio_samples"] * self.sample_rate / self.index_rate) + 16
+            if recorded < limit:
+                limit, limit_from = recorded, f"the longest clip {INDEX} records for the shard"
+        blocks, n = [], 0
+        for block in iter_blocks(where, self.sample_rate, npy_rate=self.index_rate, data=data):
+            n += len(block)
+            if n > limit:
+                raise DatasetError(f"{where}: decodes to more than {limit:,} samples ({limit / self.sample_rate:.1f} s), "
+                                   f"over the limit of {limit_from}")
+            blocks.append(block)
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
     def _item(self, item: Item, value) -> dict | Skipped:
         where, files = value
         try:
             if isinstance(files, Skipped):
                 raise DatasetError(f"{where}: {files.reason}")
+            bad = [f.reason for f in files.values() if isinstance(f, _BadMember)]
+            if bad:
+                raise DatasetError(f"{where}: {bad[0]}")
             if "json" not in files or self.suffix[1:] not in files:
                 raise DatasetError(f"{where}: expected members .json and {self.suffix}, found {sorted(files)}")
-            try:
-                meta = json.loads(files["json"])
-                audio_id, caption = str(meta["audio_id"]), str(meta["caption"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DatasetError(f"{where}.json: not the expected {{audio_id, caption}} JSON ({exc})") from None
-            wave = load_audio(where + self.suffix, self.sample_rate, npy_rate=self.index_rate, data=files[self.suffix[1:]])
+            meta = read_json(f"{where}.json", decode_text(files["json"], f"{where}.json"))
+            audio_id, caption = _meta_fields(meta, f"{where}.json")
+            wave = self._decode(where + self.suffix, files[self.suffix[1:]], self.shards[item[0]])
         except (DatasetError, AudioError) as exc:
             if self.on_bad_sample == "error":
                 raise DatasetError(f"{exc} (dataset_config.on_bad_sample=skip counts and skips such samples)") from None
@@ -503,20 +614,77 @@ class ShardDataset(IterableDataset):
         return clip_item(audio_id, caption, wave, self.chunk_len, self.max_chunks, rng)
 
 
-def _samples(stream) -> Iterator[tuple[str, dict]]:
-    """(key, {extension: bytes}) for consecutive members with the same key (the WebDataset layout)."""
-    from webdataset.tariterators import base_plus_ext, tar_file_iterator
+class _Refused(Exception):
+    """A shard whose bytes are not what its index describes; what follows in it is not read."""
+
+
+class _Bounded:
+    """A shard stream read up to the size its index gives it: a longer stream is refused, so no header
+    in it can make tarfile read more than that."""
+
+    def __init__(self, raw, size: int):
+        self.raw, self.size, self.left = raw, size, size
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(self.left + 1 if n is None or n < 0 else min(n, self.left + 1))
+        if len(data) > self.left:
+            raise _Refused(f"the stream is longer than the {self.size} bytes {INDEX} gives the shard")
+        self.left -= len(data)
+        return data
+
+
+@dataclass(frozen=True)
+class _BadMember:
+    """A member that was not read (its sample is a bad sample)."""
+    reason: str
+
+
+_META = re.compile(r"__[^/]*__($|/)")  # webdataset's own entries (e.g. __index__), not samples
+
+
+def _meta_fields(meta, where: str) -> tuple[str, str]:
+    """(audio_id, caption) of a sample's JSON member: an object whose caption is text and audio_id
+    text or a whole number (anything else would become a caption like 'None' without a word)."""
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{where}: expected a JSON object with audio_id and caption, got {type(meta).__name__}")
+    audio_id, caption = meta.get("audio_id"), meta.get("caption")
+    if isinstance(audio_id, bool) or not isinstance(audio_id, (str, int)) or not isinstance(caption, str):
+        raise DatasetError(f"{where}: audio_id must be text or a whole number and caption text, got "
+                           f"audio_id={audio_id!r:.40}, caption={caption!r:.40}")
+    return str(audio_id), caption
+
+
+def _samples(stream, limit: int, limit_from: str) -> Iterator[tuple[str, dict]]:
+    """(key, {extension: bytes}) for consecutive members with the same key (the WebDataset layout).
+
+    A member's tar header is checked before any of its data is read: one that is not a plain file
+    (a link, device, sparse file...) or declares more than `limit` bytes is not read; its sample
+    comes with a _BadMember, and the reading of the shard ends (`_Refused`), since skipping a
+    member could mean reading (or waiting for) as many bytes as its header declares."""
+    from webdataset.tariterators import base_plus_ext
 
     key, files = None, {}
-    for member in tar_file_iterator(stream):
-        k, ext = base_plus_ext(member["fname"])
-        if k is None:
-            continue
-        if k != key and key is not None:
-            yield key, files
-            files = {}
-        key = k
-        files[ext.lower()] = member["data"]
+    with tarfile.open(fileobj=stream, mode="r|") as tar:  # plain tar: no decompression bomb
+        for member in tar:
+            tar.members = []  # a stream of many members: keep no list of them
+            k, ext = base_plus_ext(member.name)
+            if k is None or member.isdir() or _META.match(member.name):
+                continue
+            if k != key and key is not None:
+                yield key, files
+                files = {}
+            key, ext = k, ext.lower()
+            problem = None
+            if not member.isreg() or member.issparse():
+                kind = "sparse file" if member.issparse() else "link" if member.issym() or member.islnk() else "special file"
+                problem = f"member {member.name} is a {kind}, not a plain file"
+            elif member.size > limit:
+                problem = f"member {member.name} is {member.size:,} bytes by its tar header, over the limit of {limit:,} ({limit_from})"
+            if problem:
+                files[ext] = _BadMember(problem)
+                yield key, files
+                raise _Refused(problem)
+            files[ext] = tar.extractfile(member).read()
     if key is not None:
         yield key, files
 

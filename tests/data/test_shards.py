@@ -1,10 +1,14 @@
 """Tar shards: conversion, the epoch plan (every sample once across ranks x workers, equal batch
 counts), mid-epoch resume, object-storage style URLs, and bad input (corrupt member, an index that
 does not match its shards, a non-empty output folder)."""
+import errno
 import io
 import json
 import logging
+import os
+import re
 import shutil
+import subprocess
 import tarfile
 
 import numpy as np
@@ -255,3 +259,355 @@ def test_data_shard_command_refuses_a_non_empty_folder_and_lists_skipped_records
     (out / "notes.txt").write_text("mine")
     assert main(["data", "shard", str(src), str(out), "--overwrite"]) == 2  # never deletes what it did not write
     assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").is_file()
+
+
+def test_pipe_commands_get_the_shard_name_shell_quoted(tiny_shards, tmp_path, monkeypatch):
+    """Defence in depth behind read_index's name check: whatever name reaches shard_location, a pipe:
+    command receives it as one quoted word, never as shell syntax."""
+    monkeypatch.chdir(tmp_path)
+    loc = sh.shard_location(tiny_shards, "x.tar; touch PWNED", "pipe:cat {name}")
+    assert loc == "pipe:cat 'x.tar; touch PWNED'"
+    with pytest.raises(OSError, match="exit 1"):  # cat: no file of that name (webdataset reports the exit status)
+        with sh.open_shard(loc) as stream:
+            stream.read()
+    assert not list(tmp_path.rglob("PWNED"))
+    name = read_index(tiny_shards)["splits"]["val"]["shards"][0]["name"]  # a plain name is passed as it is
+    assert sh.shard_location(tiny_shards, name, f"pipe:cat {tiny_shards}/{{name}}") == f"pipe:cat {tiny_shards}/{name}"
+    assert sh.shard_location(tiny_shards, name, "https://host/c/{name}") == f"https://host/c/{name}"
+
+
+@pytest.mark.parametrize("name", ["train-000000.tar; touch PWNED", "$(touch PWNED).tar", "-rf.tar", ".hidden.tar", "a b.tar",
+                                  "shard.tar\n", "shard", "../x.tar", "x\x00.tar", 7, None])
+def test_index_names_that_are_not_plain_file_names_are_refused(tiny_shards, tmp_path, name):
+    out = _copy(tiny_shards, tmp_path)
+    index = read_index(out)
+    index["splits"]["val"]["shards"][0]["name"] = name
+    (out / sh.INDEX).write_text(json.dumps(index))
+    with pytest.raises(ShardError, match=r"shards\.json: split 'val', shard 0: name .* is not a plain shard name") as err:
+        ShardDataset(out, "val", batch_size=2, shard_url="pipe:cat {name}")
+    assert repr(name) in str(err.value) and "\n" not in str(err.value)
+
+
+def _set(path, value):
+    def mutate(index):
+        d = index
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+    return mutate
+
+
+def _huge_count(index):
+    val = index["splits"]["val"]
+    val["shards"][0]["samples"] = 10**12
+    val["samples"] = sum(s["samples"] for s in val["shards"])
+
+
+@pytest.mark.parametrize("what,mutate,says", [
+    ("a text sample rate", _set(["sample_rate"], "x"), "sample_rate must be a whole number"),
+    ("a zero sample rate", _set(["sample_rate"], 0), "sample_rate must be a whole number"),
+    ("a fractional sample rate", _set(["sample_rate"], 22050.5), "sample_rate must be a whole number"),
+    ("a bool sample count", _set(["splits", "val", "shards", 0, "samples"], True), "samples must be a whole number >= 0, got True"),
+    ("a negative size", _set(["splits", "val", "shards", 0, "bytes"], -1), "bytes must be a whole number >= 0, got -1"),
+    ("a split count as text", _set(["splits", "val", "samples"], "4"), "split 'val': samples must be a whole number >= 0, got '4'"),
+    ("more samples than the bytes can hold (accepted before: the epoch plan lists them all)", _huge_count, "cannot fit in"),
+    ("a largest member over the shard size", _set(["splits", "val", "shards", 0, "max_member_bytes"], 10**12), "max_member_bytes"),
+    ("a shard that is a list", _set(["splits", "val", "shards", 0], ["val-000000.tar"]), "expected an object"),
+])
+def test_a_tampered_index_is_one_line_naming_the_index(tiny_shards, tmp_path, what, mutate, says):
+    """shards.json from someone else: wrong types, negative or impossible counts are refused at opening
+    (they were a ValueError naming no file, a message that misread them, or accepted)."""
+    out = _copy(tiny_shards, tmp_path)
+    index = read_index(out)
+    mutate(index)
+    (out / sh.INDEX).write_text(json.dumps(index))
+    with pytest.raises(ShardError) as err:
+        ShardDataset(out, "val", batch_size=2)
+    assert str(err.value).startswith(f"{out / sh.INDEX}: ") and says in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"format": ' + "9" * 5000 + "}", '{"format": "mulap-shards/1"} \xff'])
+def test_an_index_that_is_not_json_is_one_line_naming_it(tiny_shards, tmp_path, text):
+    """Nested too deeply (a RecursionError before), an integer over Python's digit limit (a ValueError
+    naming no file), not UTF-8."""
+    out = _copy(tiny_shards, tmp_path)
+    (out / sh.INDEX).write_bytes(text.encode("latin-1"))
+    with pytest.raises(ShardError) as err:
+        read_index(out)
+    assert str(err.value).startswith(f"{out / sh.INDEX}") and "\n" not in str(err.value)
+
+
+# -- members that must not be read whole -----------------------------------------------------------
+def _sparse_header(name, real_size, stored=512):
+    """A GNU sparse member header (tarfile reads these but cannot write them): `real_size` bytes of
+    which only the last `stored` are in the tar, the rest a hole that tarfile fills with zeros."""
+    ti = tarfile.TarInfo(name)
+    ti.type, ti.size = tarfile.GNUTYPE_SPARSE, stored
+    hdr = bytearray(ti.tobuf(tarfile.GNU_FORMAT))
+    hdr[386:410] = tarfile.itn(real_size - stored, 12, tarfile.GNU_FORMAT) + tarfile.itn(stored, 12, tarfile.GNU_FORMAT)
+    hdr[483:495] = tarfile.itn(real_size, 12, tarfile.GNU_FORMAT)  # the sparse map's one entry, and the real size
+    hdr[148:156] = b" " * 8
+    hdr[148:155] = b"%06o\0" % sum(hdr)
+    return bytes(hdr)
+
+
+def _header(name, size, kind=tarfile.REGTYPE):
+    ti = tarfile.TarInfo(name)
+    ti.type, ti.size = kind, size
+    if kind == tarfile.SYMTYPE:
+        ti.linkname = "/etc/passwd"
+    return ti.tobuf(tarfile.GNU_FORMAT)
+
+
+def _replace_member(out, split, target, make, drop_max=False):
+    """Rewrite the first shard of `split` in `out` with member `target` replaced by the raw bytes
+    `make(name)` returns (header + stored data), and its index entry to match (a hostile shard set:
+    tar and index from the same hand). Returns (shard name, member name)."""
+    index = read_index(out)
+    entry = index["splits"][split]["shards"][0]
+    members = _tar_members(out / entry["name"])
+    raw, largest = bytearray(), max(len(data) for _, data in members)
+    for name, data in members:
+        if name == target:
+            made = make(name)
+            raw += made
+            largest = max(largest, len(made) - 512)
+        else:
+            raw += _header(name, len(data)) + data + bytes(-len(data) % 512)
+    raw += bytes(1024)
+    raw += bytes(-len(raw) % 10240)
+    (out / entry["name"]).write_bytes(bytes(raw))
+    entry["bytes"], entry["max_member_bytes"] = len(raw), largest
+    if drop_max:
+        entry.pop("max_member_bytes", None)
+    (out / sh.INDEX).write_text(json.dumps(index))
+    return entry["name"], target
+
+
+_BOUNDED_READ = r"""
+import json, resource, sys
+from mulap.data.audiocaption import DatasetError, Skipped
+from mulap.data.shards import ShardDataset
+skip = ShardDataset(sys.argv[1], "val", batch_size=4, on_bad_sample="skip")
+error = ShardDataset(sys.argv[1], "val", batch_size=4)
+vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + 2**30, resource.getrlimit(resource.RLIMIT_AS)[1]))  # 1 GiB more at most
+items = [it for b in skip for it in b]
+out = {"items": len(items), "skipped": [[s.where, s.reason] for s in items if isinstance(s, Skipped)]}
+try:
+    list(error)
+except DatasetError as exc:
+    out["error"] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def test_a_sparse_member_of_6_gb_in_a_tiny_shard_is_a_bad_sample_not_a_memory_error(tiny_shards, tmp_path):
+    """The issue's memory bomb: a GNU-sparse member whose header says 6 GB, in a shard of a few hundred
+    KB. It used to be read whole (a MemoryError that on_bad_sample=skip did not catch); now its header
+    is checked first. Read in a child process with 1 GiB of address space to spare, so a regression
+    fails with MemoryError instead of taking the machine's memory."""
+    import subprocess
+    import sys
+
+    out = _copy(tiny_shards, tmp_path)
+    shard, member = _replace_member(out, "val", "00000001.flac", lambda name: _sparse_header(name, 6 * 2**30) + bytes(512), drop_max=True)
+    assert (out / shard).stat().st_size < 300_000
+    run = subprocess.run([sys.executable, "-c", _BOUNDED_READ, str(out)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["items"] == 4  # every sample of the split accounted for
+    where, reason = got["skipped"][0]
+    assert where == f"{shard}:00000001" and f"member {member} is a sparse file" in reason
+    assert len(got["skipped"]) > 1 and all(shard in w and "not read further" in r for w, r in got["skipped"][1:])  # the rest
+    assert got["error"].startswith(f"{shard}:00000001: member {member} is a sparse file") and "\n" not in got["error"]
+
+
+@pytest.mark.parametrize("kind", ["declared huge", "link"])
+def test_a_member_that_is_not_a_plain_file_of_sane_size_is_a_bad_sample(tiny_shards, tmp_path, kind):
+    """A regular member whose header declares 6 GB (the file being tiny) is refused by its header,
+    before any of its data is read or skipped; a symbolic link is not read either."""
+    out = _copy(tiny_shards, tmp_path)
+    if kind == "link":
+        make = lambda name: _header(name, 0, tarfile.SYMTYPE)  # noqa: E731
+    else:
+        make = lambda name: _header(name, 6 * 2**30) + bytes(512)  # noqa: E731
+    shard, member = _replace_member(out, "val", "00000001.flac", make)
+    items = [it for b in ShardDataset(out, "val", batch_size=4, on_bad_sample="skip") for it in b]
+    bad = [it for it in items if isinstance(it, Skipped)]
+    assert len(items) == 4 and bad[0].where == f"{shard}:00000001"
+    with pytest.raises(DatasetError) as err:
+        list(ShardDataset(out, "val", batch_size=4))
+    msg = str(err.value)
+    assert msg.startswith(f"{shard}:00000001: member {member} is ") and "\n" not in msg
+    if kind == "link":
+        assert "is a link, not a plain file" in msg
+    else:
+        assert f"{6 * 2**30:,} bytes by its tar header, over the limit of" in msg and "the largest member shards.json records" in msg
+
+
+def test_member_limits_from_the_index_and_the_hard_cap(tiny_shards, tmp_path, monkeypatch):
+    """`mulap data shard` records each shard's largest member; a member over it is a bad sample naming
+    shard:key and both sizes. An index from before (no max_member_bytes) stays readable, its members
+    limited by the shard size and MAX_MEMBER_BYTES."""
+    out = _copy(tiny_shards, tmp_path)
+    index = read_index(out)
+    entry = index["splits"]["val"]["shards"][0]
+    sizes = {name: len(data) for name, data in _tar_members(out / entry["name"])}
+    assert entry["max_member_bytes"] == max(sizes.values())
+    biggest = max(sizes, key=sizes.get)
+    entry["max_member_bytes"] -= 1
+    (out / sh.INDEX).write_text(json.dumps(index))
+    with pytest.raises(DatasetError) as err:
+        list(ShardDataset(out, "val", batch_size=4))
+    key = biggest.split(".")[0]
+    assert str(err.value).startswith(f"{entry['name']}:{key}: member {biggest} is ")
+    assert f"is {sizes[biggest]:,} bytes by its tar header, over the limit of {sizes[biggest] - 1:,} (the largest member" in str(err.value)
+    items = [it for b in ShardDataset(out, "val", batch_size=4, on_bad_sample="skip") for it in b]
+    assert len(items) == 4 and any(isinstance(it, Skipped) and it.where == f"{entry['name']}:{key}" for it in items)
+
+    for s in (s for split in index["splits"].values() for s in split["shards"]):
+        del s["max_member_bytes"]  # an index written before the field
+    (out / sh.INDEX).write_text(json.dumps(index))
+    assert _ids(list(ShardDataset(out, "val", batch_size=4))) == [r for r in _ids(list(ShardDataset(tiny_shards, "val", batch_size=4)))]
+    monkeypatch.setattr(sh, "MAX_MEMBER_BYTES", 1000)
+    with pytest.raises(DatasetError, match="over the limit of 1,000 .the most mulap reads into memory for one member"):
+        list(ShardDataset(out, "val", batch_size=4))
+
+
+def test_a_shard_stream_longer_than_its_index_says_is_refused(tiny_shards, tmp_path):
+    """pipe: shards are not sized before reading; the index's byte count bounds what is read."""
+    out = _copy(tiny_shards, tmp_path)
+    index = read_index(out)
+    entry = index["splits"]["val"]["shards"][0]
+    entry["bytes"] = entry["bytes"] // 2
+    entry["max_member_bytes"] = min(entry.get("max_member_bytes", 0), entry["bytes"])
+    (out / sh.INDEX).write_text(json.dumps(index))
+    items = [it for b in ShardDataset(out, "val", batch_size=4, on_bad_sample="skip", shard_url=f"pipe:cat {out}/{{name}}")
+             for it in b]
+    bad = [it for it in items if isinstance(it, Skipped)]
+    assert len(items) == 4 and bad and all("longer than the" in it.reason for it in bad)
+
+
+@pytest.mark.parametrize("text,says", [
+    (b"[1, 2]", "expected a JSON object with audio_id and caption, got list"),
+    (b'"a caption"', "got str"),
+    (b'{"audio_id": "a", "caption": null}', "caption text, got audio_id='a', caption=None"),
+    (b'{"audio_id": [1], "caption": "c"}', "audio_id must be text or a whole number"),
+    (b"[" * 100_000, "nested too deeply"),  # a RecursionError out of the DataLoader before
+    (b'{"audio_id": "a", "caption": "\xff"}', "not UTF-8"),
+])
+def test_a_member_json_that_is_not_the_expected_object_is_a_bad_sample(tiny_shards, tmp_path, text, says):
+    out = _copy(tiny_shards, tmp_path)
+    shard, _ = _replace_member(out, "val", "00000000.json", lambda name: _header(name, len(text)) + text + bytes(-len(text) % 512))
+    with pytest.raises(DatasetError) as err:
+        list(ShardDataset(out, "val", batch_size=4))
+    assert str(err.value).startswith(f"{shard}:00000000.json") and says in str(err.value) and "\n" not in str(err.value)
+    items = [it for b in ShardDataset(out, "val", batch_size=4, on_bad_sample="skip") for it in b]
+    assert len(items) == 4 and [it.where for it in items if isinstance(it, Skipped)] == [f"{shard}:00000000"]
+
+
+# -- a full disk during `mulap data shard` --------------------------------------------------------------
+class _FillingDisk:
+    """A file on a disk with `left[0]` bytes free: writes past that fail with ENOSPC, as a full disk does."""
+
+    def __init__(self, fh, left):
+        self.fh, self.left = fh, left
+
+    def write(self, data):
+        if len(data) > self.left[0]:
+            self.fh.write(data[: self.left[0]])
+            self.left[0] = 0
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.left[0] -= len(data)
+        return self.fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # no "Exception ignored" from a tar stream
+def test_a_full_disk_during_data_shard_is_one_line_keeps_nothing_and_the_command_then_works(shard_source, tmp_path, monkeypatch,
+                                                                                           capsys):
+    out = tmp_path / "out"
+    left = [250_000]  # a few shards fit, then the disk is full
+    real_open = open
+    monkeypatch.setattr(sh, "open", lambda path, mode="r", *a, **k: _FillingDisk(real_open(path, mode, *a, **k), left)
+                        if "w" in mode else real_open(path, mode, *a, **k), raising=False)
+    cli = ["data", "shard", str(shard_source), str(out), "--shard-size", "50kB", "--workers", "0"]
+    assert main(cli) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert re.fullmatch(rf"mulap data: error: cannot write {re.escape(str(out))}/(train|val|test)-\d{{6}}\.tar: no space left on "
+                        r"device \([0-9.]+ [KMGT]?B free, about [0-9.]+ [KMGT]?B needed\)", err), err
+    assert sorted(p.name for p in out.iterdir()) == []  # no shard without its index, no temp file: the folder is as it was
+    monkeypatch.undo()  # space freed
+    assert main(cli) == 0
+    assert read_index(out)["splits"]["train"]["samples"] == 12 and not list(out.glob(".shard-tmp*"))
+
+
+@pytest.fixture
+def tmpfs_600k(tmp_path):
+    """A 600 KB tmpfs (a real full disk: the shards of `shard_source` take about 1.2 MB); skipped where
+    mounting is not allowed (as tests/training/test_run_safety.py's small_tmpfs)."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_data_shard_on_a_real_full_then_read_only_then_freed_disk(shard_source, tmpfs_600k, capsys):
+    out = tmpfs_600k / "shards"
+    cli = ["data", "shard", str(shard_source), str(out), "--shard-size", "50kB", "--workers", "0"]
+    assert main(cli) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"cannot write {out}/" in err and "no space left on device (" in err, err
+    needed = float(re.search(r"KB free, about ([0-9.]+) MB needed\)$", err).group(1)) * 1e6
+    assert list(out.iterdir()) == []
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs_600k)], check=True)
+    assert main(cli) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "read-only file system" in err and str(out) in err, err
+    subprocess.run(["mount", "-o", "remount,rw,size=20m", str(tmpfs_600k)], check=True)  # space freed
+    assert main(cli) == 0
+    assert read_index(out)["splits"]["train"]["samples"] == 12
+    size = sum(p.stat().st_size for p in out.iterdir())
+    assert 0.8 * size < needed < 1.25 * size  # the estimate of the space the command needs
+
+
+def test_a_small_member_that_decodes_to_hours_is_a_bad_sample(tiny_shards, tmp_path, monkeypatch):
+    """A decompression bomb inside the size limits: 10 minutes of silence is a 30 KB FLAC (it was
+    decoded whole, 38 MB here, hours from a larger member). The index records each shard's longest
+    clip; an index from before gets the hard cap (MAX_MEMBER_BYTES of float32)."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(16_000 * 600, np.float32), 16_000, format="FLAC", subtype="PCM_16")
+    bomb = buf.getvalue()
+    assert len(bomb) < 40_000
+    out = _copy(tiny_shards, tmp_path)
+    longest = read_index(out)["splits"]["val"]["shards"][0]["max_audio_samples"]
+    assert 0 < longest < 16_000 * 30
+    shard, member = _replace_member(out, "val", "00000001.flac", lambda name: _header(name, len(bomb)) + bomb + bytes(-len(bomb) % 512))
+    with pytest.raises(DatasetError) as err:
+        list(ShardDataset(out, "val", batch_size=4))
+    assert str(err.value).startswith(f"{shard}:00000001.flac: decodes to more than {longest + 16:,} samples")
+    assert "the longest clip shards.json records" in str(err.value)
+    items = [it for b in ShardDataset(out, "val", batch_size=4, on_bad_sample="skip") for it in b]
+    assert len(items) == 4 and [it.where for it in items if isinstance(it, Skipped)] == [f"{shard}:00000001"]
+
+    old = _copy(tiny_shards, tmp_path / "old")  # an index without max_audio_samples: the hard cap
+    index = read_index(old)
+    for s in (s for split in index["splits"].values() for s in split["shards"]):
+        del s["max_audio_samples"]
+    (old / sh.INDEX).write_text(json.dumps(index))
+    assert len([it for b in ShardDataset(old, "val", batch_size=4) for it in b]) == 4
+    monkeypatch.setattr(sh, "MAX_MEMBER_BYTES", 4 * 20_000)  # the members (about 13 KB) pass, their clips do not
+    with pytest.raises(DatasetError, match="decodes to more than 20,000 samples .* the most mulap decodes for one member"):
+        list(ShardDataset(old, "val", batch_size=4))

@@ -2,6 +2,7 @@
 mid-epoch that resumes without repeating or dropping a sample of the interrupted epoch."""
 import collections
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -63,3 +64,46 @@ def test_interrupted_epoch_resumes_without_repeating_a_sample(shards, tmp_path, 
     assert sorted(seen[0]) == want  # the interrupted epoch: every clip exactly once, over both runs
     assert sorted(seen[1]) == want
     assert seen[0] != seen[1]
+
+
+def _pwned_anywhere(*roots):
+    return [p for root in roots for p in root.rglob("PWNED")]
+
+
+def test_a_shell_command_in_a_shard_name_is_refused_before_anything_runs(shards, tmp_path, monkeypatch, capsys):
+    """shards.json is data: a name that would run a command through the user's pipe: template is refused
+    with one line naming the index, the split and the name, and no command runs."""
+    import shutil
+    import tempfile
+
+    data, _ = shards
+    hostile = tmp_path / "hostile"
+    shutil.copytree(data, hostile)
+    index = json.loads((hostile / "shards.json").read_text())
+    bad = "train-000000.tar; touch PWNED"
+    index["splits"]["train"]["shards"][0]["name"] = bad
+    (hostile / "shards.json").write_text(json.dumps(index))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    rc = main(["pretrain", "--pretrain_id", "inj", f"env.save_dir={tmp_path / 'save'}", f"dataset_config.data_dir={hostile}",
+               f"dataset_config.shard_url=pipe:cat {hostile}/{{name}}", "training.epochs=1", *BASE])
+    err = capsys.readouterr().err.strip()
+    assert not _pwned_anywhere(cwd, tmp_path, hostile, data) and not (Path(tempfile.gettempdir()) / "PWNED").exists()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert str(hostile / "shards.json") in err and "'train'" in err and bad in err
+
+
+def test_a_pipe_template_streams_the_shards(shards, tmp_path):
+    """The README's set-up: the index local, the shards through a command (here one that needs the
+    user's own quoting, a folder with a space in its name)."""
+    import shutil
+
+    data, want = shards
+    spaced = tmp_path / "my shards"
+    shutil.copytree(data, spaced)
+    seen = collections.defaultdict(list)
+    cfg = load_config(None, [f"env.save_dir={tmp_path / 'save'}", f"dataset_config.data_dir={spaced}", "training.epochs=1",
+                             f"dataset_config.shard_url=pipe:cat '{spaced}'/{{name}}", *BASE])
+    run_pretraining(cfg, "pipe", extra_callbacks=[Record(seen)])
+    assert sorted(seen[0]) == want
