@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from mulap.audio.chunks import cut_chunks
 from mulap.audio.io import AudioError, iter_blocks
 from mulap.files import StorageError
+from mulap.interrupts import worker_exits_on_sigterm
 from mulap.models.backbone import SUPERVISED, build_backbone, load_backbone
 from mulap.models.musicnn import Musicnn
 
@@ -182,7 +183,7 @@ def extract(model: Musicnn, paths: list[Path], batch_chunks: int = 64, num_worke
     model = model.to(device).eval()
     chunk_len = model.config.chunk_samples
     loader = DataLoader(_StreamedChunks(paths, chunk_len, model.config.sample_rate), batch_size=None,
-                        num_workers=min(num_workers, len(paths)), collate_fn=_collate)
+                        num_workers=min(num_workers, len(paths)), collate_fn=_collate, worker_init_fn=worker_exits_on_sigterm)
     per_clip: dict[int, list[np.ndarray]] = {}
     failed: dict[int, str] = {}
     pending: list[tuple[int, np.ndarray]] = []
@@ -231,6 +232,11 @@ class ChunkEmbeddings:
     computed: bool  # False when read from the cache
 
 
+class DeviceError(ValueError, RuntimeError):
+    """The config asks for a device this machine lacks: a RuntimeError (as it was), and a ValueError, so that the
+    CLI says it in one line."""
+
+
 def extraction_settings(cfg) -> tuple[torch.device, str]:
     """Where and in what precision to extract embeddings, from the run config: `training.device`
     (auto = CUDA when present; gpu; cpu) and `training.precision` (bf16-mixed -> bf16 autocast,
@@ -239,7 +245,7 @@ def extraction_settings(cfg) -> tuple[torch.device, str]:
     if want not in ("auto", "cpu", "gpu", "cuda"):
         raise ValueError(f"training.device must be auto, cpu or gpu for embedding extraction, got {want!r}")
     if want in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"training.device={want} but torch sees no CUDA device")
+        raise DeviceError(f"training.device={want} but torch sees no CUDA device (use training.device=auto or cpu)")
     cuda = want in ("gpu", "cuda") or (want == "auto" and torch.cuda.is_available())
     return torch.device("cuda" if cuda else "cpu"), "bf16" if str(cfg.training.precision).startswith("bf16") else "32"
 

@@ -75,3 +75,19 @@ def test_the_handler_follows_a_swapped_stderr():
     assert out.returncode == 0, out.stderr
     assert "Logging error" not in out.stderr
     assert out.stderr.splitlines() == ["INFO mulap: to the second"]
+
+
+def test_one_line_says_an_error_in_one_line():
+    """The CLI's error line (issue 17, 5): a data-loader worker's exception by its own message (torch puts the
+    worker's traceback into it), the OS's wording after the file name, a multi-line message on one line."""
+    from mulap.console import one_line
+    from mulap.data.text_files import DatasetError
+
+    worker = DatasetError("Caught DatasetError in DataLoader worker process 1.\nOriginal Traceback (most recent call "
+                          "last):\n  File \"x.py\", line 3, in f\n    raise DatasetError(msg)\n"
+                          "mulap.data.text_files.DatasetError: record audio_id 'a': /d/a.npy: truncated\n")
+    assert one_line(worker) == "record audio_id 'a': /d/a.npy: truncated"
+    assert one_line(PermissionError(13, "Permission denied", "/data/x.wav")) == "/data/x.wav: Permission denied"
+    assert one_line(ValueError("bad.yaml: not valid YAML (while parsing\n  in line 1\nexpected ']')")) == (
+        "bad.yaml: not valid YAML (while parsing in line 1 expected ']')")
+    assert one_line(MemoryError()) == "out of memory; lower --batch_size or the batch settings of the config"

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+import torch
 
 from mulap.cli import main
 from mulap.embed import AUDIO_SUFFIXES, list_audio
@@ -75,3 +76,10 @@ def test_output_name_is_checked_before_any_work(folder, tmp_path, capsys, monkey
     assert "is a folder" in capsys.readouterr().err
     assert main(["embed", "supervised_mtt", str(tmp_path / "nothing_here"), "-o", str(tmp_path / "e.npz")]) == 2
     assert "no such audio file or folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_the_machine_lacks_is_one_line(folder, tmp_path, capsys):
+    assert main(["embed", "random", str(folder), "-o", str(tmp_path / "e.npz"), "training.device=gpu"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "mulap embed: error: training.device=gpu but torch sees no CUDA device (use training.device=auto or cpu)")
