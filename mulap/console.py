@@ -106,6 +106,14 @@ class _CurrentStderr(logging.StreamHandler):
     def stream(self, _value) -> None:  # StreamHandler.__init__ assigns it; the property always wins
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            write_line(self.format(record), self.stream)
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
+
 
 # torch re-raises an exception of a data-loader worker as "Caught <Type> in DataLoader worker process <n>.\n
 # Original Traceback (most recent call last): ...\n<module>.<Type>: <message>"
@@ -126,6 +134,16 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename and text.startswith("[Errno"):  # not "[Errno 13] Permission denied: 'x'"
         return f"{exc.filename}: {exc.strerror}"
     return " ".join(part.strip() for part in text.splitlines() if part.strip()) or type(exc).__name__
+
+
+def write_line(text: str, stream=None) -> None:
+    """`text` on a line of its own, also while tqdm progress bars are drawn on the stream (they are cleared,
+    the line written, and the bars drawn again below it), instead of after a bar's unfinished line."""
+    from tqdm import tqdm
+
+    stream = sys.stderr if stream is None else stream
+    tqdm.write(text, file=stream)
+    stream.flush()
 
 
 def end_progress() -> None:

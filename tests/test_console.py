@@ -91,3 +91,44 @@ def test_one_line_says_an_error_in_one_line():
     assert one_line(ValueError("bad.yaml: not valid YAML (while parsing\n  in line 1\nexpected ']')")) == (
         "bad.yaml: not valid YAML (while parsing in line 1 expected ']')")
     assert one_line(MemoryError()) == "out of memory; lower --batch_size or the batch settings of the config"
+
+
+def test_a_log_line_starts_its_own_line_while_a_progress_bar_is_drawn():
+    """`ERROR ...` used to be glued onto the unfinished line of a progress bar (issue 17, 7e): the bar is cleared,
+    the line written from the start of a line, the bar drawn again below it."""
+    out = _run("""
+        import io, logging, sys
+        from tqdm.auto import tqdm
+        from mulap import console
+        stream = io.StringIO()
+        sys.stderr = stream
+        console.setup()
+        bar = tqdm(total=3, desc="embed", file=sys.stderr, disable=False, mininterval=0)
+        bar.update(1)
+        logging.getLogger("mulap.embed").error("skipped /music/a.mp3: truncated")
+        bar.update(1)
+        logging.getLogger("mulap.embed").warning("second")
+        bar.close()
+        sys.__stderr__.write(stream.getvalue())
+    """)
+    assert out.returncode == 0, out.stderr
+    segments = out.stderr.splitlines()  # also split at the carriage returns of a bar
+    assert "ERROR mulap.embed: skipped /music/a.mp3: truncated" in segments and "WARNING mulap.embed: second" in segments
+    assert not [s for s in segments if ("ERROR" in s or "WARNING" in s) and not s.startswith(("ERROR", "WARNING"))]
+    assert segments[-1].startswith("embed:  67%")  # the bar is drawn again after each line
+
+
+def test_end_progress_leaves_the_next_line_last():
+    out = _run("""
+        import sys
+        from tqdm.auto import tqdm
+        from mulap import console
+        bar = tqdm(total=4, desc="indexing", file=sys.stderr, disable=False, mininterval=0)
+        bar.update(1)
+        console.end_progress()
+        print("mulap search: interrupted (SIGINT)", file=sys.stderr)
+        del bar  # a bar closed again (at exit) draws nothing more
+    """)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines[-1] == "mulap search: interrupted (SIGINT)" and lines[-2].startswith("indexing:  25%")
