@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from mulap.audio.chunks import cut_chunks
 from mulap.audio.io import AudioError, iter_blocks
-from mulap.files import StorageError
+from mulap.files import StorageError, fsync_dir, unlink_quietly, write_error
 from mulap.interrupts import worker_exits_on_sigterm
 from mulap.models.backbone import SUPERVISED, build_backbone, load_backbone
 from mulap.models.musicnn import Musicnn
@@ -407,29 +407,50 @@ def embed_files(model_ref: str, inputs: list[str], out: str | Path, cfg, batch_s
         log.error("skipped %s: %s", path, reason)
     ok = sorted(set(track.tolist()))
     track_feats = np.stack([features[track == i].mean(0) for i in ok]) if ok else np.zeros((0, model.out_dim), np.float32)
-    names = [str(files[i]) for i in ok]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
-    if out.suffix.lower() == ".npz":
-        chunk_in_track = np.concatenate([np.arange((track == i).sum()) for i in ok]) if ok else np.zeros(0, np.int64)
-        np.savez(tmp, files=np.array(names), track_embeddings=track_feats, chunk_embeddings=features,
-                 chunk_track=np.searchsorted(np.array(ok), track), chunk_index=chunk_in_track, backbone=np.array(desc))
-    else:  # .parquet: one row per track and per chunk, embedding a fixed-size list of float32
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        files_col, level, chunk, vectors = [], [], [], []
-        for j, i in enumerate(ok):
-            rows = features[track == i]
-            files_col += [names[j]] * (1 + len(rows))
-            level += ["track"] + ["chunk"] * len(rows)
-            chunk += [-1, *range(len(rows))]
-            vectors += [track_feats[j][None], rows]
-        flat = np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, model.out_dim), np.float32)
-        embedding = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float32()), flat.shape[1])
-        table = pa.table({"file": pa.array(files_col, pa.string()), "level": pa.array(level, pa.string()),
-                          "chunk": pa.array(chunk, pa.int32()), "embedding": embedding})
-        pq.write_table(table.replace_schema_metadata({"backbone": desc, "chunk_seconds": "3.0"}), tmp)
-    tmp.replace(out)
+    write_embeddings(out, [str(files[i]) for i in ok], ok, features, track, track_feats, desc)
     print(f"{len(ok)} file(s), {len(features)} chunk(s) embedded with {desc}; {len(failures)} failed")
     return out
+
+
+def write_embeddings(out: Path, names: list[str], ok: list[int], features: np.ndarray, track: np.ndarray,
+                     track_feats: np.ndarray, desc: str) -> None:
+    """The `mulap embed` output, atomically: a temp file next to `out`, renamed over it once complete. A failed
+    write (full disk, read-only, forbidden) is a one-line WriteError naming `out` (with the space free and about the
+    space needed) and leaves no temp file; so does an interrupt."""
+    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")  # np.savez keeps a name ending in .npz as it is
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".npz":
+            chunk_in_track = np.concatenate([np.arange((track == i).sum()) for i in ok]) if ok else np.zeros(0, np.int64)
+            np.savez(tmp, files=np.array(names), track_embeddings=track_feats, chunk_embeddings=features,
+                     chunk_track=np.searchsorted(np.array(ok), track), chunk_index=chunk_in_track, backbone=np.array(desc))
+        else:  # .parquet: one row per track and per chunk, embedding a fixed-size list of float32
+            _write_parquet(tmp, names, ok, features, track, track_feats, desc)
+        with open(tmp, "rb") as fh:  # on disk before the rename makes it the output
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException as exc:
+        unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(exc, out, features.nbytes + track_feats.nbytes) from None
+        raise
+    fsync_dir(out.parent)
+
+
+def _write_parquet(path: Path, names: list[str], ok: list[int], features: np.ndarray, track: np.ndarray,
+                   track_feats: np.ndarray, desc: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files_col, level, chunk, vectors = [], [], [], []
+    for j, i in enumerate(ok):
+        rows = features[track == i]
+        files_col += [names[j]] * (1 + len(rows))
+        level += ["track"] + ["chunk"] * len(rows)
+        chunk += [-1, *range(len(rows))]
+        vectors += [track_feats[j][None], rows]
+    flat = np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, features.shape[1]), np.float32)
+    embedding = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float32()), flat.shape[1])
+    table = pa.table({"file": pa.array(files_col, pa.string()), "level": pa.array(level, pa.string()),
+                      "chunk": pa.array(chunk, pa.int32()), "embedding": embedding})
+    pq.write_table(table.replace_schema_metadata({"backbone": desc, "chunk_seconds": "3.0"}), path)
