@@ -398,6 +398,8 @@ def _interrupted_line(args, argv: list[str], exc: BaseException, signum: int) ->
     elif args.command == "search":
         said += "; the index keeps the files embedded so far"
         then = "continue"
+    elif args.command == "demo":  # a second run reuses the stages that finished
+        then = "continue"
     else:
         then = "start again"
     return f"{said}; run the same command to {then}: {_same_command(args, argv)}"
