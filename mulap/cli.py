@@ -437,5 +437,6 @@ def main(argv: list[str] | None = None) -> int:
             console.finish()
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, TQDMProgressBar
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
@@ -337,7 +337,7 @@ def _interrupted(exp_dir: Path, trainer: L.Trainer, signum: int, owner: bool) ->
     """The run stopped on a signal: runs.log says so with the state kept, which the same command resumes from."""
     kept = resume_checkpoint(exp_dir, clean=False, quiet=True)
     what = (f"kept checkpoints/{kept.path.name} (global step {kept.info.global_step})" if kept
-            else "no checkpoint kept (nothing trained yet)")
+            else "no checkpoint kept yet")
     where = f"at global step {trainer.global_step}"
     if owner:
         _append_runs_log(exp_dir, f"stopped {where}: interrupted ({signal_name(signum)}); {what}", quiet=True)
