@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
 
 from mulap import __version__
 from mulap.config import ConfigError, load_config
-from mulap.files import WriteError
 
 # commands that train or evaluate with Lightning and scikit-learn (mulap.console quiets both)
 LIGHTNING_COMMANDS = ("pretrain", "downstream", "eval", "zeroshot", "eval-retrieval", "demo")
@@ -160,7 +160,8 @@ def cmd_pretrain(args) -> None:
     from mulap.data.example_corpus import ensure_pretraining_corpus
     from mulap.training.pretrain import experiment_dir, run_pretraining
 
-    pretrain_id = args.pretrain_id or time.strftime("%Y%m%d-%H%M%S")
+    args.generated_id = args.pretrain_id is None  # an interrupted run resumes with this id (_same_command)
+    pretrain_id = args.pretrain_id = args.pretrain_id or time.strftime("%Y%m%d-%H%M%S")
     probe = load_config(args.config, args.overrides, validate=False)  # only to find the folder: the run checks its config
     saved = experiment_dir(probe, pretrain_id) / "config.yaml"
     if saved.is_file():  # resume: the saved config, with this call's overrides on top
@@ -366,7 +367,50 @@ COMMANDS = {"pretrain": cmd_pretrain, "downstream": cmd_downstream, "eval": cmd_
             "eval-retrieval": cmd_eval_retrieval, "data": cmd_data, "demo": cmd_demo}
 
 
+# What a command's user can act on, said in one line (exit status 2): bad input and config (ValueError and the
+# mulap errors derived from it, KeyError), the operating system refusing a read or a write (OSError: missing,
+# forbidden, full disk), too little memory. Anything else (TypeError, AttributeError, IndexError, RuntimeError from
+# deep inside torch, ...) is a bug in mulap or a library and keeps its traceback.
+USER_ERRORS = (ConfigError, ValueError, KeyError, OSError, MemoryError)
+
+
+def _for_the_user(exc: BaseException) -> bool:
+    return isinstance(exc, USER_ERRORS) or type(exc).__name__ == "OutOfMemoryError"  # torch's, a RuntimeError
+
+
+def _same_command(args, argv: list[str]) -> str:
+    """The command line that continues an interrupted command: the same one (pretrain: with the id it generated)."""
+    argv = list(argv)
+    if args.command == "pretrain" and getattr(args, "generated_id", False):
+        at = argv.index("pretrain") + 1
+        argv[at:at] = ["--pretrain_id", args.pretrain_id]
+    return "mulap " + shlex.join(argv)
+
+
+def _interrupted_line(args, argv: list[str], exc: BaseException, signum: int) -> str:
+    """One line: which signal, where the command stopped and what it kept, and the command that goes on."""
+    from mulap.interrupts import Interrupted, signal_name
+
+    said = f"interrupted ({signal_name(signum)})"
+    if isinstance(exc, Interrupted) and exc.detail:
+        said += f" {exc.detail}"
+    if args.command == "pretrain":
+        then = "resume"
+    elif args.command == "embed":
+        said += f"; nothing written to {args.out} (the output is written only at the end)"
+        then = "start again"
+    elif args.command == "search":
+        said += "; the index keeps the files embedded so far"
+        then = "continue"
+    elif args.command == "demo":  # a second run reuses the stages that finished
+        then = "continue"
+    else:
+        then = "start again"
+    return f"{said}; run the same command to {then}: {_same_command(args, argv)}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
     # key=value overrides may come after options (e.g. `--pretrain_id X training.epochs=5`)
     args, extra = parser.parse_known_args(argv)
@@ -375,18 +419,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(getattr(args, "overrides", []) or []) + extra
-    from mulap import console
+    from mulap import console, interrupts
 
-    console.setup(lightning=args.command in LIGHTNING_COMMANDS)
-    try:
-        COMMANDS[args.command](args)
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, KeyError, WriteError) as exc:
-        if os.environ.get("MULAP_DEBUG"):
-            raise
-        print(f"mulap {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        console.finish()
+    with interrupts.cli_handlers():  # SIGTERM: an exception like Ctrl-C's, so that both end here
+        try:
+            console.setup(lightning=args.command in LIGHTNING_COMMANDS)
+            COMMANDS[args.command](args)
+        except BaseException as exc:
+            # an error that follows a SIGTERM is its consequence (e.g. a data-loader worker the same signal ended)
+            signum = interrupts.signal_of(exc) or (interrupts.received() if isinstance(exc, Exception) else None)
+            if os.environ.get("MULAP_DEBUG") or (signum is None and not _for_the_user(exc)):
+                raise
+            console.end_progress()  # the line below starts a line of its own and stays the last one
+            console.finish()
+            if signum is None:
+                print(f"mulap {args.command}: error: {console.one_line(exc)}", file=sys.stderr)
+                return 2
+            print(f"mulap {args.command}: {_interrupted_line(args, argv, exc, signum)}", file=sys.stderr)
+            return interrupts.exit_status(signum)
+        finally:
+            console.finish()
     return 0
 
 

@@ -15,6 +15,7 @@ Only the CLI calls `setup`: a library leaves logging to its caller.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import warnings
 from collections import Counter
@@ -104,6 +105,57 @@ class _CurrentStderr(logging.StreamHandler):
     @stream.setter
     def stream(self, _value) -> None:  # StreamHandler.__init__ assigns it; the property always wins
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            write_line(self.format(record), self.stream)
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
+
+
+# torch re-raises an exception of a data-loader worker as "Caught <Type> in DataLoader worker process <n>.\n
+# Original Traceback (most recent call last): ...\n<module>.<Type>: <message>"
+_WORKER_ERROR = re.compile(r"^Caught (\w+) in DataLoader worker process \d+\.\nOriginal Traceback", re.S)
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as the one line the CLI prints: the message of an exception raised in a data-loader worker (not
+    torch's copy of the worker's traceback), the OS's reason after the file name, one line however many the message
+    has."""
+    text = str(exc)
+    worker = _WORKER_ERROR.match(text)
+    if worker:
+        _, _, text = text.rpartition(f"{worker.group(1)}: ")  # the original message follows the last "<Type>: "
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        return f"out of memory{f' ({first})' if first else ''}; lower --batch_size or the batch settings of the config"
+    if isinstance(exc, OSError) and exc.filename and text.startswith("[Errno"):  # not "[Errno 13] Permission denied: 'x'"
+        return f"{exc.filename}: {exc.strerror}"
+    return " ".join(part.strip() for part in text.splitlines() if part.strip()) or type(exc).__name__
+
+
+def write_line(text: str, stream=None) -> None:
+    """`text` on a line of its own, also while tqdm progress bars are drawn on the stream (they are cleared,
+    the line written, and the bars drawn again below it), instead of after a bar's unfinished line."""
+    from tqdm import tqdm
+
+    stream = sys.stderr if stream is None else stream
+    tqdm.write(text, file=stream)
+    stream.flush()
+
+
+def end_progress() -> None:
+    """Close the progress bars still open (a command that stopped midway): each keeps its last state on a line of its
+    own, and what is printed next comes after them; none is drawn again later, after the command's last line."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar on a closed stream: nothing to tidy there
+            pass
 
 
 def setup(lightning: bool = False, level: int = logging.INFO) -> None:

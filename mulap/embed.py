@@ -3,7 +3,9 @@
 The frozen-probe protocol computes each chunk's embedding once: the cache key is made
 of the backbone's weights (a hash of its state), the dataset's manifest and the audio
 settings, so every probe on the same backbone and dataset shares one extraction, and a
-changed checkpoint or manifest can never be served stale features.
+changed checkpoint or manifest can never be served stale features. An entry is verified on
+every read (sizes, shapes and CRC-32s kept in its meta.json); a damaged one is moved aside
+and computed again, never served.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import logging
 import os
 import secrets
 import shutil
+import time
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,7 +29,8 @@ from tqdm.auto import tqdm
 from mulap.audio.chunks import cut_chunks
 from mulap.audio.io import AudioError, iter_blocks
 from mulap.audio.scan import AUDIO_SUFFIXES, audio_suffixes, list_audio  # noqa: F401 (the folder scan: mulap.audio.scan)
-from mulap.files import StorageError
+from mulap.files import StorageError, fsync_dir, unlink_quietly, write_error
+from mulap.interrupts import worker_exits_on_sigterm
 from mulap.models.backbone import SUPERVISED, build_backbone, load_backbone
 from mulap.models.musicnn import Musicnn
 
@@ -162,7 +167,7 @@ def extract(model: Musicnn, paths: list[Path], batch_chunks: int = 64, num_worke
     model = model.to(device).eval()
     chunk_len = model.config.chunk_samples
     loader = DataLoader(_StreamedChunks(paths, chunk_len, model.config.sample_rate), batch_size=None,
-                        num_workers=min(num_workers, len(paths)), collate_fn=_collate)
+                        num_workers=min(num_workers, len(paths)), collate_fn=_collate, worker_init_fn=worker_exits_on_sigterm)
     per_clip: dict[int, list[np.ndarray]] = {}
     failed: dict[int, str] = {}
     pending: list[tuple[int, np.ndarray]] = []
@@ -211,6 +216,11 @@ class ChunkEmbeddings:
     computed: bool  # False when read from the cache
 
 
+class DeviceError(ValueError, RuntimeError):
+    """The config asks for a device this machine lacks: a RuntimeError (as it was), and a ValueError, so that the
+    CLI says it in one line."""
+
+
 def extraction_settings(cfg) -> tuple[torch.device, str]:
     """Where and in what precision to extract embeddings, from the run config: `training.device`
     (auto = CUDA when present; gpu; cpu) and `training.precision` (bf16-mixed -> bf16 autocast,
@@ -219,7 +229,7 @@ def extraction_settings(cfg) -> tuple[torch.device, str]:
     if want not in ("auto", "cpu", "gpu", "cuda"):
         raise ValueError(f"training.device must be auto, cpu or gpu for embedding extraction, got {want!r}")
     if want in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"training.device={want} but torch sees no CUDA device")
+        raise DeviceError(f"training.device={want} but torch sees no CUDA device (use training.device=auto or cpu)")
     cuda = want in ("gpu", "cuda") or (want == "auto" and torch.cuda.is_available())
     return torch.device("cuda" if cuda else "cpu"), "bf16" if str(cfg.training.precision).startswith("bf16") else "32"
 
@@ -239,13 +249,137 @@ def embedding_cache_root(save_dir: str | Path) -> Path:
     return Path(save_dir) / "cache" / "embeddings"
 
 
+# -- reading an entry, verified ---------------------------------------------------------------------
+ENTRY_ARRAYS = ("features.npy", "track.npy")
+
+
+class _Damaged(Exception):
+    """What is wrong with a cache entry (the message names the file)."""
+
+
+def _crc32(fh, start: int = 0) -> int:
+    crc, block = start, fh.read(1 << 22)
+    while block:
+        crc = zlib.crc32(block, crc)
+        block = fh.read(1 << 22)
+    return crc
+
+
+def _npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) from a .npy file's header; the file is left at the first data byte."""
+    version = np.lib.format.read_magic(fh)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read(fh)
+
+
+def array_record(path: Path) -> dict:
+    """What meta.json keeps of an entry's array file to verify it on reading: size in bytes, shape, dtype, CRC-32."""
+    with open(path, "rb") as fh:
+        shape, _, dtype = _npy_header(fh)
+        fh.seek(0)
+        return {"bytes": os.fstat(fh.fileno()).st_size, "shape": list(shape), "dtype": dtype.str, "crc32": _crc32(fh)}
+
+
+def _load_array(folder_fd: int, name: str, record: dict | None) -> np.ndarray:
+    """One array file of an entry, read once: its size against its .npy header and `record` (meta.json's), its
+    CRC-32 against the record's; entries from before the records existed have the header's size checked."""
+    try:
+        fh = os.fdopen(os.open(name, os.O_RDONLY, dir_fd=folder_fd), "rb")
+    except FileNotFoundError:
+        raise _Damaged(f"{name} is missing") from None
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        try:
+            shape, fortran, dtype = _npy_header(fh)
+        except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+            raise _Damaged(f"{name} is not a readable .npy file ({exc})") from None
+        if dtype.hasobject:  # would need pickle: never from a cache
+            raise _Damaged(f"{name} holds Python objects, not numbers")
+        offset, count = fh.tell(), int(np.prod(shape, dtype=np.int64))
+        if size != offset + count * dtype.itemsize:
+            raise _Damaged(f"{name} has {size} bytes, its header says {offset + count * dtype.itemsize} (truncated?)")
+        if record is not None:
+            if size != record.get("bytes") or list(shape) != record.get("shape") or dtype.str != record.get("dtype"):
+                raise _Damaged(f"{name} ({size} bytes, shape {list(shape)}, {dtype.str}) is not the file meta.json "
+                               f"records ({record.get('bytes')} bytes, shape {record.get('shape')}, {record.get('dtype')})")
+        fh.seek(0)
+        header = fh.read(offset)
+        array = np.fromfile(fh, dtype=dtype, count=count)
+        if len(array) != count:
+            raise _Damaged(f"{name} ended early ({len(array)} of {count} values)")
+        if record is not None and "crc32" in record:
+            crc = zlib.crc32(memoryview(array).cast("B"), zlib.crc32(header))
+            if crc != record["crc32"]:
+                raise _Damaged(f"{name}: CRC-32 mismatch (the file changed after it was written)")
+        return array.reshape(shape, order="F" if fortran else "C")
+
+
+def _load_entry(folder_fd: int, key: str) -> ChunkEmbeddings:
+    try:
+        with os.fdopen(os.open("meta.json", os.O_RDONLY, dir_fd=folder_fd), "rb") as fh:
+            meta = json.loads(fh.read().decode("utf-8"))
+    except FileNotFoundError:
+        raise _Damaged("meta.json is missing") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _Damaged(f"meta.json is not readable JSON ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("ids"), list) or not all(isinstance(i, str) for i in meta["ids"]):
+        raise _Damaged("meta.json has no list of track ids")
+    records = meta.get("files") if isinstance(meta.get("files"), dict) else {}  # absent in entries before records
+    features, track = (_load_array(folder_fd, name, records.get(name)) for name in ENTRY_ARRAYS)
+    if features.ndim != 2 or track.ndim != 1 or len(features) != len(track):
+        raise _Damaged(f"features.npy {list(features.shape)} and track.npy {list(track.shape)} do not match (one row per chunk)")
+    if not np.issubdtype(track.dtype, np.integer) or (len(track) and not 0 <= track.min() <= track.max() < len(meta["ids"])):
+        raise _Damaged(f"track.npy does not index the {len(meta['ids'])} tracks of meta.json")
+    if "dim" in meta and features.shape[1] != meta["dim"]:
+        raise _Damaged(f"features.npy has {features.shape[1]} dimensions, meta.json says {meta['dim']}")
+    return ChunkEmbeddings(features, track, list(meta["ids"]), key, False)
+
+
 def read_cached(cache_root: str | Path, key: str) -> ChunkEmbeddings | None:
-    """The cache entry `key` as written by `cached_embeddings`, or None when there is none."""
+    """The cache entry `key` as written by `cached_embeddings`, or None when there is none.
+
+    Every read is verified (sizes, shapes, CRC-32s recorded in meta.json; entries written before those records
+    have their sizes checked). A damaged entry (truncated or changed file, wrong row count, unreadable meta.json)
+    is never served: it is named in a warning, moved aside as ``<key>.corrupt-<time>`` and None is returned, so it
+    is computed again. The entry is read through one handle on its folder: a concurrent writer replacing the entry
+    (a rename) cannot mix two entries' files, and an entry that vanished meanwhile reads as none, not as damaged."""
     folder = Path(cache_root) / key
-    if not (folder / "meta.json").is_file():
+    try:
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    ids = json.loads((folder / "meta.json").read_text())["ids"]
-    return ChunkEmbeddings(np.load(folder / "features.npy"), np.load(folder / "track.npy"), list(ids), key, False)
+    try:
+        return _load_entry(folder_fd, key)
+    except _Damaged as exc:
+        if not _same_folder(folder, folder_fd):  # moved away (and its files deleted) by another writer meanwhile
+            return None
+        _move_damaged(folder, str(exc))
+        return None
+    finally:
+        os.close(folder_fd)
+
+
+def _same_folder(path: Path, fd: int) -> bool:
+    try:
+        st, mine = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _move_damaged(folder: Path, problem: str) -> None:
+    aside = folder.with_name(f"{folder.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    if aside.exists():
+        aside = aside.with_name(f"{aside.name}-{os.getpid()}-{secrets.token_hex(2)}")
+    try:
+        os.rename(folder, aside)
+    except FileNotFoundError:  # another process moved it first
+        return
+    except OSError as exc:
+        log.warning("cache entry %s is damaged (%s) and could not be moved aside (%s); it is not used", folder, problem,
+                    exc.strerror or exc)
+        return
+    log.warning("cache entry %s is damaged (%s); moved to %s, it is computed again", folder, problem, aside.name)
 
 
 def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifest: Path, cache_root: str | Path,
@@ -274,14 +408,6 @@ def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifes
     return _publish(folder, ChunkEmbeddings(features, track, list(ids), key, True), meta)
 
 
-def _read_entry(folder: Path) -> ChunkEmbeddings | None:
-    """read_cached, or None while another writer is moving the entry (it vanishes between two reads)."""
-    try:
-        return read_cached(folder.parent, folder.name)
-    except FileNotFoundError:
-        return None
-
-
 def _publish(folder: Path, mine: ChunkEmbeddings, meta: dict) -> ChunkEmbeddings:
     """Store `mine` as the cache entry `folder`, safe with other processes writing the same entry.
 
@@ -297,6 +423,7 @@ def _publish(folder: Path, mine: ChunkEmbeddings, meta: dict) -> ChunkEmbeddings
         tmp.mkdir()
         np.save(tmp / "features.npy", mine.features)
         np.save(tmp / "track.npy", mine.track)
+        meta = {**meta, "files": {name: array_record(tmp / name) for name in ENTRY_ARRAYS}}  # verified on reading
         (tmp / "meta.json").write_text(json.dumps(meta))
         for _ in range(10):
             try:
@@ -305,7 +432,7 @@ def _publish(folder: Path, mine: ChunkEmbeddings, meta: dict) -> ChunkEmbeddings
             except OSError as exc:
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
-            theirs = _read_entry(folder)
+            theirs = read_cached(folder.parent, folder.name)
             if theirs is not None and theirs.ids == mine.ids:
                 log.info("cache entry %s was completed by another process meanwhile; using it", folder)
                 return replace(theirs, computed=True)
@@ -354,29 +481,50 @@ def embed_files(model_ref: str, inputs: list[str], out: str | Path, cfg, batch_s
         log.error("skipped %s: %s", path, reason)
     ok = sorted(set(track.tolist()))
     track_feats = np.stack([features[track == i].mean(0) for i in ok]) if ok else np.zeros((0, model.out_dim), np.float32)
-    names = [str(files[i]) for i in ok]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
-    if out.suffix.lower() == ".npz":
-        chunk_in_track = np.concatenate([np.arange((track == i).sum()) for i in ok]) if ok else np.zeros(0, np.int64)
-        np.savez(tmp, files=np.array(names), track_embeddings=track_feats, chunk_embeddings=features,
-                 chunk_track=np.searchsorted(np.array(ok), track), chunk_index=chunk_in_track, backbone=np.array(desc))
-    else:  # .parquet: one row per track and per chunk, embedding a fixed-size list of float32
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        files_col, level, chunk, vectors = [], [], [], []
-        for j, i in enumerate(ok):
-            rows = features[track == i]
-            files_col += [names[j]] * (1 + len(rows))
-            level += ["track"] + ["chunk"] * len(rows)
-            chunk += [-1, *range(len(rows))]
-            vectors += [track_feats[j][None], rows]
-        flat = np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, model.out_dim), np.float32)
-        embedding = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float32()), flat.shape[1])
-        table = pa.table({"file": pa.array(files_col, pa.string()), "level": pa.array(level, pa.string()),
-                          "chunk": pa.array(chunk, pa.int32()), "embedding": embedding})
-        pq.write_table(table.replace_schema_metadata({"backbone": desc, "chunk_seconds": "3.0"}), tmp)
-    tmp.replace(out)
+    write_embeddings(out, [str(files[i]) for i in ok], ok, features, track, track_feats, desc)
     print(f"{len(ok)} file(s), {len(features)} chunk(s) embedded with {desc}; {len(failures)} failed")
     return out
+
+
+def write_embeddings(out: Path, names: list[str], ok: list[int], features: np.ndarray, track: np.ndarray,
+                     track_feats: np.ndarray, desc: str) -> None:
+    """The `mulap embed` output, atomically: a temp file next to `out`, renamed over it once complete. A failed
+    write (full disk, read-only, forbidden) is a one-line WriteError naming `out` (with the space free and about the
+    space needed) and leaves no temp file; so does an interrupt."""
+    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")  # np.savez keeps a name ending in .npz as it is
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".npz":
+            chunk_in_track = np.concatenate([np.arange((track == i).sum()) for i in ok]) if ok else np.zeros(0, np.int64)
+            np.savez(tmp, files=np.array(names), track_embeddings=track_feats, chunk_embeddings=features,
+                     chunk_track=np.searchsorted(np.array(ok), track), chunk_index=chunk_in_track, backbone=np.array(desc))
+        else:  # .parquet: one row per track and per chunk, embedding a fixed-size list of float32
+            _write_parquet(tmp, names, ok, features, track, track_feats, desc)
+        with open(tmp, "rb") as fh:  # on disk before the rename makes it the output
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException as exc:
+        unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(exc, out, features.nbytes + track_feats.nbytes) from None
+        raise
+    fsync_dir(out.parent)
+
+
+def _write_parquet(path: Path, names: list[str], ok: list[int], features: np.ndarray, track: np.ndarray,
+                   track_feats: np.ndarray, desc: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files_col, level, chunk, vectors = [], [], [], []
+    for j, i in enumerate(ok):
+        rows = features[track == i]
+        files_col += [names[j]] * (1 + len(rows))
+        level += ["track"] + ["chunk"] * len(rows)
+        chunk += [-1, *range(len(rows))]
+        vectors += [track_feats[j][None], rows]
+    flat = np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, features.shape[1]), np.float32)
+    embedding = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float32()), flat.shape[1])
+    table = pa.table({"file": pa.array(files_col, pa.string()), "level": pa.array(level, pa.string()),
+                      "chunk": pa.array(chunk, pa.int32()), "embedding": embedding})
+    pq.write_table(table.replace_schema_metadata({"backbone": desc, "chunk_seconds": "3.0"}), path)

@@ -2,12 +2,18 @@
 name checked before any work, float32 parquet equal to the npz."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+import torch
 
 from mulap.cli import main
 from mulap.embed import AUDIO_SUFFIXES, list_audio
@@ -75,3 +81,66 @@ def test_output_name_is_checked_before_any_work(folder, tmp_path, capsys, monkey
     assert "is a folder" in capsys.readouterr().err
     assert main(["embed", "supervised_mtt", str(tmp_path / "nothing_here"), "-o", str(tmp_path / "e.npz")]) == 2
     assert "no such audio file or folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_the_machine_lacks_is_one_line(folder, tmp_path, capsys):
+    assert main(["embed", "random", str(folder), "-o", str(tmp_path / "e.npz"), "training.device=gpu"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "mulap embed: error: training.device=gpu but torch sees no CUDA device (use training.device=auto or cpu)")
+
+
+# -- a full disk while the output is written (issue 17, 4e) ---------------------------------------------
+def _fills_the_disk(real, path_arg: int):
+    """`real` (np.savez / pq.write_table) on a disk that fills up half way: part of the file, then ENOSPC, as on a
+    real full disk (numpy: OSError 28 from write; pyarrow: OSError 28 'Error writing bytes to file')."""
+    def write(*args, **kwargs):
+        real(*args, **kwargs)
+        path = Path(args[path_arg])
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return write
+
+
+@pytest.fixture
+def one_file(tmp_path):
+    sf.write(tmp_path / "a.wav", tone(3.5, 220.0), 16000)
+    return tmp_path / "a.wav"
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".parquet"])
+def test_a_full_disk_while_writing_the_output_is_one_line_and_leaves_no_temp_file(one_file, tmp_path, capsys,
+                                                                                   monkeypatch, suffix):
+    import pyarrow.parquet
+
+    if suffix == ".npz":
+        monkeypatch.setattr(np, "savez", _fills_the_disk(np.savez, 0))
+    else:
+        monkeypatch.setattr(pyarrow.parquet, "write_table", _fills_the_disk(pyarrow.parquet.write_table, 1))
+    out = tmp_path / "out" / f"emb{suffix}"
+    assert main(["embed", "random", str(one_file), "-o", str(out), "training.num_workers=0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"mulap embed: error: cannot write {out}: no space left on device (") and "needed)" in err[-1]
+    assert not [line for line in err if "Traceback" in line]
+    assert list(out.parent.iterdir()) == []  # neither the output nor a temp file
+
+
+def test_a_real_full_disk_while_writing_the_output(one_file, tmp_path, capsys):
+    """The same on a tmpfs filled up (root only; skipped elsewhere)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        with open(disk / "filler", "wb", buffering=0) as fh:
+            with contextlib.suppress(OSError):
+                while True:
+                    fh.write(b"x" * 4096)
+        out = disk / "emb.npz"
+        assert main(["embed", "random", str(one_file), "-o", str(out), "training.num_workers=0"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith(f"mulap embed: error: cannot write {out}: no space left on device (0 B free, about ")
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

@@ -28,6 +28,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 
 from mulap.files import fsync_dir, is_write_problem, unlink_quietly, write_error
+from mulap.interrupts import signals_deferred
 
 log = logging.getLogger(__name__)
 
@@ -62,21 +63,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     rename (Lightning's own writer goes through fsspec, which on another filesystem than the temp folder's is a
     copy that a crash leaves half-written). Writing ``last.ckpt`` first keeps the previous one as ``last.prev.ckpt``.
     A write that fails (disk full, read-only, permission denied) leaves no partial file and raises a WriteError
-    naming the path (and, for a full disk, about how much space a checkpoint needs)."""
+    naming the path (and, for a full disk, about how much space a checkpoint needs). Ctrl-C or SIGTERM during a
+    write waits for its commit (the write, the rotation and the rename), then stops the run as usual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.committed: dict[str, int] = {}  # file name -> global step of the full training states written
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
         tmp = temp_path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._write_temp(checkpoint, tmp)
-            self._rotate(path)
-            self._commit(tmp, path)
-        except OSError as exc:
-            unlink_quietly(tmp)
-            raise write_error(exc, path, checkpoint_nbytes(checkpoint)) from None
+        # a signal raising inside torch.save tore the file ("unexpected pos"): it is delivered after the commit
+        with signals_deferred():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._write_temp(checkpoint, tmp)
+                self._rotate(path)
+                self._commit(tmp, path)
+            except OSError as exc:
+                unlink_quietly(tmp)
+                raise write_error(exc, path, checkpoint_nbytes(checkpoint)) from None
+            if "optimizer_states" in checkpoint and "loops" in checkpoint:
+                self.committed[path.name] = int(checkpoint.get("global_step", 0))
 
     # the three steps are methods so that fault-injection tests can stop a process between or inside them
     def _write_temp(self, checkpoint: dict[str, Any], tmp: Path) -> None:
@@ -196,13 +206,14 @@ class Resume:
         return text + (f"; passed over: {'; '.join(self.passed_over)}" if self.passed_over else "")
 
 
-def resume_checkpoint(exp_dir: str | Path, clean: bool = True) -> Resume | None:
+def resume_checkpoint(exp_dir: str | Path, clean: bool = True, quiet: bool = False) -> Resume | None:
     """The newest intact full training state in ``<exp_dir>/checkpoints`` (any ``*.ckpt``: last, last.prev,
     step, interrupted, Lightning's ``-vN`` copies, earlier runs' ``epochNNN.ckpt``), or None to start afresh.
 
     "Newest" is training progress (global step), not file time, so an ``interrupted.ckpt`` that holds less
     training never wins over a later state. With `clean` (the process that owns the experiment), damaged files
-    are renamed ``<name>.corrupt`` and temp files left by a killed write are removed.
+    are renamed ``<name>.corrupt`` and temp files left by a killed write are removed. `quiet`: say nothing (the
+    choice is logged when a run resumes, not when one stopped and says what the next will resume from).
     """
     folder = Path(exp_dir) / "checkpoints"
     if not folder.is_dir():
@@ -239,11 +250,12 @@ def resume_checkpoint(exp_dir: str | Path, clean: bool = True) -> Resume | None:
                 note += f"; could not move it aside ({_short(exc)})"
         notes.append(note)
     if chosen is None:
-        if notes:
+        if notes and not quiet:
             log.warning("no usable checkpoint in %s (%s): starting from scratch", folder, "; ".join(notes))
         return None
     resume = Resume(chosen, notes)
-    (log.warning if notes else log.info)("%s", resume.describe())
+    if not quiet:
+        (log.warning if notes else log.info)("%s", resume.describe())
     return resume
 
 
@@ -279,8 +291,12 @@ def _warn_passed_over(folder: Path, passed_over: list[str], chosen: Path | None)
 
 # -- callbacks --------------------------------------------------------------------------------------
 def _newest_saved_step(trainer, floor: int) -> int:
-    steps = [floor] + [cb._last_global_step_saved for cb in trainer.checkpoint_callbacks
-                       if isinstance(cb, ModelCheckpoint) and not cb.save_weights_only]
+    """The global step of the newest full state on disk: the callbacks' record, and the writer's (a write that a
+    signal interrupted is committed first, then the signal raises before the callback has noted it)."""
+    committed = getattr(trainer.strategy.checkpoint_io, "committed", {})
+    steps = [floor] + [step for name, step in committed.items() if name != INTERRUPTED]
+    steps += [cb._last_global_step_saved for cb in trainer.checkpoint_callbacks
+              if isinstance(cb, ModelCheckpoint) and not cb.save_weights_only]
     return max(steps)
 
 
@@ -329,7 +345,7 @@ class InterruptedCheckpoint(Checkpoint):
             return
         self._saving = True
         try:
-            trainer.save_checkpoint(self.ckpt_path)
+            trainer.save_checkpoint(self.ckpt_path, weights_only=False)
         except OSError as exc:  # report the original exception, not this one
             log.warning("could not save %s: %s", self.ckpt_path, exc)
             return

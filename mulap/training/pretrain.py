@@ -7,23 +7,31 @@ continues exactly: the data order and every step's random draws are functions of
 position in training (mulap.training.resumable), and the logs keep the whole history."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
 
-from mulap.config import save_config, to_dict, validate_config
+from mulap.config import ConfigError, save_config, to_dict, validate_config
+from mulap.console import one_line
 from mulap.data.audiocaption import AudioCaptionDataset, Collate
 from mulap.data.shards import ShardDataset, ShardLoader, shard_dataset, trained_batches
 from mulap.files import is_write_problem, write_error
+from mulap.interrupts import Interrupted, signal_name, signal_of, worker_exits_on_sigterm
 from mulap.models.backbone import save_backbone
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer
@@ -81,9 +89,14 @@ class AudioCaptionDataModule(L.LightningDataModule):
                 self.shard_loader = ShardLoader(ds, self.collate, t.num_workers, lambda: trained_batches(self.trainer),
                                                 resume=getattr(self, "shard_resume", None))
                 return self.shard_loader
-            return DataLoader(ds, batch_size=None, num_workers=t.num_workers, collate_fn=self.collate)
+            return DataLoader(ds, batch_size=None, num_workers=t.num_workers, collate_fn=self.collate,
+                              worker_init_fn=self._worker_init())
         return DataLoader(ds, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers, collate_fn=self.collate,
-                          drop_last=False, persistent_workers=False)
+                          drop_last=False, persistent_workers=False, worker_init_fn=self._worker_init())
+
+    def _worker_init(self):
+        # a SIGTERM to the whole process group ends the workers quietly; the run stops through Lightning
+        return functools.partial(worker_exits_on_sigterm, rank=self._ranks()[0])
 
     def _ranks(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -230,16 +243,24 @@ def build_trainer(cfg: DictConfig, exp_dir: Path, extra_callbacks=(), resume: Re
     tb_kwargs = {"purge_step": resume.info.global_step} if resume else {}
     loggers = [HistoryCSVLogger(exp_dir / "logs", name="", version="csv"),
                HistoryTensorBoardLogger(exp_dir / "logs", name="", version="tb", **tb_kwargs)]
-    return L.Trainer(
-        accelerator=t.device, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
-        max_epochs=t.epochs, accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
-        limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
-        callbacks=callbacks, logger=loggers, enable_progress_bar=bool(t.progress_bar), deterministic=t.deterministic,
-        default_root_dir=exp_dir, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
-    )
+    try:
+        return L.Trainer(
+            accelerator=t.device, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
+            max_epochs=t.epochs, accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
+            limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
+            log_every_n_steps=t.log_every_n_steps, callbacks=callbacks, logger=loggers,
+            enable_progress_bar=bool(t.progress_bar), deterministic=t.deterministic, default_root_dir=exp_dir,
+            num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
+        )
+    except MisconfigurationException as exc:  # e.g. training.device=gpu on a machine without one: a setting to change
+        raise ConfigError(f"training.device/devices/strategy/precision: {exc}") from None
 
 
 def experiment_dir(cfg: DictConfig, pretrain_id: str) -> Path:
+    """``<save_dir>/experiments/<pretrain_id>``; the id is one folder name (``../x`` or ``a/b`` would put the
+    experiment elsewhere, where nothing finds it by its id)."""
+    if not pretrain_id or pretrain_id in (".", "..") or "/" in pretrain_id or os.sep in pretrain_id or "\0" in pretrain_id:
+        raise ConfigError(f"pretrain_id {pretrain_id!r}: use a plain name (letters, digits, '-', '_', '.'), not a path")
     return Path(cfg.env.save_dir) / "experiments" / pretrain_id
 
 
@@ -264,15 +285,21 @@ def run_pretraining(cfg: DictConfig, pretrain_id: str, extra_callbacks=()) -> Pa
     owner = launcher_rank_zero()  # DDP: rank 0 holds the lock and writes the run records
     with run_lock(exp_dir / LOCK_NAME, f"experiment {pretrain_id!r}", enabled=owner):
         resume = resume_checkpoint(exp_dir, clean=owner)
+        trainer = build_trainer(cfg, exp_dir, extra_callbacks, resume)  # refuses device settings before any record
         if owner:
             _record_run(cfg, exp_dir, resume.describe() if resume else "start")
-        trainer = build_trainer(cfg, exp_dir, extra_callbacks, resume)
         try:
-            trainer.fit(module, datamodule=data, ckpt_path=str(resume.path) if resume else None, weights_only=True)
+            with _ctrl_c_restored():
+                trainer.fit(module, datamodule=data, ckpt_path=str(resume.path) if resume else None, weights_only=True)
         except BaseException as exc:
+            # Lightning stops on Ctrl-C and SIGTERM itself (saving interrupted.ckpt); a SIGTERM it noted may also
+            # surface as another error (a data-loader worker that the same signal ended)
+            signum = signal_of(exc) or (signal.SIGTERM if trainer.received_sigterm else None)
+            if signum is not None:
+                raise _interrupted(exp_dir, trainer, signum, owner) from None
             if owner:
-                why = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"{type(exc).__name__}: {exc}"
-                _append_runs_log(exp_dir, f"stopped at global step {trainer.global_step}: {why}", quiet=True)
+                _append_runs_log(exp_dir, f"stopped at global step {trainer.global_step}: {type(exc).__name__}: "
+                                          f"{one_line(exc)}", quiet=True)
             if isinstance(exc, OSError) and is_write_problem(exc):
                 raise write_error(exc, exc.filename or exp_dir) from None
             raise
@@ -283,8 +310,39 @@ def run_pretraining(cfg: DictConfig, pretrain_id: str, extra_callbacks=()) -> Pa
                 export_backbones(module, exp_dir, pretrain_id)
             except OSError as exc:
                 raise write_error(exc, exc.filename or exp_dir) from None
+            except BaseException as exc:  # a signal after training: the next run resumes from the last state and exports
+                signum = signal_of(exc)
+                if signum is not None:
+                    raise _interrupted(exp_dir, trainer, signum, owner) from None
+                raise
             _append_runs_log(exp_dir, f"finished at global step {trainer.global_step} ({trainer.current_epoch} epochs)")
     return exp_dir
+
+
+@contextlib.contextmanager
+def _ctrl_c_restored():
+    """Lightning ignores Ctrl-C from its first one on (so that a second cannot cut its shutdown short) and leaves
+    it so; a caller that goes on after an interrupted run (a notebook, a script) gets its own handler back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+
+
+def _interrupted(exp_dir: Path, trainer: L.Trainer, signum: int, owner: bool) -> Interrupted:
+    """The run stopped on a signal: runs.log says so with the state kept, which the same command resumes from."""
+    kept = resume_checkpoint(exp_dir, clean=False, quiet=True)
+    what = (f"kept checkpoints/{kept.path.name} (global step {kept.info.global_step})" if kept
+            else "no checkpoint kept yet")
+    where = f"at global step {trainer.global_step}"
+    if owner:
+        _append_runs_log(exp_dir, f"stopped {where}: interrupted ({signal_name(signum)}); {what}", quiet=True)
+    return Interrupted(signum, f"{where}; {what}")
 
 
 def _record_run(cfg: DictConfig, exp_dir: Path, what: str) -> None:

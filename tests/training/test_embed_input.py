@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -159,3 +160,69 @@ def test_a_full_disk_is_reported_as_such(tmp_path, monkeypatch):
     finally:
         if small is not None:
             subprocess.run(["umount", str(small)], check=True)
+
+
+# ------------------------------------------------------------------ verified entries (issue 17, 4d and 5b)
+def _cut_features(entry):
+    path = entry / "features.npy"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_a_feature_byte(entry):
+    data = bytearray((entry / "features.npy").read_bytes())
+    data[-5] ^= 0x40  # same size, same header: only the CRC-32 tells
+    (entry / "features.npy").write_bytes(bytes(data))
+
+
+def _one_row_short(entry):
+    """An entry as written before meta.json recorded sizes and CRCs, track.npy one row short (an IndexError later)."""
+    meta = json.loads((entry / "meta.json").read_text())
+    meta.pop("files", None)
+    (entry / "meta.json").write_text(json.dumps(meta))
+    np.save(entry / "track.npy", np.load(entry / "track.npy")[:-1])
+
+
+def _cut_meta(entry):
+    text = (entry / "meta.json").read_text()
+    (entry / "meta.json").write_text(text[: len(text) // 2])
+
+
+DAMAGE = {"truncated": (_cut_features, "features.npy has "), "crc": (_flip_a_feature_byte, "features.npy: CRC-32 mismatch"),
+          "rows": (_one_row_short, "do not match (one row per chunk)"), "meta": (_cut_meta, "meta.json is not readable JSON")}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_cache_entry_is_named_moved_aside_and_computed_again(tmp_path, caplog, damage):
+    clips = _clips(tmp_path / "clips")
+    paths, model, ids = sorted(clips.glob("*.npy")), _tiny_model(), ["clip0", "clip1", "clip2"]
+    cache = tmp_path / "cache"
+    good = cached_embeddings(model, ids, paths, clips / "manifest.jsonl", cache, num_workers=0, progress=False)
+    entry = cache / good.key
+    damage_it, said = DAMAGE[damage]
+    damage_it(entry)
+    with caplog.at_level(logging.WARNING, logger="mulap.embed"):
+        again = cached_embeddings(model, ids, paths, clips / "manifest.jsonl", cache, num_workers=0, progress=False)
+    assert again.computed, "a damaged entry was served"
+    np.testing.assert_array_equal(again.features, good.features)
+    np.testing.assert_array_equal(again.track, good.track)
+    (aside,) = [p for p in cache.iterdir() if p.name != good.key]
+    assert aside.name.startswith(f"{good.key}.corrupt-")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith(f"cache entry {entry} is damaged (") and said in warning and aside.name in warning
+    fresh = read_cached(cache, good.key)  # the entry written again reads, verified
+    assert not fresh.computed and fresh.ids == ids and np.array_equal(fresh.features, good.features)
+
+
+def test_an_entry_from_before_the_records_still_reads(tmp_path, caplog):
+    clips = _clips(tmp_path / "clips")
+    paths, model, ids = sorted(clips.glob("*.npy")), _tiny_model(), ["clip0", "clip1", "clip2"]
+    good = cached_embeddings(model, ids, paths, clips / "manifest.jsonl", tmp_path / "cache", num_workers=0, progress=False)
+    meta_path = tmp_path / "cache" / good.key / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert set(meta["files"]) == {"features.npy", "track.npy"}
+    assert meta["files"]["features.npy"]["shape"] == list(good.features.shape) and "crc32" in meta["files"]["track.npy"]
+    meta.pop("files")
+    meta_path.write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING, logger="mulap.embed"):
+        old = read_cached(tmp_path / "cache", good.key)
+    assert not caplog.records and not old.computed and np.array_equal(old.features, good.features)

@@ -151,6 +151,47 @@ def test_a_dataset_that_fails_validation_leaves_nothing_behind(corpus, tmp_path,
     assert not save.exists()
 
 
+# -- issue 17, 5: what else a user can get wrong is one line, and nothing is written -----------------------
+def test_an_audio_file_that_fails_in_a_loader_worker_is_one_line(corpus, tmp_path, capsys):
+    """A clip that passes the split's check but cannot be decoded, read by a data-loader worker: torch re-raises
+    the worker's DatasetError with the worker's whole traceback in its message; the CLI says the message alone."""
+    broken = tmp_path / "broken"
+    shutil.copytree(corpus, broken)
+    (broken / "audio" / "tone003.npy").write_bytes((corpus / "audio" / "tone003.npy").read_bytes()[:300])
+    save = tmp_path / "save"
+    assert main(args(broken, save, "w", "training.num_workers=2", "training.epochs=1")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("mulap pretrain: error: record audio_id 'tone003': ") and "tone003.npy: truncated" in err[-1]
+    assert not [line for line in err if "Traceback" in line or "DataLoader worker" in line]
+    assert (save / "experiments" / "w" / "runs.log").read_text().splitlines()[-1].split(" ", 2)[2].startswith(
+        "stopped at global step 0: DatasetError: record audio_id 'tone003'")
+
+
+def test_a_yaml_error_is_one_line(corpus, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: [1, 2\n")
+    assert main(["pretrain", "--config", str(bad), "--pretrain_id", "y", f"env.save_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mulap pretrain: error: {bad}: not valid YAML") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("pid", ["../elsewhere", "a/b", ".."])
+def test_a_pretrain_id_that_is_a_path_is_refused(corpus, tmp_path, capsys, pid):
+    save = tmp_path / "save"
+    assert main(args(corpus, save, pid, "training.epochs=1")) == 2
+    assert capsys.readouterr().err.strip() == (f"mulap pretrain: error: pretrain_id {pid!r}: use a plain name "
+                                                "(letters, digits, '-', '_', '.'), not a path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_the_machine_lacks_is_refused_before_a_run_is_recorded(corpus, tmp_path, capsys):
+    assert main(args(corpus, tmp_path, "gpu", "training.device=gpu")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mulap pretrain: error: training.device/devices/strategy/precision: ") and len(err.splitlines()) == 1
+    assert not (tmp_path / "experiments" / "gpu" / "runs.log").exists()
+
+
 # -- 4. one run per experiment ------------------------------------------------------------------------------
 HOLDER = textwrap.dedent("""
     import sys, time
