@@ -43,7 +43,7 @@ from mulap.files import dead_writer_temps, fsync_dir, write_error, writer_temp
 log = logging.getLogger(__name__)
 INDEX_DIR = ".mulap-index"
 FORMAT = "mulap-index-1"
-BLOCK_FILES = 256  # files embedded per extraction call (bounds memory on big folders)
+BLOCK_FILES = 64  # files embedded per extraction call: bounds memory on big folders, and an interrupt loses at most one block
 SAVE_SECONDS = 30.0  # while indexing, the index is saved at most this often (at the end of a block) ...
 SAVE_COST = 20.0  # ... and no sooner than this many times the last save's duration: saves cost at most ~5 %
 
