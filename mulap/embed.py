@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from mulap.audio.chunks import cut_chunks
 from mulap.audio.io import AudioError, iter_blocks
 from mulap.audio.scan import AUDIO_SUFFIXES, audio_suffixes, list_audio  # noqa: F401 (the folder scan: mulap.audio.scan)
-from mulap.files import StorageError, fsync_dir, unlink_quietly, write_error
+from mulap.files import fsync_dir, remove_dead_temps, unlink_quietly, write_error, writer_temp
 from mulap.interrupts import worker_exits_on_sigterm
 from mulap.models.backbone import SUPERVISED, build_backbone, load_backbone
 from mulap.models.musicnn import Musicnn
@@ -411,12 +411,13 @@ def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifes
 def _publish(folder: Path, mine: ChunkEmbeddings, meta: dict) -> ChunkEmbeddings:
     """Store `mine` as the cache entry `folder`, safe with other processes writing the same entry.
 
-    Written into a temporary folder of this writer only (pid + random), then renamed into place:
+    Written into a temporary folder of this writer only (mulap.files.writer_temp), then renamed into place:
     a rename onto an existing entry is refused, so when another writer finished first, its complete
     entry is used and ours discarded; an entry for other tracks is moved aside and replaced.
-    A full disk (or a read-only / forbidden folder) is a one-line StorageError naming the path.
+    A full disk (or a read-only / forbidden folder) is a one-line WriteError naming the path.
     """
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    remove_dead_temps(folder.parent)  # what killed writers left in the cache
+    tmp = writer_temp(folder)
     need = mine.features.nbytes + mine.track.nbytes
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -436,7 +437,7 @@ def _publish(folder: Path, mine: ChunkEmbeddings, meta: dict) -> ChunkEmbeddings
             if theirs is not None and theirs.ids == mine.ids:
                 log.info("cache entry %s was completed by another process meanwhile; using it", folder)
                 return replace(theirs, computed=True)
-            aside = folder.with_name(f".{folder.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+            aside = writer_temp(folder, "old")
             try:
                 os.rename(folder, aside)  # an entry for other tracks: out of the way, then retry
             except FileNotFoundError:
@@ -444,7 +445,7 @@ def _publish(folder: Path, mine: ChunkEmbeddings, meta: dict) -> ChunkEmbeddings
             shutil.rmtree(aside, ignore_errors=True)
         raise RuntimeError(f"{folder}: could not store the cache entry: other processes keep replacing it")
     except OSError as exc:
-        raise StorageError(folder, exc, need_bytes=need) from None
+        raise write_error(exc, folder, need) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when it was renamed into place
 
@@ -480,6 +481,9 @@ def embed_files(model_ref: str, inputs: list[str], out: str | Path, cfg, batch_s
     for path, reason in failures:
         log.error("skipped %s: %s", path, reason)
     ok = sorted(set(track.tolist()))
+    if not ok:  # an empty output would look like a result
+        first = f"{failures[0][0]}: {failures[0][1]}; " if failures else ""
+        raise ValueError(f"{first}none of the {len(files)} file(s) could be embedded; nothing written to {out}")
     track_feats = np.stack([features[track == i].mean(0) for i in ok]) if ok else np.zeros((0, model.out_dim), np.float32)
     write_embeddings(out, [str(files[i]) for i in ok], ok, features, track, track_feats, desc)
     print(f"{len(ok)} file(s), {len(features)} chunk(s) embedded with {desc}; {len(failures)} failed")

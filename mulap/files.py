@@ -94,53 +94,43 @@ def unlink_quietly(path: str | Path) -> None:
         pass
 
 
-class StorageError(OSError, ValueError):
-    """A write the file system refused (disk full, read-only, permission denied), said in one line
-    naming the path. An OSError (what it is) and a ValueError (so the CLI prints it as one line)."""
-
-    def __init__(self, path: str | Path, exc: OSError, need_bytes: int | None = None):
-        super().__init__(exc.errno, exc.strerror, str(path))
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            what = "disk full (no space left on device)"
-            if need_bytes:
-                free = _free_bytes(Path(path))
-                what += f"; needs about {human_bytes(need_bytes)}" + (f", {human_bytes(free)} free there" if free is not None else "")
-        elif exc.errno == errno.EROFS:
-            what = "read-only file system"
-        elif exc.errno in (errno.EACCES, errno.EPERM):
-            what = "permission denied"
-        else:
-            what = exc.strerror or str(exc)
-        self.message = f"{path}: cannot write: {what}"
-
-    def __str__(self) -> str:
-        return self.message
-
-
 # -- temporary folders of one writer -------------------------------------------------------------
-_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<host>[^/]+)-(?P<pid>\d+)-[0-9a-f]{8}$")
+# `.<name>.<kind>-<host>-<pid>-<8 hex>`: the writer's host and pid let a later run tell a killed writer's
+# leftover from a live one's (kind: tmp = being built, old = set aside while the new one is swapped in)
+WRITER_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname() or "host")
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-[0-9a-f]{8}$")
 
 
-def writer_temp(path: str | Path) -> Path:
-    """A hidden sibling of `path` to build it in before a rename: ``.<name>.tmp-<host>-<pid>-<random>``. The
-    writer's host and pid in the name let a later run tell a killed writer's leftover from a live one's."""
+def writer_temp(path: str | Path, kind: str = "tmp") -> Path:
+    """A hidden sibling of `path` that this process builds (kind ``tmp``) or sets aside (``old``) before a rename:
+    ``.<name>.<kind>-<host>-<pid>-<random>``. The folder scan never reads hidden folders."""
     path = Path(path)
-    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
+    return path.with_name(f".{path.name.lstrip('.')}.{kind}-{WRITER_HOST}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def remove_dead_temps(folder: str | Path) -> list[Path]:
-    """Remove the `writer_temp` folders in `folder` whose writer is gone (a process of this host that no longer
-    runs); those of live processes and of other hosts (this host cannot tell) stay. Returns what was removed."""
-    host, removed = socket.gethostname(), []
+def dead_writer_temps(folder: str | Path, name: str | None = None) -> list[tuple[Path, str]]:
+    """The `writer_temp` folders in `folder` (of the target `name`, or of any) whose writer is gone: a process
+    of this host that no longer runs. Those of live processes and of other hosts (this host cannot tell) are
+    not listed. Returns (path, kind), sorted by name."""
     try:
-        entries = list(Path(folder).iterdir())
+        entries = sorted(Path(folder).iterdir())
     except OSError:
-        return removed
+        return []
+    found = []
     for entry in entries:
         m = _TEMP.match(entry.name)
-        if m and m["host"] == host and not pid_alive(int(m["pid"])) and entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry)
+        if (m and (name is None or m["name"] == name.lstrip(".")) and m["host"] == WRITER_HOST
+                and not pid_alive(int(m["pid"])) and entry.is_dir() and not entry.is_symlink()):
+            found.append((entry, m["kind"]))
+    return found
+
+
+def remove_dead_temps(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Remove what `dead_writer_temps` lists; returns what was removed."""
+    removed = []
+    for entry, _ in dead_writer_temps(folder, name):
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
     return removed
 
 

@@ -30,9 +30,7 @@ import logging
 import math
 import os
 import re
-import secrets
 import shutil
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,15 +38,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mulap.files import fsync_dir, write_error
+from mulap.files import dead_writer_temps, fsync_dir, write_error, writer_temp
 
 log = logging.getLogger(__name__)
 INDEX_DIR = ".mulap-index"
 FORMAT = "mulap-index-1"
-BLOCK_FILES = 256  # files embedded per extraction call (bounds memory on big folders)
+BLOCK_FILES = 64  # files embedded per extraction call: bounds memory on big folders, and an interrupt loses at most one block
 SAVE_SECONDS = 30.0  # while indexing, the index is saved at most this often (at the end of a block) ...
 SAVE_COST = 20.0  # ... and no sooner than this many times the last save's duration: saves cost at most ~5 %
-_WRITER = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname() or "host")  # names a writer's temporary folders
 
 
 class SearchError(ValueError):
@@ -152,46 +149,12 @@ def _check_index_folder(folder: Path, root: Path) -> None:
                               "whole and would replace them, so give a new or empty folder")
 
 
-def _hidden(name: str) -> str:
-    """The hidden name a writer's temporary folders start with (the folder scan never reads hidden folders)."""
-    return name if name.startswith(".") else f".{name}"
-
-
-def _writer_alive(host: str | None, pid: int | None) -> bool:
-    """Could the process that named a temporary folder still be writing it? (Unknown writers: yes.)"""
-    if host != _WRITER or pid is None or pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: a process of another user holds the pid
-        return True
-    return True
-
-
 def _clean_leftovers(folder: Path) -> None:
-    """Remove what killed writes of `folder` left next to it (`.<name>.tmp-*`, `.<name>.old-*`) when their
-    writer is gone; an index that was set aside and never replaced is put back. Folders of a live
-    writer, or of an unknown one (named by mulap before writers were named), are left: the folder
-    scan never reads them (they are hidden)."""
-    # `.<name>.tmp-<host>-<pid>-<8 hex>`; before writers were named, `.<name>.tmp-<8 hex>` (so `..mulap-index.tmp-*`)
-    pattern = re.compile(r"^\.?" + re.escape(_hidden(folder.name)) + r"\.(tmp|old)-(?:(.+)-(\d+)-)?[0-9a-f]{8}$")
-    try:
-        siblings = list(folder.parent.iterdir())
-    except OSError:
-        return
-    unknown = []
-    for p in sorted(siblings):
-        m = pattern.match(p.name)
-        if not m or not p.is_dir():
-            continue
-        kind, host, pid = m.group(1), m.group(2), int(m.group(3)) if m.group(3) else None
-        if pid is None:
-            unknown.append(p.name)
-            continue
-        if _writer_alive(host, pid):
-            continue
+    """Remove what killed writes of `folder` left next to it (mulap.files.writer_temp folders of dead writers);
+    an index that was set aside and never replaced is put back. Folders of a live writer, or of an unknown
+    one (named by mulap before writers were named: `..mulap-index.tmp-<hex>`), are left: the folder scan
+    never reads them (they are hidden)."""
+    for p, kind in dead_writer_temps(folder.parent, folder.name):
         if kind == "old" and not folder.exists() and (p / "index.json").is_file():
             try:
                 os.rename(p, folder)  # killed between its two renames: the previous index comes back
@@ -201,6 +164,11 @@ def _clean_leftovers(folder: Path) -> None:
                 pass
         shutil.rmtree(p, ignore_errors=True)
         log.info("removed %s, left by an index write that was killed", p)
+    before = re.compile(re.escape(f".{folder.name}") + r"\.(tmp|old)-[0-9a-f]{8}")  # an older mulap's names
+    try:
+        unknown = sorted(p.name for p in folder.parent.iterdir() if before.fullmatch(p.name))
+    except OSError:
+        unknown = []
     if unknown:
         log.info("%d folder(s) left by an interrupted index write next to %s (%s); mulap does not read them, "
                  "delete them to free the space", len(unknown), folder, ", ".join(unknown[:3]))
@@ -480,8 +448,7 @@ def _write_folder(folder: Path, meta: dict, tracks, chunks, dim: int) -> None:
     """The index files into a temporary folder next to `folder`, then swapped in with two renames; whatever
     happens (a full disk, Ctrl-C between the renames), `folder` ends up holding the old index or the new one.
     A write the file system refuses is one WriteError naming the file."""
-    tag = f"{_WRITER}-{os.getpid()}-{secrets.token_hex(4)}"  # who writes: `_clean_leftovers` knows a dead writer's
-    tmp, old = (folder.with_name(f"{_hidden(folder.name)}.{kind}-{tag}") for kind in ("tmp", "old"))
+    tmp, old = writer_temp(folder, "tmp"), writer_temp(folder, "old")  # named by writer: `_clean_leftovers` knows a dead one's
     need = 128 + sum(len(t) for t in tracks) * dim * 4 + sum(len(c) for c in chunks) * dim * 2
     target = folder
     try:

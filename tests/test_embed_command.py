@@ -144,3 +144,15 @@ def test_a_real_full_disk_while_writing_the_output(one_file, tmp_path, capsys):
         assert sorted(p.name for p in disk.iterdir()) == ["filler"]
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_when_no_file_can_be_embedded_nothing_is_written_and_the_command_fails(tmp_path, capsys):
+    (tmp_path / "music").mkdir()
+    (tmp_path / "music" / "a.wav").write_text("<html>not audio</html>")
+    (tmp_path / "music" / "b.flac").write_bytes(b"")
+    out = tmp_path / "emb.npz"
+    assert main(["embed", "random", str(tmp_path / "music"), "-o", str(out), "training.num_workers=0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"mulap embed: error: {tmp_path / 'music' / 'a.wav'}: not audio: a text file (starts with "
+                       f"'<html>not audio</html>'); none of the 2 file(s) could be embedded; nothing written to {out}"), err
+    assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "music"]

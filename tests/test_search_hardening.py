@@ -19,6 +19,7 @@ import mulap
 import mulap.embed
 from mulap import search
 from mulap.cli import main
+from mulap.files import WRITER_HOST
 from tests.helpers import tone
 
 W0 = ["training.num_workers=0"]
@@ -54,7 +55,7 @@ def _killed_write_leftovers(folder):
     """What writes killed between their steps leave next to the index: temporary folders (complete or not) and the
     set-aside previous index, as mulap named them before writers were named (`..mulap-index.tmp-<8 hex>`) and as it
     names them now (`.mulap-index.tmp-<host>-<pid>-<8 hex>`)."""
-    index, host = folder / ".mulap-index", getattr(search, "_WRITER", "host")
+    index, host = folder / ".mulap-index", WRITER_HOST
     for name in ("..mulap-index.tmp-1a2b3c4d", "..mulap-index.old-5e6f7a8b", f".mulap-index.tmp-{host}-1-0badc0de",
                  f".mulap-index.old-{host}-1-0badc0df"):
         shutil.copytree(index, folder / name)
@@ -110,9 +111,9 @@ def test_temp_folders_of_killed_writers_are_removed_live_and_unknown_ones_left(t
     folder = tmp_path / "music"
     _music(folder)
     dead, live = _dead_pid(), os.getppid()
-    names = {"dead": f".mulap-index.tmp-{search._WRITER}-{dead}-0badc0de",
-             "dead_old": f".mulap-index.old-{search._WRITER}-{dead}-0badc0df",
-             "live": f".mulap-index.tmp-{search._WRITER}-{live}-0badc0e0",
+    names = {"dead": f".mulap-index.tmp-{WRITER_HOST}-{dead}-0badc0de",
+             "dead_old": f".mulap-index.old-{WRITER_HOST}-{dead}-0badc0df",
+             "live": f".mulap-index.tmp-{WRITER_HOST}-{live}-0badc0e0",
              "other_host": f".mulap-index.tmp-elsewhere-{dead}-0badc0e1",
              "unknown": "..mulap-index.tmp-1a2b3c4d"}  # named before writers were: its writer is unknown
     for name in names.values():
@@ -123,7 +124,7 @@ def test_temp_folders_of_killed_writers_are_removed_live_and_unknown_ones_left(t
     assert left == {names["live"], names["other_host"], names["unknown"]}
     assert [f["path"] for f in index.files] == ["song0.wav", "song1.wav", "song2.wav"]
     # killed between its two renames: the set-aside index comes back instead of being thrown away
-    aside = folder / f".mulap-index.old-{search._WRITER}-{dead}-0badc0e2"
+    aside = folder / f".mulap-index.old-{WRITER_HOST}-{dead}-0badc0e2"
     os.rename(folder / ".mulap-index", aside)
     _, counts = search.build_or_update(random_model, folder, num_workers=0, progress=False)
     assert counts["kept"] == 3 and counts["added"] == 0 and not aside.exists()

@@ -48,6 +48,7 @@ from mulap.data.audiocaption import SPLIT_FILES, DatasetError, Skipped, clip_ite
 from mulap.audio.chunks import chunk_samples
 from mulap.data.text_files import DatasetFormatError, decode_text, read_json
 from mulap.files import unlink_quietly, write_error, write_json
+from mulap.paths import is_url
 
 log = logging.getLogger(__name__)
 
@@ -209,12 +210,14 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
                 print(f"{split}: {index['splits'][split]['samples']} clips in {len(shards)} shard(s)", flush=True)
         target = out / INDEX
         write_json(target, index)
-    except OSError as exc:  # a full disk, a read-only folder...: one line, and nothing left that looks like shards
-        _close_quietly(writer)  # first the tar stream (else it tries to write its buffer when garbage-collected)
-        if current is not None:
-            _close_quietly(current.get("file"))  # then the shard being written (closed ones have no "file")
+    except (OSError, KeyboardInterrupt) as exc:  # a full disk, a read-only folder, Ctrl-C: nothing left that looks
+        _close_quietly(writer)  # like shards, so the same command runs again (first the tar stream, else it tries to
+        if current is not None:  # write its buffer when garbage-collected; then the shard being written)
+            _close_quietly(current.get("file"))
         for p in written:
             unlink_quietly(p)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         raise write_error(exc, target, round(payload / done * total) if done else None) from None
     finally:
         if pool:
@@ -231,12 +234,8 @@ def _close_quietly(fh) -> None:
 
 
 # -- the index -----------------------------------------------------------------------------------
-def _is_url(path: str) -> bool:
-    return path.startswith("pipe:") or "://" in path
-
-
 def _join(base: str, name: str) -> str:
-    return f"{base.rstrip('/')}/{name}" if _is_url(base) else str(Path(base) / name)
+    return f"{base.rstrip('/')}/{name}" if is_url(base) else str(Path(base) / name)
 
 
 def read_index(data_dir: str | Path) -> dict:
@@ -245,7 +244,7 @@ def read_index(data_dir: str | Path) -> dict:
     `pipe:` command runs, and a problem is one ShardError naming the index (and split and shard)."""
     where = _join(str(data_dir), INDEX)
     try:
-        if _is_url(str(data_dir)):
+        if is_url(str(data_dir)):
             import fsspec
 
             with fsspec.open(where, "rb") as fh:
@@ -328,7 +327,7 @@ def verify_shards(index: dict, data_dir: str | Path, split: str, template: str |
         if loc.startswith(("pipe:", "http://", "https://")):
             continue
         try:
-            if _is_url(loc):
+            if is_url(loc):
                 import fsspec
 
                 fs, path = fsspec.core.url_to_fs(loc)
@@ -348,7 +347,7 @@ def open_shard(location: str):
         from webdataset.gopen import gopen
 
         return gopen(location, "rb")
-    if _is_url(location):
+    if is_url(location):
         import fsspec
 
         return fsspec.open(location, "rb").open()
@@ -700,8 +699,9 @@ class ShardLoader(DataLoader):
     keeps this state in its own state_dict and passes it in."""
 
     def __init__(self, dataset: ShardDataset, collate_fn: Callable, num_workers: int, position: Callable[[], tuple[int, int]],
-                 resume: dict | None = None):
-        super().__init__(dataset, batch_size=None, num_workers=num_workers, collate_fn=collate_fn, persistent_workers=False)
+                 resume: dict | None = None, worker_init_fn: Callable | None = None):
+        super().__init__(dataset, batch_size=None, num_workers=num_workers, collate_fn=collate_fn, persistent_workers=False,
+                         worker_init_fn=worker_init_fn)
         self.position = position
         self._resume = dict(resume) if resume else None
 

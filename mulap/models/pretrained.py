@@ -223,7 +223,7 @@ _OLD_TEMP, _OLD_TEMP_AGE_S = re.compile(r"^\.(?P<name>.+)\.tmp-[0-9a-f]{8}$"), 3
 def remove_export_leftovers(out_dir: Path) -> None:
     """The temp folders that killed exports left next to `out_dir` (each up to the model's size): those of dead
     writers on this host (mulap.files.remove_dead_temps); an older mulap's `.<out_dir>.tmp-<hex>`, once an hour old."""
-    removed = remove_dead_temps(out_dir.parent)
+    removed = remove_dead_temps(out_dir.parent)  # any dead writer's: garbage whatever it was building
     for old in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.tmp-*"):
         if _OLD_TEMP.match(old.name) and old.is_dir() and time.time() - old.stat().st_mtime > _OLD_TEMP_AGE_S:
             shutil.rmtree(old, ignore_errors=True)

@@ -87,7 +87,7 @@ class AudioCaptionDataModule(L.LightningDataModule):
         if isinstance(ds, ShardDataset):  # batches come from the dataset; the train loader's state resumes mid-epoch
             if sampler == "train":
                 self.shard_loader = ShardLoader(ds, self.collate, t.num_workers, lambda: trained_batches(self.trainer),
-                                                resume=getattr(self, "shard_resume", None))
+                                                resume=getattr(self, "shard_resume", None), worker_init_fn=self._worker_init())
                 return self.shard_loader
             return DataLoader(ds, batch_size=None, num_workers=t.num_workers, collate_fn=self.collate,
                               worker_init_fn=self._worker_init())

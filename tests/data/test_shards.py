@@ -546,6 +546,36 @@ def test_a_full_disk_during_data_shard_is_one_line_keeps_nothing_and_the_command
     assert read_index(out)["splits"]["train"]["samples"] == 12 and not list(out.glob(".shard-tmp*"))
 
 
+class _InterruptedDisk(_FillingDisk):
+    """A file whose writer is stopped by one Ctrl-C once `left[0]` bytes are written."""
+
+    def write(self, data):
+        if len(data) > self.left[0] >= 0:
+            self.left[0] = -1  # one Ctrl-C; the clean-up's writes go through
+            raise KeyboardInterrupt
+        if self.left[0] < 0:
+            return self.fh.write(data)
+        self.left[0] -= len(data)
+        return self.fh.write(data)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_ctrl_c_during_data_shard_keeps_nothing_so_the_same_command_runs_again(shard_source, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    left = [250_000]  # a few shards are written, then Ctrl-C
+    real_open = open
+    monkeypatch.setattr(sh, "open", lambda path, mode="r", *a, **k: _InterruptedDisk(real_open(path, mode, *a, **k), left)
+                        if "w" in mode else real_open(path, mode, *a, **k), raising=False)
+    cli = ["data", "shard", str(shard_source), str(out), "--shard-size", "50kB", "--workers", "0"]
+    assert main(cli) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("mulap data: interrupted (SIGINT); run the same command to start again: mulap data shard "), err
+    assert sorted(p.name for p in out.iterdir()) == []  # finished shards without their index would need --overwrite
+    monkeypatch.undo()
+    assert main(cli) == 0
+    assert read_index(out)["splits"]["train"]["samples"] == 12
+
+
 @pytest.fixture
 def tmpfs_600k(tmp_path):
     """A 600 KB tmpfs (a real full disk: the shards of `shard_source` take about 1.2 MB); skipped where

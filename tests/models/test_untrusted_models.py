@@ -9,7 +9,6 @@ import errno
 import json
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import torch
 
 import mulap
 from mulap.cli import main
-from mulap.files import WriteError
+from mulap.files import WRITER_HOST, WriteError
 from mulap.models.backbone import load_backbone, save_backbone
 from mulap.models.musicnn import Musicnn, MusicnnConfig
 from mulap.models.pretrained import ModelLoadError, export_model, load_experiment
@@ -389,7 +388,7 @@ def test_an_export_removes_the_temp_folders_of_killed_exports_only(tiny_mulap, t
     save_dir, pid = tiny_mulap
     parent = tmp_path / "models"
     parent.mkdir()
-    host = socket.gethostname()
+    host = WRITER_HOST
     dead = parent / f".tiny.tmp-{host}-{_dead_pid()}-0123abcd"
     dead_other = parent / f".other.tmp-{host}-{_dead_pid()}-89abcdef"
     live = parent / f".tiny.tmp-{host}-{os.getpid()}-fedcba98"
@@ -409,7 +408,7 @@ def test_the_temp_folder_of_an_export_names_its_writer(monkeypatch, tmp_path):
     from mulap.files import writer_temp
 
     name = writer_temp(tmp_path / "tiny").name
-    assert name.startswith(f".tiny.tmp-{socket.gethostname()}-{os.getpid()}-") and len(name.rsplit("-", 1)[1]) == 8
+    assert name.startswith(f".tiny.tmp-{WRITER_HOST}-{os.getpid()}-") and len(name.rsplit("-", 1)[1]) == 8
 
 
 # -- 7c: weights honour the umask -----------------------------------------------------------------------------
