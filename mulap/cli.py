@@ -399,8 +399,7 @@ def _interrupted_line(args, argv: list[str], exc: BaseException, signum: int) ->
     elif args.command == "embed":
         said += f"; nothing written to {args.out} (the output is written only at the end)"
         then = "start again"
-    elif args.command == "search":
-        said += "; the index keeps the files embedded so far"
+    elif args.command == "search":  # what the index kept is in the detail (mulap.search.build_or_update)
         then = "continue"
     elif args.command == "demo":  # a second run reuses the stages that finished
         then = "continue"

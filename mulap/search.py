@@ -31,6 +31,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 
 from mulap.files import dead_writer_temps, fsync_dir, write_error, writer_temp
+from mulap.interrupts import Interrupted, signal_of, signals_deferred
 
 log = logging.getLogger(__name__)
 INDEX_DIR = ".mulap-index"
@@ -355,25 +357,36 @@ def build_or_update(model, root: str | Path, index_folder: str | Path | None = N
             rows.tracks.append(old.tracks[at[p]:at[p] + 1])
             rows.chunks.append(old.chunks[e["offset"]:e["offset"] + e["n_chunks"]])
     meta = {"format": FORMAT, "model": model_id, "space": space, "root": str(root), "chunk_seconds": model.chunk_seconds}
-    last_save, save_cost = time.monotonic(), 0.0
-    for start in range(0, len(todo), BLOCK_FILES):
-        block = todo[start:start + BLOCK_FILES]
-        t, c, per_file, bad = _embed_block(model, space, root, block, num_workers, progress)
-        read = iter(zip(t, c))
-        for p, n in zip(block, per_file):
-            st = now[p]
-            if n is None:
-                rows.failed.append({"path": p, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "reason": bad[p]})
-                continue
-            track_row, chunk_rows = next(read)
-            rows.files.append({"path": p, "size": st.st_size, "mtime_ns": st.st_mtime_ns})
-            rows.tracks.append(track_row)
-            rows.chunks.append(chunk_rows)
-        waited = time.monotonic() - last_save
-        if start + BLOCK_FILES < len(todo) and waited >= max(SAVE_SECONDS, SAVE_COST * save_cost):
-            t0 = time.monotonic()
-            _save(folder, meta, rows, dim)
-            last_save, save_cost = time.monotonic(), time.monotonic() - t0
+    last_save, save_cost, done = time.monotonic(), 0.0, 0
+    try:
+        for start in range(0, len(todo), BLOCK_FILES):
+            block = todo[start:start + BLOCK_FILES]
+            t, c, per_file, bad = _embed_block(model, space, root, block, num_workers, progress)
+            read = iter(zip(t, c))
+            with signals_deferred():  # a block's rows join the index whole (an interrupt comes after)
+                for p, n in zip(block, per_file):
+                    st = now[p]
+                    if n is None:
+                        rows.failed.append({"path": p, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "reason": bad[p]})
+                        continue
+                    track_row, chunk_rows = next(read)
+                    rows.files.append({"path": p, "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+                    rows.tracks.append(track_row)
+                    rows.chunks.append(chunk_rows)
+                done = start + len(block)
+            waited = time.monotonic() - last_save
+            if start + BLOCK_FILES < len(todo) and waited >= max(SAVE_SECONDS, SAVE_COST * save_cost):
+                t0 = time.monotonic()
+                _save(folder, meta, rows, dim)
+                last_save, save_cost = time.monotonic(), time.monotonic() - t0
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: keep the blocks that were finished, say so, stop
+        if not done:
+            kept = f"before a new file was indexed; the index {folder} is as it was"
+        else:
+            with signals_deferred():
+                _save(folder, meta, rows, dim)
+            kept = f"after {done} of {len(todo)} new or changed file(s); the index {folder} keeps them"
+        raise Interrupted(signal_of(exc) or signal.SIGINT, kept) from None
     _save(folder, meta, rows, dim)
     index = read_index(folder, root)
     counts["failed"] = len(index.failed)

@@ -4,7 +4,8 @@
 
 HOOK: none | step:K (pre-training, at the start of the training step at global step K) | write:J (inside the J-th
 checkpoint write, torch.save part way through the file) | embed:J (before the J-th batch of chunks goes through the
-backbone, in `mulap embed` and `mulap search`). There the process creates READY_FILE and waits, up to 120 s, for
+backbone, in `mulap embed` and `mulap search`); hooks may be joined by commas, and block:B makes `mulap search`
+index B files per block. There the process creates READY_FILE and waits, up to 120 s, for
 the test to signal its process group. The wait ends when the signal's handler raises (KeyboardInterrupt) or when the
 signal has been noted for later (Lightning's SIGTERM flag; a checkpoint write holding signals back until its commit),
 and the work goes on from there. The same fault-injection idea as tests/training/resume_worker.py (which kills with
@@ -84,12 +85,17 @@ def arm(hook: str, ready: Path) -> None:
             return real(*args, **kwargs)
 
         mulap.embed.embed_chunk_batch = embed_chunk_batch
+    elif kind == "block":  # search indexes BLOCK_FILES files per block: small blocks, so a test sees them kept
+        import mulap.search
+
+        mulap.search.BLOCK_FILES = int(arg)
     elif kind != "none":
         sys.exit(f"interrupt_worker: unknown hook {hook!r}")
 
 
 if __name__ == "__main__":
     hook, ready, *args = sys.argv[1:]
-    arm(hook, Path(ready))
+    for one in hook.split(","):
+        arm(one, Path(ready))
     sys.argv = [sys.argv[0], *args]
     runpy.run_module("mulap", run_name="__main__", alter_sys=True)

@@ -203,15 +203,27 @@ def test_interrupted_embed_writes_nothing_and_the_same_command_writes_it(music, 
     assert np.load(out)["track_embeddings"].shape[0] == 5
 
 
-def test_interrupted_search_indexing_and_the_same_command_finishes(music, tmp_path, capsys):
+def test_interrupted_search_indexing_keeps_the_finished_blocks_and_the_same_command_continues(music, tmp_path, capsys):
     index = tmp_path / "index"
     args = ["search", "random", str(music), "--like", str(music / "song1.npy"), "--index", str(index), "--top", "2",
             "training.num_workers=0"]
-    rc, err = interrupt(tmp_path, "embed:1", args, signal.SIGINT)
+    # blocks of 2 files; the --like file is embedded first (call 1), then block 1 (call 2), Ctrl-C in block 2
+    rc, err = interrupt(tmp_path, "embed:3,block:2", args, signal.SIGINT)
     assert rc == 130, err[-3000:]
-    assert last_line(err) == ("mulap search: interrupted (SIGINT); the index keeps the files embedded so far; run the "
-                              f"same command to continue: {same_command(args)}")
+    assert last_line(err) == (f"mulap search: interrupted (SIGINT) after 2 of 5 new or changed file(s); the index {index} "
+                              f"keeps them; run the same command to continue: {same_command(args)}")
     capsys.readouterr()
     assert main(args) == 0
-    assert capsys.readouterr().out.count(f"{music}/song") == 2  # --top 2
-    assert (index / "index.json").is_file()
+    out = capsys.readouterr()
+    assert f"index {index}: 5 file(s) (3 added, 0 changed, 0 removed, 2 unchanged)" in out.err  # the kept 2 not redone
+    assert out.out.count(f"{music}/song") == 2  # --top 2
+
+
+def test_search_interrupted_in_its_first_block_says_the_index_is_as_it_was(music, tmp_path):
+    index = tmp_path / "index"
+    args = ["search", "random", str(music), "--like", str(music / "song1.npy"), "--index", str(index),
+            "training.num_workers=0"]
+    rc, err = interrupt(tmp_path, "embed:2", args, signal.SIGTERM)
+    assert rc == 143, err[-3000:]
+    assert last_line(err) == (f"mulap search: interrupted (SIGTERM) before a new file was indexed; the index {index} is as "
+                              f"it was; run the same command to continue: {same_command(args)}")
