@@ -2,7 +2,8 @@
 
     <out>/train-000000.tar ...   members <key>.flac (or <key>.npy) + <key>.json, in key order;
     <out>/val-000000.tar ...     key = the record's position in its split (8 digits); the JSON holds
-    <out>/test-000000.tar ...    {"audio_id", "caption", "split", "source"}; audio is 16 kHz mono
+    <out>/test-000000.tar ...    {"audio_id", "caption", "split", "source"} (+ "captions", the record's
+                                 phrasings, when it has several); audio is 16 kHz mono
     <out>/shards.json            the index: per split the shards in order, each with its sample
                                  count and size in bytes, plus the records skipped on the way in
 
@@ -41,7 +42,8 @@ import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mulap.audio.io import AudioError, load_audio
-from mulap.data.audiocaption import SPLIT_FILES, DatasetError, Skipped, clip_item, read_split
+from mulap.audio.augment import Augment, augment_rng
+from mulap.data.audiocaption import SPLIT_FILES, DatasetError, Skipped, caption_for, clip_item, read_split
 from mulap.audio.chunks import chunk_samples
 from mulap.files import write_json
 
@@ -78,8 +80,8 @@ def parse_size(text: str | int) -> int:
 
 # -- writing -------------------------------------------------------------------------------------
 def _encode(job: tuple) -> tuple:
-    """Worker: (key, audio_id, caption, split, path, fmt, sample_rate) -> (key, json bytes, audio bytes | None, error)."""
-    key, audio_id, caption, split, path, fmt, sample_rate = job
+    """Worker: (key, audio_id, phrasings, split, path, fmt, sample_rate) -> (key, json bytes, audio bytes | None, error)."""
+    key, audio_id, phrasings, split, path, fmt, sample_rate = job
     try:
         wave = load_audio(path, sample_rate)
     except AudioError as exc:
@@ -91,7 +93,9 @@ def _encode(job: tuple) -> tuple:
         import soundfile as sf
 
         sf.write(buf, np.clip(wave, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
-    meta = {"audio_id": audio_id, "caption": caption, "split": split, "source": str(path)}
+    meta = {"audio_id": audio_id, "caption": phrasings[0], "split": split, "source": str(path)}
+    if len(phrasings) > 1:  # the record's other phrasings (audiocaption `captions`)
+        meta["captions"] = list(phrasings)
     return key, json.dumps(meta, ensure_ascii=False).encode("utf-8"), buf.getvalue(), None
 
 
@@ -140,7 +144,7 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
         for split in splits:
             pairs, skipped = read_split(src, split, audio_dir, on_bad="skip")
             index["skipped"] += [{"split": split, "where": s.where, "reason": s.reason} for s in skipped]
-            jobs = [(f"{i:08d}", p.audio_id, p.caption, split, p.audio_path, fmt, sample_rate) for i, p in enumerate(pairs)]
+            jobs = [(f"{i:08d}", p.audio_id, p.phrasings, split, p.audio_path, fmt, sample_rate) for i, p in enumerate(pairs)]
             results = pool.imap(_encode, jobs, chunksize=4) if pool else map(_encode, jobs)
             shards, writer, current = [], None, None
 
@@ -384,7 +388,8 @@ class ShardDataset(IterableDataset):
     def __init__(self, data_dir: str | Path, split: str, *, batch_size: int, rank: int = 0, world_size: int = 1,
                  num_workers: int = 0, shuffle: bool = False, buffer_size: int = 500, seed: int = 0,
                  sample_rate: int = 16_000, max_len_seconds: float = 20.0, chunk_seconds: float = 3.0,
-                 random_crop: bool = False, on_bad_sample: str = "error", shard_url: str | None = None):
+                 random_crop: bool = False, on_bad_sample: str = "error", shard_url: str | None = None,
+                 caption_variants: bool = False, augment: Augment | None = None):
         if on_bad_sample not in ("error", "skip"):
             raise DatasetError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
         if batch_size < 1 or buffer_size < 0:
@@ -403,6 +408,7 @@ class ShardDataset(IterableDataset):
         self.chunk_len = chunk_samples(sample_rate, chunk_seconds)
         self.max_chunks = max(1, int(max_len_seconds // chunk_seconds))
         self.random_crop, self.on_bad_sample = random_crop, on_bad_sample
+        self.caption_variants, self.augment = caption_variants, augment
         self.suffix = "." + self.index["audio_format"]
         sizes = [[sum(stop - start for _, start, stop in w) for w in r] for r in self._segments(0)]
         self.per_worker = batch_counts(sizes, batch_size, f"{_join(self.data_dir, INDEX)}, split {split!r}")
@@ -490,6 +496,7 @@ class ShardDataset(IterableDataset):
             try:
                 meta = json.loads(files["json"])
                 audio_id, caption = str(meta["audio_id"]), str(meta["caption"])
+                phrasings = tuple(str(c) for c in meta.get("captions") or [caption])
             except (ValueError, KeyError, TypeError) as exc:
                 raise DatasetError(f"{where}.json: not the expected {{audio_id, caption}} JSON ({exc})") from None
             wave = load_audio(where + self.suffix, self.sample_rate, npy_rate=self.index_rate, data=files[self.suffix[1:]])
@@ -500,7 +507,10 @@ class ShardDataset(IterableDataset):
             return Skipped(where, str(exc))
         # crops from (seed, epoch, shard, position): repeatable, whatever the number of workers and ranks
         rng = np.random.default_rng([self.seed, self.epoch, 3, *item]) if self.random_crop else None
-        return clip_item(audio_id, caption, wave, self.chunk_len, self.max_chunks, rng)
+        if self.caption_variants:
+            caption = caption_for(phrasings, self.seed, self.epoch, *item)
+        aug_rng = augment_rng(self.seed, self.epoch, *item) if self.augment is not None else None
+        return clip_item(audio_id, caption, wave, self.chunk_len, self.max_chunks, rng, self.augment, aug_rng)
 
 
 def _samples(stream) -> Iterator[tuple[str, dict]]:
@@ -581,4 +591,6 @@ def shard_dataset(cfg, split: str, train: bool, rank: int = 0, world_size: int =
                         num_workers=int(t.num_workers), shuffle=train, buffer_size=int(d.get("shuffle_buffer", 500)),
                         seed=int(cfg.env.seed), sample_rate=int(d.sample_rate), max_len_seconds=float(d.max_len_seconds),
                         chunk_seconds=float(d.chunk_seconds), random_crop=train and bool(d.random_crop),
-                        on_bad_sample=d.on_bad_sample, shard_url=d.get("shard_url"))
+                        on_bad_sample=d.on_bad_sample, shard_url=d.get("shard_url"),
+                        caption_variants=train and bool(d.get("caption_variants", True)),
+                        augment=Augment.from_config(d) if train else None)
