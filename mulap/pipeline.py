@@ -398,7 +398,7 @@ def world_timbre(out: Path, world: dict) -> dict:
 
 def _markdown(results: dict, s, world: dict, curves: dict, language_lines: list[str] = ()) -> str:
     lines = ["# mulap demo report", "", f"Generated {time.strftime('%Y-%m-%d %H:%M')} on {_machine()}.", ""]
-    lines += _model_lines(results.get("model") or {})
+    lines += _model_lines(results.get("model") or {}, results.get("world_timbre") or {})
     lines += _timbre_lines(results.get("world_timbre") or {})
     lines += ["## Transfer: frozen backbone + MLP probe", "",
               "Primary metric per task, mean ± std over probe seeds " + str(list(s.probe_seeds)) + ".", ""]
@@ -457,15 +457,17 @@ def _markdown(results: dict, s, world: dict, curves: dict, language_lines: list[
     return "\n".join(lines)
 
 
-def _model_lines(model: dict) -> list[str]:
+def _model_lines(model: dict, timbre: dict) -> list[str]:
     if not model:
         return []
+    corpus = (timbre.get("files") or {}).get("audiocaption", {})
+    heard = (f"{sum(corpus.values())} captioned renditions of public-domain scores through {len(corpus)} General MIDI "
+             f"soundfont{'s' if len(corpus) != 1 else ''}") if corpus else "captioned renditions of public-domain scores"
     return ["## Your first model", "",
             f"The pre-trained MuLaP is exported to `{model['path']}` (config, weights, tokenizer, model card; what "
             "`mulap export mulap <dir>` writes). Use it for text search, zero-shot and embeddings:", "", "```bash",
             *model["commands"], "```", "",
-            "It has heard only the demo world: a few hundred captioned renditions of public-domain scores through two "
-            "General MIDI soundfonts. On real recordings it is a starting point, not a music search engine; for that, "
+            f"It has heard only the demo world ({heard}). On real recordings it is a starting point, not a music search engine; for that, "
             "pre-train on real captioned music (`mulap pretrain --pretrain_id run1 "
             "dataset_config.data_dir=<your audiocaption folder>`, README \"Pre-training\") and export that model.", ""]
 

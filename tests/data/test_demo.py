@@ -381,7 +381,7 @@ def test_timbre_draws_and_effects_do_what_they_say():
     assert all(a.tuning_cents == b.tuning_cents and a.eq == b.eq for a, b in zip(draws, one))
     noise = np.random.default_rng(0).standard_normal(SR * 2).astype(np.float32)
     lp = timbre.Timbre("t", "t.sf2", 0, 1, 0, 0, (), 0.0, 3000.0, 0, 0, 0, 0)
-    spec_in, spec_out = (np.abs(np.fft.rfft(x)) for x in (noise, timbre.apply_eq(noise, SR, lp)))
+    spec_in, spec_out = (np.abs(np.fft.rfft(x)) for x in (noise, timbre.apply_effects(noise, SR, lp)))
     f = np.fft.rfftfreq(len(noise), 1 / SR)
     band = lambda s, a, b: 20 * np.log10(s[(f > a) & (f < b)].mean())  # noqa: E731
     assert abs(band(spec_out, 200, 1000) - band(spec_in, 200, 1000)) < 0.5
@@ -389,5 +389,5 @@ def test_timbre_draws_and_effects_do_what_they_say():
     click = np.zeros(SR, np.float32)
     click[100] = 1.0
     room = timbre.Timbre("t", "t.sf2", 0, 1, 0, 0, (), 0, 0, 0.3, 0.8, 7, 0)
-    wet = timbre.apply_reverb(click, SR, room)
+    wet = timbre.apply_effects(click, SR, room)
     assert np.abs(wet[int(0.3 * SR):int(0.5 * SR)]).max() > 1e-3  # a tail long after the click

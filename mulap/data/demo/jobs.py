@@ -18,7 +18,7 @@ import soxr
 from ...audio.io import write_audio
 from .arrange import DYN_RMS_DB, Arrangement, Performance
 from .render import SAMPLE_RATE, normalize, render_notes
-from .timbre import Timbre, apply_eq, apply_reverb, check_world_soundfont
+from .timbre import Timbre, apply_effects, check_world_soundfont
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def run_job(job: RenderJob | NoteJob) -> JobCost:
         if timbre is not None:
             dry_rms = float(np.sqrt(np.mean(wave**2)))
             f0 = 440.0 * 2 ** ((job.pitch - 69) / 12)
-            wave = apply_reverb(apply_eq(wave, SAMPLE_RATE, timbre, min_highpass=0.7 * f0), SAMPLE_RATE, timbre)
+            wave = apply_effects(wave, SAMPLE_RATE, timbre, min_highpass=0.7 * f0)
             # the note keeps its velocity's loudness (the soundfont's), moved by the timbre's gain, never clipped
             rms = float(np.sqrt(np.mean(wave**2)))
             gain = 10 ** (timbre.gain_db / 20.0) * (dry_rms / rms if rms > 1e-9 else 1.0)
@@ -141,7 +141,7 @@ def run_job(job: RenderJob | NoteJob) -> JobCost:
     stereo = _rendered(job.notes, job.programs, job.duration_s, job.volumes, job.pans, None, timbre)
     t1 = time.perf_counter()
     if timbre is not None:
-        stereo = apply_reverb(apply_eq(stereo, SAMPLE_RATE, timbre), SAMPLE_RATE, timbre)
+        stereo = apply_effects(stereo, SAMPLE_RATE, timbre)
     stereo = normalize(stereo, job.rms_db + (timbre.gain_db if timbre is not None else 0.0))
     t2 = time.perf_counter()
     total = 0.0

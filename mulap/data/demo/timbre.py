@@ -184,17 +184,6 @@ def eq_curve_db(freqs: np.ndarray, timbre: Timbre, min_highpass: float | None = 
     return db
 
 
-def apply_eq(wave: np.ndarray, sample_rate: int, timbre: Timbre, min_highpass: float | None = None) -> np.ndarray:
-    """[T] or [T, C] through the EQ curve (zero-phase, in the frequency domain)."""
-    if not (timbre.eq or timbre.highpass_hz or timbre.lowpass_hz):
-        return wave
-    n = wave.shape[0]
-    spec = np.fft.rfft(wave, axis=0)
-    gain = 10 ** (eq_curve_db(np.fft.rfftfreq(n, 1.0 / sample_rate), timbre, min_highpass) / 20.0)
-    spec *= gain if wave.ndim == 1 else gain[:, None]
-    return np.fft.irfft(spec, n, axis=0).astype(np.float32)
-
-
 def room_response(timbre: Timbre, sample_rate: int, channels: int) -> np.ndarray:
     """[L, channels] impulse responses of the synthetic room: exponentially decaying noise after a short
     pre-delay, unit energy, one independent tail per channel."""
@@ -205,20 +194,27 @@ def room_response(timbre: Timbre, sample_rate: int, channels: int) -> np.ndarray
     env = 10 ** (-3.0 * t / timbre.reverb_seconds)  # -60 dB at RT60
     ir = np.zeros((delay + n, channels))
     ir[delay:] = rng.standard_normal((n, channels)) * env[:, None]
-    return ir / np.sqrt((ir**2).sum(axis=0, keepdims=True) + 1e-12)
+    return (ir / np.sqrt((ir**2).sum(axis=0, keepdims=True) + 1e-12)).astype(np.float32)
 
 
-def apply_reverb(wave: np.ndarray, sample_rate: int, timbre: Timbre) -> np.ndarray:
-    """[T] or [T, C] in the timbre's room (wet share `reverb_mix`, at the dry signal's energy); tails are cut
-    at T (a clip is an excerpt)."""
-    if not timbre.reverb_mix:
+def apply_effects(wave: np.ndarray, sample_rate: int, timbre: Timbre, min_highpass: float | None = None) -> np.ndarray:
+    """[T] or [T, C] through the timbre's EQ curve (zero phase) and room, in one pass in the frequency domain:
+    out = EQ(x) * sqrt(1 - mix) + EQ(x) * room * sqrt(mix) * g, g matching the room's energy to the dry signal's
+    (Parseval). The room's tail is cut at T (a clip is an excerpt). `min_highpass`: see `eq_curve_db`."""
+    has_eq = bool(timbre.eq or timbre.highpass_hz or timbre.lowpass_hz)
+    if not (has_eq or timbre.reverb_mix):
         return wave
-    from scipy.signal import fftconvolve
+    from scipy import fft
 
     x = wave if wave.ndim == 2 else wave[:, None]
-    ir = room_response(timbre, sample_rate, x.shape[1])
-    wet = fftconvolve(x, ir, axes=0)[: len(x)]
-    rms_dry, rms_wet = np.sqrt((x**2).mean()) + 1e-12, np.sqrt((wet**2).mean()) + 1e-12
-    out = np.sqrt(1 - timbre.reverb_mix) * x + np.sqrt(timbre.reverb_mix) * wet * (rms_dry / rms_wet)
-    out = out.astype(np.float32)
+    ir = room_response(timbre, sample_rate, x.shape[1]) if timbre.reverb_mix else None
+    n = fft.next_fast_len(len(x) + (len(ir) - 1 if ir is not None else 0), real=True)
+    spec = fft.rfft(x, n, axis=0)
+    if has_eq:
+        spec *= (10 ** (eq_curve_db(fft.rfftfreq(n, 1.0 / sample_rate), timbre, min_highpass) / 20.0))[:, None].astype(np.float32)
+    if ir is not None:
+        wet = spec * fft.rfft(ir, n, axis=0)
+        g = np.sqrt((np.abs(spec) ** 2).sum() / max(float((np.abs(wet) ** 2).sum()), 1e-20))
+        spec = spec * np.float32(np.sqrt(1 - timbre.reverb_mix)) + wet * np.float32(np.sqrt(timbre.reverb_mix) * g)
+    out = fft.irfft(spec, n, axis=0)[: len(x)].astype(np.float32)
     return out if wave.ndim == 2 else out[:, 0]
