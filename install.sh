@@ -15,4 +15,15 @@ $PIP install -q torch==2.13.0
 $PIP install -q --no-deps musicnn==0.1.0 tinysoundfont==0.3.7
 # m4a: PyAV, which decodes m4a/AAC/ALAC with the FFmpeg its wheels ship (optional: mulap runs without it)
 $PIP install -q -e ".[test,m4a]"
+# Debian soundfonts for the demo: opl3-soundfont (the world's second timbre source, FM synthesis) and
+# csound-soundfont (the held-out bank the demo tests zero-shot on; the world never renders through it).
+# Installed when this runs as root with apt-get, quietly and only once; without them the demo says what it
+# skips. (TimGM6mb, the world's first source, comes with pretty_midi.)
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && ! dpkg -s opl3-soundfont csound-soundfont >/dev/null 2>&1; then
+  if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opl3-soundfont csound-soundfont) >/dev/null 2>&1; then
+    echo "installed opl3-soundfont and csound-soundfont (demo soundfonts)"
+  else
+    echo "install.sh: could not install opl3-soundfont / csound-soundfont; the demo runs without them and says so" >&2
+  fi
+fi
 echo "mulap installed in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

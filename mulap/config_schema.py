@@ -157,6 +157,24 @@ class Training(Section):
     deterministic: Bool
 
 
+class AugmentConfig(Section):
+    """dataset_config.augment: per-chunk audio augmentation of the training split (mulap.audio.augment)."""
+
+    enabled: Bool = False
+    gain_db: NonNeg = 6.0
+    eq_db: NonNeg = 6.0
+    noise_prob: Probability = 0.5
+    noise_snr_db: Annotated[list[float], Field(min_length=2, max_length=2)] = [20.0, 40.0]
+    shift_seconds: NonNeg = 0.25
+
+    @model_validator(mode="after")
+    def _snr_range(self):
+        lo, hi = self.noise_snr_db
+        if lo > hi:
+            raise ValueError(f"dataset_config.augment.noise_snr_db must be [low, high] with low <= high (got {self.noise_snr_db})")
+        return self
+
+
 class DatasetConfig(Section):
     dataset_name: str
     data_dir: str
@@ -168,6 +186,8 @@ class DatasetConfig(Section):
     on_bad_sample: Literal["error", "skip"]
     train_clips: Optional[Count]
     captions: Literal["aligned", "shuffled"]
+    caption_variants: Bool = True
+    augment: AugmentConfig = AugmentConfig()
     format: Literal["folder", "shards"]
     shuffle_buffer: NonNegInt
     shard_url: Optional[str]

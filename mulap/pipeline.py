@@ -2,8 +2,10 @@
 evaluate, and report - offline, resumable stage by stage.
 
     <out>/world/                       the demo world (audiocaption corpus + publisher layouts)
+    <out>/world_render.json            what rendering the world through each soundfont cost
     <out>/data/datasets/<name>/        prepared downstream datasets
     <out>/save/experiments/<id>/       pre-training runs and their downstream/ probe runs
+    <out>/model/                       the pre-trained MuLaP, exported (`mulap export`): the user's first model
     <out>/stages.json                  finished stages and their seconds (a re-run skips them)
     <out>/results.json, report.md, plots/*.png
 """
@@ -24,6 +26,7 @@ from mulap.files import atomic_write_text, write_json
 
 log = logging.getLogger(__name__)
 PRETRAIN_ID = "mulap"
+MODEL_DIR = "model"  # <out>/model: the demo's MuLaP exported, for `mulap search` / `mulap zeroshot` / mulap.load
 SHUFFLED_ID = "shuffled"  # the shuffled-captions control of "What language taught"
 
 
@@ -57,8 +60,6 @@ class Stages:
 
 
 def run_demo(out: str | Path = "demo_out", size: str = "default", overrides=(), settings=None) -> dict:
-    from mulap.data.demo import build_demo
-
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     s = settings or demo_settings(size)
@@ -68,7 +69,7 @@ def run_demo(out: str | Path = "demo_out", size: str = "default", overrides=(), 
     data_root, save_dir = out / "data", out / "save"
     env = [f"env.data_root={data_root}", f"env.save_dir={save_dir}"]
 
-    stages.run("world", build_demo, world, size=s.world.size, seed=int(s.world.seed))
+    stages.run("world", _build_world, out, world, s.world.size, int(s.world.seed))
     stages.run("prepare", _prepare_all, world, data_root, list(s.tasks))
     variants = {PRETRAIN_ID: list(s.pretrain), **{k: list(s.pretrain) + list(v) for k, v in (s.variants or {}).items()}}
     lang = s.get("language") or {}
@@ -76,6 +77,8 @@ def run_demo(out: str | Path = "demo_out", size: str = "default", overrides=(), 
     for name, over in {**variants, **controls}.items():
         cfg = load_config(None, [*over, *env, f"dataset_config.data_dir={world / 'audiocaption'}", *overrides])
         stages.run(f"pretrain:{name}", _pretrain, cfg, name)
+        if name == PRETRAIN_ID:
+            stages.run("export", _export, save_dir, out / MODEL_DIR, done_when=lambda: _exported(out / MODEL_DIR))
     for name in variants:
         inits = list(s.inits) if name == PRETRAIN_ID else ["mulap"]
         seeds = list(s.probe_seeds) if name == PRETRAIN_ID else variant_seeds(s)
@@ -90,6 +93,30 @@ def run_demo(out: str | Path = "demo_out", size: str = "default", overrides=(), 
     write_json(out / "results.json", results)
     print(f"[demo] done in {time.time() - t_all:.0f} s: {out / 'report.md'}")
     return results
+
+
+def _build_world(out: Path, world: Path, size: str, seed: int) -> None:
+    """The demo world, and what rendering it through each soundfont cost (<out>/world_render.json; kept out
+    of the world folder, whose files are byte-identical for a seed)."""
+    from mulap.data.demo import build_demo
+
+    summary = build_demo(world, size=size, seed=seed)
+    write_json(out / "world_render.json", {"build_seconds": round(summary.build_seconds, 1), "hours": summary.hours,
+                                           "sources": summary.render_costs})
+
+
+def _export(save_dir: Path, folder: Path) -> None:
+    """The pre-trained MuLaP as a portable model folder (what `mulap export mulap <folder>` writes)."""
+    from mulap.models.pretrained import export_model, load_experiment
+
+    export_model(load_experiment(save_dir / "experiments" / PRETRAIN_ID), folder, overwrite=True)
+    print(f"[demo] exported the pre-trained MuLaP to {folder}")
+
+
+def _exported(folder: Path) -> bool:
+    from mulap.models.pretrained import is_export
+
+    return is_export(folder)
 
 
 def variant_seeds(s) -> list[int]:
@@ -325,15 +352,54 @@ def write_report(out: Path, s, variants: dict) -> dict:
 
     summary = language.read_summary(out)
     results.update(language.results_entries(summary))
+    results["zeroshot_generalisation"] = language.generalisation(out, world)
+    results["world_timbre"] = world_timbre(out, world)
+    results["model"] = first_model(out)
     if results["diagnostics"]["vs_random"]:
         plots.plot_intervals(results["diagnostics"]["vs_random"], plots_dir / "seedless_vs_random.png",
                              title="ridge probe: backbone minus random init (95% paired-bootstrap interval)")
-    atomic_write_text(out / "report.md", _markdown(results, s, world, curves, language.markdown(summary)))
+    lines = language.markdown(summary) + language.generalisation_lines(results["zeroshot_generalisation"])
+    atomic_write_text(out / "report.md", _markdown(results, s, world, curves, lines))
     return results
+
+
+def first_model(out: Path) -> dict:
+    """Where the exported model is and the commands that use it (the report's first section)."""
+    folder = out / MODEL_DIR
+    if not _exported(folder):
+        return {}
+    shown = _shown(folder)
+    return {"path": str(folder), "commands": [
+        f'mulap search {shown} ~/Music "a slow string quartet"',
+        f"mulap zeroshot {shown} nsynth_clf downstream.dataset_dir={_shown(out / 'data' / 'datasets' / 'nsynth')}",
+        f'python -c "import mulap; m = mulap.load(\'{shown}\'); print(m.embed_text([\'solo flute\']).shape)"']}
+
+
+def _shown(path: Path) -> str:
+    """`path` as a user in the current folder would type it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def world_timbre(out: Path, world: dict) -> dict:
+    """Which soundfonts rendered how many clips of each dataset (world.json) and what each cost (world_render.json)."""
+    t = world.get("timbre") or {}
+    counts: dict[str, dict[str, int]] = {}
+    for rel, timbre in t.get("clips", {}).items():
+        parts = rel.split("/")
+        dataset = parts[1] if parts[0] == "raw" else parts[0]
+        row = counts.setdefault(dataset, {})
+        row[timbre["source"]] = row.get(timbre["source"], 0) + 1
+    render = json.loads((out / "world_render.json").read_text()) if (out / "world_render.json").is_file() else {}
+    return {"sources": t.get("sources", {}), "files": counts, "render": render}
 
 
 def _markdown(results: dict, s, world: dict, curves: dict, language_lines: list[str] = ()) -> str:
     lines = ["# mulap demo report", "", f"Generated {time.strftime('%Y-%m-%d %H:%M')} on {_machine()}.", ""]
+    lines += _model_lines(results.get("model") or {}, results.get("world_timbre") or {})
+    lines += _timbre_lines(results.get("world_timbre") or {})
     lines += ["## Transfer: frozen backbone + MLP probe", "",
               "Primary metric per task, mean ± std over probe seeds " + str(list(s.probe_seeds)) + ".", ""]
     inits = list(s.inits)
@@ -389,6 +455,44 @@ def _markdown(results: dict, s, world: dict, curves: dict, language_lines: list[
                   f"{len(world.get('pieces', {}))} music21 scores (per split: {splits}); downstream clips: "
                   + ", ".join(f"{k} {len(world[k])}" for k in ("mtt", "jamendo", "fma", "emomusic") if k in world) + ".", ""]
     return "\n".join(lines)
+
+
+def _model_lines(model: dict, timbre: dict) -> list[str]:
+    if not model:
+        return []
+    corpus = (timbre.get("files") or {}).get("audiocaption", {})
+    heard = (f"{sum(corpus.values())} captioned renditions of public-domain scores through {len(corpus)} General MIDI "
+             f"soundfont{'s' if len(corpus) != 1 else ''}") if corpus else "captioned renditions of public-domain scores"
+    return ["## Your first model", "",
+            f"The pre-trained MuLaP is exported to `{model['path']}` (config, weights, tokenizer, model card; what "
+            "`mulap export mulap <dir>` writes). Use it for text search, zero-shot and embeddings:", "", "```bash",
+            *model["commands"], "```", "",
+            f"It has heard only the demo world ({heard}). On real recordings it is a starting point, not a music search engine; for that, "
+            "pre-train on real captioned music (`mulap pretrain --pretrain_id run1 "
+            "dataset_config.data_dir=<your audiocaption folder>`, README \"Pre-training\") and export that model.", ""]
+
+
+def _timbre_lines(t: dict) -> list[str]:
+    if not t.get("files"):
+        return []
+    sources = sorted({s for row in t["files"].values() for s in row})
+    lines = ["## The world's timbres", "",
+             "Every clip is rendered through one soundfont chosen per clip, with per-clip tuning, tempo, EQ, room, "
+             "layering and gain (world.json `timbre`). Files per source:", "",
+             "| dataset | " + " | ".join(sources) + " |", "|---|" + "---|" * len(sources)]
+    for dataset, row in t["files"].items():
+        lines.append(f"| {dataset} | " + " | ".join(str(row.get(s, 0)) for s in sources) + " |")
+    desc = t.get("sources", {})
+    lines += ["", "Sources: " + "; ".join(f"{n}: {d.get('description')} ({d.get('file')}, {d.get('bytes', 0) / 1e6:.0f} MB)"
+                                         for n, d in desc.items()) + "."]
+    costs = (t.get("render") or {}).get("sources", {})
+    if costs:
+        lines += ["", "Render cost (wall seconds summed over the render workers; synthesis includes parsing each soundfont "
+                  "once per worker): " + "; ".join(
+                      f"{n} {int(c['jobs'])} jobs, {c['audio_s'] / 3600:.2f} h of audio, synthesis {c['synth_s']:.0f} s "
+                      f"({1000 * c['synth_s'] / max(c['audio_s'], 1e-9):.1f} ms per audio second), effects {c['effects_s']:.0f} s"
+                      for n, c in costs.items()) + f"; the whole world stage {t['render'].get('build_seconds', 0):.0f} s."]
+    return lines + [""]
 
 
 def _representable(details: dict) -> list[str]:

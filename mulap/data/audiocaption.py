@@ -5,6 +5,12 @@
     <data_dir>/dataset_val.json
     <data_dir>/dataset_test.json
 
+A record may also carry `captions`, a list of other phrasings of the same clip (optional; the
+seed's records have none). Training then takes one phrasing per clip and epoch
+(`caption_for`: every phrasing once in as many epochs, in an order drawn per clip), so the text
+side sees many ways to say the same thing; validation and test always use `caption`. With
+`dataset_config.augment.enabled` the training chunks are augmented (mulap.audio.augment).
+
 Records are validated when the split is opened (every error names the file and the
 record); audio is decoded lazily. With `on_bad_sample: skip` a bad record or a clip that
 fails to decode is skipped and counted (the collate function reports the count per batch,
@@ -20,7 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mulap.audio.chunks import chunk_samples, chunk_with_mask, random_crop
+from mulap.audio.augment import Augment, augment_rng, augmented_chunks
+from mulap.audio.chunks import chunk_samples, chunk_with_mask
 from mulap.audio.io import AudioError, load_audio
 from mulap.data.text_files import DatasetError, read_json
 from mulap.files import is_file
@@ -31,11 +38,29 @@ SPLIT_FILES = {"train": "dataset_train.json", "val": "dataset_val.json", "test":
 FIELDS = ("audio_id", "caption", "audio_path")
 
 
+_CAPTION_STREAM = 2  # caption draws apart from the crops' (seed, epoch, index) and the augmentation's
+
+
 @dataclass(frozen=True)
 class Pair:
     audio_id: str
     caption: str
     audio_path: Path
+    captions: tuple[str, ...] = ()  # every phrasing, `caption` first (empty: `caption` alone)
+
+    @property
+    def phrasings(self) -> tuple[str, ...]:
+        return self.captions or (self.caption,)
+
+
+def caption_for(phrasings: tuple[str, ...], seed: int, epoch: int, *position: int) -> str:
+    """The phrasing the item at `position` (its index; shards: shard and place) trains on in `epoch`: a
+    per-item random order of its phrasings, one per epoch, so n phrasings are all used in any n
+    consecutive epochs; the same in every run of the seed."""
+    if len(phrasings) == 1:
+        return phrasings[0]
+    order = np.random.default_rng([int(seed), _CAPTION_STREAM, *(int(p) for p in position)]).permutation(len(phrasings))
+    return phrasings[int(order[int(epoch) % len(phrasings)])]
 
 
 @dataclass
@@ -92,7 +117,20 @@ def _check_record(rec, audio_root: Path, seen: dict[str, int], i: int) -> Pair:
     if audio_id in seen:
         raise DatasetError(f"duplicate audio_id {audio_id!r}: first at record {seen[audio_id]}")
     seen[audio_id] = i
-    return Pair(audio_id, caption.strip(), audio_path)
+    return Pair(audio_id, caption.strip(), audio_path, _phrasings(rec, caption.strip()))
+
+
+def _phrasings(rec: dict, caption: str) -> tuple[str, ...]:
+    """The record's optional `captions` list, `caption` first, duplicates removed ((): none given)."""
+    if "captions" not in rec or rec["captions"] is None:
+        return ()
+    given = rec["captions"]
+    if not isinstance(given, list) or not given:
+        raise DatasetError(f"captions must be a non-empty list of strings (other phrasings of the clip), got {given!r:.60}")
+    for j, c in enumerate(given):
+        if not isinstance(c, str) or not c.strip():
+            raise DatasetError(f"captions[{j}] is empty or not a string")
+    return tuple(dict.fromkeys([caption] + [c.strip() for c in given]))
 
 
 def subset_pairs(pairs: list[Pair], max_clips: int | None, seed: int) -> list[Pair]:
@@ -113,17 +151,21 @@ def shuffle_captions(pairs: list[Pair], seed: int) -> list[Pair]:
     order = np.random.default_rng(seed).permutation(len(pairs))
     donor = np.empty_like(order)
     donor[order] = np.roll(order, 1)
-    return [replace(p, caption=pairs[int(donor[i])].caption) for i, p in enumerate(pairs)]
+    return [replace(p, caption=pairs[int(donor[i])].caption, captions=pairs[int(donor[i])].captions)
+            for i, p in enumerate(pairs)]
 
 
 class AudioCaptionDataset(Dataset):
     """Items: {audio_id, caption, chunks [C, S] float32, chunk_mask [C] bool} or a `Skipped`.
 
-    `max_clips` and `captions="shuffled"` are ablation controls (corpus size, caption alignment)."""
+    `max_clips` and `captions="shuffled"` are ablation controls (corpus size, caption alignment).
+    `caption_variants`: one of a record's phrasings per epoch (`caption_for`) instead of `caption`;
+    `augment`: per-chunk augmentation (mulap.audio.augment). Both are for training splits."""
 
     def __init__(self, data_dir: str | Path, split: str, sample_rate: int = 16_000, max_len_seconds: float = 20.0,
                  chunk_seconds: float = 3.0, audio_dir: str = "audio", random_crop: bool = False,
-                 on_bad_sample: str = "error", max_clips: int | None = None, captions: str = "aligned", seed: int = 0):
+                 on_bad_sample: str = "error", max_clips: int | None = None, captions: str = "aligned", seed: int = 0,
+                 caption_variants: bool = False, augment: Augment | None = None):
         self.pairs, self.skipped_records = read_split(data_dir, split, audio_dir, on_bad_sample)
         if not self.pairs:
             raise DatasetError(f"{Path(data_dir) / SPLIT_FILES[split]}: no usable records")
@@ -137,10 +179,12 @@ class AudioCaptionDataset(Dataset):
         self.max_chunks = max(1, int(max_len_seconds // chunk_seconds))
         self.random_crop = random_crop
         self.on_bad_sample = on_bad_sample
+        self.caption_variants, self.augment = caption_variants, augment
         self.seed, self.epoch = int(seed), 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Random crops are drawn from (seed, epoch, index): new every epoch, and the same in a resumed run."""
+        """Random crops, phrasings and augmentation are drawn from (seed, epoch, index): new every epoch, and
+        the same in a resumed run."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
@@ -159,17 +203,24 @@ class AudioCaptionDataset(Dataset):
         # a function of (seed, epoch, clip) only: crops change from epoch to epoch, do not depend on the
         # number of workers, and a resumed run draws the ones an uninterrupted run would
         rng = np.random.default_rng((self.seed, self.epoch, i)) if self.random_crop else None
-        return clip_item(pair.audio_id, pair.caption, wave, self.chunk_len, self.max_chunks, rng)
+        caption = caption_for(pair.phrasings, self.seed, self.epoch, i) if self.caption_variants else pair.caption
+        aug_rng = augment_rng(self.seed, self.epoch, i) if self.augment is not None else None
+        return clip_item(pair.audio_id, caption, wave, self.chunk_len, self.max_chunks, rng, self.augment, aug_rng)
 
 
 def clip_item(audio_id: str, caption: str, wave: np.ndarray, chunk_len: int, max_chunks: int,
-              crop_rng: np.random.Generator | None) -> dict:
+              crop_rng: np.random.Generator | None, augment: Augment | None = None,
+              aug_rng: np.random.Generator | None = None) -> dict:
     """One training item from a decoded clip [T]: a random `max_chunks` window drawn with `crop_rng` (None:
-    the start), cut into chunks [max_chunks, chunk_len] with a mask of the real ones [max_chunks]."""
+    the start), cut into chunks [max_chunks, chunk_len] with a mask of the real ones [max_chunks]; with
+    `augment`, each real chunk shifted and augmented with draws from `aug_rng`."""
     window = max_chunks * chunk_len
+    start = 0
     if crop_rng is not None and len(wave) > window:
-        wave = random_crop(wave, window, crop_rng)
-    chunks, mask = chunk_with_mask(wave, chunk_len, max_chunks)
+        start = int(crop_rng.integers(0, len(wave) - window + 1))  # as mulap.audio.chunks.random_crop draws it
+    chunks, mask = chunk_with_mask(wave[start:start + window], chunk_len, max_chunks)
+    if augment is not None:
+        chunks = augmented_chunks(wave, start, chunk_len, int(mask.sum()), max_chunks, augment, aug_rng)
     return {"audio_id": audio_id, "caption": caption, "chunks": chunks, "chunk_mask": mask}
 
 

@@ -2,7 +2,8 @@
 
     <out>/train-000000.tar ...   members <key>.flac (or <key>.npy) + <key>.json, in key order;
     <out>/val-000000.tar ...     key = the record's position in its split (8 digits); the JSON holds
-    <out>/test-000000.tar ...    {"audio_id", "caption", "split", "source"}; audio is 16 kHz mono
+    <out>/test-000000.tar ...    {"audio_id", "caption", "split", "source"} (+ "captions", the record's
+                                 phrasings, when it has several); audio is 16 kHz mono
     <out>/shards.json            the index: per split the shards in order, each with its sample
                                  count, size in bytes, largest member and longest clip
                                  (max_member_bytes, max_audio_samples: the most a reader reads and
@@ -43,8 +44,9 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from mulap.audio.augment import Augment, augment_rng
 from mulap.audio.io import AudioError, iter_blocks, load_audio
-from mulap.data.audiocaption import SPLIT_FILES, DatasetError, Skipped, clip_item, read_split
+from mulap.data.audiocaption import SPLIT_FILES, DatasetError, Skipped, caption_for, clip_item, read_split
 from mulap.audio.chunks import chunk_samples
 from mulap.data.text_files import DatasetFormatError, decode_text, read_json
 from mulap.files import unlink_quietly, write_error, write_json
@@ -89,9 +91,9 @@ def parse_size(text: str | int) -> int:
 
 # -- writing -------------------------------------------------------------------------------------
 def _encode(job: tuple) -> tuple:
-    """Worker: (key, audio_id, caption, split, path, fmt, sample_rate) -> (key, json bytes, audio bytes | None, error,
+    """Worker: (key, audio_id, phrasings, split, path, fmt, sample_rate) -> (key, json bytes, audio bytes | None, error,
     audio samples)."""
-    key, audio_id, caption, split, path, fmt, sample_rate = job
+    key, audio_id, phrasings, split, path, fmt, sample_rate = job
     try:
         wave = load_audio(path, sample_rate)
     except AudioError as exc:
@@ -103,7 +105,9 @@ def _encode(job: tuple) -> tuple:
         import soundfile as sf
 
         sf.write(buf, np.clip(wave, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
-    meta = {"audio_id": audio_id, "caption": caption, "split": split, "source": str(path)}
+    meta = {"audio_id": audio_id, "caption": phrasings[0], "split": split, "source": str(path)}
+    if len(phrasings) > 1:  # the record's other phrasings (audiocaption `captions`)
+        meta["captions"] = list(phrasings)
     return key, json.dumps(meta, ensure_ascii=False).encode("utf-8"), buf.getvalue(), None, len(wave)
 
 
@@ -163,7 +167,7 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
         for split in splits:
             pairs, skipped = read[split]
             index["skipped"] += [{"split": split, "where": s.where, "reason": s.reason} for s in skipped]
-            jobs = [(f"{i:08d}", p.audio_id, p.caption, split, p.audio_path, fmt, sample_rate) for i, p in enumerate(pairs)]
+            jobs = [(f"{i:08d}", p.audio_id, p.phrasings, split, p.audio_path, fmt, sample_rate) for i, p in enumerate(pairs)]
             results = pool.imap(_encode, jobs, chunksize=4) if pool else map(_encode, jobs)
             shards, writer, current = [], None, None
 
@@ -465,7 +469,8 @@ class ShardDataset(IterableDataset):
     def __init__(self, data_dir: str | Path, split: str, *, batch_size: int, rank: int = 0, world_size: int = 1,
                  num_workers: int = 0, shuffle: bool = False, buffer_size: int = 500, seed: int = 0,
                  sample_rate: int = 16_000, max_len_seconds: float = 20.0, chunk_seconds: float = 3.0,
-                 random_crop: bool = False, on_bad_sample: str = "error", shard_url: str | None = None):
+                 random_crop: bool = False, on_bad_sample: str = "error", shard_url: str | None = None,
+                 caption_variants: bool = False, augment: Augment | None = None):
         if on_bad_sample not in ("error", "skip"):
             raise DatasetError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
         if batch_size < 1 or buffer_size < 0:
@@ -484,6 +489,7 @@ class ShardDataset(IterableDataset):
         self.chunk_len = chunk_samples(sample_rate, chunk_seconds)
         self.max_chunks = max(1, int(max_len_seconds // chunk_seconds))
         self.random_crop, self.on_bad_sample = random_crop, on_bad_sample
+        self.caption_variants, self.augment = caption_variants, augment
         self.suffix = "." + self.index["audio_format"]
         sizes = [[sum(stop - start for _, start, stop in w) for w in r] for r in self._segments(0)]
         self.per_worker = batch_counts(sizes, batch_size, f"{_join(self.data_dir, INDEX)}, split {split!r}")
@@ -601,7 +607,7 @@ class ShardDataset(IterableDataset):
             if "json" not in files or self.suffix[1:] not in files:
                 raise DatasetError(f"{where}: expected members .json and {self.suffix}, found {sorted(files)}")
             meta = read_json(f"{where}.json", decode_text(files["json"], f"{where}.json"))
-            audio_id, caption = _meta_fields(meta, f"{where}.json")
+            audio_id, caption, phrasings = _meta_fields(meta, f"{where}.json")
             wave = self._decode(where + self.suffix, files[self.suffix[1:]], self.shards[item[0]])
         except (DatasetError, AudioError) as exc:
             if self.on_bad_sample == "error":
@@ -610,7 +616,10 @@ class ShardDataset(IterableDataset):
             return Skipped(where, str(exc))
         # crops from (seed, epoch, shard, position): repeatable, whatever the number of workers and ranks
         rng = np.random.default_rng([self.seed, self.epoch, 3, *item]) if self.random_crop else None
-        return clip_item(audio_id, caption, wave, self.chunk_len, self.max_chunks, rng)
+        if self.caption_variants:
+            caption = caption_for(phrasings, self.seed, self.epoch, *item)
+        aug_rng = augment_rng(self.seed, self.epoch, *item) if self.augment is not None else None
+        return clip_item(audio_id, caption, wave, self.chunk_len, self.max_chunks, rng, self.augment, aug_rng)
 
 
 class _Refused(Exception):
@@ -641,16 +650,20 @@ class _BadMember:
 _META = re.compile(r"__[^/]*__($|/)")  # webdataset's own entries (e.g. __index__), not samples
 
 
-def _meta_fields(meta, where: str) -> tuple[str, str]:
-    """(audio_id, caption) of a sample's JSON member: an object whose caption is text and audio_id
-    text or a whole number (anything else would become a caption like 'None' without a word)."""
+def _meta_fields(meta, where: str) -> tuple[str, str, tuple[str, ...]]:
+    """(audio_id, caption, phrasings) of a sample's JSON member: an object whose caption is text, audio_id text or
+    a whole number (anything else would become a caption like 'None' without a word) and `captions`, when there,
+    a list of texts (the record's phrasings)."""
     if not isinstance(meta, dict):
         raise DatasetError(f"{where}: expected a JSON object with audio_id and caption, got {type(meta).__name__}")
     audio_id, caption = meta.get("audio_id"), meta.get("caption")
     if isinstance(audio_id, bool) or not isinstance(audio_id, (str, int)) or not isinstance(caption, str):
         raise DatasetError(f"{where}: audio_id must be text or a whole number and caption text, got "
                            f"audio_id={audio_id!r:.40}, caption={caption!r:.40}")
-    return str(audio_id), caption
+    phrasings = meta.get("captions") or [caption]
+    if not isinstance(phrasings, list) or not all(isinstance(c, str) for c in phrasings):
+        raise DatasetError(f"{where}: captions must be a list of texts, got {phrasings!r:.40}")
+    return str(audio_id), caption, tuple(phrasings)
 
 
 def _samples(stream, limit: int, limit_from: str) -> Iterator[tuple[str, dict]]:
@@ -749,4 +762,6 @@ def shard_dataset(cfg, split: str, train: bool, rank: int = 0, world_size: int =
                         num_workers=int(t.num_workers), shuffle=train, buffer_size=int(d.get("shuffle_buffer", 500)),
                         seed=int(cfg.env.seed), sample_rate=int(d.sample_rate), max_len_seconds=float(d.max_len_seconds),
                         chunk_seconds=float(d.chunk_seconds), random_crop=train and bool(d.random_crop),
-                        on_bad_sample=d.on_bad_sample, shard_url=d.get("shard_url"))
+                        on_bad_sample=d.on_bad_sample, shard_url=d.get("shard_url"),
+                        caption_variants=train and bool(d.get("caption_variants", True)),
+                        augment=Augment.from_config(d) if train else None)

@@ -26,6 +26,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
 
+from mulap.audio.augment import Augment
 from mulap.config import ConfigError, save_config, to_dict, validate_config
 from mulap.console import one_line
 from mulap.data.audiocaption import AudioCaptionDataset, Collate
@@ -64,7 +65,8 @@ class AudioCaptionDataModule(L.LightningDataModule):
             raise ValueError(f"dataset_config.format must be folder or shards, got {d.format!r}")
         if d.get("format") == "shards":  # streamed; each rank plans its part of every epoch
             return shard_dataset(self.cfg, split, train, *self._ranks())
-        controls = {"max_clips": d.get("train_clips"), "captions": d.get("captions", "aligned"), "seed": int(self.cfg.env.seed)} if train else {}
+        controls = {"max_clips": d.get("train_clips"), "captions": d.get("captions", "aligned"), "seed": int(self.cfg.env.seed),
+                    "caption_variants": bool(d.get("caption_variants", True)), "augment": Augment.from_config(d)} if train else {}
         return AudioCaptionDataset(d.data_dir, split, d.sample_rate, d.max_len_seconds, d.chunk_seconds, d.audio_dir,
                                    random_crop=train and d.random_crop, on_bad_sample=d.on_bad_sample, **controls)
 

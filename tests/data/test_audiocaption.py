@@ -37,6 +37,8 @@ BAD_RECORDS = {
     "empty_caption": (lambda r: r[2].update(caption="   "), "empty caption"),
     "escape": (lambda r: r[2].update(audio_path="../../etc/passwd"), "escapes the audio folder"),
     "missing_audio": (lambda r: r[2].update(audio_path="nope.wav"), "not found"),
+    "captions_not_a_list": (lambda r: r[2].update(captions="a string"), "captions must be a non-empty list"),
+    "captions_empty_phrasing": (lambda r: r[2].update(captions=["fine", " "]), "captions[1] is empty"),
 }
 
 
@@ -101,3 +103,58 @@ def test_shuffled_captions_move_every_caption_to_another_clip(ds_dir):
     assert all(shuffled[i] != aligned[i] for i in aligned)
     with pytest.raises(ValueError, match="captions"):
         AudioCaptionDataset(ds_dir, "train", captions="random")
+
+
+# -- several phrasings per clip (the optional `captions` list) ---------------------------------------------
+def _with_phrasings(ds_dir, n: int = 4) -> dict[str, list[str]]:
+    """Gives every training record n phrasings (`caption` first); returns audio_id -> phrasings."""
+    out = {}
+
+    def add(recs):
+        for r in recs:
+            r["captions"] = [r["caption"]] + [f"{r['caption']}, said another way ({k})" for k in range(1, n)]
+            out[r["audio_id"]] = r["captions"]
+    _rewrite(ds_dir, add)
+    return out
+
+
+def test_training_draws_every_phrasing_over_epochs_deterministically(ds_dir):
+    phrasings = _with_phrasings(ds_dir, 4)
+    ds = AudioCaptionDataset(ds_dir, "train", seed=5, caption_variants=True)
+
+    def drawn(ds, epochs):
+        seen = {}
+        for epoch in range(epochs):
+            ds.set_epoch(epoch)
+            for i in range(len(ds)):
+                it = ds[i]
+                seen.setdefault(it["audio_id"], []).append(it["caption"])
+        return seen
+
+    seen = drawn(ds, 4)
+    for audio_id, caps in seen.items():
+        assert sorted(caps) == sorted(phrasings[audio_id])  # 4 epochs: each phrasing exactly once
+    assert len({tuple(c) for c in seen.values()}) > 1  # the order differs from clip to clip
+    assert drawn(AudioCaptionDataset(ds_dir, "train", seed=5, caption_variants=True), 4) == seen  # the same run again
+    assert drawn(AudioCaptionDataset(ds_dir, "train", seed=6, caption_variants=True), 4) != seen  # another seed
+    # off, or a split read for validation: always the record's `caption`
+    plain = drawn(AudioCaptionDataset(ds_dir, "train", seed=5), 3)
+    assert all(caps == [phrasings[a][0]] * 3 for a, caps in plain.items())
+
+
+def test_the_seed_format_without_captions_stays_valid(ds_dir):
+    recs = json.loads((ds_dir / "dataset_train.json").read_text())
+    assert all("captions" not in r for r in recs)
+    ds = AudioCaptionDataset(ds_dir, "train", caption_variants=True)
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        assert [ds[i]["caption"] for i in range(len(ds))] == [r["caption"] for r in recs]
+
+
+def test_shuffled_control_moves_all_phrasings_of_a_clip_together(ds_dir):
+    _rewrite(ds_dir, lambda recs: [r.update(caption=f"{r['caption']} number {k}") for k, r in enumerate(recs)])  # unique
+    phrasings = _with_phrasings(ds_dir, 3)
+    shuffled = AudioCaptionDataset(ds_dir, "train", captions="shuffled", seed=3).pairs
+    for p in shuffled:
+        assert list(p.captions) != phrasings[p.audio_id]  # another clip's ...
+        assert list(p.captions) in phrasings.values() and p.captions[0] == p.caption  # ... whole set

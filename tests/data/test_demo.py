@@ -17,7 +17,8 @@ from scipy.ndimage import maximum_filter1d
 from mulap.audio.io import load_audio
 from mulap.data.demo import SIZES, build_demo
 from mulap.data.demo.gm import NOT_AT_KEY_PITCH, PROGRAM_FAMILY
-from mulap.data.demo.render import render_note
+from mulap.data.demo import render, timbre
+from mulap.data.demo.render import render_note, render_notes
 
 SR = 16000
 
@@ -41,11 +42,16 @@ def test_audiocaption_json_parses_and_every_audio_path_exists(demo_world):
         rows = json.loads((root / name).read_text())
         assert isinstance(rows, list) and rows, name
         for r in rows:
-            assert set(r) == {"audio_id", "caption", "audio_path"}
+            assert set(r) == {"audio_id", "caption", "captions", "audio_path"}
+            # several phrasings of the clip, the seed's `caption` first
+            assert r["captions"][0] == r["caption"] and len(set(r["captions"])) == len(r["captions"]) <= 5
+            assert all(3 <= len(c.split()) <= 60 for c in r["captions"])
             assert r["audio_id"] not in ids
             ids.add(r["audio_id"])
             assert isinstance(r["caption"], str) and 3 <= len(r["caption"].split()) <= 60, r["caption"]
             assert (root / "audio" / r["audio_path"]).is_file(), r["audio_path"]
+    phrased = [len(r["captions"]) for name in ("dataset_train.json",) for r in json.loads((root / name).read_text())]
+    assert np.mean(phrased) >= 4  # most clips have five different phrasings
     wave = np.load(root / "audio" / rows[0]["audio_path"])
     assert wave.dtype == np.float32 and wave.ndim == 1 and len(wave) == 10 * SR  # small: 10 s clips
     assert 0.005 < float(np.sqrt(np.mean(wave**2))) and float(np.abs(wave).max()) <= 1.0
@@ -261,3 +267,127 @@ def test_nsynth_programs_are_tuned():
         for pitch in (lo, (lo + hi) // 2):
             offset, partial = _pitch_check(render_note(prog, pitch, 100), pitch)
             assert abs(offset) < 100 and partial < 70, (prog, pitch, offset, partial)
+
+
+# ----------------------------------------------------------------------------- timbres
+
+CSOUND = "/usr/share/sounds/sf2/sf_GMbank.sf2"
+
+
+@pytest.fixture()
+def second_source(tmp_path, monkeypatch) -> str:
+    """The OPL-3 bank where it is installed; elsewhere a copy of TimGM6mb stands in for it (same name), so the
+    mechanics are tested on every machine."""
+    if Path(timbre.OPL3_PATH).is_file():
+        return timbre.OPL3_PATH
+    copy = tmp_path / "stand_in_for_opl3.sf2"
+    copy.write_bytes(Path(render.soundfont_path()).read_bytes())
+    monkeypatch.setitem(timbre.WORLD_SOURCES, "opl3", timbre.Source("opl3", "stand-in", str(copy), ""))
+    return str(copy)
+
+
+def test_a_world_is_rendered_through_several_soundfonts_recorded_per_clip_and_never_the_test_one(
+        tmp_path, monkeypatch, second_source):
+    loaded = []  # every soundfont file a synthesizer is asked for while the world renders
+    real = render._loaded
+
+    def spy(rate, path):
+        loaded.append(path)
+        return real(rate, path)
+
+    monkeypatch.setattr(render, "_loaded", spy)
+    out = tmp_path / "world"
+    build_demo(out, size="small", seed=0, progress=False, workers=1, parts=("audiocaption", "nsynth"))
+    world = json.loads((out / "world.json").read_text())
+    clips = world["timbre"]["clips"]
+    written = [p.relative_to(out).as_posix() for p in sorted(out.rglob("*")) if p.suffix in (".npy", ".wav")]
+    assert written and set(written) <= set(clips)  # every file written is recorded with its timbre
+    for dataset in ("audiocaption/", "raw/nsynth/"):
+        used = {clips[r]["source"] for r in written if r.startswith(dataset)}
+        assert used == {"timgm6mb", "opl3"}, dataset  # both soundfonts, in the corpus and in the NSynth notes
+    assert set(world["timbre"]["sources"]) == {"timgm6mb", "opl3"}
+    # the variation beyond the soundfont is there and recorded too
+    rec = [clips[r] for r in written]
+    assert sum(t["reverb_mix"] > 0 for t in rec) and sum(t["layer_cents"] != 0 for t in rec) and sum(bool(t["eq"]) for t in rec)
+    assert all(abs(t["tuning_cents"]) <= 15 and 0.96 <= t["tempo"] <= 1.04 for t in rec)
+    # what the synthesizers loaded: the two world sources, never a reserved soundfont (csound's GM bank is the test)
+    files = {str(Path(p).resolve()) for p in loaded}
+    assert files == {str(Path(render.soundfont_path()).resolve()), str(Path(second_source).resolve())}
+    assert not any(timbre.is_reserved(p) for p in files) and str(Path(CSOUND).resolve()) not in files
+
+
+@pytest.mark.parametrize("name", ["sf_GMbank.sf2", "FluidR3_GM.sf2", "FluidR3_GS.sf2", "FluidR3Mono_GM.sf3",
+                                  "MuseScore_General.sf3", "MuseScore_General.sf2"])
+def test_reserved_soundfonts_are_refused_for_the_world(tmp_path, monkeypatch, name):
+    bank = tmp_path / name
+    bank.write_bytes(b"RIFF")
+    link = tmp_path / "default-GM.sf2"  # Debian's alternatives link to whichever bank is installed
+    link.symlink_to(bank)
+    for path in (bank, link):
+        assert timbre.is_reserved(path)
+        with pytest.raises(timbre.ReservedSoundfontError, match="reserved for testing"):
+            timbre.check_world_soundfont(path)
+    # a world source pointing at one is refused before anything is rendered ...
+    monkeypatch.setitem(timbre.WORLD_SOURCES, "opl3", timbre.Source("opl3", "x", str(link), ""))
+    with pytest.raises(timbre.ReservedSoundfontError):
+        timbre.available_sources()
+    with pytest.raises(timbre.ReservedSoundfontError):
+        build_demo(tmp_path / "w", size="small", progress=False, workers=1, parts=("nsynth",))
+    # ... and so is a render job that carries one
+    from mulap.data.demo.jobs import NoteJob, run_job, with_timbre
+
+    t = timbre.draw_timbre(np.random.default_rng(0), {"opl3": str(bank)}, note=True)
+    with pytest.raises(timbre.ReservedSoundfontError):
+        with_timbre(NoteJob(0, 60, 100, str(tmp_path / "n.wav")), t)
+    with pytest.raises(timbre.ReservedSoundfontError):
+        run_job(NoteJob(0, 60, 100, str(tmp_path / "n.wav"), timbre=t))
+    assert not (tmp_path / "n.wav").exists()
+    for allowed in ("TimGM6mb.sf2", "OPL-3_FM_128M.sf2"):
+        assert not timbre.is_reserved(tmp_path / allowed)
+
+
+def test_without_opl3_the_world_falls_back_to_timgm6mb_with_one_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(timbre.WORLD_SOURCES, "opl3", timbre.Source("opl3", "x", str(tmp_path / "absent.sf2"),
+                                                                   "apt-get install opl3-soundfont"))
+    with caplog.at_level("WARNING", logger="mulap.data.demo.timbre"):
+        sources = timbre.available_sources()
+    assert list(sources) == ["timgm6mb"]
+    assert len(caplog.records) == 1 and "absent.sf2" in caplog.text and "opl3-soundfont" in caplog.text
+    assert "\n" not in caplog.records[0].getMessage()
+
+
+def test_a_reused_synthesizer_renders_what_a_fresh_one_does(second_source):
+    """One synthesizer per soundfont and process, reset between renders: a render does not depend on what
+    the process rendered before (so any worker writes the same bytes)."""
+    chord = np.array([[0.0, 1.5, 0, 60, 100], [0.0, 1.5, 0, 64, 90], [0.2, 1.9, 1, 43, 110], [0.0, 0.2, 9, 36, 120]])
+    other = np.array([[0.0, 2.0, 0, 72, 127], [0.5, 2.0, 2, 50, 80]])
+    for bank in (None, second_source):
+        render._loaded.cache_clear()
+        fresh = render_notes(chord, {0: 40, 1: 33, 9: -1}, 2.0, {0: 100}, {1: 30}, soundfont=bank)
+        render._loaded.cache_clear()
+        render_notes(other, {0: 19, 2: 73}, 2.5, soundfont=bank, tuning_cents=12.0)  # leaves voices, tuning, volumes
+        again = render_notes(chord, {0: 40, 1: 33, 9: -1}, 2.0, {0: 100}, {1: 30}, soundfont=bank)
+        assert np.abs(fresh).max() > 0.01 and np.array_equal(fresh, again)
+
+
+def test_timbre_draws_and_effects_do_what_they_say():
+    sources = {"opl3": "o.sf2", "timgm6mb": "t.sf2"}
+    draws = [timbre.draw_timbre(np.random.default_rng(i), sources) for i in range(200)]
+    assert draws[5] == timbre.draw_timbre(np.random.default_rng(5), sources)  # a function of the stream
+    assert 0.1 < np.mean([t.plain for t in draws]) < 0.35  # about a fifth keep the soundfont's own sound
+    assert {t.source for t in draws} == set(sources)
+    # only the source changes when a soundfont is missing
+    one = [timbre.draw_timbre(np.random.default_rng(i), {"timgm6mb": "t.sf2"}) for i in range(200)]
+    assert all(a.tuning_cents == b.tuning_cents and a.eq == b.eq for a, b in zip(draws, one))
+    noise = np.random.default_rng(0).standard_normal(SR * 2).astype(np.float32)
+    lp = timbre.Timbre("t", "t.sf2", 0, 1, 0, 0, (), 0.0, 3000.0, 0, 0, 0, 0)
+    spec_in, spec_out = (np.abs(np.fft.rfft(x)) for x in (noise, timbre.apply_effects(noise, SR, lp)))
+    f = np.fft.rfftfreq(len(noise), 1 / SR)
+    band = lambda s, a, b: 20 * np.log10(s[(f > a) & (f < b)].mean())  # noqa: E731
+    assert abs(band(spec_out, 200, 1000) - band(spec_in, 200, 1000)) < 0.5
+    assert band(spec_in, 6000, 7500) - band(spec_out, 6000, 7500) > 12  # 12 dB/octave above 3 kHz
+    click = np.zeros(SR, np.float32)
+    click[100] = 1.0
+    room = timbre.Timbre("t", "t.sf2", 0, 1, 0, 0, (), 0, 0, 0.3, 0.8, 7, 0)
+    wet = timbre.apply_effects(click, SR, room)
+    assert np.abs(wet[int(0.3 * SR):int(0.5 * SR)]).max() > 1e-3  # a tail long after the click

@@ -4,6 +4,8 @@ one experiment, resume history and data order, and config / dataset mistakes ref
 import contextlib
 import csv
 import errno
+import hashlib
+import json
 import io
 import os
 import shutil
@@ -54,7 +56,8 @@ class Record(L.Callback):
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if trainer.global_step == self.fail_at:
             raise RuntimeError("injected failure")
-        self.seen.append((trainer.current_epoch, batch_idx, trainer.global_step, tuple(batch["audio_ids"])))
+        self.seen.append((trainer.current_epoch, batch_idx, trainer.global_step, tuple(batch["audio_ids"]),
+                          tuple(batch["captions"]), hashlib.sha1(batch["waveforms"].numpy().tobytes()).hexdigest()))
 
 
 # -- 1. a corrupt newest checkpoint ----------------------------------------------------------------------
@@ -105,15 +108,35 @@ def test_interrupted_ckpt_holds_what_was_trained_and_never_replaces_a_newer_stat
 
 
 # -- 5. resume keeps the history and the epoch's order ----------------------------------------------------
-def test_mid_epoch_resume_replays_the_uninterrupted_run_exactly(corpus, tmp_path):
+@pytest.fixture(scope="module")
+def phrased_corpus(corpus, tmp_path_factory):
+    """The tone corpus with three phrasings per training clip (the audiocaption `captions` list)."""
+    root = tmp_path_factory.mktemp("phrased") / "tones"
+    shutil.copytree(corpus, root)
+    path = root / "dataset_train.json"
+    recs = json.loads(path.read_text())
+    for r in recs:
+        r["captions"] = [r["caption"], f"{r['caption']}, again", f"once more: {r['caption']}"]
+    path.write_text(json.dumps(recs))
+    return root
+
+
+@pytest.mark.parametrize("variant", ["plain", "augmented_and_phrased"])
+def test_mid_epoch_resume_replays_the_uninterrupted_run_exactly(corpus, phrased_corpus, tmp_path, variant):
+    # augmentation and phrasings are drawn per (seed, epoch, index) too: a resumed run sees the same audio and captions
+    extra = ["training.epochs=2"] + (["dataset_config.augment.enabled=true"] if variant != "plain" else [])
+    data = corpus if variant == "plain" else phrased_corpus
     ref = Record()
-    run_pretraining(cfg_for(corpus, tmp_path, "training.epochs=2"), "ref", extra_callbacks=[ref])
+    run_pretraining(cfg_for(data, tmp_path, *extra), "ref", extra_callbacks=[ref])
     first, second = Record(fail_at=5), Record()
     with pytest.raises(RuntimeError):
-        run_pretraining(cfg_for(corpus, tmp_path, "training.epochs=2"), "cut", extra_callbacks=[first])
-    run_pretraining(cfg_for(corpus, tmp_path, "training.epochs=2"), "cut", extra_callbacks=[second])
+        run_pretraining(cfg_for(data, tmp_path, *extra), "cut", extra_callbacks=[first])
+    run_pretraining(cfg_for(data, tmp_path, *extra), "cut", extra_callbacks=[second])
     assert second.seen[0][:3] == (1, 1, 5)  # epoch 1, its second batch
-    assert first.seen + second.seen == ref.seen  # same clips in the same order, batch by batch
+    assert first.seen + second.seen == ref.seen  # same clips, captions and audio in the same order, batch by batch
+    if variant != "plain":  # the phrasings did change from epoch to epoch
+        by_epoch = [{c for e, *_, caps, _ in ref.seen if e == epoch for c in caps} for epoch in (0, 1)]
+        assert by_epoch[0] != by_epoch[1]
     a = torch.load(tmp_path / "experiments/ref/checkpoints/last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "experiments/cut/checkpoints/last.ckpt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)

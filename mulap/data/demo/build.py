@@ -2,8 +2,11 @@
 
 Stages: select and parse real scores (cached; 2 worker processes) -> split pieces ->
 plan every dataset in the main process (renditions, captions, labels; seeded per
-purpose) -> render all audio in the worker pool (a progress bar) -> write annotation
-files -> summary. The same seed gives byte-identical annotation files and audio.
+purpose) -> give every render job a timbre (a soundfont among the world's sources and
+per-clip variation, drawn from the seed and the clip's file name; mulap.data.demo.timbre)
+-> render all audio in the worker pool (a progress bar) -> write annotation files ->
+summary (with what each source cost to render). The same seed gives byte-identical
+annotation files and audio (with the same soundfonts installed).
 """
 from __future__ import annotations
 
@@ -20,11 +23,12 @@ from .corpus import corpus_metadata, plan_corpus, write_corpus
 from .emomusic import plan_emomusic, write_emomusic
 from .fma import plan_fma, write_fma
 from .jamendo import plan_jamendo, write_jamendo
-from .jobs import run_job
+from .jobs import JobCost, run_job, with_timbre
 from .mtt import plan_mtt, write_mtt
 from .nsynth import plan_nsynth, write_nsynth
 from .scores import COLLECTIONS, Piece, default_cache_dir, load_or_parse, select_pieces, usable
-from .world import World
+from .timbre import available_sources, draw_timbre, source_info
+from .world import World, rng_for
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,9 @@ class DemoSummary:
     paths: dict[str, Path] = field(default_factory=dict)  # dataset -> folder
     pieces: dict[str, int] = field(default_factory=dict)  # split -> scores
     skipped: list[str] = field(default_factory=list)  # scores that failed to parse
+    # source -> {jobs, audio_s, synth_s, effects_s}: what rendering through each soundfont cost (wall seconds
+    # summed over the worker processes; a process's first job through a source includes parsing it)
+    render_costs: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __str__(self) -> str:
         lines = [f"demo world ({self.size}, seed {self.seed}) in {self.out}: {self.clips} audio files, "
@@ -105,6 +112,10 @@ class DemoSummary:
         for name, counts in self.splits.items():
             lines.append(f"  {name:<12} " + "  ".join(f"{k} {v:>5}" for k, v in counts.items())
                          + f"   {self.paths[name]}")
+        for name, c in self.render_costs.items():
+            lines.append(f"  {name:<12} {int(c['jobs'])} render jobs, {c['audio_s'] / 3600:.2f} h of audio: synthesis "
+                         f"{c['synth_s']:.0f} s, effects {c['effects_s']:.0f} s "
+                         f"({1000 * c['synth_s'] / max(c['audio_s'], 1e-9):.1f} ms per second of audio)")
         return "\n".join(lines)
 
 
@@ -161,6 +172,26 @@ def _load_pieces(counts: dict[str, int], seed: int, pool, cache: Path | None, pr
     return [p for name in sorted(kept) for p in kept[name]], skipped
 
 
+def _with_timbre(job, out: Path, seed: int, sources: dict[str, str], record: dict[str, dict]):
+    """`job` with its timbre, drawn from (seed, its first file's path in the world): the same clip sounds the
+    same in every build, whatever else is built. Every output file is recorded with it."""
+    from .jobs import NoteJob
+
+    rels = [Path(p).relative_to(out).as_posix() for p in job.paths]
+    timbre = draw_timbre(rng_for(seed, "timbre", rels[0]), sources, note=isinstance(job, NoteJob))
+    for rel in rels:
+        record[rel] = timbre.to_json()
+    return with_timbre(job, timbre)
+
+
+def _add_cost(costs: dict[str, dict[str, float]], c: JobCost) -> None:
+    row = costs.setdefault(c.source, {"jobs": 0, "audio_s": 0.0, "synth_s": 0.0, "effects_s": 0.0})
+    row["jobs"] += 1
+    row["audio_s"] += c.audio_s
+    row["synth_s"] += c.synth_s
+    row["effects_s"] += c.effects_s
+
+
 def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: bool = True,
                workers: int | None = None, cache_dir: str | Path | None = None,
                parts: tuple[str, ...] = PARTS) -> DemoSummary:
@@ -209,6 +240,10 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
         emo, j_emo = plan_emomusic(world, paths["emomusic"], cfg.emomusic_clips, cfg.emomusic_seconds)
         planned = {"audiocaption": j_corpus, "nsynth": j_nsynth, "mtt": j_mtt, "jamendo": j_jam, "fma": j_fma,
                    "emomusic": j_emo}
+        sources = available_sources()
+        timbres: dict[str, dict] = {}  # file (relative to out) -> its timbre, for world.json
+        for name in PARTS:
+            planned[name] = [_with_timbre(job, out, seed, sources, timbres) for job in planned[name]]
         # every part is planned (the seeded draws stay what a full build makes); only the chosen ones render
         jobs = [job for name in PARTS if name in parts for job in planned[name]]
         # longest first keeps both workers busy to the end; the order does not change any output
@@ -216,10 +251,12 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
         jobs = [jobs[i] for i in order]
         n_files = sum(len(j.outputs) if hasattr(j, "outputs") else 1 for j in jobs)
         seconds = 0.0
+        costs: dict[str, dict[str, float]] = {}
         it = pool.imap_unordered(run_job, jobs, chunksize=1) if pool else map(run_job, jobs)
         with tqdm(total=len(jobs), desc="rendering", disable=not progress, unit="job") as bar:
-            for s in it:
-                seconds += s
+            for c in it:
+                seconds += c.audio_s
+                _add_cost(costs, c)
                 bar.update(1)
     finally:
         if pool is not None:
@@ -245,10 +282,11 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
         "jamendo": {str(t.track_id): t.piece_id for t in jam},
         "fma": {str(t.track_id): t.piece_id for t in fma if t.piece_id is not None},
         "emomusic": {str(s.song_id): s.piece_id for s in emo},
+        "timbre": {"sources": source_info(sources), "clips": timbres},
     }
     (out / "world.json").write_text(json.dumps(world_meta, indent=1, sort_keys=True) + "\n")
     summary = DemoSummary(out, size, seed, n_files, seconds / 3600.0, time.time() - t0, splits, paths,
-                          world.split_counts(), skipped)
+                          world.split_counts(), skipped, dict(sorted(costs.items())))
     if progress:
         print(summary)
     return summary

@@ -1,9 +1,12 @@
 """The captioned pre-training corpus, in the seed's audiocaption format.
 
 <out>/audiocaption/audio/<audio_id>.npy   16 kHz float32 mono
-<out>/audiocaption/dataset_{train,val,test}.json   [{"audio_id", "caption", "audio_path"}, ...]
+<out>/audiocaption/dataset_{train,val,test}.json   [{"audio_id", "caption", "captions", "audio_path"}, ...]
 (audio_path relative to audio/). Clips are 10-30 s renditions of real scores in many
 styles; the split follows the piece (world.SPLITS: train/valid/test -> train/val/test).
+`caption` is one phrasing (the seed's field); `captions` lists every phrasing of the clip
+(`caption` first; PHRASINGS of them, fewer where two came out alike), which pre-training
+samples among epoch by epoch (mulap.data.audiocaption).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from .jobs import ClipOut, RenderJob, render_job
 from .world import PieceDrawer, Rendition, World, perform_any, rng_for, split_sizes
 
 CORPUS_SPLIT_FILES = {"train": "dataset_train.json", "valid": "dataset_val.json", "test": "dataset_test.json"}
+PHRASINGS = 5  # captions written per clip
 
 # Mostly classical and folk renditions, with band/electronic/world styles for variety.
 CORPUS_STYLE_WEIGHTS: dict[str, float] = {
@@ -34,6 +38,7 @@ class CorpusEntry:
     caption: str
     audio_path: str
     rendition: Rendition
+    captions: tuple[str, ...] = ()  # every phrasing, `caption` first
 
 
 def plan_corpus(world: World, root: Path, n_clips: int, seconds: tuple[float, float]) -> tuple[list[CorpusEntry], list[RenderJob]]:
@@ -51,7 +56,11 @@ def plan_corpus(world: World, root: Path, n_clips: int, seconds: tuple[float, fl
             caption = write_caption(rng, r.piece, r.perf, r.arr)
             audio_id = f"demo_{k:05d}"
             rel = f"{audio_id}.npy"
-            entries.append(CorpusEntry(audio_id, split, caption, rel, r))
+            # the other phrasings from their own stream: the corpus's other draws stay what they were
+            more = rng_for(world.seed, "phrasings", audio_id)
+            captions = tuple(dict.fromkeys([caption] + [write_caption(more, r.piece, r.perf, r.arr)
+                                                        for _ in range(PHRASINGS - 1)]))
+            entries.append(CorpusEntry(audio_id, split, caption, rel, r, captions))
             jobs.append(render_job(r.arr, r.perf, [ClipOut(str(root / "audio" / rel), 0.0, dur)],
                                    level_jitter_db=float(rng.normal(0, 1.0))))
             k += 1
@@ -63,8 +72,8 @@ def write_corpus(root: Path, entries: list[CorpusEntry]) -> dict[str, int]:
     root.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split, fname in CORPUS_SPLIT_FILES.items():
-        rows = [{"audio_id": e.audio_id, "caption": e.caption, "audio_path": e.audio_path}
-                for e in entries if e.split == split]
+        rows = [{"audio_id": e.audio_id, "caption": e.caption, "captions": list(e.captions or (e.caption,)),
+                 "audio_path": e.audio_path} for e in entries if e.split == split]
         (root / fname).write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         counts[split] = len(rows)
     return counts

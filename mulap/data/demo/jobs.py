@@ -1,20 +1,24 @@
 """Render jobs: self-contained, picklable work items that write audio files.
 
-Planning (which piece, which style, which labels) happens in the main process; a job
-carries the already-realized notes, so worker processes need no score and any worker
-produces the same bytes. `run_job` renders, normalises loudness, cuts the track into its
-output clips, converts rate/channels and writes each file (atomically).
+Planning (which piece, which style, which labels, which timbre) happens in the main process; a
+job carries the already-realized notes and its `Timbre`, so worker processes need no score and
+any worker produces the same bytes. `run_job` renders through the timbre's soundfont (with its
+tuning, tempo and detuned layer), applies its EQ and room, normalises loudness, cuts the track
+into its output clips, converts rate/channels and writes each file (atomically). It returns what
+the render cost (`JobCost`), per source.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 import soxr
 
 from ...audio.io import write_audio
 from .arrange import DYN_RMS_DB, Arrangement, Performance
-from .render import SAMPLE_RATE, normalize, render_note, render_notes
+from .render import SAMPLE_RATE, normalize, render_notes
+from .timbre import Timbre, apply_effects, check_world_soundfont
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,15 @@ class RenderJob:
     outputs: tuple[ClipOut, ...]
     stereo: bool = False
     sample_rate: int = SAMPLE_RATE
+    timbre: Timbre | None = None  # None: TimGM6mb, dry (the world assigns every job one)
 
     @property
     def cost(self) -> float:
         return self.duration_s * (2.0 if self.stereo else 1.0)
+
+    @property
+    def paths(self) -> list[str]:
+        return [o.path for o in self.outputs]
 
 
 @dataclass
@@ -53,11 +62,26 @@ class NoteJob:
     pitch: int
     velocity: int
     path: str
-    soundfont: str | None = None  # None: the world's TimGM6mb
+    soundfont: str | None = None  # None: TimGM6mb; a held-out test soundfont for build_nsynth_with_soundfont
+    timbre: Timbre | None = None  # the world's notes: source and variation (its soundfont replaces `soundfont`)
 
     @property
     def cost(self) -> float:
         return 4.0
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.path]
+
+
+@dataclass(frozen=True)
+class JobCost:
+    """What one job cost: audio written (s), synthesis and effects wall time (s), through which source."""
+
+    source: str
+    audio_s: float
+    synth_s: float
+    effects_s: float
 
 
 def render_job(arr: Arrangement, perf: Performance, outputs: list[ClipOut], stereo: bool = False,
@@ -67,14 +91,59 @@ def render_job(arr: Arrangement, perf: Performance, outputs: list[ClipOut], ster
                      DYN_RMS_DB[perf.dynamics] + level_jitter_db, tuple(outputs), stereo, sample_rate)
 
 
-def run_job(job: RenderJob | NoteJob) -> float:
-    """Execute a job; returns the seconds of audio written."""
+def with_timbre(job: RenderJob | NoteJob, timbre: Timbre) -> RenderJob | NoteJob:
+    """The job rendered through `timbre` (a world source: a reserved test soundfont is refused)."""
+    check_world_soundfont(timbre.soundfont)
+    return replace(job, timbre=timbre)
+
+
+def _rendered(notes: np.ndarray, programs: dict[int, int], duration_s: float, volumes, pans, soundfont: str | None,
+              timbre: Timbre | None) -> np.ndarray:
+    """[T, 2]: the notes through the timbre's soundfont, tuning and tempo, plus its detuned layer."""
+    if timbre is None:
+        return render_notes(notes, programs, duration_s, volumes, pans, soundfont=soundfont)
+    if timbre.tempo != 1.0:
+        notes = np.array(notes, dtype=np.float64, copy=True)
+        notes[:, :2] /= timbre.tempo
+    out = render_notes(notes, programs, duration_s, volumes, pans, soundfont=timbre.soundfont,
+                       tuning_cents=timbre.tuning_cents)
+    if timbre.layer_cents:
+        layer = render_notes(notes, programs, duration_s, volumes, pans, soundfont=timbre.soundfont,
+                             tuning_cents=timbre.tuning_cents + timbre.layer_cents)
+        out = out + layer * np.float32(10 ** (timbre.layer_db / 20.0))
+    return out
+
+
+def run_job(job: RenderJob | NoteJob) -> JobCost:
+    """Execute a job; returns its cost (audio seconds written, render and effect seconds, source)."""
+    timbre = job.timbre
+    if timbre is not None:
+        check_world_soundfont(timbre.soundfont)
+    source = timbre.source if timbre is not None else (job.soundfont if isinstance(job, NoteJob) and job.soundfont
+                                                       else "timgm6mb")
+    t0 = time.perf_counter()
     if isinstance(job, NoteJob):
-        wave = render_note(job.program, job.pitch, job.velocity, soundfont=job.soundfont)
+        notes = np.array([[0.0, 3.0, 0, job.pitch, job.velocity]], dtype=np.float64)
+        wave = _rendered(notes, {0: int(job.program)}, 4.0, None, None, job.soundfont, timbre).mean(axis=1)
+        t1 = time.perf_counter()
+        if timbre is not None:
+            dry_rms = float(np.sqrt(np.mean(wave**2)))
+            f0 = 440.0 * 2 ** ((job.pitch - 69) / 12)
+            wave = apply_effects(wave, SAMPLE_RATE, timbre, min_highpass=0.7 * f0)
+            # the note keeps its velocity's loudness (the soundfont's), moved by the timbre's gain, never clipped
+            rms = float(np.sqrt(np.mean(wave**2)))
+            gain = 10 ** (timbre.gain_db / 20.0) * (dry_rms / rms if rms > 1e-9 else 1.0)
+            peak = float(np.abs(wave).max()) * gain
+            wave = (wave * (gain * min(1.0, 0.98 / peak) if peak > 0 else gain)).astype(np.float32)
+        wave = np.ascontiguousarray(wave, dtype=np.float32)
         write_audio(job.path, wave, SAMPLE_RATE)
-        return len(wave) / SAMPLE_RATE
-    stereo = render_notes(job.notes, job.programs, job.duration_s, job.volumes, job.pans)
-    stereo = normalize(stereo, job.rms_db)
+        return JobCost(source, len(wave) / SAMPLE_RATE, t1 - t0, time.perf_counter() - t1)
+    stereo = _rendered(job.notes, job.programs, job.duration_s, job.volumes, job.pans, None, timbre)
+    t1 = time.perf_counter()
+    if timbre is not None:
+        stereo = apply_effects(stereo, SAMPLE_RATE, timbre)
+    stereo = normalize(stereo, job.rms_db + (timbre.gain_db if timbre is not None else 0.0))
+    t2 = time.perf_counter()
     total = 0.0
     for out in job.outputs:
         a = int(round(out.start_s * SAMPLE_RATE))
@@ -85,4 +154,4 @@ def run_job(job: RenderJob | NoteJob) -> float:
             wave = soxr.resample(wave, SAMPLE_RATE, job.sample_rate, quality="HQ")
         write_audio(out.path, np.ascontiguousarray(wave, dtype=np.float32), job.sample_rate)
         total += (b - a) / SAMPLE_RATE
-    return total
+    return JobCost(source, total, t1 - t0, t2 - t1)
