@@ -22,7 +22,7 @@ import torch
 
 def spreads(model, corpus: Path, split: str, n: int) -> dict[str, list[float] | float]:
     from mulap.data.audiocaption import read_split
-    from mulap.embed import extract
+    from mulap.inference.extract import extract
 
     net = model.mulap.eval()
     pairs = read_split(corpus, split, "audio", on_bad="skip")[0][:n]
@@ -48,8 +48,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--save_dir", default=None)
     args = ap.parse_args()
-    from mulap.api import load, model_path
-    from mulap.evaluation.language import untrained_model
+    from mulap.inference.api import load, model_path
+    from mulap.demo.language import untrained_model
 
     trained = [m for m in args.models if m != "untrained"]
     for name in args.models:

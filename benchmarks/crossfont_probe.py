@@ -26,7 +26,7 @@ def main() -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from mulap.api import load
+    from mulap.inference.api import load
     from mulap.data.prepare import load_prepared, targets
 
     own, other = load_prepared(args.train_dataset), load_prepared(args.other_dataset)

@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mulap.config import load_config  # noqa: E402
+from mulap.infra.config import load_config  # noqa: E402
 from mulap.models.mulap import MuLaP  # noqa: E402
 from mulap.training.optim import adamw_with_warmup  # noqa: E402
 

@@ -1,7 +1,7 @@
 """End-to-end time of the frozen-probe protocol vs. the original's, on the same clips (issue 4).
 
 * **frozen probe (mulap)**: every 3 s chunk of every clip is embedded once
-  (``mulap.embed`` through ``run_downstream``'s own cache), then ``run_downstream`` trains the
+  (``mulap.inference.extract`` through ``run_downstream``'s own cache), then ``run_downstream`` trains the
   MLP probe on the cached features with Lightning for ``--epochs`` epochs (early stopping is
   pushed out of reach, so the maximum is timed).
 * **original protocol**: for every batch of every epoch the frozen backbone is re-run on fresh
@@ -74,12 +74,12 @@ def frozen_protocol(root: Path, save_dir: Path, epochs: int, workers: int, overr
     """Extraction (timed alone, through run_downstream's cache) + run_downstream's probe training."""
     import functools
 
-    import mulap.embed
+    import mulap.inference.cache
     from mulap.data.prepare import load_prepared
     from mulap.training import downstream as dsm
 
     if precision != "32":  # the CLI has no precision switch (the cache key does not record it): patch it in
-        mulap.embed.extract = functools.partial(mulap.embed.extract, precision=precision)
+        mulap.inference.cache.extract = functools.partial(mulap.inference.cache.extract, precision=precision)
 
     ov = [f"downstream.dataset_dir={root}", f"downstream.epochs={epochs}", "downstream.patience=100000",
           f"env.save_dir={save_dir}", f"training.num_workers={workers}", *overrides]

@@ -4,7 +4,7 @@
 
 The same arrangements (`--clips` renditions of `--seconds` each, from the small world's scores) and the same
 NSynth-style notes (`--notes`, 4 s) are rendered in this one process through every world source installed
-(mulap.data.demo.timbre.WORLD_SOURCES), dry; then once more through the timbre variation alone (EQ, filters,
+(mulap.demo.world.timbre.WORLD_SOURCES), dry; then once more through the timbre variation alone (EQ, filters,
 room: `--clips` draws). Prints the soundfont's first load (parse) time and the milliseconds per second of
 audio of each, and the load average before and after (the figures depend on what else runs).
 """
@@ -23,12 +23,12 @@ def main() -> None:
     args = ap.parse_args()
     import numpy as np
 
-    from mulap.data.demo import render
-    from mulap.data.demo.build import SIZES, _load_pieces
-    from mulap.data.demo.corpus import CORPUS_STYLE_WEIGHTS
-    from mulap.data.demo.scores import default_cache_dir
-    from mulap.data.demo.timbre import Timbre, apply_effects, available_sources, draw_timbre
-    from mulap.data.demo.world import PieceDrawer, World, perform_any, rng_for
+    from mulap.demo.world import render
+    from mulap.demo.world.build import SIZES, _load_pieces
+    from mulap.demo.world.corpus import CORPUS_STYLE_WEIGHTS
+    from mulap.demo.world.scores import default_cache_dir
+    from mulap.demo.world.timbre import Timbre, apply_effects, available_sources, draw_timbre
+    from mulap.demo.world.world import PieceDrawer, World, perform_any, rng_for
 
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     pieces, _ = _load_pieces(SIZES["small"].pieces, 0, None, default_cache_dir(), False)

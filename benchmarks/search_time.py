@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/search_time.py [--tracks 100000] [--chunks-per-track 10] [--dim 256] [--top 10]
 
 Writes an index of `--tracks` tracks with `--chunks-per-track` chunk rows each (random unit vectors,
-the joint space's 256 dimensions) with mulap.search's own writer into a temporary folder, opens it as
+the joint space's 256 dimensions) with mulap.inference.search's own writer into a temporary folder, opens it as
 `mulap search` does (memory-mapped), and times `search.rank` (the exact matrix-vector product over all
 tracks, the top-K partial sort and each hit's best chunk) for fresh queries, plus the text encoder
 (`Model.embed_text` of the default MiniLM text branch) once. Prints the figures; the last line is
@@ -82,8 +82,8 @@ def main() -> None:
     if not args.skip_text:
         import torch
 
-        from mulap.api import Model
-        from mulap.config import load_config
+        from mulap.inference.api import Model
+        from mulap.infra.config import load_config
         from mulap.models.mulap import MuLaP
         from mulap.models.text import load_tokenizer
 

@@ -5,7 +5,7 @@
     emb = model.embed(audio, sample_rate)           # [N, 1506] float32 track embeddings
 
 `import mulap` stays cheap (no torch): `mulap.load`, `mulap.Model` and submodules such as
-`mulap.hear` are imported on first use (PEP 562 module `__getattr__`).
+`mulap.inference.hear` are imported on first use (PEP 562 module `__getattr__`).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import importlib.util
 __version__ = "0.1.0"  # the one place the version is written (pyproject reads it from here)
 
 # public names -> the module that defines them, imported when first asked for
-_LAZY = {"load": "mulap.api", "Model": "mulap.api"}
+_LAZY = {"load": "mulap.inference.api", "Model": "mulap.inference.api"}
 
 __all__ = ["__version__", *_LAZY]
 
@@ -26,7 +26,7 @@ def __getattr__(name: str):
         globals()[name] = value  # later look-ups skip this function
         return value
     if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        return importlib.import_module(f"{__name__}.{name}")  # `mulap.hear` without `import mulap.hear`
+        return importlib.import_module(f"{__name__}.{name}")  # `mulap.inference.hear` without `import mulap.inference.hear`
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -11,9 +11,9 @@ def demo_world(tmp_path_factory) -> Path:
     """The demo world at --size small, seed 0, built once per test session; returns its folder.
 
     <world>/audiocaption (the seed's format) and <world>/raw/{nsynth,mtt,jamendo,fma,emomusic}
-    in their publishers' layouts (see mulap.data.demo).
+    in their publishers' layouts (see mulap.demo.world).
     """
-    from mulap.data.demo import build_demo
+    from mulap.demo.world import build_demo
 
     out = tmp_path_factory.mktemp("demo_world")
     build_demo(out, size="small", seed=0, progress=False)
@@ -23,7 +23,7 @@ def demo_world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_mulap(tmp_path_factory) -> tuple[Path, str]:
     """A tiny MuLaP pre-trained for 2 epochs with the default recipe (joint space on): (save_dir, pretrain_id)."""
-    from mulap.config import load_config
+    from mulap.infra.config import load_config
     from mulap.training.pretrain import run_pretraining
     from tests.helpers import TINY_MODEL, make_audiocaption
 

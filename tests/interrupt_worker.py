@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def _held() -> bool:
     try:
-        from mulap.interrupts import held_signals
+        from mulap.infra.interrupts import held_signals
     except ImportError:  # a mulap without deferred signals: the signal's handler raises in the wait
         return False
     return bool(held_signals())
@@ -74,9 +74,9 @@ def arm(hook: str, ready: Path) -> None:
         checkpoints.AtomicCheckpointIO._write_temp = counting_write_temp
         checkpoints._ErrorRecordingWriter.write = waiting_write
     elif kind == "embed":
-        import mulap.embed
+        import mulap.inference.extract
 
-        nth, calls, real = int(arg), [0], mulap.embed.embed_chunk_batch
+        nth, calls, real = int(arg), [0], mulap.inference.extract.embed_chunk_batch
 
         def embed_chunk_batch(*args, **kwargs):
             calls[0] += 1
@@ -84,11 +84,11 @@ def arm(hook: str, ready: Path) -> None:
                 wait_for_signal(ready)
             return real(*args, **kwargs)
 
-        mulap.embed.embed_chunk_batch = embed_chunk_batch
+        mulap.inference.extract.embed_chunk_batch = embed_chunk_batch
     elif kind == "block":  # search indexes BLOCK_FILES files per block: small blocks, so a test sees them kept
-        import mulap.search
+        import mulap.inference.search
 
-        mulap.search.BLOCK_FILES = int(arg)
+        mulap.inference.search.BLOCK_FILES = int(arg)
     elif kind != "none":
         sys.exit(f"interrupt_worker: unknown hook {hook!r}")
 

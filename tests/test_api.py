@@ -13,7 +13,7 @@ import torch
 
 import mulap
 from mulap.cli import main
-from mulap.models.pretrained import ModelLoadError
+from mulap.inference.loading import ModelLoadError
 from mulap.models.text import additive_mask
 from tests.helpers import tone
 

@@ -26,7 +26,7 @@ def test_every_argument_has_help():
 
 
 def test_prepare_help_lists_every_task():
-    from mulap.data.downstream import TASKS
+    from mulap.data.tasks import TASKS
 
     prepare = dict(_subparsers(_parser()))["prepare"]
     text = prepare.format_help()

@@ -2,8 +2,8 @@
 (issue 11, failure 6); every shipped config passes; numbers written as strings come back as numbers."""
 import pytest
 
-from mulap.config import CONFIG_DIR, ConfigError, load_config
-from mulap.pipeline import demo_settings
+from mulap.infra.config import CONFIG_DIR, ConfigError, load_config
+from mulap.demo.pipeline import demo_settings
 from mulap.training.downstream import downstream_config
 
 
@@ -97,7 +97,7 @@ def test_numbers_written_as_strings_become_numbers(tmp_path):
 def test_the_musicnn_section_lists_every_musicnn_setting_with_its_default():
     """The schema's Musicnn section and MusicnnConfig describe the same settings; a setting left out of a partial
     `audio.musicnn` takes MusicnnConfig's default."""
-    from mulap.config_schema import Musicnn, check_musicnn
+    from mulap.infra.config_schema import Musicnn, check_musicnn
     from mulap.models.musicnn import MusicnnConfig
 
     defaults = MusicnnConfig().to_dict()

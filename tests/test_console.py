@@ -80,12 +80,12 @@ def test_the_handler_follows_a_swapped_stderr():
 def test_one_line_says_an_error_in_one_line():
     """The CLI's error line (issue 17, 5): a data-loader worker's exception by its own message (torch puts the
     worker's traceback into it), the OS's wording after the file name, a multi-line message on one line."""
-    from mulap.console import one_line
-    from mulap.data.text_files import DatasetError
+    from mulap.infra.console import one_line
+    from mulap.infra.text_files import DatasetError
 
     worker = DatasetError("Caught DatasetError in DataLoader worker process 1.\nOriginal Traceback (most recent call "
                           "last):\n  File \"x.py\", line 3, in f\n    raise DatasetError(msg)\n"
-                          "mulap.data.text_files.DatasetError: record audio_id 'a': /d/a.npy: truncated\n")
+                          "mulap.infra.text_files.DatasetError: record audio_id 'a': /d/a.npy: truncated\n")
     assert one_line(worker) == "record audio_id 'a': /d/a.npy: truncated"
     assert one_line(PermissionError(13, "Permission denied", "/data/x.wav")) == "/data/x.wav: Permission denied"
     assert one_line(ValueError("bad.yaml: not valid YAML (while parsing\n  in line 1\nexpected ']')")) == (
@@ -105,15 +105,15 @@ def test_a_log_line_starts_its_own_line_while_a_progress_bar_is_drawn():
         console.setup()
         bar = tqdm(total=3, desc="embed", file=sys.stderr, disable=False, mininterval=0)
         bar.update(1)
-        logging.getLogger("mulap.embed").error("skipped /music/a.mp3: truncated")
+        logging.getLogger("mulap.inference.extract").error("skipped /music/a.mp3: truncated")
         bar.update(1)
-        logging.getLogger("mulap.embed").warning("second")
+        logging.getLogger("mulap.inference.extract").warning("second")
         bar.close()
         sys.__stderr__.write(stream.getvalue())
     """)
     assert out.returncode == 0, out.stderr
     segments = out.stderr.splitlines()  # also split at the carriage returns of a bar
-    assert "ERROR mulap.embed: skipped /music/a.mp3: truncated" in segments and "WARNING mulap.embed: second" in segments
+    assert "ERROR mulap.inference.extract: skipped /music/a.mp3: truncated" in segments and "WARNING mulap.inference.extract: second" in segments
     assert not [s for s in segments if ("ERROR" in s or "WARNING" in s) and not s.startswith(("ERROR", "WARNING"))]
     assert segments[-1].startswith("embed:  67%")  # the bar is drawn again after each line
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from mulap.cli import main
-from mulap.config import load_config
-from mulap.data.example_corpus import default_data_dir, ensure_pretraining_corpus
-from mulap.paths import project_root
+from mulap.infra.config import load_config
+from mulap.demo.example_corpus import default_data_dir, ensure_pretraining_corpus
+from mulap.infra.paths import project_root
 from tests.helpers import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from mulap.cli import main
-from mulap.embed import AUDIO_SUFFIXES, list_audio
+from mulap.audio.scan import AUDIO_SUFFIXES, list_audio
 from tests.helpers import tone
 
 
@@ -68,12 +68,12 @@ def test_embed_all_formats_to_float32_parquet_equal_to_npz(folder, tmp_path):
 
 
 def test_output_name_is_checked_before_any_work(folder, tmp_path, capsys, monkeypatch):
-    import mulap.api
+    import mulap.inference.api
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the output name was checked")
 
-    monkeypatch.setattr(mulap.api, "load", no_model)
+    monkeypatch.setattr(mulap.inference.api, "load", no_model)
     assert main(["embed", "supervised_mtt", str(folder), "-o", str(tmp_path / "emb.csv")]) == 2
     assert "output " in capsys.readouterr().err and not (tmp_path / "emb.csv").exists()
     (tmp_path / "dir.npz").mkdir()

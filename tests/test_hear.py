@@ -1,4 +1,4 @@
-"""mulap.hear against the rules hear-validator checks (shapes, dtypes, regular increasing timestamps, sizes)
+"""mulap.inference.hear against the rules hear-validator checks (shapes, dtypes, regular increasing timestamps, sizes)
 plus batch independence, and against the Python API's numbers (scene = model.embed, a timestamp = its 3 s window);
 float32 tolerance 1e-5 relative: a batch of another size sums in another order."""
 from __future__ import annotations

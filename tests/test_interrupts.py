@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from mulap.cli import main
+from mulap.infra import experiment
 from mulap.training import checkpoints as ck
 from tests.helpers import TINY_MODEL, make_tone_corpus, tone
 from tests.training.crash_trials import state_problems
@@ -88,7 +89,7 @@ def test_interrupted_pretraining_says_what_it_kept_and_the_same_command_resumes(
         f"stopped at global step {stopped}: interrupted ({name}); kept checkpoints/{kept} (global step {stopped})")
     ckpts = exp / "checkpoints"
     assert not list(ckpts.glob(".*")), "a temp file was left"
-    assert ck.verify_integrity(ckpts / kept) is None and ck.inspect_checkpoint(ckpts / kept).global_step == stopped
+    assert experiment.verify_integrity(ckpts / kept) is None and experiment.inspect_checkpoint(ckpts / kept).global_step == stopped
     assert not (exp / "run.lock").exists()
 
     assert main(args) == 0  # the same command
@@ -101,7 +102,7 @@ def test_interrupted_pretraining_says_what_it_kept_and_the_same_command_resumes(
 def test_pretraining_without_an_id_is_resumed_with_the_id_it_made(corpus, tmp_path, monkeypatch, capsys):
     """The time-stamped default id would start a new experiment: the command given back names it."""
     import mulap.training.pretrain as pretrain
-    from mulap.interrupts import Interrupted
+    from mulap.infra.interrupts import Interrupted
 
     def stopped(cfg, pretrain_id, extra_callbacks=()):
         raise Interrupted(signal.SIGINT, "at global step 1; kept checkpoints/interrupted.ckpt (global step 1)")
@@ -119,8 +120,8 @@ def test_a_library_run_still_raises_keyboard_interrupt_and_gets_ctrl_c_back(corp
     the signal and what was kept; Lightning's "ignore Ctrl-C from now on" does not outlive the run."""
     import lightning as L
 
-    from mulap.config import load_config
-    from mulap.interrupts import Interrupted
+    from mulap.infra.config import load_config
+    from mulap.infra.interrupts import Interrupted
     from mulap.training.pretrain import run_pretraining
 
     class CtrlC(L.Callback):
@@ -164,7 +165,7 @@ def test_a_signal_inside_a_checkpoint_write_is_delivered_after_the_commit(tmp_pa
 
 
 def test_deferred_signals_reach_the_handler_that_was_there():
-    from mulap.interrupts import signals_deferred
+    from mulap.infra.interrupts import signals_deferred
 
     seen = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))

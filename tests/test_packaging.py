@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import mulap
-from mulap.config import CONFIG_DIR
+from mulap.infra.config import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def test_import_mulap_is_light_and_names_load_lazily():
         print("heavy:", heavy)
         print("version:", mulap.__version__)
         assert callable(mulap.load) and "torch" in sys.modules       # first use of mulap.load brings torch
-        assert mulap.hear.load_model and "mulap.hear" in sys.modules  # submodules without importing them
+        assert mulap.inference.hear.load_model and "mulap.inference.hear" in sys.modules  # submodules without importing them
         try:
             mulap.no_such_thing
         except AttributeError as exc:
@@ -118,8 +118,8 @@ def test_wheel_installs_and_works_outside_the_tree(tmp_path, demo_world):
         import json, sys
         import numpy as np, soundfile as sf
         import mulap
-        from mulap.config import load_config
-        from mulap.paths import project_root
+        from mulap.infra.config import load_config
+        from mulap.infra.paths import project_root
         model = mulap.load("supervised_mtt", device="cpu")
         files = {[str(f) for f in files]!r}
         wave, rate = sf.read(files[0], dtype="float32")

@@ -5,7 +5,7 @@ import numpy as np
 
 from omegaconf import OmegaConf
 
-from mulap.pipeline import demo_settings, run_demo
+from mulap.demo.pipeline import demo_settings, run_demo
 from tests.helpers import TINY_MODEL
 
 
@@ -104,7 +104,7 @@ def test_small_demo_end_to_end(tmp_path, capsys):
 def test_generalisation_gap_has_intervals_and_a_per_soundfont_breakdown(tmp_path):
     """The report's measure of generalisation: zero-shot accuracy on the world's notes (per source) and on the
     held-out soundfont's, each with a bootstrap interval, and their gap with its own."""
-    from mulap.evaluation.language import generalisation, generalisation_lines
+    from mulap.demo.language import generalisation, generalisation_lines
 
     rng = np.random.default_rng(0)
 

@@ -16,10 +16,10 @@ import pytest
 import soundfile as sf
 
 import mulap
-import mulap.embed
+import mulap.inference.extract
 from mulap import search
 from mulap.cli import main
-from mulap.files import WRITER_HOST
+from mulap.infra.files import WRITER_HOST
 from tests.helpers import tone
 
 W0 = ["training.num_workers=0"]
@@ -38,15 +38,15 @@ def random_model():
 
 
 def _extract_spy(monkeypatch):
-    """Every path mulap.embed.extract is asked to embed (search and model.embed_files both go through it)."""
+    """Every path mulap.inference.extract.extract is asked to embed (search and model.embed_files both go through it)."""
     seen = []
-    real = mulap.embed.extract
+    real = mulap.inference.extract.extract
 
     def spy(model, paths, *a, **kw):
         seen.extend(str(p) for p in paths)
         return real(model, paths, *a, **kw)
 
-    monkeypatch.setattr(mulap.embed, "extract", spy)
+    monkeypatch.setattr(mulap.inference.extract, "extract", spy)
     return seen
 
 

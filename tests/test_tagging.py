@@ -14,9 +14,9 @@ from matplotlib.image import imread
 from mulap.audio.chunks import cut_chunks
 from mulap.audio.io import load_audio
 from mulap.cli import main
-from mulap.data.demo.render import normalize, render_notes
+from mulap.demo.world.render import normalize, render_notes
 from mulap.models.musicnn_tf import load_musicnn_pretrained
-from mulap.tagging import load_tagger, tag_audio, tag_file
+from mulap.inference.tagging import load_tagger, tag_audio, tag_file
 
 # GM programs and a comfortable starting pitch per instrument (gm.PROGRAM_NAMES: 0 piano, 40 violin, 73 flute, 24 guitar)
 INSTRUMENTS = {"piano": (0, 60), "violin": (40, 67), "flute": (73, 72), "guitar": (24, 52)}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the real HEAR 2021 validator (PyPI hearvalidator==2021.0.2) on mulap.hear. Not part of the test suite:
+# Run the real HEAR 2021 validator (PyPI hearvalidator==2021.0.2) on mulap.inference.hear. Not part of the test suite:
 # hearvalidator imports TensorFlow, which is no dependency of mulap, so it lives in a throw-away venv.
 #
 #   tools/hear_validator.sh                      # the default model (supervised_mtt)
@@ -26,4 +26,4 @@ DEPS="$("$MULAP_PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"]
 SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 echo "$DEPS" > "$SITE/zz_mulap_deps.pth"
 cd "$WORK/run"
-env -u PYTHONPATH "$VENV/bin/hear-validator" mulap.hear "$@"
+env -u PYTHONPATH "$VENV/bin/hear-validator" mulap.inference.hear "$@"

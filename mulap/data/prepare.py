@@ -1,6 +1,6 @@
 """Publisher layout -> the prepared form every downstream step reads.
 
-`prepare(task, raw_dir, out_dir)` reads a dataset with its loader (mulap.data.downstream),
+`prepare(task, raw_dir, out_dir)` reads a dataset with its loader (mulap.data.tasks),
 decodes every clip once to 16 kHz mono float32 and writes
 
     <out_dir>/audio/<id>.npy     [T] float32 at 16 kHz (the seed's audio convention)
@@ -35,9 +35,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mulap.audio.io import SAMPLE_RATE, AudioError, load_audio, write_audio
-from mulap.data.downstream import SPLITS, TASK_TYPES, RawDataset, Record, get_task
-from mulap.data.text_files import DatasetError, DatasetFormatError, read_json, text_lines
-from mulap.files import atomic_write_text, is_file
+from mulap.data.downstream.csv import CSV_PREFIX, dataset_folder, load_csv_labels
+from mulap.data.tasks import SPLITS, TASK_TYPES, RawDataset, Record, get_task
+from mulap.infra.text_files import DatasetError, DatasetFormatError, read_json, text_lines
+from mulap.infra.files import atomic_write_text, is_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.jsonl"
@@ -340,3 +341,12 @@ def prepare(task: str, raw_dir: str | Path, out_dir: str | Path, num_workers: in
 
 
 __all__ = ["prepare", "PrepareReport", "load_prepared", "PreparedDataset", "Item", "targets", "FORMAT_VERSION"]
+
+
+def prepare_csv(labels_csv: str | Path, audio_dir: str | Path, name: str, data_root: str | Path,
+                out_dir: str | Path | None = None, num_workers: int = 2, seed: int = 0, progress: bool = True):
+    """`mulap prepare csv`: decode the listed files into <data_root>/datasets/csv_NAME (or out_dir); train on it
+    with the task name csv:NAME. Returns prepare's PrepareReport."""
+    out = Path(out_dir) if out_dir else Path(data_root) / "datasets" / dataset_folder(name)
+    ds = load_csv_labels(labels_csv, audio_dir, seed)
+    return prepare(f"{CSV_PREFIX}{name}", audio_dir, out, num_workers=num_workers, progress=progress, dataset=ds)

@@ -48,9 +48,9 @@ from mulap.audio.augment import Augment, augment_rng
 from mulap.audio.io import AudioError, iter_blocks, load_audio
 from mulap.data.audiocaption import SPLIT_FILES, DatasetError, Skipped, caption_for, clip_item, read_split
 from mulap.audio.chunks import chunk_samples
-from mulap.data.text_files import DatasetFormatError, decode_text, read_json
-from mulap.files import unlink_quietly, write_error, write_json
-from mulap.paths import is_url
+from mulap.infra.text_files import DatasetFormatError, decode_text, read_json
+from mulap.infra.files import unlink_quietly, write_error, write_json
+from mulap.infra.paths import is_url
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ _LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse")
 
 def primary_metric(task: str) -> str:
     """The metric a task is early-stopped and ranked on (e.g. 'roc_auc_macro' for mtt_tagging)."""
-    from mulap.data.downstream import get_task  # late: keeps evaluation importable without the data package loaded
+    from mulap.data.tasks import get_task  # late: keeps evaluation importable without the data package loaded
 
     return get_task(task).primary_metric
 

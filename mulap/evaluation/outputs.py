@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mulap.evaluation.metrics import compute_metrics, scalar_metrics, tune_thresholds
-from mulap.files import atomic_write_text, write_json
+from mulap.infra.files import atomic_write_text, write_json
 
 
 def evaluate_and_write(folder: Path, ds, valid: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import matplotlib
 
@@ -15,6 +15,9 @@ matplotlib.use("Agg")  # headless: servers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import average_precision_score, precision_recall_curve  # noqa: E402
+
+if TYPE_CHECKING:
+    from mulap.inference.tagging import FileTags
 
 
 def _save(fig: "plt.Figure", path: str | Path) -> Path:
@@ -263,3 +266,20 @@ def plot_intervals(diffs: Mapping[str, Mapping[str, Mapping[str, float | None]]]
 
 __all__ = ["plot_per_class", "plot_confusion_matrix", "plot_pr_curves", "plot_regression_scatter", "plot_curves",
            "plot_grouped_bars", "transfer_figure", "panel_limits", "metric_range", "plot_intervals"]
+
+
+def plot_taggram(result: "FileTags", tag_names: Sequence[str], path: str | Path, model_name: str = "") -> Path:
+    """Tags x time image of one file (probabilities 0..1 per 3 s chunk), as musicnn's taggram."""
+    k, t = len(tag_names), len(result.starts)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * t + 3.5), 0.16 * k + 1.6))
+    im = ax.imshow(result.taggram.T, aspect="auto", origin="upper", cmap="Blues", vmin=0.0, vmax=1.0,
+                   interpolation="nearest")
+    ax.set_yticks(range(k))
+    ax.set_yticklabels(tag_names, fontsize=6)
+    step = max(1, t // 12)
+    ax.set_xticks(range(0, t, step))
+    ax.set_xticklabels([f"{s:.0f}" for s in result.starts[::step]], fontsize=7)
+    ax.set_xlabel("chunk start (s)")
+    fig.colorbar(im, ax=ax, fraction=0.04, label="tag probability")
+    ax.set_title(f"{Path(result.file).name}" + (f" ({model_name})" if model_name else ""), fontsize=9)
+    return _save(fig, path)

@@ -159,7 +159,7 @@ def evaluate_retrieval(model, data_dir, split: str = "test", rerank_n: int = 10,
 
     from mulap.audio.io import AudioError
     from mulap.data.audiocaption import read_split
-    from mulap.embed import extract
+    from mulap.inference.extract import extract
 
     model._need_joint("retrieval evaluation")
     pairs, skipped = read_split(data_dir, split, audio_dir, on_bad="skip")
@@ -216,7 +216,7 @@ def write_retrieval(result: dict, out) -> dict:
     from pathlib import Path
 
     from mulap.evaluation.plots import plot_curves
-    from mulap.files import write_json
+    from mulap.infra.files import write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -148,7 +148,7 @@ def run_zeroshot(model, ds, emb, out: Path, prompts_file: str | Path | None = No
     like `mulap eval` (metrics.json, metrics.tsv, predictions.npz, plots/), plus prompts.json.
     `calibrate_classes`: standardise class scores on the validation split (see the module docstring)."""
     from mulap.evaluation.outputs import evaluate_and_write
-    from mulap.files import write_json
+    from mulap.infra.files import write_json
 
     labels = list(ds.label_names)
     prompts = task_prompts(ds.task, ds.task_type, labels, prompts_file)

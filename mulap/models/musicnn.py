@@ -14,124 +14,34 @@ formulation can replace one without touching the rest.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mulap.audio.features import MelFrontEnd
+from mulap.infra.config_schema import BlockOrder, MusicnnConfig, TemporalMode  # noqa: F401 (the network's settings)
 from mulap.models.timbral_fused import bn_update_factor, timbral_fused
 
-BlockOrder = Literal["conv_bn_relu", "conv_relu_bn"]
-TemporalMode = Literal["mean_conv", "conv_max"]
 
 
-@dataclass
-class MusicnnConfig:
-    """Every setting of a Musicnn variant, front end included (stored in checkpoints)."""
-
-    # mel front end (see MelFrontEnd)
-    sample_rate: int = 16000
-    n_fft: int = 512
-    hop_length: int = 256
-    n_mels: int = 96
-    f_min: float = 0.0
-    f_max: float | None = 8000.0
-    power: float = 2.0
-    mel_scale: str = "htk"
-    mel_norm: str | None = None
-    compression: str = "db"
-    top_db: float | None = 80.0
-    center: bool = True
-    pad_mode: str = "reflect"
-    chunk_samples: int = 48000  # 3 s at 16 kHz; the length the model is trained on
-    # timbral front end: vertical convs, heights as fractions of n_mels, in concatenation order
-    timbral_height_fractions: tuple[float, ...] = (0.7, 0.4)
-    timbral_width: int = 7
-    timbral_channels: int = 204
-    timbral_impl: str = "fused"  # computation only ('fused' | 'time_taps' | 'conv2d'); same weights, same result
-    # temporal front end: horizontal convs, in concatenation order
-    temporal_lengths: tuple[int, ...] = (129, 65, 33)
-    temporal_channels: int = 51
-    temporal_mode: str = "mean_conv"  # 'mean_conv': average bands then conv; 'conv_max': conv per band, max
-    # back end ("mid-end" in musicnn's code)
-    backend_channels: int = 64
-    backend_kernel: int = 7
-    block_order: str = "conv_bn_relu"
-    bn_eps: float = 1e-5
-    bn_momentum: float = 0.1  # torch convention; TF's 0.99 decay is 0.01 here
-    # tagging head (MusicnnTagger only)
-    num_tags: int = 50
-    dense_units: int = 200
-    dropout: float = 0.5
-    variant: str = "mulap"
-
-    def __post_init__(self) -> None:
-        self.timbral_height_fractions = tuple(float(f) for f in self.timbral_height_fractions)
-        self.temporal_lengths = tuple(int(k) for k in self.temporal_lengths)
-        if self.block_order not in ("conv_bn_relu", "conv_relu_bn"):
-            raise ValueError(f"block_order must be 'conv_bn_relu' or 'conv_relu_bn', got {self.block_order!r}")
-        if self.temporal_mode not in ("mean_conv", "conv_max"):
-            raise ValueError(f"temporal_mode must be 'mean_conv' or 'conv_max', got {self.temporal_mode!r}")
-        for h in self.timbral_heights:
-            if not 1 <= h <= self.n_mels:
-                raise ValueError(f"timbral filter height {h} does not fit {self.n_mels} mel bands")
-
-    @property
-    def timbral_heights(self) -> tuple[int, ...]:
-        """Filter heights in mel bands: int(fraction * n_mels), e.g. 67 and 38 for 96 bands."""
-        return tuple(int(f * self.n_mels) for f in self.timbral_height_fractions)
-
-    @property
-    def frontend_channels(self) -> int:
-        """Channels out of the front end (561 for the defaults)."""
-        return self.timbral_channels * len(self.timbral_height_fractions) + self.temporal_channels * len(
-            self.temporal_lengths
-        )
-
-    @property
-    def out_dim(self) -> int:
-        """Pooled feature size: 2 * (front end + 3 back-end blocks), 1506 for 64 back-end channels."""
-        return 2 * (self.frontend_channels + 3 * self.backend_channels)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-Python dict (lists for tuples), e.g. for YAML/JSON or a checkpoint."""
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MusicnnConfig":
-        """Inverse of :meth:`to_dict` (missing keys take their defaults); unknown keys are an error naming them.
-        The settings are checked against the typed schema first (types, names, size limits: the dict may come
-        from a file someone else wrote), so nothing is built from a config that would not fit in memory."""
-        from mulap.config_schema import check_musicnn
-
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown MusicnnConfig keys: {unknown}")
-        return cls(**check_musicnn(d))
-
-    def make_frontend(self) -> MelFrontEnd:
-        """The MelFrontEnd these settings describe."""
-        return MelFrontEnd(
-            sample_rate=self.sample_rate,
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            n_mels=self.n_mels,
-            f_min=self.f_min,
-            f_max=self.f_max,
-            power=self.power,
-            mel_scale=self.mel_scale,  # type: ignore[arg-type]
-            mel_norm=self.mel_norm,  # type: ignore[arg-type]
-            compression=self.compression,  # type: ignore[arg-type]
-            top_db=self.top_db,
-            center=self.center,
-            pad_mode=self.pad_mode,
-        )
+def make_frontend(cfg: MusicnnConfig) -> MelFrontEnd:
+    """The MelFrontEnd a MusicnnConfig describes."""
+    return MelFrontEnd(
+        sample_rate=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        n_mels=cfg.n_mels,
+        f_min=cfg.f_min,
+        f_max=cfg.f_max,
+        power=cfg.power,
+        mel_scale=cfg.mel_scale,  # type: ignore[arg-type]
+        mel_norm=cfg.mel_norm,  # type: ignore[arg-type]
+        compression=cfg.compression,  # type: ignore[arg-type]
+        top_db=cfg.top_db,
+        center=cfg.center,
+        pad_mode=cfg.pad_mode,
+    )
 
 
 def same_padding(kernel: int) -> tuple[int, int]:
@@ -258,7 +168,7 @@ class Musicnn(nn.Module):
         super().__init__()
         self.config = cfg = config or MusicnnConfig()
         eps, mom, order = cfg.bn_eps, cfg.bn_momentum, cfg.block_order
-        self.frontend = cfg.make_frontend()
+        self.frontend = make_frontend(cfg)
         self.input_bn = nn.BatchNorm2d(1, eps=eps, momentum=mom)
         self.timbral = nn.ModuleList(
             TimbralBranch(h, cfg.timbral_width, cfg.timbral_channels, order, eps, mom, cfg.timbral_impl)

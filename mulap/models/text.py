@@ -42,7 +42,7 @@ def load_tokenizer(pretrained: str | None) -> BertTokenizerFast:
 def read_tokenizer(folder: str | Path) -> BertTokenizerFast:
     """The BERT tokenizer of a local folder (an export's, a Hugging Face model's), offline. One that cannot be
     built is a ModelLoadError naming the file it came from."""
-    from mulap.models.pretrained import ModelLoadError
+    from mulap.models.weight_files import ModelLoadError
 
     try:
         return BertTokenizerFast.from_pretrained(str(folder), local_files_only=True)
@@ -54,7 +54,7 @@ def _tokenizer_problem(folder: Path, exc: Exception) -> str:
     """Which of the tokenizer's files stopped it, and why (transformers' errors name none)."""
     from tokenizers import Tokenizer
 
-    from mulap.data.text_files import DatasetError, read_json, read_text
+    from mulap.infra.text_files import DatasetError, read_json, read_text
     from mulap.models.weight_files import first_line
 
     settings = [folder / n for n in ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")]

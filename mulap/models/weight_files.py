@@ -1,6 +1,6 @@
 """Weight files (safetensors) as mulap writes and reads them.
 
-Written through `mulap.files.atomic_write_bytes`, like every other file: the umask's permissions (safetensors'
+Written through `mulap.infra.files.atomic_write_bytes`, like every other file: the umask's permissions (safetensors'
 own writer leaves 0600, so a shared export could not be read by others) and a full disk as one WriteError
 naming the file.
 
@@ -17,12 +17,16 @@ from typing import Callable
 import torch
 from torch import nn
 
-from mulap.files import atomic_write_bytes
+from mulap.infra.files import atomic_write_bytes
+
+
+class ModelLoadError(ValueError):
+    """A path that is not a usable mulap model; the message names the path and what is missing."""
 
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """`tensors` as the safetensors file `path`, atomically. Serialised in memory first (for a moment the
-    file's size again), then written by mulap.files."""
+    file's size again), then written by mulap.infra.files."""
     from safetensors.torch import save
 
     return atomic_write_bytes(path, save(tensors, metadata=metadata))
@@ -82,8 +86,6 @@ def build_to_fit(build: Callable[[], nn.Module], stored: dict[str, tuple[int, ..
                  config: str) -> nn.Module:
     """`build()` (fresh weights, to be loaded from `weights` next), once its weightless copy fits `stored`.
     Raises ModelLoadError naming `weights`, `config` (where the architecture was read) and what does not fit."""
-    from mulap.models.pretrained import ModelLoadError
-
     with torch.device("meta"):
         skeleton = build()
     problem = fit_problem(skeleton, stored)

@@ -2,7 +2,7 @@
 evaluation on the test split (`mulap eval`).
 
 Frozen mode (the default, the paper's protocol): every 3 s chunk of every clip is embedded
-once (cached on disk, see mulap.embed); the probe then trains on the cache. Each epoch
+once (cached on disk, see mulap.inference.extract); the probe then trains on the cache. Each epoch
 draws one random chunk per training track (the cached form of "random 3 s crops"); the
 validation metric scores every chunk and averages the chunk outputs per track.
 Fine-tune mode trains the backbone too, on random 3 s crops of the waveforms.
@@ -28,12 +28,15 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from mulap.audio.chunks import cut_chunks, random_crop
-from mulap.config import CONFIG_DIR, ConfigError, load_config, load_saved_config, save_config, to_dict
-from mulap.data.downstream import get_task
+from mulap.infra.config import CONFIG_DIR, ConfigError, load_config, load_saved_config, save_config
+from mulap.data.tasks import get_task
 from mulap.data.prepare import MANIFEST, PreparedDataset, load_prepared, targets
-from mulap.files import write_json
-from mulap.embed import (cached_embeddings, embedding_cache_root, experiment_backbone_file, extraction_processes, extraction_settings,
-                         resolve_backbone)
+from mulap.infra.files import write_json
+from mulap.inference.cache import cached_embeddings, embedding_cache_root
+from mulap.inference.extract import extraction_settings
+from mulap.inference.loading import resolve_backbone
+from mulap.infra.experiment import backbone_file
+from mulap.training.extract_ddp import extractor
 from mulap.evaluation.metrics import aggregate_tracks, primary_value, scalar_metrics
 from mulap.evaluation.outputs import evaluate_and_write
 from mulap.models.backbone import SUPERVISED, load_backbone, save_backbone
@@ -43,6 +46,7 @@ from mulap.models.weight_files import module_tensors, save_safetensors
 from mulap.training.checkpoints import AtomicCheckpointIO
 from mulap.training.locks import LOCK_NAME, run_lock
 from mulap.training.progress import EpochProgress
+from mulap.infra.experiment import experiment_dir
 
 log = logging.getLogger(__name__)
 BACKBONE_INITS = ("mulap", "random", *SUPERVISED)
@@ -59,7 +63,7 @@ def downstream_config(task: str, config_file: str | Path | None = None, override
 
 
 def downstream_dir(cfg: DictConfig, pretrain_id: str, downstream_id: str) -> Path:
-    return Path(cfg.env.save_dir) / "experiments" / pretrain_id / "downstream" / downstream_id
+    return experiment_dir(cfg.env.save_dir, pretrain_id) / "downstream" / downstream_id
 
 
 def dataset_root(cfg: DictConfig) -> Path:
@@ -87,7 +91,7 @@ def backbone_for(cfg: DictConfig, pretrain_id: str) -> tuple[Musicnn, str]:
     if init == "mulap":
         return resolve_backbone(pretrain_id, cfg.env.save_dir, seed)
     if init == "random":  # same architecture as the pre-trained one, fresh weights
-        like = load_backbone(experiment_backbone_file(cfg.env.save_dir, pretrain_id))
+        like = load_backbone(backbone_file(cfg.env.save_dir, pretrain_id))
         return resolve_backbone("random", cfg.env.save_dir, seed, like=like)
     return resolve_backbone(init, cfg.env.save_dir, seed)
 
@@ -351,7 +355,7 @@ def _embeddings(cfg: DictConfig, backbone: Musicnn, ds: PreparedDataset, progres
     return cached_embeddings(backbone, ids, paths, ds.root / MANIFEST, embedding_cache_root(cfg.env.save_dir),
                              int(cfg.training.num_workers), progress,
                              desc=f"embedding {ds.task}", device=device, precision=precision,
-                             processes=extraction_processes(cfg))
+                             extractor=extractor(cfg))
 
 
 def _save_probe(out: Path, module: ProbeModule, meta: dict) -> None:

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from mulap.files import pid_alive, write_error
+from mulap.infra.files import pid_alive, write_error
 
 log = logging.getLogger(__name__)
 LOCK_NAME = "run.lock"

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only
 
-from mulap.files import fsync_dir, is_write_problem, unlink_quietly, write_error
+from mulap.infra.files import fsync_dir, is_write_problem, unlink_quietly, write_error
 
 log = logging.getLogger(__name__)
 

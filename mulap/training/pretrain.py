@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import signal
 import sys
 import threading
@@ -27,22 +26,24 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mulap.audio.augment import Augment
-from mulap.config import ConfigError, save_config, to_dict, validate_config
-from mulap.console import one_line
+from mulap.infra.config import ConfigError, save_config, to_dict, validate_config
+from mulap.infra.console import one_line
 from mulap.data.audiocaption import AudioCaptionDataset, Collate
 from mulap.data.shards import ShardDataset, ShardLoader, shard_dataset, trained_batches
-from mulap.files import is_write_problem, write_error
-from mulap.interrupts import Interrupted, signal_name, signal_of, worker_exits_on_sigterm
+from mulap.infra.files import is_write_problem, write_error
+from mulap.infra.interrupts import Interrupted, signal_name, signal_of, worker_exits_on_sigterm
 from mulap.models.backbone import save_backbone
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer
-from mulap.paths import recorded_config
-from mulap.training.checkpoints import AtomicCheckpointIO, Resume, best_checkpoint, checkpoint_callbacks, resume_checkpoint
+from mulap.infra.paths import recorded_config
+from mulap.infra.experiment import Resume, best_checkpoint, resume_checkpoint
+from mulap.training.checkpoints import AtomicCheckpointIO, checkpoint_callbacks
 from mulap.training.distributed import FailFast
 from mulap.training.locks import LOCK_NAME, launcher_rank_zero, run_lock
 from mulap.training.loggers import HistoryCSVLogger, HistoryTensorBoardLogger
 from mulap.training.optim import adamw_with_warmup
 from mulap.training.resumable import EpochSampler, step_seed
+from mulap.infra.experiment import run_dir
 
 log = logging.getLogger(__name__)
 OBJECTIVE_KEYS = ("loss", "mlm", "atm", "mam", "contrastive", "contrastive_chunk", "mlm_acc", "atm_acc", "contrastive_acc",
@@ -258,14 +259,6 @@ def build_trainer(cfg: DictConfig, exp_dir: Path, extra_callbacks=(), resume: Re
         raise ConfigError(f"training.device/devices/strategy/precision: {exc}") from None
 
 
-def experiment_dir(cfg: DictConfig, pretrain_id: str) -> Path:
-    """``<save_dir>/experiments/<pretrain_id>``; the id is one folder name (``../x`` or ``a/b`` would put the
-    experiment elsewhere, where nothing finds it by its id)."""
-    if not pretrain_id or pretrain_id in (".", "..") or "/" in pretrain_id or os.sep in pretrain_id or "\0" in pretrain_id:
-        raise ConfigError(f"pretrain_id {pretrain_id!r}: use a plain name (letters, digits, '-', '_', '.'), not a path")
-    return Path(cfg.env.save_dir) / "experiments" / pretrain_id
-
-
 # expected on every resume; the DataModule's state (not the loader's) makes a mid-epoch resume exact
 for _pattern in (r"Checkpoint directory .* exists and is not empty", r".*resuming from a checkpoint that ended before the epoch ended"):
     warnings.filterwarnings("ignore", message=_pattern)
@@ -279,7 +272,7 @@ def run_pretraining(cfg: DictConfig, pretrain_id: str, extra_callbacks=()) -> Pa
     (see mulap.training.checkpoints), logs/{csv,tb}, backbone.safetensors (best) and backbone_last.safetensors.
     """
     validate_config(cfg)
-    exp_dir = experiment_dir(cfg, pretrain_id)
+    exp_dir = run_dir(cfg.env.save_dir, pretrain_id)
     data = AudioCaptionDataModule(cfg)
     data.setup("fit")  # opens and validates the splits (DatasetError naming the file and record)
     L.seed_everything(int(cfg.env.seed), workers=True, verbose=False)

@@ -1,4 +1,4 @@
-"""The offline demo world (mulap.data.demo): formats, determinism, splits, and that the
+"""The offline demo world (mulap.demo.world): formats, determinism, splits, and that the
 audio is sampled-instrument music whose labels agree with what it sounds like."""
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import soundfile as sf
 from scipy.ndimage import maximum_filter1d
 
 from mulap.audio.io import load_audio
-from mulap.data.demo import SIZES, build_demo
-from mulap.data.demo.gm import NOT_AT_KEY_PITCH, PROGRAM_FAMILY
-from mulap.data.demo import render, timbre
-from mulap.data.demo.render import render_note, render_notes
+from mulap.demo.world import SIZES, build_demo
+from mulap.demo.world.gm import NOT_AT_KEY_PITCH, PROGRAM_FAMILY
+from mulap.demo.world import render, timbre
+from mulap.demo.world.render import render_note, render_notes
 
 SR = 16000
 
@@ -260,7 +260,7 @@ def test_pitch_check_rejects_a_wrong_label():
 
 def test_nsynth_programs_are_tuned():
     """Every program eligible for NSynth sounds at its key at the edges and centre of its range."""
-    from mulap.data.demo.gm import program_range
+    from mulap.demo.world.gm import program_range
 
     for prog in sorted(p for p in PROGRAM_FAMILY if p not in NOT_AT_KEY_PITCH)[::3]:
         lo, hi = program_range(prog)
@@ -334,7 +334,7 @@ def test_reserved_soundfonts_are_refused_for_the_world(tmp_path, monkeypatch, na
     with pytest.raises(timbre.ReservedSoundfontError):
         build_demo(tmp_path / "w", size="small", progress=False, workers=1, parts=("nsynth",))
     # ... and so is a render job that carries one
-    from mulap.data.demo.jobs import NoteJob, run_job, with_timbre
+    from mulap.demo.world.jobs import NoteJob, run_job, with_timbre
 
     t = timbre.draw_timbre(np.random.default_rng(0), {"opl3": str(bank)}, note=True)
     with pytest.raises(timbre.ReservedSoundfontError):
@@ -349,7 +349,7 @@ def test_reserved_soundfonts_are_refused_for_the_world(tmp_path, monkeypatch, na
 def test_without_opl3_the_world_falls_back_to_timgm6mb_with_one_warning(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(timbre.WORLD_SOURCES, "opl3", timbre.Source("opl3", "x", str(tmp_path / "absent.sf2"),
                                                                    "apt-get install opl3-soundfont"))
-    with caplog.at_level("WARNING", logger="mulap.data.demo.timbre"):
+    with caplog.at_level("WARNING", logger="mulap.demo.world.timbre"):
         sources = timbre.available_sources()
     assert list(sources) == ["timgm6mb"]
     assert len(caplog.records) == 1 and "absent.sf2" in caplog.text and "opl3-soundfont" in caplog.text

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mulap.data.downstream import TASKS, DatasetFormatError, get_task, load_emomusic, load_fma, load_jamendo, load_mtt, load_nsynth
+from mulap.data.tasks import TASKS, DatasetFormatError, get_task, load_emomusic, load_fma, load_jamendo, load_mtt, load_nsynth
 from tests.data import publisher_layouts as pl
 
 
@@ -229,7 +229,7 @@ def demo_raw(request) -> "pl.Path":
     try:
         world = request.getfixturevalue("demo_world")
     except pytest.FixtureLookupError:
-        pytest.skip("the demo_world fixture (mulap.data.demo) is not available")
+        pytest.skip("the demo_world fixture (mulap.demo.world) is not available")
     world = pl.Path(world)
     return world / "raw" if (world / "raw").is_dir() else world
 

@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mulap.data.audiocaption import read_split
-from mulap.data.downstream import load_emomusic, load_fma, load_jamendo, load_mtt, load_nsynth
-from mulap.data.text_files import DatasetError
+from mulap.data.tasks import load_emomusic, load_fma, load_jamendo, load_mtt, load_nsynth
+from mulap.infra.text_files import DatasetError
 from tests.data import publisher_layouts as pl
 from tests.helpers import make_audiocaption
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mulap.audio.io import load_audio
-from mulap.data.downstream import DatasetFormatError
+from mulap.data.tasks import DatasetFormatError
 from mulap.data.prepare import load_prepared, prepare, targets
 from tests.data import publisher_layouts as pl
 
@@ -101,7 +101,7 @@ def test_load_prepared_errors(tmp_path):
 
 
 def test_prepare_reads_every_demo_dataset(request, tmp_path):
-    from mulap.data.downstream import TASKS
+    from mulap.data.tasks import TASKS
     from tests.data.test_downstream import demo_raw
 
     raw = demo_raw(request)

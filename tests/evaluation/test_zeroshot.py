@@ -128,7 +128,7 @@ def test_user_prompts_file_and_its_errors(prepared, tiny_mulap, tmp_path):
 
 def test_zeroshot_in_python(prepared, tiny_mulap):
     """The API pieces a notebook would use give the files' numbers."""
-    from mulap.embed import cached_embeddings
+    from mulap.inference.cache import cached_embeddings
     from mulap.evaluation.zeroshot import task_prompts, track_means, zero_shot_scores
 
     save_dir, pid = tiny_mulap

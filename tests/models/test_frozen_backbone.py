@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mulap.config import load_config
+from mulap.infra.config import load_config
 from mulap.models.mulap import MuLaP
 from tests.helpers import TINY_MODEL
 

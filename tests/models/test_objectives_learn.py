@@ -4,7 +4,7 @@ the answer or carry none) that a falling total loss would not."""
 import pytest
 import torch
 
-from mulap.config import load_config
+from mulap.infra.config import load_config
 from mulap.data.audiocaption import AudioCaptionDataset, Collate
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer

@@ -2,7 +2,7 @@
 import torch
 from transformers import BertModel
 
-from mulap.config import load_config
+from mulap.infra.config import load_config
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer, minilm_path
 

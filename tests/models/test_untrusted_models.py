@@ -21,10 +21,10 @@ import torch
 
 import mulap
 from mulap.cli import main
-from mulap.files import WRITER_HOST, WriteError
+from mulap.infra.files import WRITER_HOST, WriteError
 from mulap.models.backbone import load_backbone, save_backbone
 from mulap.models.musicnn import Musicnn, MusicnnConfig
-from mulap.models.pretrained import ModelLoadError, export_model, load_experiment
+from mulap.inference.loading import ModelLoadError, export_model, load_experiment
 from tests.helpers import TINY_MODEL, make_tone_corpus, tone
 
 
@@ -405,7 +405,7 @@ def test_an_export_removes_the_temp_folders_of_killed_exports_only(tiny_mulap, t
 
 
 def test_the_temp_folder_of_an_export_names_its_writer(monkeypatch, tmp_path):
-    from mulap.files import writer_temp
+    from mulap.infra.files import writer_temp
 
     name = writer_temp(tmp_path / "tiny").name
     assert name.startswith(f".tiny.tmp-{WRITER_HOST}-{os.getpid()}-") and len(name.rsplit("-", 1)[1]) == 8
@@ -451,7 +451,7 @@ def test_a_full_disk_during_export_is_one_write_error_and_leaves_no_temp_folder(
     small = _small_tmpfs(disk, "1m")  # the config fits, the weights (a few MB) do not
     try:
         if small is None:  # no tmpfs: the OS's answer to a full disk, injected where the weights are flushed
-            import mulap.files as files
+            import mulap.infra.files as files
 
             real_fsync = files.os.fsync
 
@@ -491,7 +491,7 @@ def test_an_exports_recorded_source_does_not_decide_where_outputs_go(copy_export
     """provenance.source names the exporter's experiment folder (another machine's, or any path someone wrote
     there): evaluations of an export are written under the export."""
     from mulap.cli import _model_out
-    from mulap.config import load_config
+    from mulap.infra.config import load_config
 
     edit_config(copy_export, set_key("provenance.source", str(tmp_path / "somewhere" / "else")))
     model = mulap.load(copy_export, device="cpu")

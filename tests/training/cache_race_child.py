@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-import mulap.embed as embed
+import mulap.inference.cache as embed
 from mulap.models.musicnn import Musicnn, MusicnnConfig
 
 
@@ -41,8 +41,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = Musicnn(MusicnnConfig(timbral_channels=4, temporal_channels=2, backend_channels=4)).eval()
     used_theirs = []
-    logging.getLogger("mulap.embed").setLevel(logging.INFO)
-    logging.getLogger("mulap.embed").addHandler(type("H", (logging.Handler,), {
+    logging.getLogger("mulap.inference.cache").setLevel(logging.INFO)
+    logging.getLogger("mulap.inference.cache").addHandler(type("H", (logging.Handler,), {
         "emit": lambda self, rec: used_theirs.append(rec.getMessage()) if "another process" in rec.getMessage() else None})())
     current = {"round": 0}
 

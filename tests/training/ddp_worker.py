@@ -5,7 +5,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from mulap.config import load_config
+from mulap.infra.config import load_config
 from mulap.training.pretrain import run_pretraining
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))

@@ -18,7 +18,7 @@ import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from mulap.config import load_config  # noqa: E402
+from mulap.infra.config import load_config  # noqa: E402
 from mulap.training import checkpoints  # noqa: E402
 from mulap.training.pretrain import run_pretraining  # noqa: E402
 from tests.helpers import TINY_MODEL  # noqa: E402

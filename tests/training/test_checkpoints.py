@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mulap.files import WriteError
+from mulap.infra.files import WriteError
+from mulap.infra import experiment
 from mulap.training import checkpoints as ck
 from mulap.training.locks import RunLockError, launcher_rank_zero, run_lock
 from mulap.training.loggers import HistoryCSVLogger
@@ -124,7 +125,7 @@ def test_resume_skips_a_truncated_newest_and_a_step0_interrupted_and_reads_vN_an
     save(folder / "interrupted.ckpt", full_state(0), 2000)  # newest file, nothing trained
     save(folder / "best.ckpt", weights_only(6), 3000)  # weights only: never a resume state
     save(folder / ".step.ckpt.tmp", full_state(11))  # left by a killed write
-    resume = ck.resume_checkpoint(tmp_path)
+    resume = experiment.resume_checkpoint(tmp_path)
     assert resume.path.name == "last-v1.ckpt" and resume.info.global_step == 10
     text = resume.describe()
     assert "last.ckpt: unreadable" in text and "moved to last.ckpt.corrupt" in text
@@ -139,7 +140,7 @@ def test_resume_checks_crcs_and_falls_back_to_the_previous_state(tmp_path):
     save(folder / "last.prev.ckpt", full_state(4))
     flip_byte_in_tensor_data(folder / "last.ckpt")
     assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 8  # torch.load does not notice
-    resume = ck.resume_checkpoint(tmp_path)
+    resume = experiment.resume_checkpoint(tmp_path)
     assert resume.path.name == "last.prev.ckpt"
     assert "last.ckpt: damaged (CRC mismatch" in resume.describe()
 
@@ -148,30 +149,30 @@ def test_resume_orders_by_training_progress_not_file_time(tmp_path):
     folder = tmp_path / "checkpoints"
     save(folder / "step.ckpt", full_state(7), 100)  # older file, more training
     save(folder / "last.ckpt", full_state(6), 200)
-    assert ck.resume_checkpoint(tmp_path).path.name == "step.ckpt"
+    assert experiment.resume_checkpoint(tmp_path).path.name == "step.ckpt"
 
 
 def test_nothing_usable_means_a_fresh_start(tmp_path):
-    assert ck.resume_checkpoint(tmp_path) is None
+    assert experiment.resume_checkpoint(tmp_path) is None
     folder = tmp_path / "checkpoints"
     save(folder / "interrupted.ckpt", full_state(0))
     (folder / "last.ckpt").write_bytes(b"")
-    assert ck.resume_checkpoint(tmp_path) is None
+    assert experiment.resume_checkpoint(tmp_path) is None
     assert (folder / "last.ckpt.corrupt").exists()
 
 
 def test_best_checkpoint_prefers_best_then_legacy_names_then_last(tmp_path):
     folder = tmp_path / "checkpoints"
-    assert ck.best_checkpoint(tmp_path) is None
+    assert experiment.best_checkpoint(tmp_path) is None
     save(folder / "last.ckpt", full_state(9))
-    assert ck.best_checkpoint(tmp_path).name == "last.ckpt"
+    assert experiment.best_checkpoint(tmp_path).name == "last.ckpt"
     save(folder / "epoch001.ckpt", full_state(3), 100)
     save(folder / "epoch002-v1.ckpt", full_state(6), 200)
-    assert ck.best_checkpoint(tmp_path).name == "epoch002-v1.ckpt"
+    assert experiment.best_checkpoint(tmp_path).name == "epoch002-v1.ckpt"
     save(folder / "best.ckpt", weights_only(6))
-    assert ck.best_checkpoint(tmp_path).name == "best.ckpt"
+    assert experiment.best_checkpoint(tmp_path).name == "best.ckpt"
     truncate_half(folder / "best.ckpt")
-    assert ck.best_checkpoint(tmp_path).name == "epoch002-v1.ckpt"
+    assert experiment.best_checkpoint(tmp_path).name == "epoch002-v1.ckpt"
 
 
 @pytest.mark.parametrize("damage,why", [(truncate_half, "unreadable"), (flip_byte_in_tensor_data, "CRC mismatch")])
@@ -180,16 +181,16 @@ def test_a_damaged_best_checkpoint_is_passed_over_with_a_warning_naming_the_fall
     folder = tmp_path / "checkpoints"
     save(folder / "last.ckpt", full_state(9))
     save(folder / "best.ckpt", {**weights_only(6), "state_dict": {"model.w": torch.zeros(64, 64)}})
-    assert ck.best_checkpoint(tmp_path).name == "best.ckpt" and not caplog.records
+    assert experiment.best_checkpoint(tmp_path).name == "best.ckpt" and not caplog.records
     damage(folder / "best.ckpt")
     with caplog.at_level("WARNING", logger="mulap"):
-        assert ck.best_checkpoint(tmp_path).name == "last.ckpt"
+        assert experiment.best_checkpoint(tmp_path).name == "last.ckpt"
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert str(folder) in warning and f"best.ckpt ({why}" in warning and "using last.ckpt instead" in warning
     (folder / "last.ckpt").unlink()
     caplog.clear()
     with caplog.at_level("WARNING", logger="mulap"):
-        assert ck.best_checkpoint(tmp_path) is None
+        assert experiment.best_checkpoint(tmp_path) is None
     assert "no intact checkpoint is left" in caplog.records[-1].getMessage()
 
 

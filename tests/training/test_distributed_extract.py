@@ -1,6 +1,7 @@
 """Extraction over 2 processes (Lightning's predict loop, spawned on CPU) gives exactly the embeddings of
 one process, merged in input order: `mulap embed ... training.devices=2` as a plain command, and the
 frozen-probe embedding cache."""
+import functools
 import os
 import subprocess
 import sys
@@ -10,7 +11,9 @@ import numpy as np
 import torch
 
 from mulap.cli import main
-from mulap.embed import cached_embeddings, extract, read_cached
+from mulap.inference.cache import cached_embeddings, read_cached
+from mulap.inference.extract import extract
+from mulap.training.extract_ddp import extract_distributed
 from mulap.models.musicnn import Musicnn, MusicnnConfig
 from tests.helpers import make_audiocaption
 
@@ -45,7 +48,7 @@ def test_embedding_cache_on_two_processes_equals_one(tmp_path):
     manifest = root / "dataset_train.json"
     ids = [f.stem for f in files]
     emb = cached_embeddings(model, ids, files, manifest, tmp_path / "cache", num_workers=0, progress=False,
-                            processes={"devices": 2, "num_nodes": 1, "strategy": "auto"})
+                            extractor=functools.partial(extract_distributed, processes={"devices": 2, "num_nodes": 1, "strategy": "auto"}))
     assert emb.computed and failures == []
     np.testing.assert_array_equal(emb.features, feats)
     np.testing.assert_array_equal(emb.track, track)

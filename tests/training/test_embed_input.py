@@ -18,10 +18,11 @@ import soundfile as sf
 import soxr
 import torch
 
-import mulap.embed as embed
+import mulap.inference.cache as embed
 from mulap.audio.chunks import cut_chunks
-from mulap.embed import cached_embeddings, extract, read_cached, stream_chunks
-from mulap.files import WriteError
+from mulap.inference.cache import cached_embeddings, read_cached
+from mulap.inference.extract import extract, stream_chunks
+from mulap.infra.files import WriteError
 from mulap.models.musicnn import Musicnn, MusicnnConfig
 from tests.helpers import tone
 
@@ -200,7 +201,7 @@ def test_a_damaged_cache_entry_is_named_moved_aside_and_computed_again(tmp_path,
     entry = cache / good.key
     damage_it, said = DAMAGE[damage]
     damage_it(entry)
-    with caplog.at_level(logging.WARNING, logger="mulap.embed"):
+    with caplog.at_level(logging.WARNING, logger="mulap.inference.cache"):
         again = cached_embeddings(model, ids, paths, clips / "manifest.jsonl", cache, num_workers=0, progress=False)
     assert again.computed, "a damaged entry was served"
     np.testing.assert_array_equal(again.features, good.features)
@@ -223,6 +224,6 @@ def test_an_entry_from_before_the_records_still_reads(tmp_path, caplog):
     assert meta["files"]["features.npy"]["shape"] == list(good.features.shape) and "crc32" in meta["files"]["track.npy"]
     meta.pop("files")
     meta_path.write_text(json.dumps(meta))
-    with caplog.at_level(logging.WARNING, logger="mulap.embed"):
+    with caplog.at_level(logging.WARNING, logger="mulap.inference.cache"):
         old = read_cached(tmp_path / "cache", good.key)
     assert not caplog.records and not old.computed and np.array_equal(old.features, good.features)

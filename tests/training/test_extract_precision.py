@@ -1,4 +1,4 @@
-"""mulap.embed.extract: the bf16 option gives the float32 features to bf16 accuracy, same layout."""
+"""mulap.inference.extract.extract: the bf16 option gives the float32 features to bf16 accuracy, same layout."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 
 from omegaconf import OmegaConf
 
-from mulap.embed import extract, extraction_settings
+from mulap.inference.extract import extract, extraction_settings
 from mulap.models.musicnn import Musicnn, MusicnnConfig
 
 

@@ -34,7 +34,7 @@ def test_pretraining_lr_scales_cover_the_text_branch_and_the_cross_encoder():
     """`text.lr_scale` and `coattention.lr_scale` reach the optimiser: every parameter of the audio transformer,
     co-attention and poolers at lr x coattention.lr_scale, the text branch at lr x text.lr_scale, the rest
     (backbone, projections, heads) at lr."""
-    from mulap.config import load_config
+    from mulap.infra.config import load_config
     from mulap.models.mulap import MuLaP
     from mulap.training.pretrain import lr_scales
     from tests.helpers import TINY_MODEL

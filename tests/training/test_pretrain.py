@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mulap.cli import main
-from mulap.config import load_config
+from mulap.infra.config import load_config
 from mulap.data.audiocaption import AudioCaptionDataset, Collate
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mulap.cli import main
-from mulap.config import load_config
+from mulap.infra.config import load_config
 from mulap.training.pretrain import run_pretraining
 from tests.helpers import TINY_MODEL
 

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from mulap.cli import main
-from mulap.config import load_config
+from mulap.infra.config import load_config
+from mulap.infra import experiment
 from mulap.training import checkpoints as ck
 from mulap.training.locks import RunLockError
 from mulap.training.pretrain import run_pretraining
@@ -73,7 +74,7 @@ def test_truncated_last_ckpt_resumes_from_the_newest_intact_state(corpus, tmp_pa
     assert "last.ckpt: unreadable" in resume_line and "moved to last.ckpt.corrupt" in resume_line
     assert step_of(exp / "checkpoints" / "last.ckpt") == 8
     assert not (exp / "checkpoints" / "interrupted.ckpt").exists()
-    best = torch.load(ck.best_checkpoint(exp), map_location="cpu", weights_only=True)
+    best = torch.load(experiment.best_checkpoint(exp), map_location="cpu", weights_only=True)
     assert best.keys() >= {"state_dict", "epoch", "global_step", "hyper_parameters"} and "optimizer_states" not in best
     assert all(k.startswith("model.") for k in best["state_dict"])
 

@@ -15,8 +15,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mulap.data.text_files import DatasetError, DatasetFormatError
-from mulap.files import is_file
+from mulap.infra.text_files import DatasetError
+from mulap.infra.files import is_file
 
 SPLITS = ("train", "valid", "test")
 TASK_TYPES = ("multilabel", "multiclass", "regression")

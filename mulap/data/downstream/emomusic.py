@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mulap.data.text_files import FirstSeen, csv_rows, decode_text, read_bytes, read_json, where
+from mulap.infra.text_files import FirstSeen, csv_rows, decode_text, read_bytes, read_json, where
 
 from .base import DatasetFormatError, RawDataset, Record, Skipped, find_file, require_dir
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mulap.data.text_files import DatasetError, check_utf8, csv_rows
+from mulap.infra.text_files import DatasetError, check_utf8, csv_rows
 
 from .base import DatasetFormatError, RawDataset, Record, Skipped, find_file, require_dir
 

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mulap.data.text_files import FirstSeen, csv_rows, text_lines, where
+from mulap.infra.text_files import FirstSeen, csv_rows, text_lines, where
 
 from .base import DatasetFormatError, RawDataset, Record, audio_root, find_file, require_dir
 

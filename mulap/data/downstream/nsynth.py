@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mulap.data.text_files import FirstSeen, read_json, where
+from mulap.infra.text_files import FirstSeen, read_json, where
 
 from .base import DatasetFormatError, RawDataset, Record, require_dir
 

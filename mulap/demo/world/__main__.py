@@ -1,4 +1,4 @@
-"""python -m mulap.data.demo --out DIR [--size small|default] [--seed N]"""
+"""python -m mulap.demo.world --out DIR [--size small|default] [--seed N]"""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ from . import SIZES, build_demo
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m mulap.data.demo", description="Build the offline demo world.")
+    ap = argparse.ArgumentParser(prog="python -m mulap.demo.world", description="Build the offline demo world.")
     ap.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
     ap.add_argument("--size", default="default", choices=sorted(SIZES))
     ap.add_argument("--seed", type=int, default=0)

@@ -117,10 +117,7 @@ def build_nsynth_with_soundfont(out: str | Path, soundfont: str | Path, seed: in
     train and valid (the loader wants the three splits). Returns notes per split."""
     import os
 
-    from tqdm import tqdm
-
-    from .build import _pool
-    from .jobs import run_job
+    from .jobs import run_jobs, worker_pool
 
     out, soundfont = Path(out), Path(soundfont)
     if not soundfont.is_file():
@@ -143,13 +140,7 @@ def build_nsynth_with_soundfont(out: str | Path, soundfont: str | Path, seed: in
                 jobs.append(NoteJob(prog, pitch, vel, str(out / f"nsynth-{split}" / "audio" / f"{ex['note_str']}.wav"),
                                     str(soundfont)))
             taken += want[split]
-    pool = _pool(workers if workers is not None else min(2, os.cpu_count() or 1))
-    try:
-        it = pool.imap_unordered(run_job, jobs, chunksize=8) if pool else map(run_job, jobs)
-        for _ in tqdm(it, total=len(jobs), desc="rendering notes", disable=not progress, unit="note"):
+    with worker_pool(workers if workers is not None else min(2, os.cpu_count() or 1)) as pool:
+        for _ in run_jobs(jobs, pool, "rendering notes", progress, chunksize=8, unit="note"):
             pass
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
     return write_nsynth(out, records)

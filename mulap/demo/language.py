@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mulap.files import write_json
+from mulap.infra.files import write_json
+from mulap.infra.experiment import experiment_dir
 
 log = logging.getLogger(__name__)
 MODELS = ("mulap", "shuffled", "untrained")
@@ -28,8 +29,8 @@ def untrained_model(exp_dir: Path, seed: int, device=None):
     """The recipe of `exp_dir` at its initial weights: backbone seeded as the probes' random init."""
     import torch
 
-    from mulap.api import Model
-    from mulap.config import load_config
+    from mulap.inference.api import Model
+    from mulap.infra.config import load_config
     from mulap.models.mulap import MuLaP
     from mulap.models.text import load_tokenizer
 
@@ -42,19 +43,19 @@ def untrained_model(exp_dir: Path, seed: int, device=None):
 
 
 def load_models(save_dir: Path, shuffled_id: str | None, seed: int) -> dict:
-    from mulap.api import load
+    from mulap.inference.api import load
 
     models = {"mulap": load("mulap", save_dir=save_dir, device="cpu")}
-    if shuffled_id and (save_dir / "experiments" / shuffled_id).is_dir():
+    if shuffled_id and experiment_dir(save_dir, shuffled_id).is_dir():
         models["shuffled"] = load(shuffled_id, save_dir=save_dir, device="cpu")
-    models["untrained"] = untrained_model(save_dir / "experiments" / "mulap", seed)
+    models["untrained"] = untrained_model(experiment_dir(save_dir, "mulap"), seed)
     return models
 
 
 def zero_shot_all(models: dict, datasets: dict, cache_root: Path, out: Path, num_workers: int = 2) -> dict:
     """{task: {model: {metric, value, ci, chance, ...}}} and per-track score files for paired comparisons."""
     from mulap.data.prepare import MANIFEST
-    from mulap.embed import cached_embeddings
+    from mulap.inference.extract import cached_embeddings
     from mulap.evaluation.zeroshot import run_zeroshot
 
     table: dict[str, dict] = {}

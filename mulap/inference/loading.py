@@ -10,7 +10,7 @@ recorded in backbone.safetensors (the Musicnn variant travels with the weights) 
 checkpoint (torch.load with weights_only=True).
 
 Both are read as folders someone else may have written: every file's problem is one ModelLoadError naming
-the file (and the key); configs go through the typed schema and its size limits (mulap.config_schema), and
+the file (and the key); configs go through the typed schema and its size limits (mulap.infra.config_schema), and
 the network is built only once its weights are known to be in the weights file (mulap.models.weight_files).
 """
 from __future__ import annotations
@@ -27,18 +27,17 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mulap.config_schema import SchemaError, check_export, check_text_config
-from mulap.files import atomic_write_text, remove_dead_temps, write_error, write_json, writer_temp
-from mulap.models.weight_files import first_line
+from mulap.infra.experiment import backbone_file, best_checkpoint
+from mulap.infra.config_schema import SchemaError, check_export, check_text_config
+from mulap.infra.files import atomic_write_text, remove_dead_temps, write_error, write_json, writer_temp
+from mulap.models.backbone import SUPERVISED, build_backbone, load_backbone
+from mulap.models.musicnn import Musicnn
+from mulap.models.weight_files import ModelLoadError, first_line  # noqa: F401 (ModelLoadError: raised here, defined with the weight readers)
 
 log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "mulap-model-1"
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
-
-
-class ModelLoadError(ValueError):
-    """A path that is not a usable mulap model; the message names the path and what is missing."""
 
 
 @dataclass
@@ -62,7 +61,6 @@ def is_experiment(path: Path) -> bool:
 
 def weights_checkpoint(exp_dir: Path) -> Path:
     """The checkpoint whose weights stand for the experiment: the best by validation loss, else the latest intact."""
-    from mulap.training.checkpoints import best_checkpoint
 
     found = best_checkpoint(exp_dir)
     if found is None:
@@ -122,7 +120,7 @@ def strip_prefix(state: dict, prefix: str = "model.") -> dict:
 
 def experiment_config(path: Path) -> DictConfig:
     """An experiment's config.yaml, checked like any run config; a problem is one line naming the file."""
-    from mulap.config import ConfigError, load_config
+    from mulap.infra.config import ConfigError, load_config
 
     try:
         return load_config(path)
@@ -190,7 +188,7 @@ def corpus_sizes(corpus: str | Path) -> dict:
 def final_validation(exp_dir: Path) -> dict:
     """The last logged value of each val/* metric in logs/csv/metrics.csv (a problem: ModelLoadError naming the
     file and line)."""
-    from mulap.data.text_files import DatasetError, csv_rows
+    from mulap.infra.text_files import DatasetError, csv_rows
 
     path = exp_dir / "logs" / "csv" / "metrics.csv"
     last: dict[str, float] = {}
@@ -222,7 +220,7 @@ _OLD_TEMP, _OLD_TEMP_AGE_S = re.compile(r"^\.(?P<name>.+)\.tmp-[0-9a-f]{8}$"), 3
 
 def remove_export_leftovers(out_dir: Path) -> None:
     """The temp folders that killed exports left next to `out_dir` (each up to the model's size): those of dead
-    writers on this host (mulap.files.remove_dead_temps); an older mulap's `.<out_dir>.tmp-<hex>`, once an hour old."""
+    writers on this host (mulap.infra.files.remove_dead_temps); an older mulap's `.<out_dir>.tmp-<hex>`, once an hour old."""
     removed = remove_dead_temps(out_dir.parent)  # any dead writer's: garbage whatever it was building
     for old in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.tmp-*"):
         if _OLD_TEMP.match(old.name) and old.is_dir() and time.time() - old.stat().st_mtime > _OLD_TEMP_AGE_S:
@@ -272,9 +270,9 @@ def export_model(source: PretrainedMuLaP, out_dir: str | Path, overwrite: bool =
 
 
 def read_export_config(path: Path) -> dict:
-    """An export's config.json, checked against the typed schema (mulap.config_schema.check_export: the model
+    """An export's config.json, checked against the typed schema (mulap.infra.config_schema.check_export: the model
     config of a run, the text branch's BertConfig, size limits) before anything is built."""
-    from mulap.data.text_files import DatasetError, read_json
+    from mulap.infra.text_files import DatasetError, read_json
 
     try:
         config = read_json(path)
@@ -371,3 +369,29 @@ Final validation metrics:
 |---|---|
 {losses}
 """
+
+
+# -- a backbone alone (transfer) ----------------------------------------------------------------
+def resolve_backbone(ref: str, save_dir: str | Path, seed: int = 0, like: Musicnn | None = None) -> tuple[Musicnn, str]:
+    """A backbone from a reference; returns (model in eval mode, a short description).
+
+    ref: a pre-training id (its best backbone), `random` (seeded; the architecture of
+    `like` when given, so a random baseline matches a pre-trained one), `supervised_mtt`,
+    `supervised_msd`, or a path to a backbone .safetensors file.
+    """
+    if ref == "random":
+        torch.manual_seed(seed)
+        model = Musicnn(like.config) if like is not None else build_backbone("random")
+        desc = f"random(seed={seed})"
+    elif ref in SUPERVISED:
+        model, desc = build_backbone(ref), ref
+    elif Path(ref).suffix == ".safetensors":
+        model, desc = load_backbone(ref), str(ref)
+    else:
+        path = backbone_file(save_dir, ref)
+        if not path.is_file():
+            raise FileNotFoundError(f"no pre-trained backbone for {ref!r}: {path} does not exist "
+                                    "(run `mulap pretrain` first, or use random / supervised_mtt / supervised_msd)")
+        model, desc = load_backbone(path), f"mulap:{ref}"
+    return model.eval(), desc
+

@@ -4,7 +4,7 @@ The seed shipped a few captioned clips in `data/datasets/audiocaption/` so that
 `cd mulap/scripts && python pretrain.py` ran with the default configs. mulap builds that
 corpus on first use instead of shipping audio: the small demo world's captioned corpus
 (24 clips of 10 s rendered from music21 scores, seed 0, in the seed's audiocaption format;
-mulap.data.demo), written to the default `dataset_config.data_dir` with a notice. It is
+mulap.demo.world), written to the default `dataset_config.data_dir` with a notice. It is
 only built there, and only when that folder is absent or empty: a folder given by the
 user that holds no corpus is an error naming it, raised before training starts.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mulap.config import CONFIG_DIR, _load_yaml
+from mulap.infra.config import CONFIG_DIR, _load_yaml
 from mulap.data.audiocaption import SPLIT_FILES, DatasetError
-from mulap.paths import resolve_default
+from mulap.infra.paths import resolve_default
 
 log = logging.getLogger(__name__)
 EXAMPLE_SIZE, EXAMPLE_SEED = "small", 0
@@ -69,7 +69,7 @@ def _wait_for(data_dir: Path, timeout_s: float = 900.0) -> None:
 
 def build_example_corpus(data_dir: str | Path, progress: bool = True) -> Path:
     """Render the example corpus into `data_dir` (built next to it, then renamed into place)."""
-    from mulap.data.demo import build_demo
+    from mulap.demo.world import build_demo
 
     data_dir = Path(data_dir)
     log.warning("%s holds no corpus: building the example corpus there (the small demo world's 24 captioned clips, "

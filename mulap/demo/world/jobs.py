@@ -9,11 +9,16 @@ the render cost (`JobCost`), per source.
 """
 from __future__ import annotations
 
+import contextlib
+import multiprocessing as mp
+import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import soxr
+from tqdm.auto import tqdm
 
 from ...audio.io import write_audio
 from .arrange import DYN_RMS_DB, Arrangement, Performance
@@ -155,3 +160,29 @@ def run_job(job: RenderJob | NoteJob) -> JobCost:
         write_audio(out.path, np.ascontiguousarray(wave, dtype=np.float32), job.sample_rate)
         total += (b - a) / SAMPLE_RATE
     return JobCost(source, total, t1 - t0, t2 - t1)
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int):
+    """A pool of `workers` processes (forked on Linux), closed and joined at the end; None for one worker, when
+    the work runs in this process."""
+    if workers <= 1:
+        yield None
+        return
+    method = "fork" if "fork" in mp.get_all_start_methods() and sys.platform.startswith("linux") else "spawn"
+    pool = mp.get_context(method).Pool(workers)
+    try:
+        yield pool
+    finally:
+        pool.close()
+        pool.join()
+
+
+def run_jobs(jobs: Sequence[RenderJob | NoteJob], pool, desc: str, progress: bool, chunksize: int = 1,
+             unit: str = "job") -> Iterator[JobCost]:
+    """Render every job, in the pool when there is one, under one progress bar; yields each JobCost as it ends."""
+    it = pool.imap_unordered(run_job, jobs, chunksize=chunksize) if pool else map(run_job, jobs)
+    with tqdm(total=len(jobs), desc=desc, disable=not progress, unit=unit) as bar:
+        for cost in it:
+            bar.update(1)
+            yield cost

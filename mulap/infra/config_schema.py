@@ -1,4 +1,4 @@
-"""The typed, range-checked schema of a mulap config (pydantic), checked by `mulap.config.load_config`
+"""The typed, range-checked schema of a mulap config (pydantic), checked by `mulap.infra.config.load_config`
 before anything runs: integers are integers, floats are finite and in range, probabilities lie in [0, 1],
 names are one of the known values. An error names the key and what it may be:
 
@@ -15,6 +15,9 @@ ask for unbounded memory.
 """
 from __future__ import annotations
 
+import dataclasses
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -100,13 +103,11 @@ def _backbone_init(v: Any) -> Any:
     raise ValueError("must be 'random', 'supervised_mtt', 'supervised_msd' or a path to a backbone .safetensors file")
 
 
-def _known_task(v: Any) -> Any:
-    from mulap.data.downstream import TASKS
-
-    if v == "csv" or (isinstance(v, str) and v.startswith("csv:") and len(v) > 4):  # your own tasks (`mulap prepare csv`)
-        return v
-    if v not in TASKS:
-        raise ValueError(f"must be one of {', '.join(repr(t) for t in TASKS)} or csv:NAME")
+def _task_name(v: Any) -> Any:
+    """A task's name has the form of one (a plain name, or csv:NAME for your own); whether it is known is the
+    task registry's to say (mulap.data.tasks.get_task, called before any downstream work)."""
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+|csv(:[A-Za-z0-9_.-]+)?", v):
+        raise ValueError("must be a task name such as mtt_tagging, or csv:NAME")
     return v
 
 
@@ -114,7 +115,7 @@ LimitTrain = Annotated[Any, AfterValidator(lambda v: _limit_batches(v, allow_zer
 LimitVal = Annotated[Any, AfterValidator(lambda v: _limit_batches(v, allow_zero=True))]
 Devices = Annotated[Any, AfterValidator(_devices)]
 BackboneInit = Annotated[str, AfterValidator(_backbone_init)]
-Task = Annotated[str, AfterValidator(_known_task)]
+Task = Annotated[str, AfterValidator(_task_name)]
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -249,8 +250,6 @@ class Musicnn(Section):
     def _defaults(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        from mulap.models.musicnn import MusicnnConfig
-
         return {**MusicnnConfig().to_dict(), **data}
 
     @model_validator(mode="after")
@@ -394,7 +393,7 @@ class Config(Section):
         return self
 
 
-# -- an exported model's config.json (mulap.models.pretrained) ------------------------------------
+# -- an exported model's config.json (mulap.inference.loading) ------------------------------------
 def _activation(v: Any) -> Any:
     from transformers.activations import ACT2FN
 
@@ -436,7 +435,7 @@ class Corpus(Section):
 
 
 class Provenance(Section):
-    """Where the weights came from (mulap.models.pretrained.experiment_info); shown in the model card."""
+    """Where the weights came from (mulap.inference.loading.experiment_info); shown in the model card."""
     source: Optional[str] = None
     checkpoint: Optional[str] = None
     epoch: Optional[NonNegInt] = None
@@ -480,7 +479,7 @@ def _key(loc: tuple) -> str:
 def _message(err: dict) -> str:
     key, msg, kind, shown = _key(err["loc"]), err["msg"], err["type"], err.get("input")
     if kind == "extra_forbidden":
-        return f"{key} is not a known key (add it to the config schema, mulap/config_schema.py)"
+        return f"{key} is not a known key (add it to the config schema, mulap/infra/config_schema.py)"
     if kind == "missing":
         return f"{key} is missing"
     if kind in ("too_long", "too_short"):
@@ -523,3 +522,93 @@ def check_text_config(config: Any) -> dict:
 def check_export(config: Any) -> dict:
     """Validate an exported model's config.json (a parsed JSON value: a top-level list is refused too)."""
     return _checked(ExportConfig, config)
+
+
+# -- Musicnn's settings as a dataclass (the network: mulap.models.musicnn) ---------------------------------
+BlockOrder = Literal["conv_bn_relu", "conv_relu_bn"]
+TemporalMode = Literal["mean_conv", "conv_max"]
+
+
+@dataclass
+class MusicnnConfig:
+    """Every setting of a Musicnn variant, front end included (stored in checkpoints)."""
+
+    # mel front end (see MelFrontEnd)
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop_length: int = 256
+    n_mels: int = 96
+    f_min: float = 0.0
+    f_max: float | None = 8000.0
+    power: float = 2.0
+    mel_scale: str = "htk"
+    mel_norm: str | None = None
+    compression: str = "db"
+    top_db: float | None = 80.0
+    center: bool = True
+    pad_mode: str = "reflect"
+    chunk_samples: int = 48000  # 3 s at 16 kHz; the length the model is trained on
+    # timbral front end: vertical convs, heights as fractions of n_mels, in concatenation order
+    timbral_height_fractions: tuple[float, ...] = (0.7, 0.4)
+    timbral_width: int = 7
+    timbral_channels: int = 204
+    timbral_impl: str = "fused"  # computation only ('fused' | 'time_taps' | 'conv2d'); same weights, same result
+    # temporal front end: horizontal convs, in concatenation order
+    temporal_lengths: tuple[int, ...] = (129, 65, 33)
+    temporal_channels: int = 51
+    temporal_mode: str = "mean_conv"  # 'mean_conv': average bands then conv; 'conv_max': conv per band, max
+    # back end ("mid-end" in musicnn's code)
+    backend_channels: int = 64
+    backend_kernel: int = 7
+    block_order: str = "conv_bn_relu"
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1  # torch convention; TF's 0.99 decay is 0.01 here
+    # tagging head (MusicnnTagger only)
+    num_tags: int = 50
+    dense_units: int = 200
+    dropout: float = 0.5
+    variant: str = "mulap"
+
+    def __post_init__(self) -> None:
+        self.timbral_height_fractions = tuple(float(f) for f in self.timbral_height_fractions)
+        self.temporal_lengths = tuple(int(k) for k in self.temporal_lengths)
+        if self.block_order not in ("conv_bn_relu", "conv_relu_bn"):
+            raise ValueError(f"block_order must be 'conv_bn_relu' or 'conv_relu_bn', got {self.block_order!r}")
+        if self.temporal_mode not in ("mean_conv", "conv_max"):
+            raise ValueError(f"temporal_mode must be 'mean_conv' or 'conv_max', got {self.temporal_mode!r}")
+        for h in self.timbral_heights:
+            if not 1 <= h <= self.n_mels:
+                raise ValueError(f"timbral filter height {h} does not fit {self.n_mels} mel bands")
+
+    @property
+    def timbral_heights(self) -> tuple[int, ...]:
+        """Filter heights in mel bands: int(fraction * n_mels), e.g. 67 and 38 for 96 bands."""
+        return tuple(int(f * self.n_mels) for f in self.timbral_height_fractions)
+
+    @property
+    def frontend_channels(self) -> int:
+        """Channels out of the front end (561 for the defaults)."""
+        return self.timbral_channels * len(self.timbral_height_fractions) + self.temporal_channels * len(
+            self.temporal_lengths
+        )
+
+    @property
+    def out_dim(self) -> int:
+        """Pooled feature size: 2 * (front end + 3 back-end blocks), 1506 for 64 back-end channels."""
+        return 2 * (self.frontend_channels + 3 * self.backend_channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dict (lists for tuples), e.g. for YAML/JSON or a checkpoint."""
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MusicnnConfig":
+        """Inverse of :meth:`to_dict` (missing keys take their defaults); unknown keys are an error naming them.
+        The settings are checked against the typed schema first (types, names, size limits: the dict may come
+        from a file someone else wrote), so nothing is built from a config that would not fit in memory."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown MusicnnConfig keys: {unknown}")
+        return cls(**check_musicnn(d))

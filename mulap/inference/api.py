@@ -29,6 +29,7 @@ import torch
 from mulap.audio.chunks import cut_chunks
 from mulap.audio.io import SAMPLE_RATE, resample
 from mulap.models.musicnn import Musicnn
+from mulap.infra.experiment import experiment_dir
 
 SPACES = ("backbone", "joint")
 
@@ -145,7 +146,7 @@ class Model:
         """Track embeddings [N, D] of audio files, in order: the numbers `mulap embed` writes. A file that
         cannot be read raises AudioError naming it."""
         from mulap.audio.io import AudioError
-        from mulap.embed import extract
+        from mulap.inference.extract import extract
 
         paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
         if not paths:
@@ -295,7 +296,7 @@ def load(name_or_path: str | Path, save_dir: str | Path | None = None, device: s
     - a backbone ``.safetensors`` file (audio only).
     """
     from mulap.models.backbone import SUPERVISED, load_backbone
-    from mulap.models.pretrained import ModelLoadError, is_experiment, is_export, load_experiment, load_export
+    from mulap.inference.loading import ModelLoadError, is_experiment, is_export, load_experiment, load_export
 
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ref = str(name_or_path)
@@ -326,16 +327,16 @@ def model_path(ref: str, save_dir: str | Path | None = None) -> Path:
     """Where a model reference points: a bare name is a pre-training id first (<save_dir>/experiments/<name>;
     a folder of that name may also exist here), then a path."""
     from mulap.models.backbone import SUPERVISED
-    from mulap.models.pretrained import ModelLoadError
+    from mulap.inference.loading import ModelLoadError
 
     path = Path(ref)
     if "/" in ref or path.suffix:
         return path
     if save_dir is None:
-        from mulap.config import load_config
+        from mulap.infra.config import load_config
 
         save_dir = load_config(None).env.save_dir
-    candidate = Path(save_dir) / "experiments" / ref
+    candidate = experiment_dir(save_dir, ref)
     if candidate.exists():
         return candidate
     if not path.exists():

@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 from mulap import __version__
-from mulap.config import ConfigError, load_config
+from mulap.infra.config import ConfigError, load_config
 
-# commands that train or evaluate with Lightning and scikit-learn (mulap.console quiets both)
+# commands that train or evaluate with Lightning and scikit-learn (mulap.infra.console quiets both)
 LIGHTNING_COMMANDS = ("pretrain", "downstream", "eval", "zeroshot", "eval-retrieval", "demo")
 
 
@@ -157,13 +157,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_pretrain(args) -> None:
-    from mulap.data.example_corpus import ensure_pretraining_corpus
-    from mulap.training.pretrain import experiment_dir, run_pretraining
+    from mulap.demo.example_corpus import ensure_pretraining_corpus
+    from mulap.infra.experiment import run_dir
+    from mulap.training.pretrain import run_pretraining
 
     args.generated_id = args.pretrain_id is None  # an interrupted run resumes with this id (_same_command)
     pretrain_id = args.pretrain_id = args.pretrain_id or time.strftime("%Y%m%d-%H%M%S")
     probe = load_config(args.config, args.overrides, validate=False)  # only to find the folder: the run checks its config
-    saved = experiment_dir(probe, pretrain_id) / "config.yaml"
+    saved = run_dir(probe.env.save_dir, pretrain_id) / "config.yaml"
     if saved.is_file():  # resume: the saved config, with this call's overrides on top
         cfg = load_config(saved, args.overrides)
         print(f"resuming pre-training {pretrain_id} from {saved.parent}")
@@ -188,7 +189,7 @@ def cmd_eval(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    from mulap.data.downstream import get_task
+    from mulap.data.tasks import get_task
     from mulap.data.prepare import prepare
 
     if args.audio_dir is not None and args.task != "csv":
@@ -197,7 +198,7 @@ def cmd_prepare(args) -> None:
         args.overrides = [args.audio_dir, *args.overrides]
     cfg = load_config(None, args.overrides)
     if args.task == "csv":
-        from mulap.data.csv_task import prepare_csv
+        from mulap.data.prepare import prepare_csv
 
         if args.audio_dir is None or args.name is None:
             raise ValueError("usage: mulap prepare csv <labels.csv> <audio_dir> --name NAME")
@@ -212,23 +213,24 @@ def cmd_prepare(args) -> None:
 
 
 def cmd_embed(args) -> None:
-    from mulap.embed import embed_files
+    from mulap.inference.embeddings_file import embed_files
+    from mulap.training.extract_ddp import extractor
 
     cfg = load_config(None, args.overrides)
-    out = embed_files(args.model, args.inputs, args.out, cfg, batch_size=args.batch_size)
+    out = embed_files(args.model, args.inputs, args.out, cfg, batch_size=args.batch_size, extractor=extractor(cfg))
     print(f"embeddings: {out}")
 
 
 def cmd_tag(args) -> None:
-    from mulap.tagging import run_tag
+    from mulap.cli.tag import run_tag
 
     run_tag(args.inputs, args.model, top=args.top, out=args.out, taggram_dir=args.taggram, batch_size=args.batch_size)
 
 
 def cmd_export(args) -> None:
-    from mulap.models.pretrained import export_model, load_experiment
+    from mulap.inference.loading import export_model, load_experiment
 
-    from mulap.api import model_path
+    from mulap.inference.api import model_path
 
     cfg = load_config(None, args.overrides)
     exp = model_path(args.model, cfg.env.save_dir)  # the id first, as mulap.load resolves it
@@ -238,8 +240,8 @@ def cmd_export(args) -> None:
 
 
 def _load_model(ref: str, cfg):
-    from mulap.api import load
-    from mulap.embed import extraction_settings
+    from mulap.inference.api import load
+    from mulap.inference.extract import extraction_settings
 
     device, _ = extraction_settings(cfg)
     return load(ref, save_dir=cfg.env.save_dir, device=device, seed=int(cfg.env.seed))
@@ -255,7 +257,7 @@ def _model_out(model, cfg, *parts: str) -> Path:
 def cmd_search(args) -> None:
     import json
 
-    from mulap import search
+    from mulap.inference import search
 
     if args.query is not None and re.match(r"^[A-Za-z_]+\.[\w.]+=", args.query):  # a key=value took the query's place
         args.overrides, args.query = [args.query, *args.overrides], None
@@ -286,7 +288,8 @@ def cmd_search(args) -> None:
 
 def cmd_zeroshot(args) -> None:
     from mulap.data.prepare import MANIFEST
-    from mulap.embed import cached_embeddings, embedding_cache_root, extraction_settings
+    from mulap.inference.cache import cached_embeddings, embedding_cache_root
+    from mulap.inference.extract import extraction_settings
     from mulap.evaluation.prompts import default_prompts
     from mulap.evaluation.zeroshot import run_zeroshot
     from mulap.training.downstream import downstream_config, load_task_data
@@ -295,7 +298,7 @@ def cmd_zeroshot(args) -> None:
     if args.write_prompts:
         import yaml
 
-        from mulap.files import atomic_write_text
+        from mulap.infra.files import atomic_write_text
 
         ds = load_task_data(cfg)
         atomic_write_text(args.write_prompts, yaml.safe_dump(default_prompts(ds.task, list(ds.label_names)), sort_keys=False,
@@ -338,7 +341,7 @@ def cmd_eval_retrieval(args) -> None:
 
 def cmd_data(args) -> None:
     if args.data_command == "nsynth-soundfont":
-        from mulap.data.demo.nsynth import build_nsynth_with_soundfont
+        from mulap.demo.world.nsynth import build_nsynth_with_soundfont
 
         counts = build_nsynth_with_soundfont(args.out, args.soundfont, args.seed, args.notes)
         print(f"{args.out}: " + ", ".join(f"{k} {v} notes" for k, v in counts.items()))
@@ -350,13 +353,13 @@ def cmd_data(args) -> None:
         counts = ", ".join(f"{k} {v['samples']} clips / {len(v['shards'])} shards" for k, v in index["splits"].items())
         print(f"shards: {args.out} ({counts}; {len(index['skipped'])} record(s) skipped, listed in shards.json)")
         return
-    from mulap.data.demo import build_demo
+    from mulap.demo.world import build_demo
 
     build_demo(args.out, size=args.size, seed=args.seed)
 
 
 def cmd_demo(args) -> None:
-    from mulap.pipeline import demo_settings, run_demo
+    from mulap.demo.pipeline import demo_settings, run_demo
 
     settings = demo_settings(args.settings) if args.settings else None
     run_demo(args.out, size=args.size, overrides=args.overrides, settings=settings)
@@ -389,7 +392,7 @@ def _same_command(args, argv: list[str]) -> str:
 
 def _interrupted_line(args, argv: list[str], exc: BaseException, signum: int) -> str:
     """One line: which signal, where the command stopped and what it kept, and the command that goes on."""
-    from mulap.interrupts import Interrupted, signal_name
+    from mulap.infra.interrupts import Interrupted, signal_name
 
     said = f"interrupted ({signal_name(signum)})"
     if isinstance(exc, Interrupted) and exc.detail:
@@ -399,7 +402,7 @@ def _interrupted_line(args, argv: list[str], exc: BaseException, signum: int) ->
     elif args.command == "embed":
         said += f"; nothing written to {args.out} (the output is written only at the end)"
         then = "start again"
-    elif args.command == "search":  # what the index kept is in the detail (mulap.search.build_or_update)
+    elif args.command == "search":  # what the index kept is in the detail (mulap.inference.search.build_or_update)
         then = "continue"
     elif args.command == "demo":  # a second run reuses the stages that finished
         then = "continue"
@@ -418,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(getattr(args, "overrides", []) or []) + extra
-    from mulap import console, interrupts
+    from mulap.infra import console, interrupts
 
     with interrupts.cli_handlers():  # SIGTERM: an exception like Ctrl-C's, so that both end here
         try:

@@ -20,14 +20,13 @@ every listed audio file that does not exist (all of them, not just the first).
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from mulap.data.downstream.base import SPLITS, DatasetFormatError, RawDataset, Record, multi_hot
-from mulap.data.text_files import csv_rows
-from mulap.files import is_file
+from mulap.infra.text_files import csv_rows
+from mulap.infra.files import is_file
 
 CSV_PREFIX = "csv:"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -47,20 +46,6 @@ def dataset_folder(name: str) -> str:
     return f"csv_{check_name(name)}"
 
 
-def task_spec(task: str):
-    """The TaskSpec of `csv:NAME`. Its task type (and so its metric) is the prepared dataset's: `resolved()`."""
-    from mulap.data.downstream import TaskSpec
-
-    name = check_name(task[len(CSV_PREFIX):])
-    usage = f"mulap prepare csv <labels.csv> <audio_dir> --name {name}"
-
-    def loader(raw_dir, *args, **kwargs):  # a csv task is read from a CSV and an audio folder, not one raw folder
-        raise ValueError(f"{task} is prepared with `{usage}`")
-
-    return TaskSpec(task, loader, "labels.csv", dataset_folder(name), "any", "", True, f"your labelled audio ({name})",
-                    prepare_usage=usage)
-
-
 def file_id(rel: str) -> str:
     """A prepared clip id (a safe file name) from the file's path as written in the CSV."""
     text = re.sub(r"[^A-Za-z0-9._+-]+", "_", rel.replace("\\", "/").replace("/", "__")).strip("._-+")
@@ -69,7 +54,7 @@ def file_id(rel: str) -> str:
 
 def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """(column names, [(line, {column: value})]) of the non-blank records; encoding and CSV errors name the
-    line (mulap.data.text_files, as every other metadata reader)."""
+    line (mulap.infra.text_files, as every other metadata reader)."""
     rows_in = csv_rows(path)
     header = next(rows_in, None)
     columns = [c.strip() for c in header[1]] if header else []
@@ -174,22 +159,4 @@ def _unique_ids(rels: list[str]) -> list[str]:
     return ids
 
 
-def prepare_csv(labels_csv: str | Path, audio_dir: str | Path, name: str, data_root: str | Path,
-                out_dir: str | Path | None = None, num_workers: int = 2, seed: int = 0, progress: bool = True):
-    """`mulap prepare csv`: decode the listed files into <data_root>/datasets/csv_NAME (or out_dir); train on it
-    with the task name csv:NAME. Returns prepare's PrepareReport."""
-    from mulap.data.prepare import prepare
-
-    out = Path(out_dir) if out_dir else Path(data_root) / "datasets" / dataset_folder(name)
-    ds = load_csv_labels(labels_csv, audio_dir, seed)
-    return prepare(f"{CSV_PREFIX}{name}", audio_dir, out, num_workers=num_workers, progress=progress, dataset=ds)
-
-
-def resolved(spec, task_type: str):
-    """`spec` with the task type and primary metric of a prepared csv dataset."""
-    if task_type not in PRIMARY_METRIC:
-        raise ValueError(f"{spec.name}: a csv task is multiclass or multilabel, not {task_type}")
-    return replace(spec, task_type=task_type, primary_metric=PRIMARY_METRIC[task_type])
-
-
-__all__ = ["load_csv_labels", "prepare_csv", "task_spec", "CSV_PREFIX", "SPLITS"]
+__all__ = ["load_csv_labels", "check_name", "dataset_folder", "CSV_PREFIX", "PRIMARY_METRIC", "SPLITS"]

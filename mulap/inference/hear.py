@@ -59,7 +59,7 @@ class HearModel(torch.nn.Module):
 
 def load_model(model_file_path: str = "", **kwargs) -> HearModel:
     """A HEAR model: `model_file_path` "" (supervised_mtt) or anything `mulap.load` takes."""
-    from mulap.api import load
+    from mulap.inference.api import load
 
     hop_ms = kwargs.pop("hop_ms", DEFAULT_HOP_MS)
     batch_size = kwargs.pop("batch_size", 64)
@@ -72,7 +72,7 @@ def load_model(model_file_path: str = "", **kwargs) -> HearModel:
 
 def _check_audio(audio, model: HearModel) -> torch.Tensor:
     if not isinstance(model, HearModel):
-        raise ValueError(f"model must come from mulap.hear.load_model, got {type(model).__name__}")
+        raise ValueError(f"model must come from mulap.inference.hear.load_model, got {type(model).__name__}")
     if not torch.is_tensor(audio):
         raise ValueError(f"audio must be a torch tensor [n_sounds, n_samples] at {model.sample_rate} Hz, "
                          f"got {type(audio).__name__}")

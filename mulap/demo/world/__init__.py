@@ -17,7 +17,7 @@ Scottish, German and Chinese folk songs) through the General MIDI soundfont TimG
 
 Each module documents its layout: corpus, nsynth, mtt, jamendo, fma, emomusic. The
 music model lives in scores (parsing), arrange (styles -> notes), render (soundfont),
-captions and labels. Run: `python -m mulap.data.demo --out DIR --size small`.
+captions and labels. Run: `python -m mulap.demo.world --out DIR --size small`.
 """
 from .build import SIZES, DemoSummary, SizeConfig, build_demo
 

@@ -4,7 +4,7 @@ The resolved config is one OmegaConf tree with sections `env`, `training`,
 `dataset_config`, `model_config` (plus `downstream` for probe runs). Unknown keys
 are errors that name the key: the base tree is put in struct mode before any
 override is merged. Every value is then checked against the typed schema in
-`mulap.config_schema` (types, ranges, known names), so a mistake is refused before
+`mulap.infra.config_schema` (types, ranges, known names), so a mistake is refused before
 a run writes anything.
 """
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Iterable
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from mulap.files import atomic_write_text
-from mulap.paths import PATH_KEYS, resolve_default
+from mulap.infra.config_schema import MusicnnConfig
+from mulap.infra.files import atomic_write_text
+from mulap.infra.paths import PATH_KEYS, resolve_default
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data; ./configs at the project root links here (the seed layout)
 
@@ -53,7 +54,7 @@ def _resolve_section(value, group: str) -> DictConfig:
 
 def _fill_musicnn_defaults(model_config: DictConfig) -> None:
     """Spell out every Musicnn setting, so they can be overridden one by one and are saved with each run."""
-    from mulap.models.musicnn import MusicnnConfig
+
 
     audio = model_config.get("audio")
     if audio is None:
@@ -161,7 +162,7 @@ def load_config(config_file: str | Path | None = None, overrides: Iterable[str] 
 
 
 def _resolve_default_paths(cfg: DictConfig, user: DictConfig | None, pairs: list[tuple[str, str]]) -> None:
-    """Relative paths that still hold their packaged default are taken from the project root (mulap.paths);
+    """Relative paths that still hold their packaged default are taken from the project root (mulap.infra.paths);
     paths set by the user (config file or command line) stay as given, relative to the current folder."""
     given = {key for key, _ in pairs}
     for key in PATH_KEYS:
@@ -173,9 +174,9 @@ def _resolve_default_paths(cfg: DictConfig, user: DictConfig | None, pairs: list
 
 
 def validate_config(cfg: DictConfig) -> DictConfig:
-    """Check `cfg` against the typed schema (mulap.config_schema); numbers given as strings become numbers.
+    """Check `cfg` against the typed schema (mulap.infra.config_schema); numbers given as strings become numbers.
     Raises ConfigError naming every key that is wrong and what it may be."""
-    from mulap.config_schema import SchemaError, check
+    from mulap.infra.config_schema import SchemaError, check
 
     container = to_dict(cfg)
     try:

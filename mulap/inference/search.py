@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mulap.files import dead_writer_temps, fsync_dir, write_error, writer_temp
-from mulap.interrupts import Interrupted, signal_of, signals_deferred
+from mulap.infra.files import dead_writer_temps, fsync_dir, write_error, writer_temp
+from mulap.infra.interrupts import Interrupted, signal_of, signals_deferred
 
 log = logging.getLogger(__name__)
 INDEX_DIR = ".mulap-index"
@@ -95,7 +95,7 @@ def space_of(model) -> str:
 
 def model_identity(model) -> tuple[str, str]:
     """(a hash of the weights that make the index's vectors, the space they live in)."""
-    from mulap.embed import fingerprint
+    from mulap.inference.extract import fingerprint
 
     if model.has_joint_space:
         parts = torch.nn.ModuleDict({"backbone": model.backbone, "proj": model.mulap.audio_proj})
@@ -152,7 +152,7 @@ def _check_index_folder(folder: Path, root: Path) -> None:
 
 
 def _clean_leftovers(folder: Path) -> None:
-    """Remove what killed writes of `folder` left next to it (mulap.files.writer_temp folders of dead writers);
+    """Remove what killed writes of `folder` left next to it (mulap.infra.files.writer_temp folders of dead writers);
     an index that was set aside and never replaced is put back. Folders of a live writer, or of an unknown
     one (named by mulap before writers were named: `..mulap-index.tmp-<hex>`), are left: the folder scan
     never reads them (they are hidden)."""
@@ -397,7 +397,7 @@ def _embed_block(model, space: str, root: Path, block: list[str], num_workers: i
     """Embed files `block` (relative to `root`): their track rows [1, D] and chunk rows [n, D] (for the files
     that were read, in order), the chunk count per file (None where it could not be read) and the reasons
     of the failures by relative path."""
-    from mulap.embed import extract
+    from mulap.inference.extract import extract
 
     paths = [root / p for p in block]
     feats, track, failures = extract(model.backbone, paths, num_workers=num_workers, progress=progress,

@@ -3,7 +3,7 @@
 Stages: select and parse real scores (cached; 2 worker processes) -> split pieces ->
 plan every dataset in the main process (renditions, captions, labels; seeded per
 purpose) -> give every render job a timbre (a soundfont among the world's sources and
-per-clip variation, drawn from the seed and the clip's file name; mulap.data.demo.timbre)
+per-clip variation, drawn from the seed and the clip's file name; mulap.demo.world.timbre)
 -> render all audio in the worker pool (a progress bar) -> write annotation files ->
 summary (with what each source cost to render). The same seed gives byte-identical
 annotation files and audio (with the same soundfonts installed).
@@ -11,10 +11,8 @@ annotation files and audio (with the same soundfonts installed).
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ from .corpus import corpus_metadata, plan_corpus, write_corpus
 from .emomusic import plan_emomusic, write_emomusic
 from .fma import plan_fma, write_fma
 from .jamendo import plan_jamendo, write_jamendo
-from .jobs import JobCost, run_job, with_timbre
+from .jobs import JobCost, NoteJob, run_jobs, with_timbre, worker_pool
 from .mtt import plan_mtt, write_mtt
 from .nsynth import plan_nsynth, write_nsynth
 from .scores import COLLECTIONS, Piece, default_cache_dir, load_or_parse, select_pieces, usable
@@ -124,13 +122,6 @@ _MANAGED = {"audiocaption": "audiocaption", "nsynth": "raw/nsynth", "mtt": "raw/
             "fma": "raw/fma", "emomusic": "raw/emomusic"}
 
 
-def _pool(workers: int):
-    if workers <= 1:
-        return None
-    method = "fork" if "fork" in mp.get_all_start_methods() and sys.platform.startswith("linux") else "spawn"
-    return mp.get_context(method).Pool(workers)
-
-
 def _parse_job(args):
     ref, cache = args
     return load_or_parse(ref, cache)
@@ -175,7 +166,6 @@ def _load_pieces(counts: dict[str, int], seed: int, pool, cache: Path | None, pr
 def _with_timbre(job, out: Path, seed: int, sources: dict[str, str], record: dict[str, dict]):
     """`job` with its timbre, drawn from (seed, its first file's path in the world): the same clip sounds the
     same in every build, whatever else is built. Every output file is recorded with it."""
-    from .jobs import NoteJob
 
     rels = [Path(p).relative_to(out).as_posix() for p in job.paths]
     timbre = draw_timbre(rng_for(seed, "timbre", rels[0]), sources, note=isinstance(job, NoteJob))
@@ -203,7 +193,6 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
     (default all of PARTS; e.g. ("audiocaption",) for the pre-training corpus alone). Every
     selected part is the same as in a full build with the same size and seed.
     """
-    from tqdm import tqdm
 
     if size not in SIZES:
         raise ValueError(f"unknown demo size {size!r}; choose one of {sorted(SIZES)}")
@@ -225,8 +214,7 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
     out.mkdir(parents=True, exist_ok=True)
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    pool = _pool(workers)
-    try:
+    with worker_pool(workers) as pool:
         pieces, skipped = _load_pieces(cfg.pieces, seed, pool, cache, progress)
         world = World(pieces, seed)
         ac, raw = out / "audiocaption", out / "raw"
@@ -252,16 +240,9 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
         n_files = sum(len(j.outputs) if hasattr(j, "outputs") else 1 for j in jobs)
         seconds = 0.0
         costs: dict[str, dict[str, float]] = {}
-        it = pool.imap_unordered(run_job, jobs, chunksize=1) if pool else map(run_job, jobs)
-        with tqdm(total=len(jobs), desc="rendering", disable=not progress, unit="job") as bar:
-            for c in it:
-                seconds += c.audio_s
-                _add_cost(costs, c)
-                bar.update(1)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+        for c in run_jobs(jobs, pool, "rendering", progress):
+            seconds += c.audio_s
+            _add_cost(costs, c)
     writers = {
         "audiocaption": lambda: write_corpus(ac, corpus),
         "nsynth": lambda: write_nsynth(paths["nsynth"], nsynth),

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from mulap.config import CONFIG_DIR, ConfigError, load_config
-from mulap.data.downstream import get_task
-from mulap.files import atomic_write_text, write_json
+from mulap.infra.config import CONFIG_DIR, ConfigError, load_config
+from mulap.data.tasks import get_task
+from mulap.infra.files import atomic_write_text, write_json
+from mulap.infra.experiment import experiment_dir
 
 log = logging.getLogger(__name__)
 PRETRAIN_ID = "mulap"
@@ -98,7 +99,7 @@ def run_demo(out: str | Path = "demo_out", size: str = "default", overrides=(), 
 def _build_world(out: Path, world: Path, size: str, seed: int) -> None:
     """The demo world, and what rendering it through each soundfont cost (<out>/world_render.json; kept out
     of the world folder, whose files are byte-identical for a seed)."""
-    from mulap.data.demo import build_demo
+    from mulap.demo.world import build_demo
 
     summary = build_demo(world, size=size, seed=seed)
     write_json(out / "world_render.json", {"build_seconds": round(summary.build_seconds, 1), "hours": summary.hours,
@@ -107,14 +108,14 @@ def _build_world(out: Path, world: Path, size: str, seed: int) -> None:
 
 def _export(save_dir: Path, folder: Path) -> None:
     """The pre-trained MuLaP as a portable model folder (what `mulap export mulap <folder>` writes)."""
-    from mulap.models.pretrained import export_model, load_experiment
+    from mulap.inference.loading import export_model, load_experiment
 
-    export_model(load_experiment(save_dir / "experiments" / PRETRAIN_ID), folder, overwrite=True)
+    export_model(load_experiment(experiment_dir(save_dir, PRETRAIN_ID)), folder, overwrite=True)
     print(f"[demo] exported the pre-trained MuLaP to {folder}")
 
 
 def _exported(folder: Path) -> bool:
-    from mulap.models.pretrained import is_export
+    from mulap.inference.loading import is_export
 
     return is_export(folder)
 
@@ -134,9 +135,9 @@ def _prepare_all(world: Path, data_root: Path, tasks: list[str]) -> None:
 
 
 def _language(out: Path, s, world: Path, data_root: Path, save_dir: Path, overrides) -> None:
-    """Retrieval and zero-shot of mulap / shuffled captions / untrained (mulap.evaluation.language)."""
+    """Retrieval and zero-shot of mulap / shuffled captions / untrained (mulap.demo.language)."""
     from mulap.data.prepare import load_prepared, prepare
-    from mulap.evaluation.language import run_language
+    from mulap.demo.language import run_language
 
     lang = s.language
     cfg = load_config(None, [f"env.save_dir={save_dir}", *overrides])
@@ -144,7 +145,7 @@ def _language(out: Path, s, world: Path, data_root: Path, save_dir: Path, overri
     other = None
     sf2 = lang.get("other_soundfont")
     if sf2 and Path(sf2).is_file():
-        from mulap.data.demo.nsynth import build_nsynth_with_soundfont
+        from mulap.demo.world.nsynth import build_nsynth_with_soundfont
 
         raw, prepared = out / "world_other_soundfont", data_root / "datasets" / "nsynth_other_soundfont"
         if not (prepared / "dataset.json").is_file():
@@ -199,7 +200,7 @@ def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
     ridge probe on the embeddings its first-seed probe run cached, and the paired-bootstrap difference to the
     random-init backbone. Rows and comparisons are kept in <out>/diagnostics/, redone only when a cache key changes."""
     from mulap.data.prepare import load_prepared
-    from mulap.embed import embedding_cache_root, read_cached
+    from mulap.inference.extract import embedding_cache_root, read_cached
     from mulap.evaluation.diagnostics import diagnose_features, paired_bootstrap
 
     save_dir, folder, seed = out / "save", out / "diagnostics", list(s.probe_seeds)[0]
@@ -264,7 +265,7 @@ def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
 
 
 def _probe_folder(save_dir: Path, pretrain_id: str, downstream_id: str) -> Path:
-    return save_dir / "experiments" / pretrain_id / "downstream" / downstream_id
+    return experiment_dir(save_dir, pretrain_id) / "downstream" / downstream_id
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -334,7 +335,7 @@ def write_report(out: Path, s, variants: dict) -> dict:
         ablation.update({name: collect(save_dir, name, tasks, ["mulap"], vseeds) for name in variants if name != PRETRAIN_ID})
     plots_dir = out / "plots"
     plots_dir.mkdir(exist_ok=True)
-    curves = pretrain_curves(save_dir / "experiments" / PRETRAIN_ID)
+    curves = pretrain_curves(experiment_dir(save_dir, PRETRAIN_ID))
     loss_curves = {k: v for k, v in curves.items() if not k.endswith("acc")}
     acc_curves = {k: v for k, v in curves.items() if k.endswith("acc")}
     plots.plot_curves(loss_curves, plots_dir / "pretrain_losses.png", title="pre-training losses", xlabel="epoch", ylabel="loss")

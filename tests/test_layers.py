@@ -1,0 +1,123 @@
+"""The house's layers, written down once and checked on every run: which folder of mulap may import which.
+
+Read from every `import` in the package, function-local ones included (an import inside a function is still a
+dependency). A layer may import itself and the layers listed for it, nothing above it; `mulap` itself (the
+package root: the version and the lazy `mulap.load`) may be imported from anywhere.
+"""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "mulap"
+
+# lowest first; each layer may import the ones it lists (and itself)
+ALLOWED = {
+    "infra": set(),  # files, paths, configuration and its schema, the experiment folder, interrupts, console
+    "audio": {"infra"},  # decoding, folder scans, chunks, the mel front end, augmentation
+    "models": {"infra", "audio"},  # networks only (the mel front end is the first layer of Musicnn)
+    "data": {"infra", "audio"},  # audiocaption, shards, prepare, the task registry, the dataset readers
+    "inference": {"infra", "audio", "models", "data"},  # load, extract, cache, search, tag, HEAR
+    "evaluation": {"infra", "audio", "models", "data", "inference"},  # metrics, retrieval, zero-shot, plots
+    "training": {"infra", "audio", "models", "data", "inference", "evaluation"},  # Lightning lives here
+    "demo": {"infra", "audio", "models", "data", "inference", "evaluation", "training"},  # the world, the pipeline
+    "cli": {"infra", "audio", "models", "data", "inference", "evaluation", "training", "demo"},
+    "scripts": {"cli"},  # the original's entry points
+}
+ROOT_MODULES = {"mulap", "mulap.__main__"}  # the package root and `python -m mulap` (which runs the cli)
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """The mulap modules `name` imports (module-level or not), resolved to module names."""
+    found = set()
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "mulap"}
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1] + [node.module or ""]).strip(".") if node.level else node.module
+            if base and base.split(".")[0] == "mulap":
+                found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names}
+    return {m for m in found if m != name}
+
+
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def _layer(module: str) -> str | None:
+    return None if module in ROOT_MODULES else module.split(".")[1]
+
+
+def test_every_folder_of_the_package_has_a_layer():
+    assert {_layer(m) for m in MODULES} - {None} <= set(ALLOWED)
+
+
+def test_no_import_runs_up_a_layer():
+    upward = sorted(f"{a} -> {b}" for a, targets in GRAPH.items() for b in targets
+                    if _layer(a) and _layer(b) and _layer(b) != _layer(a) and _layer(b) not in ALLOWED[_layer(a)])
+    assert upward == []
+
+
+def test_no_import_cycle():
+    """Tarjan's strongly connected components over every import: any component of more than one module is a cycle."""
+    index, low, on_stack, stack, cycles = {}, {}, set(), [], []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in GRAPH.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    sys.setrecursionlimit(10_000)
+    for v in GRAPH:
+        if v not in index:
+            visit(v)
+    # a package's __init__ importing its own modules is not a cycle of ideas; only count cycles among modules
+    assert cycles == []
+
+
+def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path):
+    """The graph reader is not blind: a real upward import would be found (models importing inference)."""
+    fake = PACKAGE / "models" / "musicnn.py"
+    tree = _imports("mulap.models.musicnn", fake)
+    assert "mulap.infra.config_schema" in tree  # it does import its settings from infra
+    assert "mulap.inference.api" not in tree
+
+
+@pytest.mark.parametrize("module", ["mulap.inference", "mulap.inference.api", "mulap.inference.search",
+                                    "mulap.inference.tagging", "mulap.inference.hear", "mulap.inference.cache"])
+def test_inference_loads_no_lightning(module):
+    code = (f"import sys, {module}, mulap.inference.api as api\n"
+            "api.load('random')\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')"
+            " or m.startswith('mulap.training'))\n"
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
