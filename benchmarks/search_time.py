@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--skip-text", action="store_true", help="do not time the text encoder")
     args = ap.parse_args()
 
-    from mulap import search
+    from mulap.inference import search
 
     rng = np.random.default_rng(0)
     n, c, d = args.tracks, args.chunks_per_track, args.dim

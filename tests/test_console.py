@@ -17,7 +17,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 def test_lightning_lines_print_once_and_tips_are_dropped():
     out = _run("""
         import logging, warnings
-        from mulap import console
+        from mulap.infra import console
         console.setup(lightning=True)
         rz = logging.getLogger("lightning.pytorch.utilities.rank_zero")
         rz.info("GPU available: True (cuda), used: True")
@@ -44,7 +44,7 @@ def test_undefined_metric_warnings_are_counted_and_summarised_once():
     out = _run("""
         import numpy as np
         from sklearn.metrics import roc_auc_score
-        from mulap import console
+        from mulap.infra import console
         console.setup(lightning=True)
         for _ in range(7):  # one class only: sklearn warns that ROC-AUC is undefined
             roc_auc_score(np.ones(4), np.linspace(0, 1, 4))
@@ -61,7 +61,7 @@ def test_the_handler_follows_a_swapped_stderr():
     (a handler bound at setup printed '--- Logging error --- I/O operation on closed file' in the suite)."""
     out = _run("""
         import io, logging, sys
-        from mulap import console
+        from mulap.infra import console
         first = io.StringIO()
         sys.stderr = first
         console.setup()
@@ -99,7 +99,7 @@ def test_a_log_line_starts_its_own_line_while_a_progress_bar_is_drawn():
     out = _run("""
         import io, logging, sys
         from tqdm.auto import tqdm
-        from mulap import console
+        from mulap.infra import console
         stream = io.StringIO()
         sys.stderr = stream
         console.setup()
@@ -122,7 +122,7 @@ def test_end_progress_leaves_the_next_line_last():
     out = _run("""
         import sys
         from tqdm.auto import tqdm
-        from mulap import console
+        from mulap.infra import console
         bar = tqdm(total=4, desc="indexing", file=sys.stderr, disable=False, mininterval=0)
         bar.update(1)
         console.end_progress()

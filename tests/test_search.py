@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 import mulap
-from mulap import search
+from mulap.inference import search
 from mulap.cli import main
 from tests.helpers import tone
 

@@ -17,7 +17,7 @@ import soundfile as sf
 
 import mulap
 import mulap.inference.extract
-from mulap import search
+from mulap.inference import search
 from mulap.cli import main
 from mulap.infra.files import WRITER_HOST
 from tests.helpers import tone

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mulap.infra.text_files import DatasetError
+from mulap.infra.text_files import DatasetError, DatasetFormatError  # noqa: F401 (the readers raise it: one import for them)
 from mulap.infra.files import is_file
 
 SPLITS = ("train", "valid", "test")
