@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from mulap.cli.main import _parser
+from mulap.cli.parser import build_parser as _parser
 
 
 def _subparsers(parser: argparse.ArgumentParser, prefix: str = ""):

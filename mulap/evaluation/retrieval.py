@@ -161,7 +161,7 @@ def evaluate_retrieval(model, data_dir, split: str = "test", rerank_n: int = 10,
     from mulap.data.audiocaption import read_split
     from mulap.inference.extract import extract
 
-    model._need_joint("retrieval evaluation")
+    model.require_joint("retrieval evaluation")
     pairs, skipped = read_split(data_dir, split, audio_dir, on_bad="skip")
     if len(pairs) < 2:
         raise ValueError(f"{data_dir}: the {split} split has {len(pairs)} usable record(s); retrieval needs at least 2")

@@ -34,6 +34,12 @@ from mulap.infra.experiment import experiment_dir
 SPACES = ("backbone", "joint")
 
 
+
+def backbone_features(backbone, chunks: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+    """The backbone on [B, chunk_samples] chunks, `batch_size` at a time, on `device` -> [B, D]."""
+    out = [backbone(chunks[i:i + batch_size].to(device)) for i in range(0, len(chunks), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, backbone.out_dim, device=device)
+
 class Model:
     """A loaded backbone, optionally with MuLaP's text side. Build it with `mulap.load`."""
 
@@ -118,8 +124,7 @@ class Model:
         chunks = torch.as_tensor(chunks, dtype=torch.float32)
         if chunks.ndim != 2 or chunks.shape[1] != self.chunk_samples:
             raise ValueError(f"chunks must be [B, {self.chunk_samples}] (3 s at 16 kHz), got {tuple(chunks.shape)}")
-        out = [self.backbone(chunks[i:i + batch_size].to(self.device)) for i in range(0, len(chunks), batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, self.embedding_dim, device=self.device)
+        return backbone_features(self.backbone, chunks, batch_size, self.device)
 
     def embed(self, audio, sample_rate, space: str = "backbone", batch_size: int = 64) -> np.ndarray:
         """Track embeddings [N, D] float32 (N = 1 for a single array): the mean of each clip's chunk features,
@@ -167,7 +172,8 @@ class Model:
         return feats.float().cpu().numpy()
 
     # -- the joint audio-text space ---------------------------------------------------------------------
-    def _need_joint(self, what: str) -> None:
+    def require_joint(self, what: str) -> None:
+        """A ValueError naming the model when it has no joint audio-text space (text queries, zero-shot, retrieval)."""
         if self.mulap is None:
             raise ValueError(f"{self.name} has no text side: {what} needs a pre-trained MuLaP model "
                              "(a pre-training id, experiment folder or exported model)")
@@ -178,7 +184,7 @@ class Model:
     @torch.inference_mode()
     def project_audio(self, features) -> np.ndarray:
         """Backbone embeddings [N, embedding_dim] (track means or chunks) -> L2-normalised joint vectors [N, joint_dim]."""
-        self._need_joint("project_audio")
+        self.require_joint("project_audio")
         x = torch.as_tensor(np.asarray(features) if not torch.is_tensor(features) else features, dtype=torch.float32)
         if x.ndim != 2 or x.shape[1] != self.embedding_dim:
             raise ValueError(f"expected backbone embeddings [N, {self.embedding_dim}], got {tuple(x.shape)}")
@@ -197,7 +203,7 @@ class Model:
     @torch.inference_mode()
     def embed_text(self, texts: str | Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Texts -> L2-normalised joint-space vectors [N, joint_dim] float32."""
-        self._need_joint("embed_text")
+        self.require_joint("embed_text")
         texts = [texts] if isinstance(texts, str) else list(texts)
         out = []
         for i in range(0, max(len(texts), 1), batch_size):
@@ -207,7 +213,7 @@ class Model:
 
     def similarity(self, audio_emb, text_emb) -> np.ndarray:
         """Cosine scores [Na, Nt]. `audio_emb` may be joint vectors or backbone embeddings (projected first)."""
-        self._need_joint("similarity")
+        self.require_joint("similarity")
         a = _as_2d(audio_emb, "audio_emb")
         t = _as_2d(text_emb, "text_emb")
         if a.shape[1] == self.embedding_dim:

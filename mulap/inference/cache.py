@@ -31,7 +31,8 @@ from mulap.models.musicnn import Musicnn
 
 log = logging.getLogger(__name__)
 
-from mulap.inference.extract import extract, fingerprint
+from mulap.data.prepare import MANIFEST
+from mulap.inference.extract import extract, extraction_settings, fingerprint
 
 # extract's signature plus `parts_dir` (a folder every process sees, for extractors that use several)
 Extractor = Callable[..., "tuple[np.ndarray, np.ndarray, list[tuple[str, str]]] | None"]
@@ -272,3 +273,10 @@ def _publish(folder: Path, mine: ChunkEmbeddings, meta: dict) -> ChunkEmbeddings
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when it was renamed into place
 
 
+def dataset_embeddings(model: Musicnn, ds, cfg, progress: bool = True, extractor: Extractor | None = None) -> ChunkEmbeddings | None:
+    """The chunk embeddings of a prepared dataset's tracks (`mulap.data.prepare.PreparedDataset`), from the cache under
+    `env.save_dir`, on the device and in the precision the run config asks for (`extraction_settings`)."""
+    device, precision = extraction_settings(cfg)
+    return cached_embeddings(model, [it.id for it in ds.items], [it.audio_path for it in ds.items], ds.root / MANIFEST,
+                             embedding_cache_root(cfg.env.save_dir), int(cfg.training.num_workers), progress,
+                             desc=f"embedding {ds.task}", device=device, precision=precision, extractor=extractor)

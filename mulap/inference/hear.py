@@ -21,6 +21,7 @@ Torch tensors in and out, on the device the model was moved to (`model.to("cuda"
 from __future__ import annotations
 
 import torch
+from mulap.inference.api import backbone_features
 
 DEFAULT_MODEL = "supervised_mtt"
 DEFAULT_HOP_MS = 50.0
@@ -46,9 +47,7 @@ class HearModel(torch.nn.Module):
     @torch.inference_mode()
     def chunk_features(self, chunks: torch.Tensor) -> torch.Tensor:
         """[B, chunk_samples] -> [B, D], batched; on the backbone's device."""
-        device = next(self.backbone.parameters()).device
-        out = [self.backbone(chunks[i:i + self.batch_size].to(device)) for i in range(0, len(chunks), self.batch_size)]
-        return torch.cat(out).float()
+        return backbone_features(self.backbone, chunks, self.batch_size, next(self.backbone.parameters()).device).float()
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return get_scene_embeddings(audio, self)

@@ -167,8 +167,7 @@ class MuLaP(nn.Module):
         )
         self.audio_pooler = Pooler(a.hidden_size, mc.pooler.size)
         self.text_pooler = Pooler(th, mc.pooler.size)
-        if mc.pooler.fusion not in ("mul", "sum"):
-            raise ValueError(f"model_config.pooler.fusion must be 'mul' or 'sum', got {mc.pooler.fusion!r}")
+        # fusion, negatives and target_norm are checked by the schema (mulap.infra.config_schema) before a model is built
         self.fusion = mc.pooler.fusion
         self.mlm_head = MLMHead(self.text.word_embeddings)
         self.atm_head = nn.Linear(mc.pooler.size, 2)
@@ -354,8 +353,6 @@ class MuLaP(nn.Module):
                     w = attn.to(text_low.dtype).unsqueeze(-1)
                     t = F.normalize((text_low * w).sum(1) / w.sum(1), dim=-1)
                     sim = t @ t.T
-            elif obj.atm.negatives != "random":
-                raise ValueError(f"objectives.atm.negatives must be 'random' or 'hard', got {obj.atm.negatives!r}")
             index, match = sample_negatives(batch["input_ids"], obj.atm.neg_prob, sim, generator=generator)
             text_low, attn = text_low[index], attn[index]
             if mlm_on:
@@ -384,8 +381,6 @@ class MuLaP(nn.Module):
                     target = target.detach()
                 if obj.mam.target_norm == "layernorm":  # per-chunk standardisation: scale-free target
                     target = F.layer_norm(target, target.shape[-1:])
-                elif obj.mam.target_norm not in (None, "none"):
-                    raise ValueError(f"objectives.mam.target_norm must be 'layernorm' or 'none', got {obj.mam.target_norm!r}")
                 pred = self.mam_head(enc.audio[:, 1:][hidden_chunks])
                 out["mam"] = F.mse_loss(pred, target)
             else:

@@ -7,6 +7,8 @@ own `BertLayer`s, run one at a time so co-attention can be interleaved.
 """
 from __future__ import annotations
 
+import functools
+
 import contextlib
 from pathlib import Path
 
@@ -33,9 +35,11 @@ def resolve_pretrained(name: str | None) -> str | None:
     return str(minilm_path()) if name == MINILM else str(name)
 
 
+@functools.lru_cache(maxsize=8)
 def load_tokenizer(pretrained: str | None) -> BertTokenizerFast:
     """The text model's tokenizer; random-init models use the bert-base-uncased vocabulary
-    (byte-identical to the one in the minilm package)."""
+    (byte-identical to the one in the minilm package). Read once per process and name (the data module and
+    the training module both need it; tokenizers are only read from)."""
     return read_tokenizer(resolve_pretrained(pretrained) or str(minilm_path()))
 
 

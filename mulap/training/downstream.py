@@ -32,8 +32,7 @@ from mulap.infra.config import CONFIG_DIR, ConfigError, load_config, load_saved_
 from mulap.data.tasks import get_task
 from mulap.data.prepare import MANIFEST, PreparedDataset, load_prepared, targets
 from mulap.infra.files import write_json
-from mulap.inference.cache import cached_embeddings, embedding_cache_root
-from mulap.inference.extract import extraction_settings
+from mulap.inference.cache import dataset_embeddings
 from mulap.inference.loading import resolve_backbone
 from mulap.infra.experiment import backbone_file
 from mulap.training.extract_ddp import extractor
@@ -349,13 +348,7 @@ def _out_dim(ds: PreparedDataset) -> int:
 
 
 def _embeddings(cfg: DictConfig, backbone: Musicnn, ds: PreparedDataset, progress: bool):
-    ids = [it.id for it in ds.items]
-    paths = [it.audio_path for it in ds.items]
-    device, precision = extraction_settings(cfg)
-    return cached_embeddings(backbone, ids, paths, ds.root / MANIFEST, embedding_cache_root(cfg.env.save_dir),
-                             int(cfg.training.num_workers), progress,
-                             desc=f"embedding {ds.task}", device=device, precision=precision,
-                             extractor=extractor(cfg))
+    return dataset_embeddings(backbone, ds, cfg, progress, extractor=extractor(cfg))
 
 
 def _save_probe(out: Path, module: ProbeModule, meta: dict) -> None:

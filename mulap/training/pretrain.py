@@ -62,8 +62,6 @@ class AudioCaptionDataModule(L.LightningDataModule):
 
     def _dataset(self, split: str, train: bool) -> AudioCaptionDataset | ShardDataset:
         d = self.cfg.dataset_config
-        if d.get("format", "folder") not in ("folder", "shards"):
-            raise ValueError(f"dataset_config.format must be folder or shards, got {d.format!r}")
         if d.get("format") == "shards":  # streamed; each rank plans its part of every epoch
             return shard_dataset(self.cfg, split, train, *self._ranks())
         controls = {"max_clips": d.get("train_clips"), "captions": d.get("captions", "aligned"), "seed": int(self.cfg.env.seed),
