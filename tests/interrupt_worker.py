@@ -6,11 +6,12 @@ HOOK: none | step:K (pre-training, at the start of the training step at global s
 checkpoint write, torch.save part way through the file) | embed:J (before the J-th batch of chunks goes through the
 backbone, in `mulap embed` and `mulap search`) | index-write:J (inside `mulap search`'s J-th write of its index,
 tracks.npy written, the rest not) | output (inside `mulap embed -o`'s write of its output, the temp file written,
-not yet renamed); hooks may be joined by commas, and block:B makes `mulap search` index B files per block. There the process creates READY_FILE and waits, up to 120 s, for
-the test to signal its process group. The wait ends when the signal's handler raises (KeyboardInterrupt) or when the
-signal has been noted for later (Lightning's SIGTERM flag; a checkpoint write holding signals back until its commit),
-and the work goes on from there. The same fault-injection idea as tests/training/resume_worker.py (which kills with
-SIGKILL), but with signals a process can handle.
+not yet renamed); hooks may be joined by commas, and block:B makes `mulap search` index B files per block.
+There the process creates READY_FILE and waits, up to 120 s, for the test to signal its process group. The wait
+ends when the signal's handler raises (KeyboardInterrupt) or when the signal has been noted for later (Lightning's
+SIGTERM flag; a checkpoint write holding signals back until its commit), and the work goes on from there. The same
+fault-injection idea as tests/training/resume_worker.py (which kills with SIGKILL), but with signals a process can
+handle.
 """
 from __future__ import annotations
 

@@ -82,13 +82,13 @@ def test_without_pyav_m4a_files_are_counted_and_named_at_warning(tmp_path, monke
     with caplog.at_level(logging.INFO, logger="mulap.audio.scan"):
         assert list_audio([tmp_path]) == [wav]
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert [r.getMessage() for r in warned] == [  # the first three named
+    assert [r.getMessage() for r in warned] == [(  # the first three named
         f"1 .aac file(s), 3 .m4a file(s) not read ({tmp_path}/a.m4a, {tmp_path}/b.m4a, {tmp_path}/c.M4A, ... (+1 more)): "
-        "PyAV is not installed (pip install av)"]
+        "PyAV is not installed (pip install av)")]
     assert "not audio by their suffix" not in caplog.text
     wav.unlink()
     (tmp_path / "a.m4a").unlink()
     with pytest.raises(FileNotFoundError) as err:
         list_audio([tmp_path])
-    assert (f"1 .aac file(s), 2 .m4a file(s) not read ({tmp_path}/b.m4a, {tmp_path}/c.M4A, {tmp_path}/d.aac): PyAV is not installed "
-            "(pip install av)") in str(err.value)
+    assert (f"1 .aac file(s), 2 .m4a file(s) not read ({tmp_path}/b.m4a, {tmp_path}/c.M4A, {tmp_path}/d.aac): "
+            "PyAV is not installed (pip install av)") in str(err.value)

@@ -136,8 +136,10 @@ def test_temp_folders_of_killed_cache_writers_are_removed_live_and_other_host_on
     proc.wait()
     dead, live = proc.pid, os.getppid()
     cache = tmp_path / "cache"
-    names = {"dead": f".0123abcd.tmp-{WRITER_HOST}-{dead}-0badc0de", "dead_old": f".0123abcd.old-{WRITER_HOST}-{dead}-0badc0df",
-             "live": f".0123abcd.tmp-{WRITER_HOST}-{live}-0badc0e0", "other_host": f".0123abcd.tmp-elsewhere-{dead}-0badc0e1"}
+    names = {"dead": f".0123abcd.tmp-{WRITER_HOST}-{dead}-0badc0de",
+             "dead_old": f".0123abcd.old-{WRITER_HOST}-{dead}-0badc0df",
+             "live": f".0123abcd.tmp-{WRITER_HOST}-{live}-0badc0e0",
+             "other_host": f".0123abcd.tmp-elsewhere-{dead}-0badc0e1"}
     for name in names.values():
         (cache / name).mkdir(parents=True)
         np.save(cache / name / "features.npy", np.zeros((2, 4), np.float32))
