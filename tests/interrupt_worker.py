@@ -4,12 +4,14 @@
 
 HOOK: none | step:K (pre-training, at the start of the training step at global step K) | write:J (inside the J-th
 checkpoint write, torch.save part way through the file) | embed:J (before the J-th batch of chunks goes through the
-backbone, in `mulap embed` and `mulap search`); hooks may be joined by commas, and block:B makes `mulap search`
-index B files per block. There the process creates READY_FILE and waits, up to 120 s, for
-the test to signal its process group. The wait ends when the signal's handler raises (KeyboardInterrupt) or when the
-signal has been noted for later (Lightning's SIGTERM flag; a checkpoint write holding signals back until its commit),
-and the work goes on from there. The same fault-injection idea as tests/training/resume_worker.py (which kills with
-SIGKILL), but with signals a process can handle.
+backbone, in `mulap embed` and `mulap search`) | index-write:J (inside `mulap search`'s J-th write of its index,
+tracks.npy written, the rest not) | output (inside `mulap embed -o`'s write of its output, the temp file written,
+not yet renamed); hooks may be joined by commas, and block:B makes `mulap search` index B files per block.
+There the process creates READY_FILE and waits, up to 120 s, for the test to signal its process group. The wait
+ends when the signal's handler raises (KeyboardInterrupt) or when the signal has been noted for later (Lightning's
+SIGTERM flag; a checkpoint write holding signals back until its commit), and the work goes on from there. The same
+fault-injection idea as tests/training/resume_worker.py (which kills with SIGKILL), but with signals a process can
+handle.
 """
 from __future__ import annotations
 
@@ -85,6 +87,34 @@ def arm(hook: str, ready: Path) -> None:
             return real(*args, **kwargs)
 
         mulap.inference.extract.embed_chunk_batch = embed_chunk_batch
+    elif kind == "index-write":
+        import mulap.inference.search
+
+        nth, writes = int(arg), [0]
+        write_folder, write_rows = mulap.inference.search._write_folder, mulap.inference.search._write_rows
+
+        def counting_write_folder(*args, **kwargs):
+            writes[0] += 1
+            return write_folder(*args, **kwargs)
+
+        def waiting_write_rows(path, *args, **kwargs):
+            write_rows(path, *args, **kwargs)
+            if writes[0] == nth and Path(path).name == "tracks.npy":
+                wait_for_signal(ready)
+
+        mulap.inference.search._write_folder = counting_write_folder
+        mulap.inference.search._write_rows = waiting_write_rows
+    elif kind == "output":
+        import mulap.inference.embeddings_file
+
+        savez = mulap.inference.embeddings_file.np.savez  # numpy's, patched for this process only
+
+        def waiting_savez(file, *args, **kwargs):
+            savez(file, *args, **kwargs)
+            if Path(file).name.startswith("."):  # write_embeddings' temp file (not the cache's arrays)
+                wait_for_signal(ready)
+
+        mulap.inference.embeddings_file.np.savez = waiting_savez
     elif kind == "block":  # search indexes BLOCK_FILES files per block: small blocks, so a test sees them kept
         import mulap.inference.search
 

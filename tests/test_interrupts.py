@@ -228,3 +228,34 @@ def test_search_interrupted_in_its_first_block_says_the_index_is_as_it_was(music
     assert rc == 143, err[-3000:]
     assert last_line(err) == (f"mulap search: interrupted (SIGTERM) before a new file was indexed; the index {index} is as "
                               f"it was; run the same command to continue: {same_command(args)}")
+
+
+def test_ctrl_c_inside_the_final_index_write_finishes_it_and_says_the_index_keeps_the_files(music, tmp_path, capsys):
+    """The last save of the index ran outside the deferred-signal blocks: a Ctrl-C part way through it threw the
+    whole run's work away and said nothing of the index. Now the write is finished first, then the one line."""
+    index = tmp_path / "index"
+    args = ["search", "random", str(music), "--like", str(music / "song1.npy"), "--index", str(index), "--top", "2",
+            "training.num_workers=0"]
+    rc, err = interrupt(tmp_path, "index-write:1", args, signal.SIGINT)
+    assert rc == 130, err[-3000:]
+    assert last_line(err) == (f"mulap search: interrupted (SIGINT) after 5 of 5 new or changed file(s); the index {index} "
+                              f"keeps them; run the same command to continue: {same_command(args)}")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no .index.tmp-* / .old-*
+    assert sorted(p.name for p in index.iterdir()) == ["chunks.npy", "index.json", "tracks.npy"]
+    capsys.readouterr()
+    assert main(args) == 0  # the same command: nothing to redo
+    out = capsys.readouterr()
+    assert f"index {index}: 5 file(s) (0 added, 0 changed, 0 removed, 5 unchanged)" in out.err
+    assert out.out.count(f"{music}/song") == 2
+
+
+def test_ctrl_c_while_embed_writes_its_output_leaves_no_temp_file_and_the_same_command_writes_it(music, tmp_path):
+    out = tmp_path / "out" / "out.npz"
+    args = ["embed", "random", str(music), "-o", str(out), "training.num_workers=0"]
+    rc, err = interrupt(tmp_path, "output", args, signal.SIGINT)
+    assert rc == 130, err[-3000:]
+    assert last_line(err) == (f"mulap embed: interrupted (SIGINT); nothing written to {out} (the output is written only "
+                              f"at the end); run the same command to start again: {same_command(args)}")
+    assert list(out.parent.iterdir()) == []  # no .out.npz.tmp*
+    assert main(args) == 0
+    assert np.load(out)["track_embeddings"].shape[0] == 5 and [p.name for p in out.parent.iterdir()] == ["out.npz"]

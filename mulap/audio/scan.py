@@ -11,7 +11,8 @@ never reads what mulap (or anyone) keeps out of sight, nor what mulap itself wro
 - an embedding cache entry (meta.json with features.npy and track.npy).
 
 Files skipped by their suffix are counted (INFO); m4a/AAC files that cannot be read because PyAV
-is missing, and sub-folders that cannot be listed, are counted at WARNING.
+is missing are counted and the first few named, with the reason, at WARNING, as are sub-folders that
+cannot be listed.
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ class Scan:
 
     files: list[Path] = field(default_factory=list)
     by_suffix: dict[str, int] = field(default_factory=dict)     # not audio by suffix: suffix -> count
-    need_pyav: dict[str, int] = field(default_factory=dict)     # m4a/aac while PyAV is missing: suffix -> count
+    need_pyav: list[Path] = field(default_factory=list)         # m4a/aac files while PyAV is missing
     mulap_folders: list[tuple[Path, str]] = field(default_factory=list)
     unlistable: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -85,7 +86,7 @@ class Scan:
             log.info("skipped %d file(s) that are not audio by their suffix (%s)", sum(self.by_suffix.values()),
                      ", ".join(f"{n} {sfx}" for sfx, n in sorted(self.by_suffix.items())))
         if self.need_pyav:
-            log.warning("%s not read: %s", _counts(self.need_pyav), PYAV_MISSING)
+            log.warning("%s", self.unreadable())
         for folder, why in self.unlistable:
             log.warning("skipped folder %s: cannot be listed (%s)", folder, why)
         for folder, what in self.mulap_folders:
@@ -95,13 +96,19 @@ class Scan:
         """The message when no audio file was found, with what was left out."""
         why = [f"suffixes read: {', '.join(audio_suffixes())}"]
         if self.need_pyav:
-            why.append(f"{_counts(self.need_pyav)} not read: {PYAV_MISSING}")
+            why.append(self.unreadable())
         why += [f"{folder} is {what}, not music" for folder, what in self.mulap_folders[:3]]
         return f"no audio files under {', '.join(str(i) for i in inputs)} ({'; '.join(why)})"
 
-
-def _counts(by_suffix: dict[str, int]) -> str:
-    return ", ".join(f"{n} {sfx} file(s)" for sfx, n in sorted(by_suffix.items()))
+    def unreadable(self, show: int = 3) -> str:
+        """The m4a/AAC files not read, counted by suffix, the first `show` named, and why."""
+        by_suffix: dict[str, int] = {}
+        for p in self.need_pyav:
+            by_suffix[p.suffix.lower()] = by_suffix.get(p.suffix.lower(), 0) + 1
+        files = sorted(self.need_pyav)
+        named = ", ".join(str(p) for p in files[:show]) + (f", ... (+{len(files) - show} more)" if len(files) > show else "")
+        counts = ", ".join(f"{n} {sfx} file(s)" for sfx, n in sorted(by_suffix.items()))
+        return f"{counts} not read ({named}): {PYAV_MISSING}"
 
 
 def scan_folder(root: str | Path, skip: Sequence[str | Path] = (), into: Scan | None = None) -> Scan:
@@ -139,7 +146,7 @@ def scan_folder(root: str | Path, skip: Sequence[str | Path] = (), into: Scan | 
                 if pyav is None:
                     pyav = pyav_installed()
                 if not pyav:
-                    scan.need_pyav[suffix] = scan.need_pyav.get(suffix, 0) + 1
+                    scan.need_pyav.append(Path(e.path))
                     continue
             elif suffix not in AUDIO_SUFFIXES:
                 kind = suffix or "no suffix"

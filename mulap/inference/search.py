@@ -357,7 +357,7 @@ def build_or_update(model, root: str | Path, index_folder: str | Path | None = N
             rows.tracks.append(old.tracks[at[p]:at[p] + 1])
             rows.chunks.append(old.chunks[e["offset"]:e["offset"] + e["n_chunks"]])
     meta = {"format": FORMAT, "model": model_id, "space": space, "root": str(root), "chunk_seconds": model.chunk_seconds}
-    last_save, save_cost, done = time.monotonic(), 0.0, 0
+    last_save, save_cost, done, saved = time.monotonic(), 0.0, 0, False
     try:
         for start in range(0, len(todo), BLOCK_FILES):
             block = todo[start:start + BLOCK_FILES]
@@ -379,15 +379,18 @@ def build_or_update(model, root: str | Path, index_folder: str | Path | None = N
                 t0 = time.monotonic()
                 _save(folder, meta, rows, dim)
                 last_save, save_cost = time.monotonic(), time.monotonic() - t0
+        with signals_deferred():  # the last save too is finished once begun (an interrupt comes after it)
+            _save(folder, meta, rows, dim)
+            saved = True
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: keep the blocks that were finished, say so, stop
-        if not done:
+        if not done and not saved:
             kept = f"before a new file was indexed; the index {folder} is as it was"
         else:
-            with signals_deferred():
-                _save(folder, meta, rows, dim)
+            if not saved:
+                with signals_deferred():
+                    _save(folder, meta, rows, dim)
             kept = f"after {done} of {len(todo)} new or changed file(s); the index {folder} keeps them"
         raise Interrupted(signal_of(exc) or signal.SIGINT, kept) from None
-    _save(folder, meta, rows, dim)
     index = read_index(folder, root)
     counts["failed"] = len(index.failed)
     return index, counts

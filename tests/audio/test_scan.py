@@ -73,7 +73,7 @@ def test_m4a_is_audio_with_pyav(tmp_path):
     assert [p.name for p in list_audio([tmp_path])] == ["b.wav", "song.m4a"]
 
 
-def test_without_pyav_m4a_files_are_counted_at_warning(tmp_path, monkeypatch, caplog):
+def test_without_pyav_m4a_files_are_counted_and_named_at_warning(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError: PyAV is absent
     assert ".m4a" not in audio_suffixes()
     for name in ("a.m4a", "b.m4a", "c.M4A", "d.aac"):
@@ -82,9 +82,13 @@ def test_without_pyav_m4a_files_are_counted_at_warning(tmp_path, monkeypatch, ca
     with caplog.at_level(logging.INFO, logger="mulap.audio.scan"):
         assert list_audio([tmp_path]) == [wav]
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert [r.getMessage() for r in warned] == [
-        "1 .aac file(s), 3 .m4a file(s) not read: PyAV is not installed (pip install av)"]
+    assert [r.getMessage() for r in warned] == [(  # the first three named
+        f"1 .aac file(s), 3 .m4a file(s) not read ({tmp_path}/a.m4a, {tmp_path}/b.m4a, {tmp_path}/c.M4A, ... (+1 more)): "
+        "PyAV is not installed (pip install av)")]
     assert "not audio by their suffix" not in caplog.text
     wav.unlink()
-    with pytest.raises(FileNotFoundError, match=r"3 \.m4a file\(s\) not read: PyAV is not installed \(pip install av\)"):
+    (tmp_path / "a.m4a").unlink()
+    with pytest.raises(FileNotFoundError) as err:
         list_audio([tmp_path])
+    assert (f"1 .aac file(s), 2 .m4a file(s) not read ({tmp_path}/b.m4a, {tmp_path}/c.M4A, {tmp_path}/d.aac): "
+            "PyAV is not installed (pip install av)") in str(err.value)

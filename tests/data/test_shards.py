@@ -446,6 +446,30 @@ def test_a_member_that_is_not_a_plain_file_of_sane_size_is_a_bad_sample(tiny_sha
         assert f"{6 * 2**30:,} bytes by its tar header, over the limit of" in msg and "the largest member shards.json records" in msg
 
 
+
+def test_member_names_that_climb_out_or_are_absolute_write_nothing(tiny_shards, tmp_path, monkeypatch):
+    """A shard's members are read into memory, never extracted: a name with ../ or an absolute path is only the
+    sample's key, so nothing is written anywhere (a link member is refused: the test above)."""
+    out = _copy(tiny_shards, tmp_path)
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    index = read_index(out)
+    entry = index["splits"]["val"]["shards"][0]
+    raw = bytearray()
+    for name, data in _tar_members(out / entry["name"]):
+        name = {"00000000": str(tmp_path / "abs" / name), "00000001": f"../../../escaped/{name}"}.get(name[:8], name)
+        raw += _header(name, len(data)) + data + bytes(-len(data) % 512)
+    raw += bytes(1024)
+    raw += bytes(-len(raw) % 10240)
+    (out / entry["name"]).write_bytes(bytes(raw))
+    entry["bytes"] = len(raw)
+    (out / sh.INDEX).write_text(json.dumps(index))
+    before = sorted(tmp_path.rglob("*"))
+    items = [it for b in ShardDataset(out, "val", batch_size=4, on_bad_sample="skip") for it in b]
+    assert len(items) == 4 and not any(isinstance(it, Skipped) for it in items)
+    assert sorted(tmp_path.rglob("*")) == before and not (tmp_path.parent / "escaped").exists()  # ../../../ of a/b
+
 def test_member_limits_from_the_index_and_the_hard_cap(tiny_shards, tmp_path, monkeypatch):
     """`mulap data shard` records each shard's largest member; a member over it is a bad sample naming
     shard:key and both sizes. An index from before (no max_member_bytes) stays readable, its members

@@ -298,6 +298,29 @@ def test_backbone_metadata_that_is_not_a_config_is_named(tmp_path):
         one_line_naming(err.value, str(tmp_path / name), expected[name])
 
 
+
+def _header_bomb(path: Path) -> None:  # the 8-byte header length says 4 EiB: nothing may be allocated for it
+    path.write_bytes(struct.pack("<Q", 2**62) + b'{"x": {}}' + bytes(55))
+
+
+def test_safetensors_header_bombs_are_refused_naming_the_file(copy_export, tmp_path):
+    """A header length of 4 EiB, or a header whose tensors promise 4 TiB in a file of a few bytes, is refused by the
+    safetensors reader before anything is allocated: one line naming the file, at once."""
+    lying = json.dumps({"x": {"dtype": "F32", "shape": [2**20, 2**20], "data_offsets": [0, 2**42]}}).encode()
+    files = {"length": tmp_path / "length.safetensors", "tensors": tmp_path / "tensors.safetensors"}
+    _header_bomb(files["length"])
+    files["tensors"].write_bytes(struct.pack("<Q", len(lying)) + lying + bytes(16))
+    start = time.perf_counter()
+    for path in files.values():
+        with pytest.raises(ValueError) as err:
+            load_backbone(path)
+        one_line_naming(err.value, str(path), "not a mulap backbone file (unreadable: SafetensorError")
+    _header_bomb(copy_export / "model.safetensors")
+    with pytest.raises(ModelLoadError) as err:
+        mulap.load(copy_export, device="cpu")
+    one_line_naming(err.value, str(copy_export / "model.safetensors"), "SafetensorError")
+    assert time.perf_counter() - start < 5.0
+
 def test_experiment_weights_of_another_shape_are_one_line(copy_experiment):
     best = copy_experiment / "checkpoints" / "best.ckpt"
     saved = torch.load(best, weights_only=True)
@@ -308,6 +331,31 @@ def test_experiment_weights_of_another_shape_are_one_line(copy_experiment):
         mulap.load(copy_experiment, device="cpu")
     one_line_naming(err.value, str(best), "do not fit", key.removeprefix("model."), "[3, 3]")
 
+
+
+class _RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):  # a pickle that creates `marker` when loaded with pickle's full power
+        return open, (self.marker, "w")
+
+
+def test_experiment_weights_that_would_run_code_are_refused_naming_the_file(copy_experiment, tmp_path):
+    """Checkpoints load with weights_only=True: a pickle payload is one line naming the file and never runs."""
+    marker = tmp_path / "PWNED"
+    ckpts = sorted((copy_experiment / "checkpoints").glob("*.ckpt"))
+    for path in ckpts:
+        saved = torch.load(path, weights_only=True)
+        torch.save({**saved, "hyper_parameters": {"x": _RunsCode(marker)}}, path)
+    best = copy_experiment / "checkpoints" / "best.ckpt"
+    with pytest.raises(ModelLoadError) as err:
+        load_experiment(copy_experiment, checkpoint=best)  # named (`--checkpoint`)
+    one_line_naming(err.value, str(best), "cannot read the weights (UnpicklingError")
+    with pytest.raises(ModelLoadError) as err:
+        load_experiment(copy_experiment)  # chosen: every checkpoint is passed over as unreadable
+    one_line_naming(err.value, f"no intact checkpoint in {copy_experiment / 'checkpoints'}")
+    assert len(ckpts) >= 2 and not marker.exists()
 
 # -- 5a: a damaged best.ckpt --------------------------------------------------------------------------------
 def test_a_damaged_best_checkpoint_is_passed_over_with_a_warning(copy_experiment, caplog):

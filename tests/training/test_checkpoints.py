@@ -161,6 +161,34 @@ def test_nothing_usable_means_a_fresh_start(tmp_path):
     assert (folder / "last.ckpt.corrupt").exists()
 
 
+
+class RunsCode:
+    """A pickle payload: loading it with pickle's full power creates `marker` (a stand-in for any code)."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_a_checkpoint_that_would_run_code_is_never_loaded(tmp_path):
+    """Checkpoints are opened with torch.load(weights_only=True): a pickle that runs code on loading is refused
+    (unreadable), passed over for resuming and for the best weights, and its code never runs."""
+    marker = tmp_path / "PWNED"
+    folder = tmp_path / "checkpoints"
+    evil = {**full_state(8), "callbacks": {"x": RunsCode(marker)}}
+    torch.load(save(tmp_path / "probe.ckpt", evil), weights_only=False)  # the payload is live: it runs when trusted
+    assert marker.exists()
+    marker.unlink()
+    save(folder / "last.ckpt", evil)
+    save(folder / "last.prev.ckpt", full_state(4))
+    save(folder / "best.ckpt", {**weights_only(8), "hyper_parameters": {"x": RunsCode(marker)}})
+    resume = ck.resume_checkpoint(tmp_path)
+    assert resume.path.name == "last.prev.ckpt" and "last.ckpt: unreadable (UnpicklingError" in resume.describe()
+    assert ck.best_checkpoint(tmp_path).name == "last.prev.ckpt"
+    assert not marker.exists()
+
 def test_best_checkpoint_prefers_best_then_legacy_names_then_last(tmp_path):
     folder = tmp_path / "checkpoints"
     assert experiment.best_checkpoint(tmp_path) is None

@@ -124,6 +124,31 @@ def test_an_entry_for_other_tracks_is_replaced(tmp_path):
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [first.key]
 
 
+
+def test_temp_folders_of_killed_cache_writers_are_removed_live_and_other_host_ones_left(tmp_path):
+    """Like the search index's (tests/test_search_hardening.py): a temp folder whose writer is a dead process of
+    this host is removed when an entry is stored; a live writer's, and one of another host (its pid cannot be
+    checked here), stay."""
+    from mulap.infra.files import WRITER_HOST
+
+    clips = _clips(tmp_path / "clips")
+    paths = sorted(clips.glob("*.npy"))
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead, live = proc.pid, os.getppid()
+    cache = tmp_path / "cache"
+    names = {"dead": f".0123abcd.tmp-{WRITER_HOST}-{dead}-0badc0de",
+             "dead_old": f".0123abcd.old-{WRITER_HOST}-{dead}-0badc0df",
+             "live": f".0123abcd.tmp-{WRITER_HOST}-{live}-0badc0e0",
+             "other_host": f".0123abcd.tmp-elsewhere-{dead}-0badc0e1"}
+    for name in names.values():
+        (cache / name).mkdir(parents=True)
+        np.save(cache / name / "features.npy", np.zeros((2, 4), np.float32))
+    got = cached_embeddings(_tiny_model(), ["clip0", "clip1", "clip2"], paths, clips / "manifest.jsonl", cache,
+                            num_workers=0, progress=False)
+    assert got.computed
+    assert sorted(p.name for p in cache.iterdir()) == sorted([got.key, names["live"], names["other_host"]])
+
 def _small_tmpfs(path):
     """A 64 kB tmpfs at `path` when we may mount one (root), else None."""
     if os.geteuid() != 0 or shutil.which("mount") is None:

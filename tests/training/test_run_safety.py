@@ -199,6 +199,22 @@ def test_a_yaml_error_is_one_line(corpus, tmp_path, capsys):
     assert err.startswith(f"mulap pretrain: error: {bad}: not valid YAML") and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("tagged", ['training: !!python/object/apply:os.system ["touch {marker}"]\n',
+                                    "training:\n  epochs: !!python/name:os.system\n",
+                                    "training: !!python/object/new:pathlib.Path ['{marker}']\n"])
+def test_yaml_tags_that_would_run_code_are_refused(tmp_path, capsys, tagged):
+    """Config files are read with a safe loader (OmegaConf's, on yaml.SafeLoader): a Python tag is one line naming
+    the file, and nothing it names runs."""
+    marker = tmp_path / "PWNED"
+    bad = tmp_path / "tagged.yaml"
+    bad.write_text(tagged.format(marker=marker))
+    assert main(["pretrain", "--config", str(bad), "--pretrain_id", "t", f"env.save_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mulap pretrain: error: {bad}: not valid YAML") and "python/" in err
+    assert len(err.splitlines()) == 1
+    assert not marker.exists() and not (tmp_path / "experiments").exists()
+
+
 @pytest.mark.parametrize("pid", ["../elsewhere", "a/b", ".."])
 def test_a_pretrain_id_that_is_a_path_is_refused(corpus, tmp_path, capsys, pid):
     save = tmp_path / "save"
