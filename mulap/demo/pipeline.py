@@ -349,7 +349,7 @@ def write_report(out: Path, s, variants: dict) -> dict:
                "supervised_vs_random": verdicts(table, "supervised_mtt", "random"), "ablation": ablation,
                "diagnostics": backbone_diagnostics(out, s, variants),
                "pretrain": {k: v[-1][1] for k, v in curves.items() if v}}
-    from mulap.evaluation import language
+    from mulap.demo import language
 
     summary = language.read_summary(out)
     results.update(language.results_entries(summary))
