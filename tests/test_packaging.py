@@ -41,7 +41,7 @@ def test_import_mulap_is_light_and_names_load_lazily():
         print("heavy:", heavy)
         print("version:", mulap.__version__)
         assert callable(mulap.load) and "torch" in sys.modules       # first use of mulap.load brings torch
-        assert mulap.inference.hear.load_model and "mulap.inference.hear" in sys.modules  # submodules without importing them
+        assert mulap.hear.load_model and "mulap.inference.hear" in sys.modules  # submodules without importing them
         try:
             mulap.no_such_thing
         except AttributeError as exc:

@@ -19,7 +19,7 @@ from mulap.infra.config_schema import MusicnnConfig
 from mulap.infra.files import atomic_write_text
 from mulap.infra.paths import PATH_KEYS, resolve_default
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data; ./configs at the project root links here (the seed layout)
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # package data; ./configs at the project root links here (the seed layout)
 
 
 class ConfigError(ValueError):

@@ -25,7 +25,7 @@ NAME_OR_PATH_KEYS = ("model_config.audio.init", "model_config.text.pretrained")
 
 def project_root() -> Path | None:
     """The source checkout this mulap package lives in, or None for a site-packages install."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # mulap/ (this file is mulap/infra/paths.py)
     root = package.parent
     if (root / "pyproject.toml").is_file() or (root / "configs").resolve() == package / "configs":
         return root
