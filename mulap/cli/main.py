@@ -24,6 +24,7 @@ import sys
 from mulap.cli.commands import COMMANDS
 from mulap.cli.parser import build_parser
 from mulap.infra.config import ConfigError
+from mulap.infra.extras import MissingExtra
 
 # commands that train or evaluate with Lightning and scikit-learn (mulap.infra.console quiets both)
 LIGHTNING_COMMANDS = ("pretrain", "downstream", "eval", "zeroshot", "eval-retrieval", "demo")
@@ -31,9 +32,10 @@ LIGHTNING_COMMANDS = ("pretrain", "downstream", "eval", "zeroshot", "eval-retrie
 
 # What a command's user can act on, said in one line (exit status 2): bad input and config (ValueError and the
 # mulap errors derived from it; a missing config key is a ConfigError), the operating system refusing a read or a write (OSError: missing,
-# forbidden, full disk), too little memory. Anything else (TypeError, AttributeError, IndexError, RuntimeError from
+# forbidden, full disk), too little memory, an optional extra not installed (MissingExtra: its one line names the
+# command, the extra and the pip line). Anything else (TypeError, AttributeError, IndexError, RuntimeError from
 # deep inside torch, ...) is a bug in mulap or a library and keeps its traceback.
-USER_ERRORS = (ConfigError, ValueError, OSError, MemoryError)
+USER_ERRORS = (ConfigError, ValueError, OSError, MemoryError, MissingExtra)
 
 
 def _for_the_user(exc: BaseException) -> bool:
@@ -93,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             console.end_progress()  # the line below starts a line of its own and stays the last one
             console.finish()
+            if signum is None and isinstance(exc, MissingExtra):  # "mulap demo needs the demo extra (...): pip install ..."
+                command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
+                print(exc.line(f"mulap {command}"), file=sys.stderr)
+                return 2
             if signum is None:
                 print(f"mulap {args.command}: error: {console.one_line(exc)}", file=sys.stderr)
                 return 2

@@ -51,6 +51,7 @@ from mulap.audio.chunks import chunk_samples
 from mulap.infra.text_files import DatasetFormatError, decode_text, read_json
 from mulap.infra.files import unlink_quietly, write_error, write_json
 from mulap.infra.paths import is_url
+from mulap.infra.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
     one WriteError naming the file, with the space free and about how much the run needs; the
     files of the run are removed, so the same command runs again once there is space.
     """
-    from webdataset.writer import TarWriter
+    TarWriter = require("shards", "webdataset.writer", "to write shards").TarWriter
 
     src, out = Path(src), Path(out)
     if fmt not in AUDIO_FORMATS:
@@ -348,9 +349,7 @@ def verify_shards(index: dict, data_dir: str | Path, split: str, template: str |
 def open_shard(location: str):
     """A readable binary stream: `pipe:` and http(s) through webdataset's gopen, other URLs through fsspec."""
     if location.startswith(("pipe:", "http://", "https://")):
-        from webdataset.gopen import gopen
-
-        return gopen(location, "rb")
+        return require("shards", "webdataset.gopen", "to read shards").gopen(location, "rb")
     if is_url(location):
         import fsspec
 
@@ -471,6 +470,7 @@ class ShardDataset(IterableDataset):
                  sample_rate: int = 16_000, max_len_seconds: float = 20.0, chunk_seconds: float = 3.0,
                  random_crop: bool = False, on_bad_sample: str = "error", shard_url: str | None = None,
                  caption_variants: bool = False, augment: Augment | None = None):
+        require("shards", "webdataset", "to read shards")  # here, not in the data loader's workers
         if on_bad_sample not in ("error", "skip"):
             raise DatasetError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
         if batch_size < 1 or buffer_size < 0:
@@ -673,8 +673,7 @@ def _samples(stream, limit: int, limit_from: str) -> Iterator[tuple[str, dict]]:
     (a link, device, sparse file...) or declares more than `limit` bytes is not read; its sample
     comes with a _BadMember, and the reading of the shard ends (`_Refused`), since skipping a
     member could mean reading (or waiting for) as many bytes as its header declares."""
-    from webdataset.tariterators import base_plus_ext
-
+    base_plus_ext = require("shards", "webdataset.tariterators", "to read shards").base_plus_ext
     key, files = None, {}
     with tarfile.open(fileobj=stream, mode="r|") as tar:  # plain tar: no decompression bomb
         for member in tar:

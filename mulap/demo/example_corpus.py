@@ -19,6 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mulap.infra.config import CONFIG_DIR, _load_yaml
+from mulap.infra.extras import require_all
 from mulap.data.audiocaption import SPLIT_FILES, DatasetError
 from mulap.infra.paths import resolve_default
 
@@ -71,6 +72,7 @@ def build_example_corpus(data_dir: str | Path, progress: bool = True) -> Path:
     """Render the example corpus into `data_dir` (built next to it, then renamed into place)."""
     from mulap.demo.world import build_demo
 
+    require_all("demo", "to build the default example corpus")  # or give a corpus: dataset_config.data_dir=<folder>
     data_dir = Path(data_dir)
     log.warning("%s holds no corpus: building the example corpus there (the small demo world's 24 captioned clips, "
                 "rendered once, about a minute on first use). Train on your own with dataset_config.data_dir=<folder>.",

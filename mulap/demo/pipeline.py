@@ -24,6 +24,7 @@ from mulap.infra.config import CONFIG_DIR, ConfigError, load_config
 from mulap.data.tasks import get_task
 from mulap.infra.files import atomic_write_text, write_json
 from mulap.infra.experiment import experiment_dir
+from mulap.infra.extras import require_all
 
 log = logging.getLogger(__name__)
 PRETRAIN_ID = "mulap"
@@ -61,6 +62,7 @@ class Stages:
 
 
 def run_demo(out: str | Path = "demo_out", size: str = "default", overrides=(), settings=None) -> dict:
+    require_all("demo")  # the world, and the zero-shot test set rendered through another soundfont
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     s = settings or demo_settings(size)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mulap.audio.scan import AUDIO_SUFFIXES, audio_suffixes, list_audio  # noqa: F401 (the folder scan: mulap.audio.scan)
+from mulap.infra.extras import require
 from mulap.infra.files import fsync_dir, unlink_quietly, write_error
 from mulap.inference.api import load
 from mulap.inference.cache import Extractor, single_process
@@ -24,6 +25,8 @@ def check_output_path(out: str | Path, suffixes: tuple[str, ...] = OUTPUT_SUFFIX
         raise ValueError(f"output {out}: use a {' or '.join(suffixes)} file name")
     if out.is_dir():
         raise ValueError(f"output {out} is a folder; give a file name ({' or '.join(suffixes)})")
+    if out.suffix.lower() == ".parquet":
+        require("parquet", "pyarrow", "to write .parquet")
     return out
 
 
@@ -82,8 +85,8 @@ def write_embeddings(out: Path, names: list[str], ok: list[int], features: np.nd
 
 def _write_parquet(path: Path, names: list[str], ok: list[int], features: np.ndarray, track: np.ndarray,
                    track_feats: np.ndarray, desc: str) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    pa = require("parquet", "pyarrow", "to write .parquet")
+    pq = require("parquet", "pyarrow.parquet", "to write .parquet")
 
     files_col, level, chunk, vectors = [], [], [], []
     for j, i in enumerate(ok):

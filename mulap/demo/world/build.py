@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mulap.infra.extras import require_all
+
 from .corpus import corpus_metadata, plan_corpus, write_corpus
 from .emomusic import plan_emomusic, write_emomusic
 from .fma import plan_fma, write_fma
@@ -203,6 +205,7 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
     unknown_parts = set(parts) - set(PARTS)
     if unknown_parts or not parts:
         raise ValueError(f"unknown demo part(s) {sorted(unknown_parts)}; choose from {', '.join(PARTS)}")
+    require_all("demo")  # before anything is removed or rendered
     t0 = time.time()
     out = Path(out)
     for rel in [_MANAGED[name] for name in parts] + ["world.json"]:

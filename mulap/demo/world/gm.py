@@ -129,12 +129,9 @@ def program_name(program: int) -> str:
 
 def soundfont_path() -> Path:
     """The General MIDI soundfont TimGM6mb.sf2 shipped inside the pretty_midi package."""
-    import importlib.util
+    from mulap.infra.extras import require
 
-    spec = importlib.util.find_spec("pretty_midi")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("pretty_midi is not installed; its TimGM6mb.sf2 soundfont is needed to render audio")
-    path = Path(spec.origin).parent / "TimGM6mb.sf2"
+    path = Path(require("demo", "pretty_midi", "for its TimGM6mb.sf2 soundfont").__file__).parent / "TimGM6mb.sf2"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the TimGM6mb.sf2 soundfont is missing from the pretty_midi package")
     return path

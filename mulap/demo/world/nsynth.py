@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mulap.infra.extras import require
+
 from .gm import (BAD_KEYS, NOT_AT_KEY_PITCH, NSYNTH_FAMILIES, NSYNTH_QUALITIES, NSYNTH_SOURCES, PROGRAM_FAMILY, program_range,
                  program_source)
 from .jobs import NoteJob
@@ -119,6 +121,7 @@ def build_nsynth_with_soundfont(out: str | Path, soundfont: str | Path, seed: in
 
     from .jobs import run_jobs, worker_pool
 
+    require("demo", "tinysoundfont")  # here, not in the pool's workers
     out, soundfont = Path(out), Path(soundfont)
     if not soundfont.is_file():
         raise FileNotFoundError(f"soundfont not found: {soundfont}")

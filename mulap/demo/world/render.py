@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mulap.infra.extras import require
+
 from .gm import soundfont_path
 
 SAMPLE_RATE = 16_000
@@ -22,8 +24,7 @@ SAMPLE_RATE = 16_000
 
 @lru_cache(maxsize=4)
 def _loaded(sample_rate: int, path: str):
-    import tinysoundfont
-
+    tinysoundfont = require("demo", "tinysoundfont")
     synth = tinysoundfont.Synth(samplerate=sample_rate)
     return synth, synth.sfload(Path(path).read_bytes())
 

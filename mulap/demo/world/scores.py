@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mulap.infra.extras import require
+
 PARSER_VERSION = 3  # bump when the note extraction changes (invalidates the cache)
 
 
@@ -128,7 +130,7 @@ class Piece:
 
 def corpus_root() -> Path:
     """Folder of the music21 corpus (inside the music21 package)."""
-    from music21 import common
+    common = require("demo", "music21.common")
 
     return Path(common.getCorpusFilePath())
 
@@ -198,6 +200,7 @@ def estimate_key(parts: list[np.ndarray]) -> tuple[int, str]:
 
 def _part_notes(part) -> np.ndarray:
     """music21 part -> [n, 3] (onset ql, duration ql, midi), ties merged, grace notes dropped."""
+    require("demo", "music21")
     from music21 import chord, harmony, note
 
     rows: list[tuple[float, float, int]] = []
@@ -234,6 +237,7 @@ def _part_notes(part) -> np.ndarray:
 
 def parse_piece(ref: PieceRef) -> Piece:
     """Parse one corpus score (slow) into a Piece. Raises ValueError when it holds no usable music."""
+    require("demo", "music21")
     from music21 import corpus, meter, stream
 
     root = corpus_root()
@@ -282,8 +286,7 @@ def default_cache_dir() -> Path:
 
 
 def _cache_file(cache_dir: Path, ref: PieceRef) -> Path:
-    import music21
-
+    music21 = require("demo", "music21")
     key = f"{PARSER_VERSION}|{music21.__version__}|{ref.collection}|{ref.path}|{ref.number}"
     return cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.json"
 

@@ -39,7 +39,7 @@ class Source:
 
 WORLD_SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("timgm6mb", "TimGM6mb, a small sampled General MIDI bank (shipped in pretty_midi)", None,
-           "pip install pretty_midi"),
+           "pip install 'mulap[demo]'"),
     Source("opl3", "OPL-3 FM General MIDI bank (frequency-modulation synthesis, no samples)", OPL3_PATH,
            "Debian: apt-get install opl3-soundfont (install.sh does it when run as root)"),
 )}
@@ -97,7 +97,7 @@ def available_sources(names: tuple[str, ...] | None = None) -> dict[str, str]:
             continue
         out[name] = str(path)
     if not out:
-        raise FileNotFoundError("no soundfont for the demo world: install pretty_midi (TimGM6mb) or opl3-soundfont")
+        raise FileNotFoundError("no soundfont for the demo world: the demo extra (pretty_midi: TimGM6mb) or opl3-soundfont")
     return out
 
 
