@@ -55,7 +55,7 @@ def load_models(save_dir: Path, shuffled_id: str | None, seed: int) -> dict:
 def zero_shot_all(models: dict, datasets: dict, cache_root: Path, out: Path, num_workers: int = 2) -> dict:
     """{task: {model: {metric, value, ci, chance, ...}}} and per-track score files for paired comparisons."""
     from mulap.data.prepare import MANIFEST
-    from mulap.inference.extract import cached_embeddings
+    from mulap.inference.cache import cached_embeddings
     from mulap.evaluation.zeroshot import run_zeroshot
 
     table: dict[str, dict] = {}

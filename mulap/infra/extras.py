@@ -15,7 +15,7 @@ from types import ModuleType
 
 # extra -> the modules it brings (what `require` may be asked for)
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "demo": ("music21", "pretty_midi", "tinysoundfont"),  # the demo world's scores, soundfont and synthesizer
+    "demo": ("music21", "pretty_midi", "tinysoundfont", "jinja2"),  # the world's scores, soundfont, synthesizer; the report
     "shards": ("webdataset",),  # `mulap data shard` and pre-training on shards
     "parquet": ("pyarrow",),  # `mulap embed -o x.parquet`
     "m4a": ("av",),  # m4a / AAC / ALAC decoding
