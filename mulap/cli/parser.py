@@ -65,7 +65,7 @@ def _embed(sub) -> None:
 def _tag(sub) -> None:
     p = sub.add_parser("tag", help="the musicnn taggers' 50 tags per audio file (as `python -m musicnn.tagger`)")
     p.add_argument("inputs", nargs="+", help="audio files or folders (searched recursively)")
-    p.add_argument("--model", default=TAG_MODELS[0], choices=TAG_MODELS,
+    p.add_argument("--model", default=TAG_MODELS[0],  # not argparse choices: a wrong name gets the one-line error naming it
                    help="a tagging model: supervised_mtt (MagnaTagATune tags, default) or supervised_msd (Million Song Dataset tags)")
     p.add_argument("--top", type=int, default=5, help="tags shown (and written with -o) per file, highest first (default 5)")
     p.add_argument("-o", "--out", help="write a CSV with the columns file,tag,probability (the top K rows per file)")

@@ -184,9 +184,9 @@ def test_a_checkpoint_that_would_run_code_is_never_loaded(tmp_path):
     save(folder / "last.ckpt", evil)
     save(folder / "last.prev.ckpt", full_state(4))
     save(folder / "best.ckpt", {**weights_only(8), "hyper_parameters": {"x": RunsCode(marker)}})
-    resume = ck.resume_checkpoint(tmp_path)
+    resume = experiment.resume_checkpoint(tmp_path)
     assert resume.path.name == "last.prev.ckpt" and "last.ckpt: unreadable (UnpicklingError" in resume.describe()
-    assert ck.best_checkpoint(tmp_path).name == "last.prev.ckpt"
+    assert experiment.best_checkpoint(tmp_path).name == "last.prev.ckpt"
     assert not marker.exists()
 
 def test_best_checkpoint_prefers_best_then_legacy_names_then_last(tmp_path):
