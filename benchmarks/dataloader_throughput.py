@@ -31,10 +31,11 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mulap.data.audiocaption import AudioCaptionDataset, Collate  # noqa: E402
-from mulap.data.shards import ShardDataset, write_shards  # noqa: E402
-from mulap.models.text import load_tokenizer  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+from torch.utils.data import DataLoader
+
+from mulap.data.audiocaption import AudioCaptionDataset, Collate
+from mulap.data.shards import ShardDataset, write_shards
+from mulap.models.text import load_tokenizer
 
 SR = 16_000
 WORDS = ["bright", "dark", "slow", "fast", "piano", "strings", "guitar", "choir", "calm", "loud", "folk", "jazz", "minor", "major"]

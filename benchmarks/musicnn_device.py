@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mulap.models.musicnn import Musicnn, MusicnnConfig  # noqa: E402
+from mulap.models.musicnn import Musicnn, MusicnnConfig
 
 IMPLS = ("fused", "time_taps", "conv2d")
 

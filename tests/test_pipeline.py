@@ -3,8 +3,6 @@ import json
 
 import numpy as np
 
-from omegaconf import OmegaConf
-
 from mulap.demo.pipeline import demo_settings, run_demo
 from tests.helpers import TINY_MODEL
 

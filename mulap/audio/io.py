@@ -16,8 +16,8 @@ import importlib.util
 import io
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import soundfile as sf

@@ -189,8 +189,8 @@ def cmd_eval(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    from mulap.data.tasks import get_task
     from mulap.data.prepare import prepare
+    from mulap.data.tasks import get_task
 
     if args.audio_dir is not None and args.task != "csv":
         if "=" not in args.audio_dir:  # an override lands here when there is no third positional
@@ -228,9 +228,8 @@ def cmd_tag(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from mulap.inference.loading import export_model, load_experiment
-
     from mulap.inference.api import model_path
+    from mulap.inference.loading import export_model, load_experiment
 
     cfg = load_config(None, args.overrides)
     exp = model_path(args.model, cfg.env.save_dir)  # the id first, as mulap.load resolves it
@@ -288,10 +287,10 @@ def cmd_search(args) -> None:
 
 def cmd_zeroshot(args) -> None:
     from mulap.data.prepare import MANIFEST
-    from mulap.inference.cache import cached_embeddings, embedding_cache_root
-    from mulap.inference.extract import extraction_settings
     from mulap.evaluation.prompts import default_prompts
     from mulap.evaluation.zeroshot import run_zeroshot
+    from mulap.inference.cache import cached_embeddings, embedding_cache_root
+    from mulap.inference.extract import extraction_settings
     from mulap.training.downstream import downstream_config, load_task_data
 
     cfg = downstream_config(args.task, None, args.overrides)

@@ -29,8 +29,8 @@ from torch.utils.data import Dataset
 from mulap.audio.augment import Augment, augment_rng, augmented_chunks
 from mulap.audio.chunks import chunk_samples, chunk_with_mask
 from mulap.audio.io import AudioError, load_audio
-from mulap.infra.text_files import DatasetError, read_json
 from mulap.infra.files import is_file
+from mulap.infra.text_files import DatasetError, read_json
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,11 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -37,8 +38,8 @@ from tqdm.auto import tqdm
 from mulap.audio.io import SAMPLE_RATE, AudioError, load_audio, write_audio
 from mulap.data.downstream.csv import CSV_PREFIX, dataset_folder, load_csv_labels
 from mulap.data.tasks import SPLITS, TASK_TYPES, RawDataset, Record, get_task
-from mulap.infra.text_files import DatasetError, DatasetFormatError, read_json, text_lines
 from mulap.infra.files import atomic_write_text, is_file
+from mulap.infra.text_files import DatasetError, DatasetFormatError, read_json, text_lines
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.jsonl"

@@ -36,21 +36,21 @@ import shutil
 import tarfile
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mulap.audio.augment import Augment, augment_rng
+from mulap.audio.chunks import chunk_samples
 from mulap.audio.io import AudioError, iter_blocks, load_audio
 from mulap.data.audiocaption import SPLIT_FILES, DatasetError, Skipped, caption_for, clip_item, read_split
-from mulap.audio.chunks import chunk_samples
-from mulap.infra.text_files import DatasetFormatError, decode_text, read_json
 from mulap.infra.files import unlink_quietly, write_error, write_json
 from mulap.infra.paths import is_url
+from mulap.infra.text_files import DatasetFormatError, decode_text, read_json
 
 log = logging.getLogger(__name__)
 

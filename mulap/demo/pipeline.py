@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from mulap.infra.config import CONFIG_DIR, ConfigError, load_config
 from mulap.data.tasks import get_task
-from mulap.infra.files import atomic_write_text, write_json
+from mulap.infra.config import CONFIG_DIR, ConfigError, load_config
 from mulap.infra.experiment import experiment_dir
+from mulap.infra.files import atomic_write_text, write_json
 
 log = logging.getLogger(__name__)
 PRETRAIN_ID = "mulap"
@@ -200,8 +200,8 @@ def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
     ridge probe on the embeddings its first-seed probe run cached, and the paired-bootstrap difference to the
     random-init backbone. Rows and comparisons are kept in <out>/diagnostics/, redone only when a cache key changes."""
     from mulap.data.prepare import load_prepared
-    from mulap.inference.extract import embedding_cache_root, read_cached
     from mulap.evaluation.diagnostics import diagnose_features, paired_bootstrap
+    from mulap.inference.extract import embedding_cache_root, read_cached
 
     save_dir, folder, seed = out / "save", out / "diagnostics", list(s.probe_seeds)[0]
     runs = {init: (PRETRAIN_ID, init) for init in s.inits}

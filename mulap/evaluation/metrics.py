@@ -25,7 +25,8 @@ Undefined values are None (JSON null), never NaN.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import (

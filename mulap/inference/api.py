@@ -20,16 +20,16 @@ chunk is dropped unless it is the clip's only one, where it is zero-padded).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from mulap.audio.chunks import cut_chunks
 from mulap.audio.io import SAMPLE_RATE, resample
-from mulap.models.musicnn import Musicnn
 from mulap.infra.experiment import experiment_dir
+from mulap.models.musicnn import Musicnn
 
 SPACES = ("backbone", "joint")
 
@@ -295,8 +295,8 @@ def load(name_or_path: str | Path, save_dir: str | Path | None = None, device: s
     - an exported model folder (`mulap export`);
     - a backbone ``.safetensors`` file (audio only).
     """
-    from mulap.models.backbone import SUPERVISED, load_backbone
     from mulap.inference.loading import ModelLoadError, is_experiment, is_export, load_experiment, load_export
+    from mulap.models.backbone import SUPERVISED, load_backbone
 
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ref = str(name_or_path)
@@ -326,8 +326,8 @@ def load(name_or_path: str | Path, save_dir: str | Path | None = None, device: s
 def model_path(ref: str, save_dir: str | Path | None = None) -> Path:
     """Where a model reference points: a bare name is a pre-training id first (<save_dir>/experiments/<name>;
     a folder of that name may also exist here), then a path."""
-    from mulap.models.backbone import SUPERVISED
     from mulap.inference.loading import ModelLoadError
+    from mulap.models.backbone import SUPERVISED
 
     path = Path(ref)
     if "/" in ref or path.suffix:

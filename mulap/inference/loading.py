@@ -27,12 +27,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mulap.infra.experiment import backbone_file, best_checkpoint
 from mulap.infra.config_schema import SchemaError, check_export, check_text_config
+from mulap.infra.experiment import backbone_file, best_checkpoint
 from mulap.infra.files import atomic_write_text, remove_dead_temps, write_error, write_json, writer_temp
 from mulap.models.backbone import SUPERVISED, build_backbone, load_backbone
 from mulap.models.musicnn import Musicnn
-from mulap.models.weight_files import ModelLoadError, first_line  # noqa: F401 (ModelLoadError: raised here, defined with the weight readers)
+from mulap.models.weight_files import ModelLoadError, first_line  # ModelLoadError: raised here, defined with the weight readers
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 @dataclass
 class PretrainedMuLaP:
-    model: "torch.nn.Module"   # mulap.models.mulap.MuLaP in eval mode
+    model: torch.nn.Module   # mulap.models.mulap.MuLaP in eval mode
     tokenizer: object          # transformers BertTokenizerFast
     max_seq_length: int
     info: dict = field(default_factory=dict)  # provenance: source, steps, objectives, losses ...

@@ -19,7 +19,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
 
@@ -142,15 +142,15 @@ class Training(Section):
     weight_decay: NonNeg
     warmup_ratio: Probability
     accumulate_grad_batches: Count
-    gradient_clip_val: Optional[NonNeg]
+    gradient_clip_val: NonNeg | None
     precision: Literal[PRECISIONS]  # type: ignore[valid-type]
     device: Literal[ACCELERATORS]  # type: ignore[valid-type]
     devices: Devices
     num_nodes: Count
     strategy: Literal[STRATEGIES]  # type: ignore[valid-type]
     num_workers: NonNegInt
-    checkpoint_every_n_steps: Optional[Count]
-    early_stopping_patience: Optional[Count]
+    checkpoint_every_n_steps: Count | None
+    early_stopping_patience: Count | None
     limit_train_batches: LimitTrain
     limit_val_batches: LimitVal
     log_every_n_steps: Count
@@ -185,13 +185,13 @@ class DatasetConfig(Section):
     chunk_seconds: Positive
     random_crop: Bool
     on_bad_sample: Literal["error", "skip"]
-    train_clips: Optional[Count]
+    train_clips: Count | None
     captions: Literal["aligned", "shuffled"]
     caption_variants: Bool = True
     augment: AugmentConfig = AugmentConfig()
     format: Literal["folder", "shards"]
     shuffle_buffer: NonNegInt
-    shard_url: Optional[str]
+    shard_url: str | None
 
     @model_validator(mode="after")
     def _chunk_fits(self):
@@ -219,12 +219,12 @@ class Musicnn(Section):
     hop_length: Annotated[StrictInt, Field(ge=1, le=MAX_FFT)]
     n_mels: Annotated[StrictInt, Field(ge=1, le=MAX_MELS)]
     f_min: NonNeg
-    f_max: Optional[Positive]
+    f_max: Positive | None
     power: Positive
     mel_scale: Literal["htk", "slaney"]
-    mel_norm: Optional[Literal["slaney"]]
+    mel_norm: Literal["slaney"] | None
     compression: Literal["db", "log10", "none"]
-    top_db: Optional[Positive]
+    top_db: Positive | None
     center: Bool
     pad_mode: Literal["reflect", "constant", "replicate", "circular"]
     chunk_samples: _upto(MAX_CHUNK_SAMPLES)
@@ -270,7 +270,7 @@ class AudioModel(Attention):
 
 
 class TextModel(Attention):
-    pretrained: Optional[str]
+    pretrained: str | None
     num_layers: Layers
     intermediate_size: FFN
     dropout: Dropout
@@ -310,7 +310,7 @@ class MAM(Section):
     enabled: Bool
     weight: NonNeg
     prob: Probability
-    target_norm: Optional[Literal["layernorm", "none"]]
+    target_norm: Literal["layernorm", "none"] | None
     detach_target: Bool
 
 
@@ -358,7 +358,7 @@ class ModelConfig(Section):
 
 class Downstream(Section):
     task: Task
-    dataset_dir: Optional[str]
+    dataset_dir: str | None
     backbone_init: Literal["mulap", "random", "supervised_mtt", "supervised_msd"]
     mode: Literal["frozen", "finetune"]
     probe: Literal["mlp", "linear"]
@@ -381,7 +381,7 @@ class Config(Section):
     training: Training
     dataset_config: DatasetConfig
     model_config_: ModelConfig = Field(alias="model_config")  # pydantic reserves the name model_config
-    downstream: Optional[Downstream] = None
+    downstream: Downstream | None = None
 
     @model_validator(mode="after")
     def _chunks_fit_model(self):
@@ -417,7 +417,7 @@ class TextConfig(BaseModel):
     hidden_dropout_prob: Dropout
     attention_probs_dropout_prob: Dropout
     layer_norm_eps: Positive
-    pad_token_id: Optional[NonNegInt] = None
+    pad_token_id: NonNegInt | None = None
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -430,16 +430,16 @@ class TextConfig(BaseModel):
 
 
 class Corpus(Section):
-    path: Optional[str] = None
-    clips: dict[str, Optional[NonNegInt]] = {}
+    path: str | None = None
+    clips: dict[str, NonNegInt | None] = {}
 
 
 class Provenance(Section):
     """Where the weights came from (mulap.inference.loading.experiment_info); shown in the model card."""
-    source: Optional[str] = None
-    checkpoint: Optional[str] = None
-    epoch: Optional[NonNegInt] = None
-    global_step: Optional[NonNegInt] = None
+    source: str | None = None
+    checkpoint: str | None = None
+    epoch: NonNegInt | None = None
+    global_step: NonNegInt | None = None
     objectives: dict[str, NonNeg] = {}
     corpus: Corpus = Corpus()
     final_validation: dict[str, Annotated[float, Field(allow_inf_nan=True)]] = {}  # a diverged run logs NaN
@@ -603,7 +603,7 @@ class MusicnnConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MusicnnConfig":
+    def from_dict(cls, d: dict[str, Any]) -> MusicnnConfig:
         """Inverse of :meth:`to_dict` (missing keys take their defaults); unknown keys are an error naming them.
         The settings are checked against the typed schema first (types, names, size limits: the dict may come
         from a file someone else wrote), so nothing is built from a config that would not fit in memory."""

@@ -174,7 +174,7 @@ def setup(lightning: bool = False, level: int = logging.INFO) -> None:
     for pattern in KNOWN_CHATTER:
         warnings.filterwarnings("ignore", message=pattern)
     if lightning:
-        import lightning  # noqa: F401  (adds its handler now, so it can be removed below)
+        import lightning  # adds its handler now, so it can be removed below
         from sklearn.exceptions import UndefinedMetricWarning
 
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):

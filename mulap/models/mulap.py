@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.models.bert.modeling_bert import BertLayer
 
 from mulap.models.backbone import build_backbone
 from mulap.models.coattention import CoAttentionLayer
 from mulap.models.masking import IGNORE, choose_masked_chunks, mask_tokens, sample_negatives
 from mulap.models.text import TextEncoder, additive_mask, bert_config
-from transformers.models.bert.modeling_bert import BertLayer
 
 
 def _as_tuple(ids) -> tuple[int, ...]:
@@ -194,7 +194,7 @@ class MuLaP(nn.Module):
             if list(ids) != sorted(ids) or any(i < 0 or i > n for i in ids):
                 raise ValueError(f"coattention.{name} {list(ids)} must be increasing layer positions in 0..{n}")
 
-    def train(self, mode: bool = True) -> "MuLaP":
+    def train(self, mode: bool = True) -> MuLaP:
         """A frozen backbone stays in eval mode: its BatchNorm keeps the running statistics it was trained
         with (batch statistics would change its features with every batch, and the running ones would drift)."""
         super().train(mode)

@@ -14,7 +14,6 @@ formulation can replace one without touching the rest.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,7 +21,6 @@ from torch import nn
 from mulap.audio.features import MelFrontEnd
 from mulap.infra.config_schema import BlockOrder, MusicnnConfig, TemporalMode  # noqa: F401 (the network's settings)
 from mulap.models.timbral_fused import bn_update_factor, timbral_fused
-
 
 
 def make_frontend(cfg: MusicnnConfig) -> MelFrontEnd:

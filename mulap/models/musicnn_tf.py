@@ -125,7 +125,7 @@ class BundleEntry:
     crc32c: int  # masked crc32c of the raw bytes, as TF stores it
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "BundleEntry":
+    def from_bytes(cls, raw: bytes) -> BundleEntry:
         f = parse_protobuf(raw)
         if 7 in f:
             raise ValueError("partitioned (sliced) tensors are not supported")

@@ -131,7 +131,7 @@ def _fold_toeplitz(grad: torch.Tensor, height: int) -> torch.Tensor:
     return out.permute(2, 1, 0).reshape(c, w * height)
 
 
-def _stream_max(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, spec: "TimbralSpec", with_index: bool = True):
+def _stream_max(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, spec: TimbralSpec, with_index: bool = True):
     """max over frequency of the conv output, per (n*t, c): values (accumulation dtype) and positions
     (None without ``with_index``: a max without positions is several times cheaper).
     ``kernel`` ``[C, W, H]``; one Toeplitz GEMM per (chunk of the batch, frequency block)."""

@@ -11,8 +11,8 @@ more than the weights file holds, and weights that do not fit are named before a
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn

@@ -25,8 +25,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 
+from mulap.infra.experiment import BEST, INTERRUPTED, LAST, ROTATE, STEP, inspect_checkpoint
 from mulap.infra.files import fsync_dir, is_write_problem, unlink_quietly, write_error
-from mulap.infra.experiment import (BEST, INTERRUPTED, LAST, ROTATE, STEP, inspect_checkpoint)
 from mulap.infra.interrupts import signals_deferred
 
 log = logging.getLogger(__name__)

@@ -26,24 +26,23 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mulap.audio.augment import Augment
-from mulap.infra.config import ConfigError, save_config, to_dict, validate_config
-from mulap.infra.console import one_line
 from mulap.data.audiocaption import AudioCaptionDataset, Collate
 from mulap.data.shards import ShardDataset, ShardLoader, shard_dataset, trained_batches
+from mulap.infra.config import ConfigError, save_config, to_dict, validate_config
+from mulap.infra.console import one_line
+from mulap.infra.experiment import Resume, best_checkpoint, resume_checkpoint, run_dir
 from mulap.infra.files import is_write_problem, write_error
 from mulap.infra.interrupts import Interrupted, signal_name, signal_of, worker_exits_on_sigterm
+from mulap.infra.paths import recorded_config
 from mulap.models.backbone import save_backbone
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer
-from mulap.infra.paths import recorded_config
-from mulap.infra.experiment import Resume, best_checkpoint, resume_checkpoint
 from mulap.training.checkpoints import AtomicCheckpointIO, checkpoint_callbacks
 from mulap.training.distributed import FailFast
 from mulap.training.locks import LOCK_NAME, launcher_rank_zero, run_lock
 from mulap.training.loggers import HistoryCSVLogger, HistoryTensorBoardLogger
 from mulap.training.optim import adamw_with_warmup
 from mulap.training.resumable import EpochSampler, step_seed
-from mulap.infra.experiment import run_dir
 
 log = logging.getLogger(__name__)
 OBJECTIVE_KEYS = ("loss", "mlm", "atm", "mam", "contrastive", "contrastive_chunk", "mlm_acc", "atm_acc", "contrastive_acc",

@@ -15,9 +15,8 @@ import soundfile as sf
 from scipy.ndimage import maximum_filter1d
 
 from mulap.audio.io import load_audio
-from mulap.demo.world import SIZES, build_demo
+from mulap.demo.world import SIZES, build_demo, render, timbre
 from mulap.demo.world.gm import NOT_AT_KEY_PITCH, PROGRAM_FAMILY
-from mulap.demo.world import render, timbre
 from mulap.demo.world.render import render_note, render_notes
 
 SR = 16000

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from mulap.audio.io import load_audio
-from mulap.data.tasks import DatasetFormatError
 from mulap.data.prepare import load_prepared, prepare, targets
+from mulap.data.tasks import DatasetFormatError
 from tests.data import publisher_layouts as pl
 
 

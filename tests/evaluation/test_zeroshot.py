@@ -128,8 +128,8 @@ def test_user_prompts_file_and_its_errors(prepared, tiny_mulap, tmp_path):
 
 def test_zeroshot_in_python(prepared, tiny_mulap):
     """The API pieces a notebook would use give the files' numbers."""
-    from mulap.inference.cache import cached_embeddings
     from mulap.evaluation.zeroshot import task_prompts, track_means, zero_shot_scores
+    from mulap.inference.cache import cached_embeddings
 
     save_dir, pid = tiny_mulap
     model = mulap.load(pid, save_dir=save_dir, device="cpu")

@@ -3,9 +3,9 @@ steps on eight captioned clips retrieves each clip from its own caption through 
 import numpy as np
 import torch
 
+from mulap.data.audiocaption import Collate
 from mulap.inference.api import Model
 from mulap.infra.config import load_config
-from mulap.data.audiocaption import Collate
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer
 from tests.helpers import TINY_MODEL, tone

@@ -4,8 +4,8 @@ the answer or carry none) that a falling total loss would not."""
 import pytest
 import torch
 
-from mulap.infra.config import load_config
 from mulap.data.audiocaption import AudioCaptionDataset, Collate
+from mulap.infra.config import load_config
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer
 from tests.helpers import TINY_MODEL, make_audiocaption

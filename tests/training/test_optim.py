@@ -1,5 +1,4 @@
 """AdamW parameter groups: every trainable parameter once, decay by module type, per-module learning-rate scales."""
-import torch
 from torch import nn
 
 from mulap.training.optim import adamw_with_warmup, param_groups

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from mulap.data.downstream.base import SPLITS, DatasetFormatError, RawDataset, Record, multi_hot
-from mulap.infra.text_files import csv_rows
 from mulap.infra.files import is_file
+from mulap.infra.text_files import csv_rows
 
 CSV_PREFIX = "csv:"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")

@@ -106,7 +106,7 @@ class DemoSummary:
     def __str__(self) -> str:
         lines = [f"demo world ({self.size}, seed {self.seed}) in {self.out}: {self.clips} audio files, "
                  f"{self.hours:.2f} h of audio, built in {self.build_seconds:.0f} s",
-                 f"  scores per split: " + ", ".join(f"{k} {v}" for k, v in self.pieces.items())]
+                 "  scores per split: " + ", ".join(f"{k} {v}" for k, v in self.pieces.items())]
         for name, counts in self.splits.items():
             lines.append(f"  {name:<12} " + "  ".join(f"{k} {v:>5}" for k, v in counts.items())
                          + f"   {self.paths[name]}")

@@ -14,8 +14,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .gm import (BAD_KEYS, NOT_AT_KEY_PITCH, NSYNTH_FAMILIES, NSYNTH_QUALITIES, NSYNTH_SOURCES, PROGRAM_FAMILY, program_range,
-                 program_source)
+from .gm import (
+    BAD_KEYS,
+    NOT_AT_KEY_PITCH,
+    NSYNTH_FAMILIES,
+    NSYNTH_QUALITIES,
+    NSYNTH_SOURCES,
+    PROGRAM_FAMILY,
+    program_range,
+    program_source,
+)
 from .jobs import NoteJob
 from .world import SPLITS, rng_for
 

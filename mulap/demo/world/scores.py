@@ -114,7 +114,7 @@ class Piece:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "Piece":
+    def from_json(cls, d: dict) -> Piece:
         return cls(
             ref=PieceRef(d["collection"], d["path"], d["number"]), title=d["title"], composer=d["composer"],
             time_signature=d["time_signature"], bar_ql=float(d["bar_ql"]), beat_ql=float(d["beat_ql"]),
