@@ -124,7 +124,9 @@ def main() -> None:
         results = {}
         for fmt, folder in folders.items():
             ds = AudioCaptionDataset(folder, "train", SR, 20.0, 3.0, random_crop=True)
-            make = lambda ds=ds: DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=args.workers, collate_fn=collate)
+            def make(ds=ds):
+                return DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=args.workers, collate_fn=collate)
+
             results[f"folder/{fmt}"] = timed_passes(make, args.passes)
         for fmt, path in shards.items():
             def make(path=path):

@@ -81,18 +81,18 @@ def main(argv: list[str] | None = None) -> None:
             torch.manual_seed(0)
             model = Musicnn(MusicnnConfig(timbral_impl=impl)).to(device).train()
 
-            def ctx():
+            def ctx(precision=precision):
                 if precision == "bf16":
                     return torch.autocast(device.type, dtype=torch.bfloat16)
                 return contextlib.nullcontext()
 
-            def train_step():
+            def train_step(model=model):
                 with ctx():
                     out = model(x)
                 out.float().square().mean().backward()
                 model.zero_grad(set_to_none=True)
 
-            def infer():
+            def infer(model=model):
                 with torch.inference_mode(), ctx():
                     model(x)
 

@@ -193,7 +193,7 @@ def _existing_samples(path: Path) -> int | None:
         return None
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure to open means: not a usable clip (decoded again)
         return None
     if arr.ndim != 1 or arr.dtype != np.float32 or arr.size == 0:
         return None

@@ -171,6 +171,7 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
             results = pool.imap(_encode, jobs, chunksize=4) if pool else map(_encode, jobs)
             shards, writer, current = [], None, None
 
+            # ruff: disable[B023] - close_current reads the loop's writer and shard as they are when it is called (late binding on purpose)
             def close_current():
                 nonlocal payload
                 writer.close()
@@ -181,6 +182,7 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
                 current["bytes"] = final.stat().st_size
                 payload += current["bytes"] - current["payload"]  # the tar's padding: what a shard really takes
                 shards.append(current)
+            # ruff: enable[B023]
 
             t0 = time.time()
             for n, (key, meta, audio, error, length) in enumerate(results, 1):

@@ -26,12 +26,11 @@ import torch
 
 from mulap.audio.io import AudioError
 from mulap.audio.scan import AUDIO_SUFFIXES, audio_suffixes, list_audio  # noqa: F401 (the folder scan: mulap.audio.scan)
+from mulap.inference.extract import extract, fingerprint
 from mulap.infra.files import remove_dead_temps, write_error, writer_temp
 from mulap.models.musicnn import Musicnn
 
 log = logging.getLogger(__name__)
-
-from mulap.inference.extract import extract, fingerprint
 
 # extract's signature plus `parts_dir` (a folder every process sees, for extractors that use several)
 Extractor = Callable[..., "tuple[np.ndarray, np.ndarray, list[tuple[str, str]]] | None"]

@@ -143,7 +143,7 @@ def load_experiment(exp_dir: str | Path, checkpoint: str | Path | None = None) -
     try:
         saved = torch.load(ckpt, map_location="cpu", weights_only=True)
         state = strip_prefix(saved["state_dict"])
-    except Exception as exc:  # a truncated or foreign file
+    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on a truncated or foreign file
         raise ModelLoadError(f"{ckpt}: cannot read the weights ({first_line(exc)})") from None
     mc = _skeleton_config(cfg.model_config, _backbone_config(exp_dir, cfg.model_config))
     text_config = _text_config(cfg.model_config)
@@ -341,6 +341,8 @@ def model_card(config: dict) -> str:
 
     dim = MusicnnConfig.from_dict(mc["audio"]["musicnn"]).out_dim
     epochs = p.get("epoch")
+    text_line = (f'text = model.embed_text(["calm piano"])         # [1, {mc["objectives"]["contrastive"]["dim"]}] joint space'
+                 if joint else "# trained without the contrastive objective: no joint space (match() still works)")
     return f"""# mulap model
 
 A MuLaP model (Musicnn audio backbone + audio transformer, BERT text branch, co-attention) exported by
@@ -350,7 +352,7 @@ mulap {config['mulap_version']} on {config['created']}.
 import mulap
 model = mulap.load("{'<this folder>'}")
 emb = model.embed(audio, sample_rate)            # [N, {dim}] backbone features (transfer)
-{'text = model.embed_text(["calm piano"])         # [1, ' + str(mc['objectives']['contrastive']['dim']) + '] joint space' if joint else '# trained without the contrastive objective: no joint space (match() still works)'}
+{text_line}
 ```
 
 | | |

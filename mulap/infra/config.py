@@ -31,7 +31,7 @@ def _load_yaml(path: Path) -> DictConfig:
         raise ConfigError(f"config file not found: {path}")
     try:
         cfg = OmegaConf.load(path)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the YAML parser's errors and OmegaConf's: all mean not valid YAML
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: expected a mapping at the top level")

@@ -81,7 +81,8 @@ def _limit_batches(v: Any, allow_zero: bool) -> Any:
     if isinstance(v, int) and v < low:
         raise ValueError(f"must be a number of batches >= {low}, or a share as a float in (0, 1]")
     if isinstance(v, float) and not ((0 <= v if allow_zero else 0 < v) and v <= 1):
-        raise ValueError(f"must be a share of the batches in ({'[' if allow_zero else '('}0, 1] (or an int count)".replace("((", "(").replace("([", "["))
+        raise ValueError(f"must be a share of the batches in ({'[' if allow_zero else '('}0, 1] (or an int count)"
+                         .replace("((", "(").replace("([", "["))
     return v
 
 

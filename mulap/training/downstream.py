@@ -256,7 +256,6 @@ def run_downstream(pretrain_id: str, task: str, downstream_id: str | None = None
                    progress: bool = True) -> str:
     """Train the probe; writes config.yaml, probe.safetensors, probe.json, logs/ and summary.json."""
     cfg = downstream_config(task, config_file, overrides)
-    d = cfg.downstream
     downstream_id = downstream_id or f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = downstream_dir(cfg, pretrain_id, downstream_id)
     ds = load_task_data(cfg)  # the config (checked when loaded), the data and the backbone before anything is written

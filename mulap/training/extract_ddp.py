@@ -73,10 +73,10 @@ class _Embedder(L.LightningModule):
 
 def extract_distributed(model, paths, batch_chunks: int = 64, num_workers: int = 2, desc: str = "embedding",
                         progress: bool = True, device=None, precision: str = "32", parts_dir=None, *, processes: dict):
-    """`extract` (same arguments and result, plus `parts_dir` and `processes`) over `devices` x `num_nodes` processes; returns the merged result on rank 0 (input
-    order), None elsewhere. Started as a plain command, Lightning spawns the processes (ddp_spawn: only
-    the extraction runs in them, the command goes on in one process); under torchrun or SLURM the
-    processes exist already (ddp). parts_dir must be on a file system every node sees."""
+    """`extract` (same arguments and result, plus `parts_dir` and `processes`) over `devices` x `num_nodes`
+    processes; returns the merged result on rank 0 (input order), None elsewhere. Started as a plain command,
+    Lightning spawns the processes (ddp_spawn: only the extraction runs in them, the command goes on in one
+    process); under torchrun or SLURM the processes exist already (ddp). parts_dir must be on a file system every node sees."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     external = "LOCAL_RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1
     strategy = processes["strategy"]

@@ -72,7 +72,7 @@ def test_standardising_on_validation_removes_a_class_prior():
         s = rng.normal(0, 0.05, (n, 4)) + 0.2 * np.eye(4)[y]
         s[:, 2] += 0.5  # class 2's prompts are close to everything
         return y, s
-    (y_v, s_v), (y_t, s_t) = split(400), split(400)
+    (_y_v, s_v), (y_t, s_t) = split(400), split(400)
     assert np.mean(s_t.argmax(1) == y_t) < 0.3
     z = standardise(s_v, s_t)
     assert np.mean(z.argmax(1) == y_t) > 0.9

@@ -11,7 +11,8 @@ from mulap.models.text import load_tokenizer
 from tests.helpers import TINY_MODEL, make_audiocaption
 
 MASK_ID = 103  # bert-base-uncased [MASK]
-NO_DROPOUT = ["model_config.objectives.contrastive.enabled=false", "model_config.audio.dropout=0.0", "model_config.text.dropout=0.0", "model_config.coattention.dropout=0.0",
+NO_DROPOUT = ["model_config.objectives.contrastive.enabled=false", "model_config.audio.dropout=0.0", "model_config.text.dropout=0.0",
+              "model_config.coattention.dropout=0.0",
               "model_config.audio.freeze_backbone=true"]
 ONLY = {
     "mlm": ["model_config.objectives.atm.enabled=false", "model_config.objectives.mam.enabled=false",

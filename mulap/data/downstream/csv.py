@@ -118,7 +118,7 @@ def load_csv_labels(labels_csv: str | Path, audio_dir: str | Path, seed: int = 0
     ids = _unique_ids([e[0] for e in entries])
     index = {name: i for i, name in enumerate(label_names)}
     records = []
-    for (rel, audio, labels, _), split, cid in zip(entries, splits, ids):
+    for (_rel, audio, labels, _), split, cid in zip(entries, splits, ids):
         target = multi_hot([index[t] for t in labels], len(label_names)) if multilabel else index[labels[0]]
         records.append(Record(id=cid, split=split, audio=audio, target=target))
     ds = RawDataset(name=f"csv:{path.stem}", task_type="multilabel" if multilabel else "multiclass", label_names=label_names,

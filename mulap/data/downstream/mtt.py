@@ -92,7 +92,7 @@ def _load_string_array(path: Path) -> list[str]:
             arr = np.load(path, allow_pickle=False)
         except ValueError as exc:
             raise DatasetFormatError(path, f"not a plain string array ({exc}); object arrays are not loaded for safety") from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any other failure to load means: not a readable .npy
             raise DatasetFormatError(path, f"cannot be read as .npy ({type(exc).__name__}: {exc})") from None
         if arr.ndim != 1 or arr.dtype.kind not in "US":
             raise DatasetFormatError(path, f"expected a 1-D string array, got dtype {arr.dtype} shape {arr.shape}")

@@ -395,7 +395,7 @@ def realize(piece: Piece, perf: Performance) -> Arrangement:
     exp = perf.style == "experimental"
     melody_median = mel_med + t
     inner_i = 0
-    for ri, (role, p) in enumerate(roles):
+    for _ri, (role, p) in enumerate(roles):
         if len(p) == 0 or len(channels) == 0:
             continue
         prog = programs_by_role[role]
