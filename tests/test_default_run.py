@@ -98,7 +98,7 @@ def test_other_ranks_wait_for_rank_zero_to_build(tmp_path, monkeypatch):
     """Processes started together (torchrun): only rank 0 builds the example corpus; the others wait for it."""
     import threading
 
-    from mulap.data import example_corpus
+    from mulap.demo import example_corpus
 
     monkeypatch.setenv("MULAP_ROOT", str(tmp_path))
     monkeypatch.setenv("RANK", "1")

@@ -56,7 +56,7 @@ def zero_shot_all(models: dict, datasets: dict, cache_root: Path, out: Path, num
     """{task: {model: {metric, value, ci, chance, ...}}} and per-track score files for paired comparisons."""
     from mulap.data.prepare import MANIFEST
     from mulap.evaluation.zeroshot import run_zeroshot
-    from mulap.inference.extract import cached_embeddings
+    from mulap.inference.cache import cached_embeddings
 
     table: dict[str, dict] = {}
     for task, ds in datasets.items():

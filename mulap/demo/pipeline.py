@@ -201,7 +201,7 @@ def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
     random-init backbone. Rows and comparisons are kept in <out>/diagnostics/, redone only when a cache key changes."""
     from mulap.data.prepare import load_prepared
     from mulap.evaluation.diagnostics import diagnose_features, paired_bootstrap
-    from mulap.inference.extract import embedding_cache_root, read_cached
+    from mulap.inference.cache import embedding_cache_root, read_cached
 
     save_dir, folder, seed = out / "save", out / "diagnostics", list(s.probe_seeds)[0]
     runs = {init: (PRETRAIN_ID, init) for init in s.inits}
@@ -349,7 +349,7 @@ def write_report(out: Path, s, variants: dict) -> dict:
                "supervised_vs_random": verdicts(table, "supervised_mtt", "random"), "ablation": ablation,
                "diagnostics": backbone_diagnostics(out, s, variants),
                "pretrain": {k: v[-1][1] for k, v in curves.items() if v}}
-    from mulap.evaluation import language
+    from mulap.demo import language
 
     summary = language.read_summary(out)
     results.update(language.results_entries(summary))

@@ -490,7 +490,7 @@ def test_the_model_card_counts_a_relative_corpus_when_exported_from_another_fold
 def test_an_exports_recorded_source_does_not_decide_where_outputs_go(copy_export, tmp_path):
     """provenance.source names the exporter's experiment folder (another machine's, or any path someone wrote
     there): evaluations of an export are written under the export."""
-    from mulap.cli import _model_out
+    from mulap.cli.main import _model_out
     from mulap.infra.config import load_config
 
     edit_config(copy_export, set_key("provenance.source", str(tmp_path / "somewhere" / "else")))
