@@ -349,8 +349,8 @@ def cmd_data(args) -> None:
         from mulap.data.shards import write_shards
 
         index = write_shards(args.src, args.out, args.shard_size, args.format, args.overwrite, num_workers=args.workers)
-        counts = ", ".join(f"{k} {v['samples']} clips / {len(v['shards'])} shards" for k, v in index["splits"].items())
-        print(f"shards: {args.out} ({counts}; {len(index['skipped'])} record(s) skipped, listed in shards.json)")
+        made = ", ".join(f"{k} {v['samples']} clips / {len(v['shards'])} shards" for k, v in index["splits"].items())
+        print(f"shards: {args.out} ({made}; {len(index['skipped'])} record(s) skipped, listed in shards.json)")
         return
     from mulap.demo.world import build_demo
 

@@ -206,7 +206,7 @@ def _sibling_audio_dirs(out: Path, raw: Path) -> list[Path]:
     The MTG-Jamendo subsets share their tracks: a clip decoded for one is hard-linked
     (or copied) into the others instead of being decoded again.
     """
-    found = []
+    found: list[Path] = []
     if not out.parent.is_dir():
         return found
     for d in sorted(out.parent.iterdir()):

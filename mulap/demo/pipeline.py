@@ -15,6 +15,7 @@ import csv
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -243,7 +244,7 @@ def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
                 write_json(stem.with_suffix(".json"), row)
             rows.setdefault(label, {})[task] = row
             stems[label, task] = stem
-            if scores is not None:
+            if y is not None and scores is not None:  # both read or computed together
                 scored[label, task] = (y, scores)
     vs_random: dict[str, dict] = {}
     for label in rows:
@@ -270,7 +271,7 @@ def _probe_folder(save_dir: Path, pretrain_id: str, downstream_id: str) -> Path:
 
 # -- the report -----------------------------------------------------------------------------------
 def collect(save_dir: Path, pretrain_id: str, tasks, inits, seeds) -> dict:
-    table = {}
+    table: dict[str, dict] = {}
     for task in tasks:
         spec = get_task(task)
         table[task] = {}
@@ -397,7 +398,7 @@ def world_timbre(out: Path, world: dict) -> dict:
     return {"sources": t.get("sources", {}), "files": counts, "render": render}
 
 
-def _markdown(results: dict, s, world: dict, curves: dict, language_lines: list[str] = ()) -> str:
+def _markdown(results: dict, s, world: dict, curves: dict, language_lines: Sequence[str] = ()) -> str:
     lines = ["# mulap demo report", "", f"Generated {time.strftime('%Y-%m-%d %H:%M')} on {_machine()}.", ""]
     lines += _model_lines(results.get("model") or {}, results.get("world_timbre") or {})
     lines += _timbre_lines(results.get("world_timbre") or {})
@@ -439,8 +440,8 @@ def _markdown(results: dict, s, world: dict, curves: dict, language_lines: list[
         for name, table in results["ablation"].items():
             cells = [_cell(table[t]["mulap"], len(vseeds)) if "mulap" in table.get(t, {}) else "–" for t in tasks]
             both = {t: {**rand.get(t, {}), **table.get(t, {})} for t in tasks}
-            wins = "–" if name == "random init" else str(sum(x["wins"] for x in verdicts(both).values()))
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {wins} |")
+            won = "–" if name == "random init" else str(sum(x["wins"] for x in verdicts(both).values()))
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {won} |")
     lines += ["", "## Pre-training", "", "Final values (held-out pairs for val/*): " +
               ", ".join(f"{k} {v[-1][1]:.3f}" for k, v in sorted(curves.items())), "",
               "![losses](plots/pretrain_losses.png) ![accuracy](plots/pretrain_accuracy.png)", "",

@@ -165,8 +165,8 @@ def multilabel_metrics(y_true: np.ndarray, y_score: np.ndarray, label_names: Seq
         "n_items": int(n),
         "n_labels": int(k),
         "n_labels_evaluated": int(has_pos.sum()),
-        "labels_without_positives": [label_names[j] for j in np.flatnonzero(~has_pos)],
-        "labels_without_negatives": [label_names[j] for j in np.flatnonzero(has_pos & (neg == 0))],
+        "labels_without_positives": [label_names[int(j)] for j in np.flatnonzero(~has_pos)],
+        "labels_without_negatives": [label_names[int(j)] for j in np.flatnonzero(has_pos & (neg == 0))],
         "threshold_source": source,
         "per_class": per_class,
     }

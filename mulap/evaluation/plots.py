@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib
 
@@ -194,7 +194,7 @@ def panel_limits(means: Sequence[float], stds: Sequence[float], metric: str) -> 
     return (max(lo - pad, lo_range - 0.05 * pad), min(hi + pad, hi_range + 0.05 * pad))
 
 
-def transfer_figure(table: Mapping[str, Mapping[str, Mapping[str, float]]],
+def transfer_figure(table: Mapping[str, Mapping[str, Mapping[str, Any]]],
                     ylabel: str = "mean ± std over probe seeds") -> plt.Figure:
     """{task: {backbone: {'mean', 'std', 'metric'}}} -> one panel per task with its own y-axis (the caller
     saves or closes it). Each backbone is a point with a std bar and its value printed; a value outside the
@@ -234,7 +234,7 @@ def transfer_figure(table: Mapping[str, Mapping[str, Mapping[str, float]]],
     return fig
 
 
-def plot_grouped_bars(table: Mapping[str, Mapping[str, Mapping[str, float]]], path: str | Path,
+def plot_grouped_bars(table: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str | Path,
                       ylabel: str = "mean ± std over probe seeds") -> Path:
     """The demo's transfer.png: `transfer_figure` written as a PNG (one panel and y-axis per task)."""
     return _save(transfer_figure(table, ylabel), path)
@@ -252,8 +252,9 @@ def plot_intervals(diffs: Mapping[str, Mapping[str, Mapping[str, float | None]]]
         for i, row in enumerate(rows):
             d = diffs[row].get(panel)
             if d and d.get("diff") is not None and d.get("low") is not None:
-                above = d["low"] > 0
-                ax.errorbar(d["diff"], i, xerr=[[d["diff"] - d["low"]], [d["high"] - d["diff"]]], fmt="o",
+                diff, low, high = cast(float, d["diff"]), cast(float, d["low"]), cast(float, d["high"])  # set together
+                above = low > 0
+                ax.errorbar(diff, i, xerr=[[diff - low], [high - diff]], fmt="o",
                             color="tab:green" if above else "tab:gray", capsize=2, markersize=4)
         ax.axvline(0.0, color="black", linewidth=0.8)
         ax.set_title(panel, fontsize=9)

@@ -127,7 +127,8 @@ def _load_array(folder_fd: int, name: str, record: dict | None) -> np.ndarray:
         if len(array) != count:
             raise _Damaged(f"{name} ended early ({len(array)} of {count} values)")
         if record is not None and "crc32" in record:
-            crc = zlib.crc32(memoryview(array).cast("B"), zlib.crc32(header))
+            # numpy's stubs give ndarray its buffer protocol (__buffer__) on Python >= 3.12 only
+            crc = zlib.crc32(memoryview(array).cast("B"), zlib.crc32(header))  # type: ignore[arg-type]
             if crc != record["crc32"]:
                 raise _Damaged(f"{name}: CRC-32 mismatch (the file changed after it was written)")
         return array.reshape(shape, order="F" if fortran else "C")
@@ -143,7 +144,8 @@ def _load_entry(folder_fd: int, key: str) -> ChunkEmbeddings:
         raise _Damaged(f"meta.json is not readable JSON ({exc})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("ids"), list) or not all(isinstance(i, str) for i in meta["ids"]):
         raise _Damaged("meta.json has no list of track ids")
-    records = meta.get("files") if isinstance(meta.get("files"), dict) else {}  # absent in entries before records
+    files = meta.get("files")
+    records = files if isinstance(files, dict) else {}  # absent in entries before records
     features, track = (_load_array(folder_fd, name, records.get(name)) for name in ENTRY_ARRAYS)
     if features.ndim != 2 or track.ndim != 1 or len(features) != len(track):
         raise _Damaged(f"features.npy {list(features.shape)} and track.npy {list(track.shape)} do not match (one row per chunk)")

@@ -23,6 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -34,6 +35,9 @@ from mulap.models.backbone import SUPERVISED, build_backbone, load_backbone
 from mulap.models.musicnn import Musicnn
 from mulap.models.weight_files import ModelLoadError, first_line  # ModelLoadError: raised here, defined with the weight readers
 
+if TYPE_CHECKING:
+    from mulap.models.mulap import MuLaP
+
 log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "mulap-model-1"
@@ -42,8 +46,8 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 @dataclass
 class PretrainedMuLaP:
-    model: torch.nn.Module   # mulap.models.mulap.MuLaP in eval mode
-    tokenizer: object          # transformers BertTokenizerFast
+    model: MuLaP               # in eval mode
+    tokenizer: Any             # transformers BertTokenizerFast
     max_seq_length: int
     info: dict = field(default_factory=dict)  # provenance: source, steps, objectives, losses ...
 
@@ -83,7 +87,7 @@ def _backbone_config(exp_dir: Path, model_config: DictConfig) -> dict:
     init = str(model_config.audio.init)
     if init in SUPERVISED or init.endswith(".safetensors"):
         return build_backbone(init).config.to_dict()
-    return OmegaConf.to_container(model_config.audio.musicnn, resolve=True)
+    return cast(dict, OmegaConf.to_container(model_config.audio.musicnn, resolve=True))  # a DictConfig gives a dict
 
 
 def _text_config(model_config: DictConfig) -> dict | None:
@@ -108,7 +112,7 @@ def _text_config(model_config: DictConfig) -> dict | None:
 
 def _skeleton_config(model_config: DictConfig, backbone_config: dict) -> DictConfig:
     """The model config with weights-free construction: random backbone of the recorded variant."""
-    mc = OmegaConf.create(OmegaConf.to_container(model_config, resolve=True))
+    mc = OmegaConf.create(cast(dict, OmegaConf.to_container(model_config, resolve=True)))
     mc.audio.init = "random"
     mc.audio.musicnn = backbone_config
     return mc
@@ -176,7 +180,7 @@ def experiment_info(exp_dir: Path, cfg: DictConfig, ckpt: Path, saved: dict) -> 
 
 def corpus_sizes(corpus: str | Path) -> dict:
     """Clips per split of an audiocaption corpus (None where a split file is missing or unreadable)."""
-    sizes = {}
+    sizes: dict[str, int | None] = {}
     for split in ("train", "val", "test"):
         try:
             sizes[split] = len(json.loads((Path(corpus) / f"dataset_{split}.json").read_text(encoding="utf-8")))

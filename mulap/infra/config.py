@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -59,7 +60,7 @@ def _fill_musicnn_defaults(model_config: DictConfig) -> None:
     audio = model_config.get("audio")
     if audio is None:
         return
-    given = OmegaConf.to_container(audio.get("musicnn") or OmegaConf.create({}))
+    given = cast(dict, OmegaConf.to_container(audio.get("musicnn") or OmegaConf.create({})))  # a DictConfig gives a dict
     try:
         full = MusicnnConfig.from_dict(given).to_dict()
     except (TypeError, ValueError) as exc:
@@ -115,7 +116,7 @@ def _looks_float(text: str) -> bool:
 def _merge_file(base: DictConfig, path: Path) -> DictConfig:
     user = _load_yaml(path)
     try:
-        return OmegaConf.merge(base, user)
+        return cast(DictConfig, OmegaConf.merge(base, user))  # two mappings merge into one
     except (ConfigKeyError, ConfigAttributeError) as exc:
         raise ConfigError(f"{path}: unknown config key {exc.full_key!r}") from None
 
@@ -151,7 +152,7 @@ def load_config(config_file: str | Path | None = None, overrides: Iterable[str] 
     cfg = raw
     if user is not None:
         try:
-            cfg = OmegaConf.merge(cfg, user)
+            cfg = cast(DictConfig, OmegaConf.merge(cfg, user))
         except (ConfigKeyError, ConfigAttributeError) as exc:
             raise ConfigError(f"{config_file}: unknown config key {exc.full_key!r}") from None
     _apply_overrides(cfg, pairs, "command line")
@@ -211,4 +212,4 @@ def load_saved_config(path: str | Path) -> DictConfig:
 
 
 def to_dict(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return cast(dict, OmegaConf.to_container(cfg, resolve=True))  # a DictConfig gives a dict

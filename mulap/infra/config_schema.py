@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 # -- value types ----------------------------------------------------------------------------------
 Count = Annotated[StrictInt, Field(ge=1)]          # >= 1
@@ -60,14 +61,15 @@ MAX_CHUNK_SAMPLES = 16000 * 600  # ten minutes at 16 kHz in one chunk (musicnn: 
 MAX_TAGS = 100_000            # tagging outputs (musicnn: 50)
 
 
-def _upto(limit: int, low: int = 1):
-    return Annotated[StrictInt, Field(ge=low, le=limit)]
-
-
-Layers, Width, Heads, FFN = _upto(MAX_LAYERS), _upto(MAX_WIDTH), _upto(MAX_HEADS), _upto(MAX_FFN)
-Channels, Kernel = _upto(MAX_CHANNELS), _upto(MAX_KERNEL)
-Positions = _upto(MAX_POSITIONS)
-SeqLength = _upto(MAX_POSITIONS, low=4)
+# one alias a bound (written out: a type checker reads an Annotated alias, not what a function returns)
+Layers = Annotated[StrictInt, Field(ge=1, le=MAX_LAYERS)]
+Width = Annotated[StrictInt, Field(ge=1, le=MAX_WIDTH)]
+Heads = Annotated[StrictInt, Field(ge=1, le=MAX_HEADS)]
+FFN = Annotated[StrictInt, Field(ge=1, le=MAX_FFN)]
+Channels = Annotated[StrictInt, Field(ge=1, le=MAX_CHANNELS)]
+Kernel = Annotated[StrictInt, Field(ge=1, le=MAX_KERNEL)]
+Positions = Annotated[StrictInt, Field(ge=1, le=MAX_POSITIONS)]
+SeqLength = Annotated[StrictInt, Field(ge=4, le=MAX_POSITIONS)]
 LayerIds = Annotated[list[NonNegInt], Field(max_length=MAX_LAYERS)]
 
 
@@ -228,7 +230,7 @@ class Musicnn(Section):
     top_db: Positive | None
     center: Bool
     pad_mode: Literal["reflect", "constant", "replicate", "circular"]
-    chunk_samples: _upto(MAX_CHUNK_SAMPLES)
+    chunk_samples: Annotated[StrictInt, Field(ge=1, le=MAX_CHUNK_SAMPLES)]
     timbral_height_fractions: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(max_length=MAX_FILTERS)]
     timbral_width: Kernel
     timbral_channels: Channels
@@ -241,7 +243,7 @@ class Musicnn(Section):
     block_order: Literal["conv_bn_relu", "conv_relu_bn"]
     bn_eps: Positive
     bn_momentum: Probability
-    num_tags: _upto(MAX_TAGS)
+    num_tags: Annotated[StrictInt, Field(ge=1, le=MAX_TAGS)]
     dense_units: Channels
     dropout: Dropout
     variant: str
@@ -267,7 +269,7 @@ class AudioModel(Attention):
     num_layers: Layers
     intermediate_size: FFN
     dropout: Dropout
-    max_chunks: _upto(MAX_CHUNKS)
+    max_chunks: Annotated[StrictInt, Field(ge=1, le=MAX_CHUNKS)]
 
 
 class TextModel(Attention):
@@ -407,13 +409,13 @@ class TextConfig(BaseModel):
     """The text branch's BertConfig as transformers writes it. The keys that size the network are checked;
     the others are transformers' business (passed to BertConfig as they are)."""
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
-    vocab_size: _upto(MAX_VOCAB)
+    vocab_size: Annotated[StrictInt, Field(ge=1, le=MAX_VOCAB)]
     hidden_size: Width
     num_hidden_layers: Layers
     num_attention_heads: Heads
     intermediate_size: FFN
     max_position_embeddings: Positions
-    type_vocab_size: _upto(MAX_TOKEN_TYPES)
+    type_vocab_size: Annotated[StrictInt, Field(ge=1, le=MAX_TOKEN_TYPES)]
     hidden_act: Annotated[str, AfterValidator(_activation)]
     hidden_dropout_prob: Dropout
     attention_probs_dropout_prob: Dropout
@@ -477,7 +479,7 @@ def _key(loc: tuple) -> str:
     return key
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     key, msg, kind, shown = _key(err["loc"]), err["msg"], err["type"], err.get("input")
     if kind == "extra_forbidden":
         return f"{key} is not a known key (add it to the config schema, mulap/infra/config_schema.py)"

@@ -90,11 +90,11 @@ def _gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, int]:
 
     sizes = [torch.zeros((), dtype=torch.long, device=x.device) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, torch.tensor(len(x), device=x.device))
-    sizes = [int(n) for n in sizes]
-    padded = F.pad(x, (0, 0, 0, max(sizes) - len(x)))
+    counts = [int(n) for n in sizes]
+    padded = F.pad(x, (0, 0, 0, max(counts) - len(x)))
     parts = all_gather(padded)
-    rows = torch.cat([part[:n] for part, n in zip(parts, sizes)])
-    return rows, sum(sizes[: dist.get_rank()])
+    rows = torch.cat([part[:n] for part, n in zip(parts, counts)])
+    return rows, sum(counts[: dist.get_rank()])
 
 
 def _distributed() -> bool:
@@ -348,7 +348,7 @@ class MuLaP(nn.Module):
         if obj.atm.enabled:
             sim = None
             if obj.atm.negatives == "hard":
-                if a_emb is not None:
+                if a_emb is not None and t_emb is not None:  # both come with the contrastive objective
                     sim = a_emb @ t_emb.T
                 else:
                     w = attn.to(text_low.dtype).unsqueeze(-1)
@@ -365,7 +365,10 @@ class MuLaP(nn.Module):
         enc = self.encode(features, chunk_mask, text_low, attn, hidden_chunks)
 
         if obj.atm.enabled:
-            prior = (a_emb * t_emb[index]).sum(-1) if hasattr(self, "atm_similarity_scale") else None
+            prior = None
+            if hasattr(self, "atm_similarity_scale"):
+                assert a_emb is not None and t_emb is not None  # the prior is built only with the contrastive objective
+                prior = (a_emb * t_emb[index]).sum(-1)
             logits = self.atm_logits(enc.fused, prior)
             out["atm"] = F.cross_entropy(logits, match)
             out["atm_acc"] = (logits.argmax(1) == match).float().mean()
@@ -378,6 +381,7 @@ class MuLaP(nn.Module):
             else:
                 out["mlm"] = _untouched(self.mlm_head, zero)
         if obj.mam.enabled:
+            assert hidden_chunks is not None  # chosen above when mam is enabled
             if hidden_chunks.any():
                 target = features[hidden_chunks]
                 if obj.mam.detach_target:

@@ -89,7 +89,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         with open(tmp, "wb", buffering=0) as raw:
             sink = _ErrorRecordingWriter(raw)
             try:
-                torch.save(checkpoint, sink)
+                # torch writes to any object with write() and flush(); its annotation asks for IO[bytes]
+                torch.save(checkpoint, sink)  # type: ignore[arg-type]
             except RuntimeError:
                 # torch reports a failed write as "unexpected pos ..." or "iostream error": give the OS's reason
                 if sink.error is not None:
@@ -210,7 +211,7 @@ def checkpoint_callbacks(ckpt_dir: Path, every_n_steps: int | None, resumed_step
     """best (weights only, lowest val/loss), last (full, every epoch; rotated), step (optional), interrupted.
     The best callback comes first: the full states written after it in the same epoch then record its
     updated best score, so a resumed run never overwrites best.ckpt with a worse epoch."""
-    callbacks = [
+    callbacks: list[Checkpoint] = [
         ModelCheckpoint(dirpath=ckpt_dir, filename=Path(BEST).stem, monitor="val/loss", mode="min", save_top_k=1,
                         save_weights_only=True, enable_version_counter=False),
         ModelCheckpoint(dirpath=ckpt_dir, filename=Path(LAST).stem, monitor=None, save_top_k=1, every_n_epochs=1,

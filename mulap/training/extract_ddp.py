@@ -44,7 +44,9 @@ class _Embedder(L.LightningModule):
         super().__init__()
         self.backbone, self.paths, self.batch_chunks = backbone, list(paths), batch_chunks
         self.num_workers, self.precision, self.parts_dir = num_workers, precision, Path(parts_dir)
-        self.feats, self.index, self.failures = [], [], []
+        self.feats: list[np.ndarray] = []
+        self.index: list[np.ndarray] = []
+        self.failures: list[tuple[str, str]] = []
 
     def predict_dataloader(self):
         from torch.utils.data import DataLoader

@@ -84,7 +84,9 @@ def load_csv_labels(labels_csv: str | Path, audio_dir: str | Path, seed: int = 0
         raise DatasetFormatError(path, "no rows below the header")
     multilabel = "tags" in columns
     has_split = "split" in columns
-    entries, seen, missing = [], {}, []
+    entries: list[tuple[str, Path, list[str], str | None]] = []
+    seen: dict[str, int] = {}  # file -> its line
+    missing: list[str] = []
     for line, row in rows:
         rel = row.get("file", "")
         if not rel:
@@ -119,6 +121,7 @@ def load_csv_labels(labels_csv: str | Path, audio_dir: str | Path, seed: int = 0
     index = {name: i for i, name in enumerate(label_names)}
     records = []
     for (_rel, audio, labels, _), split, cid in zip(entries, splits, ids):
+        assert split is not None  # from the split column (checked above) or random_split
         target = multi_hot([index[t] for t in labels], len(label_names)) if multilabel else index[labels[0]]
         records.append(Record(id=cid, split=split, audio=audio, target=target))
     ds = RawDataset(name=f"csv:{path.stem}", task_type="multilabel" if multilabel else "multiclass", label_names=label_names,

@@ -98,7 +98,8 @@ def _load_string_array(path: Path) -> list[str]:
             raise DatasetFormatError(path, f"expected a 1-D string array, got dtype {arr.dtype} shape {arr.shape}")
         if arr.dtype.kind == "U" and arr.size:  # UCS-4 code units: numpy does not check they are characters
             order = arr.dtype.byteorder if arr.dtype.byteorder in "<>" else "="
-            codes = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.dtype("u4").newbyteorder(order))
+            # numpy's stubs take a literal byte order; `order` is '<', '>' or '='
+            codes = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.dtype("u4").newbyteorder(order))  # type: ignore[arg-type]
             bad = np.flatnonzero((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF)))
             if len(bad):
                 raise DatasetFormatError(path, f"entry holds code point 0x{int(codes[bad[0]]):x}, which is not a character",

@@ -116,7 +116,7 @@ def program_range(program: int) -> tuple[int, int]:
     """Comfortable (lo, hi) MIDI pitches of a GM program."""
     if program in PROGRAM_RANGE:
         return PROGRAM_RANGE[program]
-    family = PROGRAM_FAMILY.get(program)
+    family = PROGRAM_FAMILY.get(program, "")  # "": no family, the default range
     return FAMILY_RANGE.get(family, (48, 84))
 
 
