@@ -48,8 +48,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--save_dir", default=None)
     args = ap.parse_args()
-    from mulap.inference.api import load, model_path
     from mulap.demo.language import untrained_model
+    from mulap.inference.api import load, model_path
 
     trained = [m for m in args.models if m != "untrained"]
     for name in args.models:

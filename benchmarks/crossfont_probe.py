@@ -26,8 +26,8 @@ def main() -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from mulap.inference.api import load
     from mulap.data.prepare import load_prepared, targets
+    from mulap.inference.api import load
 
     own, other = load_prepared(args.train_dataset), load_prepared(args.other_dataset)
     parts = {"train": (own, "train"), "own": (own, "test"), "other": (other, "test")}

@@ -31,10 +31,11 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mulap.data.audiocaption import AudioCaptionDataset, Collate  # noqa: E402
-from mulap.data.shards import ShardDataset, write_shards  # noqa: E402
-from mulap.models.text import load_tokenizer  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+from torch.utils.data import DataLoader
+
+from mulap.data.audiocaption import AudioCaptionDataset, Collate
+from mulap.data.shards import ShardDataset, write_shards
+from mulap.models.text import load_tokenizer
 
 SR = 16_000
 WORDS = ["bright", "dark", "slow", "fast", "piano", "strings", "guitar", "choir", "calm", "loud", "folk", "jazz", "minor", "major"]
@@ -123,7 +124,9 @@ def main() -> None:
         results = {}
         for fmt, folder in folders.items():
             ds = AudioCaptionDataset(folder, "train", SR, 20.0, 3.0, random_crop=True)
-            make = lambda ds=ds: DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=args.workers, collate_fn=collate)
+            def make(ds=ds):
+                return DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=args.workers, collate_fn=collate)
+
             results[f"folder/{fmt}"] = timed_passes(make, args.passes)
         for fmt, path in shards.items():
             def make(path=path):

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mulap.models.musicnn import Musicnn, MusicnnConfig  # noqa: E402
+from mulap.models.musicnn import Musicnn, MusicnnConfig
 
 IMPLS = ("fused", "time_taps", "conv2d")
 
@@ -81,18 +81,18 @@ def main(argv: list[str] | None = None) -> None:
             torch.manual_seed(0)
             model = Musicnn(MusicnnConfig(timbral_impl=impl)).to(device).train()
 
-            def ctx():
+            def ctx(precision=precision):
                 if precision == "bf16":
                     return torch.autocast(device.type, dtype=torch.bfloat16)
                 return contextlib.nullcontext()
 
-            def train_step():
+            def train_step(model=model):
                 with ctx():
                     out = model(x)
                 out.float().square().mean().backward()
                 model.zero_grad(set_to_none=True)
 
-            def infer():
+            def infer(model=model):
                 with torch.inference_mode(), ctx():
                     model(x)
 

@@ -33,9 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mulap.infra.config import load_config  # noqa: E402
-from mulap.models.mulap import MuLaP  # noqa: E402
-from mulap.training.optim import adamw_with_warmup  # noqa: E402
+from mulap.infra.config import load_config
+from mulap.models.mulap import MuLaP
+from mulap.training.optim import adamw_with_warmup
 
 CLS, SEP, MASK = 101, 102, 103  # bert-base-uncased vocabulary (the text branch's tokenizer)
 VOCAB = 30522

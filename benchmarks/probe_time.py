@@ -32,9 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mulap.audio.chunks import cut_chunks, random_crop  # noqa: E402
-from mulap.models.musicnn import Musicnn, MusicnnConfig  # noqa: E402
-from mulap.models.probes import Probe  # noqa: E402
+from mulap.audio.chunks import cut_chunks, random_crop
+from mulap.models.musicnn import Musicnn, MusicnnConfig
+from mulap.models.probes import Probe
 
 SR = 16000
 N_TAGS = 50

@@ -2,8 +2,8 @@
 (issue 11, failure 6); every shipped config passes; numbers written as strings come back as numbers."""
 import pytest
 
-from mulap.infra.config import CONFIG_DIR, ConfigError, load_config
 from mulap.demo.pipeline import demo_settings
+from mulap.infra.config import CONFIG_DIR, ConfigError, load_config
 from mulap.training.downstream import downstream_config
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from mulap.cli import main
-from mulap.infra.config import load_config
 from mulap.demo.example_corpus import default_data_dir, ensure_pretraining_corpus
+from mulap.infra.config import load_config
 from mulap.infra.paths import project_root
 from tests.helpers import TINY_MODEL
 

@@ -2,9 +2,9 @@
 tiny size on the CPU (device, world size, epochs and model shrunk on top of it; bf16-mixed kept)."""
 from omegaconf import OmegaConf
 
-from mulap.infra.config import load_config
-from mulap.demo.world.build import SIZES
 from mulap.demo.pipeline import demo_settings, run_demo
+from mulap.demo.world.build import SIZES
+from mulap.infra.config import load_config
 from tests.helpers import TINY_MODEL
 
 

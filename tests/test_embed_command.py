@@ -15,8 +15,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from mulap.cli import main
 from mulap.audio.scan import AUDIO_SUFFIXES, list_audio
+from mulap.cli import main
 from tests.helpers import tone
 
 

@@ -242,9 +242,9 @@ def _absent(monkeypatch, *modules: str) -> None:
 def test_require_returns_the_module_or_one_line_naming_the_extra(monkeypatch):
     import pickle
 
-    from mulap.infra.extras import MissingExtra, require
-
     import pyarrow.parquet
+
+    from mulap.infra.extras import MissingExtra, require
 
     assert require("parquet", "pyarrow.parquet") is pyarrow.parquet
     _absent(monkeypatch, "music21", "webdataset", "tinysoundfont")

@@ -3,8 +3,6 @@ import json
 
 import numpy as np
 
-from omegaconf import OmegaConf
-
 from mulap.demo.pipeline import demo_settings, run_demo
 from tests.helpers import TINY_MODEL
 
@@ -30,7 +28,7 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     assert set(saved["tasks"]) == set(s.tasks)
     for task, row in saved["tasks"].items():
         assert set(row) == set(s.inits), task
-        for init, cell in row.items():
+        for cell in row.values():
             assert set(cell) == {"metric", "mean", "std", "seeds"}
             assert len(cell["seeds"]) == 2
     assert {"world", "prepare", "pretrain:mulap", "probes:mulap:random", "report"} <= set(saved["stages"])

@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 
 import mulap
-from mulap.inference import search
 from mulap.cli import main
+from mulap.inference import search
 from tests.helpers import tone
 
 

@@ -17,8 +17,8 @@ import soundfile as sf
 
 import mulap
 import mulap.inference.extract
-from mulap.inference import search
 from mulap.cli import main
+from mulap.inference import search
 from mulap.infra.files import WRITER_HOST
 from tests.helpers import tone
 

@@ -15,8 +15,8 @@ from mulap.audio.chunks import cut_chunks
 from mulap.audio.io import load_audio
 from mulap.cli import main
 from mulap.demo.world.render import normalize, render_notes
-from mulap.models.musicnn_tf import load_musicnn_pretrained
 from mulap.inference.tagging import load_tagger, tag_audio, tag_file
+from mulap.models.musicnn_tf import load_musicnn_pretrained
 
 # GM programs and a comfortable starting pitch per instrument (gm.PROGRAM_NAMES: 0 piano, 40 violin, 73 flute, 24 guitar)
 INSTRUMENTS = {"piano": (0, 60), "violin": (40, 67), "flute": (73, 72), "guitar": (24, 52)}

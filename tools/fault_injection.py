@@ -21,8 +21,8 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.helpers import make_tone_corpus  # noqa: E402
-from tests.training.crash_trials import final_weights, random_fault, run_trial, run_worker  # noqa: E402
+from tests.helpers import make_tone_corpus
+from tests.training.crash_trials import final_weights, random_fault, run_trial, run_worker
 
 N_STEPS = 8  # the worker's run: 2 epochs of 4 steps; step.ckpt every step, last and best at each epoch's end
 

@@ -33,7 +33,7 @@ class Augment:
     sample_rate: int = 16_000
 
     @classmethod
-    def from_config(cls, dataset_config) -> "Augment | None":
+    def from_config(cls, dataset_config) -> Augment | None:
         """The augmentation of a config's `dataset_config.augment` section (None when it is off or absent)."""
         a = dataset_config.get("augment") if hasattr(dataset_config, "get") else None
         if not a or not a.get("enabled", False):

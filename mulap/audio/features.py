@@ -27,7 +27,7 @@ _SLANEY_MIN_LOG_MEL = _SLANEY_MIN_LOG_HZ / _SLANEY_F_SP
 _SLANEY_LOGSTEP = np.log(6.4) / 27.0
 
 
-def hz_to_mel(freqs: np.ndarray, scale: MelScale = "htk") -> np.ndarray:
+def hz_to_mel(freqs: float | np.ndarray, scale: MelScale = "htk") -> np.ndarray:
     """Frequencies in Hz -> mels on the HTK (2595·log10(1+f/700)) or Slaney scale."""
     freqs = np.asarray(freqs, dtype=np.float64)
     if scale == "htk":
@@ -98,6 +98,9 @@ class MelFrontEnd(nn.Module):
     they never enter checkpoints). With ``center=True`` a chunk of T samples gives
     ``T // hop_length + 1`` frames (188 for 3 s at 16 kHz).
     """
+
+    filterbank: torch.Tensor  # buffers (registered in __init__)
+    window: torch.Tensor
 
     def __init__(
         self,

@@ -16,8 +16,8 @@ import importlib.util
 import io
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -127,7 +127,7 @@ def _soundfile_source(path: Path, block_seconds: float, data: bytes | None = Non
     `_pyav_source`."""
     try:
         f = sf.SoundFile(io.BytesIO(data) if data is not None else str(path))
-    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError on bad files
+    except Exception as exc:  # noqa: BLE001 - soundfile raises LibsndfileError / RuntimeError / TypeError on bad files
         head = data[:512] if data is not None else _head(path)
         kind = sniff(head)
         if head.startswith(b"\x93NUMPY"):
@@ -165,7 +165,7 @@ def _soundfile_blocks(path: Path, f: sf.SoundFile, block_seconds: float) -> Iter
         while True:
             try:
                 block = f.read(n, dtype="float32", always_2d=True)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - libsndfile's read fails in its own ways on damaged data
                 raise AudioError(path, f"damaged or truncated {f.format} audio data after {done / f.samplerate:.2f} s of the "
                                        f"{declared / f.samplerate:.2f} s its header declares ({_libsndfile_reason(exc)})") from None
             if not len(block):
@@ -295,7 +295,7 @@ def _npy_header(path: Path, data: bytes | None = None) -> tuple[tuple[int, ...],
             version = np.lib.format.read_magic(fh)
             reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, _, dtype = reader(fh)
-        except Exception as exc:  # numpy raises ValueError / SyntaxError / OverflowError on bad headers
+        except Exception as exc:  # noqa: BLE001 - numpy raises ValueError / SyntaxError / OverflowError on bad headers
             raise AudioError(path, f"damaged .npy header ({exc})") from None
         return tuple(shape), np.dtype(dtype), fh.tell()
 

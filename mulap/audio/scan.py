@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from mulap.audio.io import PYAV_MISSING, PYAV_SUFFIXES, AudioError, pyav_installed
 

@@ -42,8 +42,8 @@ def cmd_eval(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    from mulap.data.tasks import get_task
     from mulap.data.prepare import prepare
+    from mulap.data.tasks import get_task
 
     if args.audio_dir is not None and args.task != "csv":
         if "=" not in args.audio_dir:  # an override lands here when there is no third positional
@@ -81,9 +81,8 @@ def cmd_tag(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from mulap.inference.loading import export_model, load_experiment
-
     from mulap.inference.api import model_path
+    from mulap.inference.loading import export_model, load_experiment
 
     cfg = load_config(None, args.overrides)
     exp = model_path(args.model, cfg.env.save_dir)  # the id first, as mulap.load resolves it
@@ -141,8 +140,8 @@ def cmd_search(args) -> None:
 
 def cmd_zeroshot(args) -> None:
     from mulap.evaluation.prompts import default_prompts
-    from mulap.inference.cache import dataset_embeddings
     from mulap.evaluation.zeroshot import run_zeroshot
+    from mulap.inference.cache import dataset_embeddings
     from mulap.training.downstream import downstream_config, load_task_data
 
     cfg = downstream_config(args.task, None, args.overrides)
@@ -198,8 +197,8 @@ def cmd_data(args) -> None:
         from mulap.data.shards import write_shards
 
         index = write_shards(args.src, args.out, args.shard_size, args.format, args.overwrite, num_workers=args.workers)
-        counts = ", ".join(f"{k} {v['samples']} clips / {len(v['shards'])} shards" for k, v in index["splits"].items())
-        print(f"shards: {args.out} ({counts}; {len(index['skipped'])} record(s) skipped, listed in shards.json)")
+        made = ", ".join(f"{k} {v['samples']} clips / {len(v['shards'])} shards" for k, v in index["splits"].items())
+        print(f"shards: {args.out} ({made}; {len(index['skipped'])} record(s) skipped, listed in shards.json)")
         return
     from mulap.demo.world import build_demo
 

@@ -5,8 +5,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from mulap.infra.files import atomic_write_text
 from mulap.inference.tagging import FileTags, format_table, load_tagger, tag_file, tags_csv
+from mulap.infra.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from torch.utils.data import Dataset
 from mulap.audio.augment import Augment, augment_rng, augmented_chunks
 from mulap.audio.chunks import chunk_samples, chunk_with_mask
 from mulap.audio.io import AudioError, load_audio
-from mulap.infra.text_files import DatasetError, read_json
 from mulap.infra.files import is_file
+from mulap.infra.text_files import DatasetError, read_json
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,9 @@ def read_split(data_dir: str | Path, split: str, audio_dir: str = "audio", on_ba
     if not isinstance(records, list):
         raise DatasetError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
     audio_root = (data_dir / audio_dir).resolve()
-    pairs, skipped, seen = [], [], {}
+    pairs: list[Pair] = []
+    skipped: list[Skipped] = []
+    seen: dict[str, int] = {}
     for i, rec in enumerate(records):
         where = f"{path}, record {i}" + (f" (audio_id {rec.get('audio_id')!r})" if isinstance(rec, dict) and "audio_id" in rec else "")
         try:
@@ -220,6 +222,7 @@ def clip_item(audio_id: str, caption: str, wave: np.ndarray, chunk_len: int, max
         start = int(crop_rng.integers(0, len(wave) - window + 1))  # as mulap.audio.chunks.random_crop draws it
     chunks, mask = chunk_with_mask(wave[start:start + window], chunk_len, max_chunks)
     if augment is not None:
+        assert aug_rng is not None  # augment comes with its draws
         chunks = augmented_chunks(wave, start, chunk_len, int(mask.sum()), max_chunks, augment, aug_rng)
     return {"audio_id": audio_id, "caption": caption, "chunks": chunks, "chunk_mask": mask}
 

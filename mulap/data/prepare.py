@@ -26,10 +26,11 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -37,8 +38,8 @@ from tqdm.auto import tqdm
 from mulap.audio.io import SAMPLE_RATE, AudioError, load_audio, write_audio
 from mulap.data.downstream.csv import CSV_PREFIX, dataset_folder, load_csv_labels
 from mulap.data.tasks import SPLITS, TASK_TYPES, RawDataset, Record, get_task
-from mulap.infra.text_files import DatasetError, DatasetFormatError, read_json, text_lines
 from mulap.infra.files import atomic_write_text, is_file
+from mulap.infra.text_files import DatasetError, DatasetFormatError, read_json, text_lines
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.jsonl"
@@ -192,7 +193,7 @@ def _existing_samples(path: Path) -> int | None:
         return None
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure to open means: not a usable clip (decoded again)
         return None
     if arr.ndim != 1 or arr.dtype != np.float32 or arr.size == 0:
         return None
@@ -205,7 +206,7 @@ def _sibling_audio_dirs(out: Path, raw: Path) -> list[Path]:
     The MTG-Jamendo subsets share their tracks: a clip decoded for one is hard-linked
     (or copied) into the others instead of being decoded again.
     """
-    found = []
+    found: list[Path] = []
     if not out.parent.is_dir():
         return found
     for d in sorted(out.parent.iterdir()):

@@ -36,22 +36,23 @@ import shutil
 import tarfile
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mulap.audio.augment import Augment, augment_rng
+from mulap.audio.chunks import chunk_samples
 from mulap.audio.io import AudioError, iter_blocks, load_audio
 from mulap.data.audiocaption import SPLIT_FILES, DatasetError, Skipped, caption_for, clip_item, read_split
-from mulap.audio.chunks import chunk_samples
-from mulap.infra.text_files import DatasetFormatError, decode_text, read_json
+from mulap.infra.extras import require
 from mulap.infra.files import unlink_quietly, write_error, write_json
 from mulap.infra.paths import is_url
-from mulap.infra.extras import require
+from mulap.infra.text_files import DatasetFormatError, decode_text, read_json
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +153,12 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
     read = {split: read_split(src, split, audio_dir, on_bad="skip") for split in splits}
     total = sum(len(pairs) for pairs, _ in read.values())
 
-    index = {"format": INDEX_FORMAT, "audio_format": fmt, "sample_rate": sample_rate, "source": str(src.resolve()),
+    index: dict[str, Any] = {"format": INDEX_FORMAT, "audio_format": fmt, "sample_rate": sample_rate, "source": str(src.resolve()),
              "created": time.strftime("%Y-%m-%d %H:%M:%S"), "splits": {}, "skipped": []}
     written: list[Path] = []  # this run's files: removed if a write fails, so that the same command runs again
     target, done, payload = out, 0, 0  # the file being written; clips and bytes written so far
-    writer = current = None  # the open shard
+    writer: Any = None  # the open shard: webdataset's TarWriter
+    current: dict[str, Any] | None = None
     ctx = get_context("fork") if num_workers > 0 else None
     pool = ctx.Pool(num_workers) if ctx else None
     try:
@@ -172,8 +174,10 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
             results = pool.imap(_encode, jobs, chunksize=4) if pool else map(_encode, jobs)
             shards, writer, current = [], None, None
 
+            # ruff: disable[B023] - close_current reads the loop's writer and shard as they are when it is called (late binding on purpose)
             def close_current():
                 nonlocal payload
+                assert current is not None  # called with a shard open
                 writer.close()
                 current.pop("file").close()
                 final = out / current["name"]
@@ -182,6 +186,7 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
                 current["bytes"] = final.stat().st_size
                 payload += current["bytes"] - current["payload"]  # the tar's padding: what a shard really takes
                 shards.append(current)
+            # ruff: enable[B023]
 
             t0 = time.time()
             for n, (key, meta, audio, error, length) in enumerate(results, 1):
@@ -564,7 +569,7 @@ class ShardDataset(IterableDataset):
         except (tarfile.TarError, OSError, EOFError) as exc:
             error = f"unreadable from sample {pos} on ({type(exc).__name__}: {exc})"
         missing = [p for p in range(max(pos, start), stop) if (shard, p) not in done] if error is not None else []
-        if missing:  # a corrupt shard: every sample of this range not read from it is a bad sample
+        if missing and error is not None:  # a corrupt shard: every sample of this range not read from it is a bad sample
             log.warning("shard %s: %s; %d sample(s) lost", loc, error, len(missing))
             for p in missing:
                 yield (shard, p), (f"{entry['name']}: sample {p}", Skipped(loc, error))
@@ -674,10 +679,12 @@ def _samples(stream, limit: int, limit_from: str) -> Iterator[tuple[str, dict]]:
     comes with a _BadMember, and the reading of the shard ends (`_Refused`), since skipping a
     member could mean reading (or waiting for) as many bytes as its header declares."""
     base_plus_ext = require("shards", "webdataset.tariterators", "to read shards").base_plus_ext
-    key, files = None, {}
+
+    key: str | None = None
+    files: dict[str, bytes | _BadMember] = {}
     with tarfile.open(fileobj=stream, mode="r|") as tar:  # plain tar: no decompression bomb
         for member in tar:
-            tar.members = []  # a stream of many members: keep no list of them
+            tar.members = []  # type: ignore[attr-defined]  # typeshed leaves out TarFile.members; a stream of many members: keep no list of them
             k, ext = base_plus_ext(member.name)
             if k is None or member.isdir() or _META.match(member.name):
                 continue
@@ -695,7 +702,9 @@ def _samples(stream, limit: int, limit_from: str) -> Iterator[tuple[str, dict]]:
                 files[ext] = _BadMember(problem)
                 yield key, files
                 raise _Refused(problem)
-            files[ext] = tar.extractfile(member).read()
+            data = tar.extractfile(member)
+            assert data is not None  # a regular file (checked above)
+            files[ext] = data.read()
     if key is not None:
         yield key, files
 
@@ -709,6 +718,8 @@ class ShardLoader(DataLoader):
     interrupted run. Lightning's own loader-state restore comes too late here (it runs after
     `estimated_stepping_batches` has already started the iterator), so the pre-training DataModule
     keeps this state in its own state_dict and passes it in."""
+
+    dataset: ShardDataset
 
     def __init__(self, dataset: ShardDataset, collate_fn: Callable, num_workers: int, position: Callable[[], tuple[int, int]],
                  resume: dict | None = None, worker_init_fn: Callable | None = None):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import partial
 
+from mulap.data.downstream.base import SPLITS, TASK_TYPES, DatasetError, DatasetFormatError, LoaderFn, RawDataset, Record, Skipped
 from mulap.data.downstream.csv import CSV_PREFIX, PRIMARY_METRIC, check_name, dataset_folder
-from mulap.data.downstream.base import DatasetError, DatasetFormatError, LoaderFn, RawDataset, Record, Skipped, SPLITS, TASK_TYPES
 from mulap.data.downstream.emomusic import load_emomusic
 from mulap.data.downstream.fma import load_fma
 from mulap.data.downstream.jamendo import load_jamendo
@@ -33,7 +33,7 @@ class TaskSpec:
     description: str
     prepare_usage: str = ""  # how to make its prepared dataset, when not `mulap prepare <name> <raw folder>`
 
-    def resolved(self, task_type: str) -> "TaskSpec":
+    def resolved(self, task_type: str) -> TaskSpec:
         """The spec for a prepared dataset of `task_type`: itself, or for a `csv:NAME` task (whose type is
         the prepared data's) the spec with that type and its primary metric."""
         if self.task_type != "any":

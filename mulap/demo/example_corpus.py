@@ -18,9 +18,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mulap.data.audiocaption import SPLIT_FILES, DatasetError
 from mulap.infra.config import CONFIG_DIR, _load_yaml
 from mulap.infra.extras import require_all
-from mulap.data.audiocaption import SPLIT_FILES, DatasetError
 from mulap.infra.paths import resolve_default
 
 log = logging.getLogger(__name__)

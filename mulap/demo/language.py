@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mulap.infra.files import write_json
 from mulap.infra.experiment import experiment_dir
+from mulap.infra.files import write_json
 
 log = logging.getLogger(__name__)
 MODELS = ("mulap", "shuffled", "untrained")
@@ -55,8 +55,8 @@ def load_models(save_dir: Path, shuffled_id: str | None, seed: int) -> dict:
 def zero_shot_all(models: dict, datasets: dict, cache_root: Path, out: Path, num_workers: int = 2) -> dict:
     """{task: {model: {metric, value, ci, chance, ...}}} and per-track score files for paired comparisons."""
     from mulap.data.prepare import MANIFEST
-    from mulap.inference.cache import cached_embeddings
     from mulap.evaluation.zeroshot import run_zeroshot
+    from mulap.inference.cache import cached_embeddings
 
     table: dict[str, dict] = {}
     for task, ds in datasets.items():
@@ -156,7 +156,8 @@ def markdown(summary: dict) -> list[str]:
              f"Retrieval on the corpus test split ({r['n_test']} clips, one caption each); 95 % bootstrap intervals over "
              f"queries in brackets; re-ranked = the top {r['rerank_n']} of the contrastive shortlist re-scored by MuLaP's "
              "audio-text matching head through the co-attention.", "",
-             "| model | t2a R@1 | t2a R@5 | t2a R@10 | t2a median rank | a2t R@1 | a2t R@10 | a2t median rank | t2a R@1 re-ranked | t2a R@10 re-ranked |",
+             "| model | t2a R@1 | t2a R@5 | t2a R@10 | t2a median rank | a2t R@1 | a2t R@10 | a2t median rank "
+             "| t2a R@1 re-ranked | t2a R@10 re-ranked |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for m, cell in r["models"].items():
         t, a = cell["t2a"], cell["a2t"]
@@ -211,7 +212,7 @@ def markdown(summary: dict) -> list[str]:
         lines += ["", f"NSynth instrument family on {first['n_test']} notes of every GM program rendered through a soundfont "
                   "the world never uses (Debian's csound GM bank): " +
                   ", ".join(f"{m} {_zs(c)}" for m, c in other.items()) + f"; chance {first['chance']:.3f}"
-                  + (f" (raw cosines: " + ", ".join(f"{m} {c['value_raw']:.3f}" for m, c in other.items() if "value_raw" in c) + ")"
+                  + (" (raw cosines: " + ", ".join(f"{m} {c['value_raw']:.3f}" for m, c in other.items() if "value_raw" in c) + ")"
                      if any("value_raw" in c for c in other.values()) else "") + "."]
     lines += ["", "Reading: the corpus captions name instruments, style/era, tempo, dynamics, texture, key and metre. "
               "Retrieval and zero-shot measure how much of that the joint space carries: what a caption names "

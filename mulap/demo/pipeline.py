@@ -18,12 +18,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from mulap.infra.config import CONFIG_DIR, ConfigError, load_config
 from mulap.data.tasks import get_task
-from mulap.infra.files import write_json
-from mulap.infra.experiment import experiment_dir
 from mulap.demo.report import MODEL_DIR, PRETRAIN_ID, probe_id, variant_seeds, write_report
+from mulap.infra.config import CONFIG_DIR, ConfigError, load_config
+from mulap.infra.experiment import experiment_dir
 from mulap.infra.extras import require_all
+from mulap.infra.files import write_json
 
 log = logging.getLogger(__name__)
 SHUFFLED_ID = "shuffled"  # the shuffled-captions control of "What language taught"

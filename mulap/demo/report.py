@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,8 @@ def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
     ridge probe on the embeddings its first-seed probe run cached, and the paired-bootstrap difference to the
     random-init backbone. Rows and comparisons are kept in <out>/diagnostics/, redone only when a cache key changes."""
     from mulap.data.prepare import load_prepared
-    from mulap.inference.cache import embedding_cache_root, read_cached
     from mulap.evaluation.diagnostics import diagnose_features, paired_bootstrap
+    from mulap.inference.cache import embedding_cache_root, read_cached
 
     save_dir, folder, seed = out / "save", out / "diagnostics", list(s.probe_seeds)[0]
     runs = {init: (PRETRAIN_ID, init) for init in s.inits}
@@ -89,7 +90,7 @@ def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
                 write_json(stem.with_suffix(".json"), row)
             rows.setdefault(label, {})[task] = row
             stems[label, task] = stem
-            if scores is not None:
+            if y is not None and scores is not None:  # both read or computed together
                 scored[label, task] = (y, scores)
     vs_random: dict[str, dict] = {}
     for label in rows:
@@ -112,7 +113,7 @@ def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
 
 # -- the report -----------------------------------------------------------------------------------
 def collect(save_dir: Path, pretrain_id: str, tasks, inits, seeds) -> dict:
-    table = {}
+    table: dict[str, dict] = {}
     for task in tasks:
         spec = get_task(task)
         table[task] = {}
@@ -241,7 +242,7 @@ def world_timbre(out: Path, world: dict) -> dict:
     return {"sources": t.get("sources", {}), "files": counts, "render": render}
 
 
-def _markdown(results: dict, s, world: dict, curves: dict, language_lines: list[str] = ()) -> str:
+def _markdown(results: dict, s, world: dict, curves: dict, language_lines: Sequence[str] = ()) -> str:
     """report.md: the template filled with what `results` holds (plus the world, the pre-training curves and the
     lines of "What language taught")."""
     env = Environment(loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined,

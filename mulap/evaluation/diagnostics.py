@@ -11,7 +11,8 @@
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import Ridge
@@ -68,7 +69,7 @@ def ridge_probe(task_type: str, label_names: Sequence[str], metric: str, train: 
 
 
 def paired_bootstrap(task_type: str, metric: str | None, y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
-                     label_names: Sequence[str], n: int = 1000, seed: int = 0, value=None) -> dict[str, float]:
+                     label_names: Sequence[str], n: int = 1000, seed: int = 0, value=None) -> dict[str, float | None]:
     """metric(A) - metric(B) on the test set ('diff'), and its 2.5/97.5 percentiles over `n` resamples of
     the test tracks with replacement ('low', 'high'; a resample where the metric is undefined is
     redrawn), plus the share of resamples where A is not better ('p_not_better'); all None when the

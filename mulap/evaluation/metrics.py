@@ -25,7 +25,8 @@ Undefined values are None (JSON null), never NaN.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
@@ -164,8 +165,8 @@ def multilabel_metrics(y_true: np.ndarray, y_score: np.ndarray, label_names: Seq
         "n_items": int(n),
         "n_labels": int(k),
         "n_labels_evaluated": int(has_pos.sum()),
-        "labels_without_positives": [label_names[j] for j in np.flatnonzero(~has_pos)],
-        "labels_without_negatives": [label_names[j] for j in np.flatnonzero(has_pos & (neg == 0))],
+        "labels_without_positives": [label_names[int(j)] for j in np.flatnonzero(~has_pos)],
+        "labels_without_negatives": [label_names[int(j)] for j in np.flatnonzero(has_pos & (neg == 0))],
         "threshold_source": source,
         "per_class": per_class,
     }

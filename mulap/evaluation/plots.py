@@ -6,21 +6,22 @@ into place (no half-written PNG after a crash) and returns the path.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: servers and CI have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import average_precision_score, precision_recall_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import average_precision_score, precision_recall_curve
 
 if TYPE_CHECKING:
     from mulap.inference.tagging import FileTags
 
 
-def _save(fig: "plt.Figure", path: str | Path) -> Path:
+def _save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
@@ -193,8 +194,8 @@ def panel_limits(means: Sequence[float], stds: Sequence[float], metric: str) -> 
     return (max(lo - pad, lo_range - 0.05 * pad), min(hi + pad, hi_range + 0.05 * pad))
 
 
-def transfer_figure(table: Mapping[str, Mapping[str, Mapping[str, float]]],
-                    ylabel: str = "mean ± std over probe seeds") -> "plt.Figure":
+def transfer_figure(table: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                    ylabel: str = "mean ± std over probe seeds") -> plt.Figure:
     """{task: {backbone: {'mean', 'std', 'metric'}}} -> one panel per task with its own y-axis (the caller
     saves or closes it). Each backbone is a point with a std bar and its value printed; a value outside the
     panel (an R² of -130 next to 0.3s) sits on the axis edge as a triangle, its value printed."""
@@ -233,7 +234,7 @@ def transfer_figure(table: Mapping[str, Mapping[str, Mapping[str, float]]],
     return fig
 
 
-def plot_grouped_bars(table: Mapping[str, Mapping[str, Mapping[str, float]]], path: str | Path,
+def plot_grouped_bars(table: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str | Path,
                       ylabel: str = "mean ± std over probe seeds") -> Path:
     """The demo's transfer.png: `transfer_figure` written as a PNG (one panel and y-axis per task)."""
     return _save(transfer_figure(table, ylabel), path)
@@ -251,8 +252,9 @@ def plot_intervals(diffs: Mapping[str, Mapping[str, Mapping[str, float | None]]]
         for i, row in enumerate(rows):
             d = diffs[row].get(panel)
             if d and d.get("diff") is not None and d.get("low") is not None:
-                above = d["low"] > 0
-                ax.errorbar(d["diff"], i, xerr=[[d["diff"] - d["low"]], [d["high"] - d["diff"]]], fmt="o",
+                diff, low, high = cast(float, d["diff"]), cast(float, d["low"]), cast(float, d["high"])  # set together
+                above = low > 0
+                ax.errorbar(diff, i, xerr=[[diff - low], [high - diff]], fmt="o",
                             color="tab:green" if above else "tab:gray", capsize=2, markersize=4)
         ax.axvline(0.0, color="black", linewidth=0.8)
         ax.set_title(panel, fontsize=9)
@@ -268,7 +270,7 @@ __all__ = ["plot_per_class", "plot_confusion_matrix", "plot_pr_curves", "plot_re
            "plot_grouped_bars", "transfer_figure", "panel_limits", "metric_range", "plot_intervals"]
 
 
-def plot_taggram(result: "FileTags", tag_names: Sequence[str], path: str | Path, model_name: str = "") -> Path:
+def plot_taggram(result: FileTags, tag_names: Sequence[str], path: str | Path, model_name: str = "") -> Path:
     """Tags x time image of one file (probabilities 0..1 per 3 s chunk), as musicnn's taggram."""
     k, t = len(tag_names), len(result.starts)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * t + 3.5), 0.16 * k + 1.6))

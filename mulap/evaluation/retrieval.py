@@ -15,7 +15,7 @@ mAP@10 = (1/N) * sum_{r=1}^{min(10, N)} 1/r.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -20,16 +20,16 @@ chunk is dropped unless it is the clip's only one, where it is zero-padded).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from mulap.audio.chunks import cut_chunks
 from mulap.audio.io import SAMPLE_RATE, resample
-from mulap.models.musicnn import Musicnn
 from mulap.infra.experiment import experiment_dir
+from mulap.models.musicnn import Musicnn
 
 SPACES = ("backbone", "joint")
 
@@ -80,7 +80,7 @@ class Model:
 
     @property
     def joint_dim(self) -> int | None:
-        return int(self.mulap.objectives.contrastive.dim) if self.has_joint_space else None
+        return int(self.mulap.objectives.contrastive.dim) if self.mulap is not None and self.mulap.has_joint_space else None
 
     @property
     def max_chunks(self) -> int | None:
@@ -153,15 +153,15 @@ class Model:
         from mulap.audio.io import AudioError
         from mulap.inference.extract import extract
 
-        paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
-        if not paths:
+        files = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        if not files:
             raise ValueError("no files given")
-        feats, track, failures = extract(self.backbone, paths, batch_chunks=batch_size, num_workers=num_workers,
+        feats, track, failures = extract(self.backbone, files, batch_chunks=batch_size, num_workers=num_workers,
                                          progress=progress, device=self.device)
         if failures:
-            raise AudioError(failures[0][0], f"{failures[0][1]} ({len(failures)} of {len(paths)} file(s) could not be read)")
-        feats = torch.from_numpy(feats)
-        tracks = torch.stack([feats[torch.from_numpy(track == i)].mean(0) for i in range(len(paths))])
+            raise AudioError(failures[0][0], f"{failures[0][1]} ({len(failures)} of {len(files)} file(s) could not be read)")
+        chunk_feats = torch.from_numpy(feats)
+        tracks = torch.stack([chunk_feats[torch.from_numpy(track == i)].mean(0) for i in range(len(files))])
         return self._space(tracks, space)
 
     def _space(self, feats: torch.Tensor, space: str) -> np.ndarray:
@@ -185,6 +185,7 @@ class Model:
     def project_audio(self, features) -> np.ndarray:
         """Backbone embeddings [N, embedding_dim] (track means or chunks) -> L2-normalised joint vectors [N, joint_dim]."""
         self.require_joint("project_audio")
+        assert self.mulap is not None  # require_joint checked it
         x = torch.as_tensor(np.asarray(features) if not torch.is_tensor(features) else features, dtype=torch.float32)
         if x.ndim != 2 or x.shape[1] != self.embedding_dim:
             raise ValueError(f"expected backbone embeddings [N, {self.embedding_dim}], got {tuple(x.shape)}")
@@ -204,6 +205,7 @@ class Model:
     def embed_text(self, texts: str | Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Texts -> L2-normalised joint-space vectors [N, joint_dim] float32."""
         self.require_joint("embed_text")
+        assert self.mulap is not None  # require_joint checked it
         texts = [texts] if isinstance(texts, str) else list(texts)
         out = []
         for i in range(0, max(len(texts), 1), batch_size):
@@ -234,6 +236,7 @@ class Model:
         the best window's."""
         if self.mulap is None:
             raise ValueError(f"{self.name} has no text side: match needs a pre-trained MuLaP model")
+        assert self.max_chunks is not None  # a MuLaP model has a window
         waves = self.prepare_audio(audio, sample_rate)
         windows, owner = [], []
         for i, w in enumerate(waves):
@@ -246,6 +249,7 @@ class Model:
     def window_at(self, chunks, first: int):
         """The transformer-length window (`max_chunks` chunks) of a clip's chunks that starts at chunk `first`,
         moved back so it is full where the clip allows: what `match` scores for one moment."""
+        assert self.max_chunks is not None  # a model with a text side (its audio transformer's window)
         lo = max(0, min(first, len(chunks) - self.max_chunks))
         return chunks[lo:lo + self.max_chunks]
 
@@ -279,6 +283,7 @@ class Model:
         """The matching probability of each (window of chunk features [c <= max_chunks, D], text) pair -> [P]."""
         if len(windows) != len(texts):
             raise ValueError(f"{len(windows)} audio windows but {len(texts)} texts: match_pairs scores pairs")
+        assert self.mulap is not None  # a model with a text side (match checks it)
         out = np.empty(len(windows), dtype=np.float32)
         for s in range(0, len(windows), batch_size):
             ws = windows[s:s + batch_size]
@@ -301,8 +306,8 @@ def load(name_or_path: str | Path, save_dir: str | Path | None = None, device: s
     - an exported model folder (`mulap export`);
     - a backbone ``.safetensors`` file (audio only).
     """
-    from mulap.models.backbone import SUPERVISED, load_backbone
     from mulap.inference.loading import ModelLoadError, is_experiment, is_export, load_experiment, load_export
+    from mulap.models.backbone import SUPERVISED, load_backbone
 
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ref = str(name_or_path)
@@ -332,8 +337,8 @@ def load(name_or_path: str | Path, save_dir: str | Path | None = None, device: s
 def model_path(ref: str, save_dir: str | Path | None = None) -> Path:
     """Where a model reference points: a bare name is a pre-training id first (<save_dir>/experiments/<name>;
     a folder of that name may also exist here), then a path."""
-    from mulap.models.backbone import SUPERVISED
     from mulap.inference.loading import ModelLoadError
+    from mulap.models.backbone import SUPERVISED
 
     path = Path(ref)
     if "/" in ref or path.suffix:
@@ -355,8 +360,8 @@ def model_path(ref: str, save_dir: str | Path | None = None) -> Path:
 def _check_rate(sample_rate) -> int:
     if sample_rate is None:
         raise ValueError("sample_rate is required (the rate of the audio you pass, e.g. 44100); it is never guessed")
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real) or float(sample_rate) != int(sample_rate) \
-            or int(sample_rate) <= 0:
+    real = isinstance(sample_rate, numbers.Real) and not isinstance(sample_rate, bool)  # not narrowed: typeshed's Real has no __int__
+    if not real or float(sample_rate) != int(sample_rate) or int(sample_rate) <= 0:
         raise ValueError(f"sample_rate must be a positive whole number of samples per second, got {sample_rate!r}")
     return int(sample_rate)
 

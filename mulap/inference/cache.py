@@ -25,14 +25,12 @@ import numpy as np
 import torch
 
 from mulap.audio.io import AudioError
-from mulap.audio.scan import AUDIO_SUFFIXES, audio_suffixes, list_audio  # noqa: F401 (the folder scan: mulap.audio.scan)
+from mulap.data.prepare import MANIFEST
+from mulap.inference.extract import extract, extraction_settings, fingerprint
 from mulap.infra.files import remove_dead_temps, write_error, writer_temp
 from mulap.models.musicnn import Musicnn
 
 log = logging.getLogger(__name__)
-
-from mulap.data.prepare import MANIFEST
-from mulap.inference.extract import extract, extraction_settings, fingerprint
 
 # extract's signature plus `parts_dir` (a folder every process sees, for extractors that use several)
 Extractor = Callable[..., "tuple[np.ndarray, np.ndarray, list[tuple[str, str]]] | None"]
@@ -129,7 +127,8 @@ def _load_array(folder_fd: int, name: str, record: dict | None) -> np.ndarray:
         if len(array) != count:
             raise _Damaged(f"{name} ended early ({len(array)} of {count} values)")
         if record is not None and "crc32" in record:
-            crc = zlib.crc32(memoryview(array).cast("B"), zlib.crc32(header))
+            # numpy's stubs give ndarray its buffer protocol (__buffer__) on Python >= 3.12 only
+            crc = zlib.crc32(memoryview(array).cast("B"), zlib.crc32(header))  # type: ignore[arg-type]
             if crc != record["crc32"]:
                 raise _Damaged(f"{name}: CRC-32 mismatch (the file changed after it was written)")
         return array.reshape(shape, order="F" if fortran else "C")
@@ -145,7 +144,8 @@ def _load_entry(folder_fd: int, key: str) -> ChunkEmbeddings:
         raise _Damaged(f"meta.json is not readable JSON ({exc})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("ids"), list) or not all(isinstance(i, str) for i in meta["ids"]):
         raise _Damaged("meta.json has no list of track ids")
-    records = meta.get("files") if isinstance(meta.get("files"), dict) else {}  # absent in entries before records
+    files = meta.get("files")
+    records = files if isinstance(files, dict) else {}  # absent in entries before records
     features, track = (_load_array(folder_fd, name, records.get(name)) for name in ENTRY_ARRAYS)
     if features.ndim != 2 or track.ndim != 1 or len(features) != len(track):
         raise _Damaged(f"features.npy {list(features.shape)} and track.npy {list(track.shape)} do not match (one row per chunk)")

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from mulap.audio.scan import AUDIO_SUFFIXES, audio_suffixes, list_audio  # noqa: F401 (the folder scan: mulap.audio.scan)
-from mulap.infra.extras import require
-from mulap.infra.files import fsync_dir, unlink_quietly, write_error
 from mulap.inference.api import load
 from mulap.inference.cache import Extractor, single_process
 from mulap.inference.extract import extraction_settings
+from mulap.infra.extras import require
+from mulap.infra.files import fsync_dir, unlink_quietly, write_error
 
 log = logging.getLogger(__name__)
 

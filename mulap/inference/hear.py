@@ -21,6 +21,7 @@ Torch tensors in and out, on the device the model was moved to (`model.to("cuda"
 from __future__ import annotations
 
 import torch
+
 from mulap.inference.api import backbone_features
 
 DEFAULT_MODEL = "supervised_mtt"

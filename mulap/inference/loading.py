@@ -23,16 +23,20 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mulap.infra.experiment import backbone_file, best_checkpoint
 from mulap.infra.config_schema import SchemaError, check_export, check_text_config
+from mulap.infra.experiment import backbone_file, best_checkpoint
 from mulap.infra.files import atomic_write_text, remove_dead_temps, write_error, write_json, writer_temp
 from mulap.models.backbone import SUPERVISED, build_backbone, load_backbone
 from mulap.models.musicnn import Musicnn
-from mulap.models.weight_files import ModelLoadError, first_line  # noqa: F401 (ModelLoadError: raised here, defined with the weight readers)
+from mulap.models.weight_files import ModelLoadError, first_line  # ModelLoadError: raised here, defined with the weight readers
+
+if TYPE_CHECKING:
+    from mulap.models.mulap import MuLaP
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +46,8 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 @dataclass
 class PretrainedMuLaP:
-    model: "torch.nn.Module"   # mulap.models.mulap.MuLaP in eval mode
-    tokenizer: object          # transformers BertTokenizerFast
+    model: MuLaP               # in eval mode
+    tokenizer: Any             # transformers BertTokenizerFast
     max_seq_length: int
     info: dict = field(default_factory=dict)  # provenance: source, steps, objectives, losses ...
 
@@ -83,7 +87,7 @@ def _backbone_config(exp_dir: Path, model_config: DictConfig) -> dict:
     init = str(model_config.audio.init)
     if init in SUPERVISED or init.endswith(".safetensors"):
         return build_backbone(init).config.to_dict()
-    return OmegaConf.to_container(model_config.audio.musicnn, resolve=True)
+    return cast(dict, OmegaConf.to_container(model_config.audio.musicnn, resolve=True))  # a DictConfig gives a dict
 
 
 def _text_config(model_config: DictConfig) -> dict | None:
@@ -108,7 +112,7 @@ def _text_config(model_config: DictConfig) -> dict | None:
 
 def _skeleton_config(model_config: DictConfig, backbone_config: dict) -> DictConfig:
     """The model config with weights-free construction: random backbone of the recorded variant."""
-    mc = OmegaConf.create(OmegaConf.to_container(model_config, resolve=True))
+    mc = OmegaConf.create(cast(dict, OmegaConf.to_container(model_config, resolve=True)))
     mc.audio.init = "random"
     mc.audio.musicnn = backbone_config
     return mc
@@ -143,7 +147,7 @@ def load_experiment(exp_dir: str | Path, checkpoint: str | Path | None = None) -
     try:
         saved = torch.load(ckpt, map_location="cpu", weights_only=True)
         state = strip_prefix(saved["state_dict"])
-    except Exception as exc:  # a truncated or foreign file
+    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on a truncated or foreign file
         raise ModelLoadError(f"{ckpt}: cannot read the weights ({first_line(exc)})") from None
     mc = _skeleton_config(cfg.model_config, _backbone_config(exp_dir, cfg.model_config))
     text_config = _text_config(cfg.model_config)
@@ -176,7 +180,7 @@ def experiment_info(exp_dir: Path, cfg: DictConfig, ckpt: Path, saved: dict) -> 
 
 def corpus_sizes(corpus: str | Path) -> dict:
     """Clips per split of an audiocaption corpus (None where a split file is missing or unreadable)."""
-    sizes = {}
+    sizes: dict[str, int | None] = {}
     for split in ("train", "val", "test"):
         try:
             sizes[split] = len(json.loads((Path(corpus) / f"dataset_{split}.json").read_text(encoding="utf-8")))
@@ -341,6 +345,8 @@ def model_card(config: dict) -> str:
 
     dim = MusicnnConfig.from_dict(mc["audio"]["musicnn"]).out_dim
     epochs = p.get("epoch")
+    text_line = (f'text = model.embed_text(["calm piano"])         # [1, {mc["objectives"]["contrastive"]["dim"]}] joint space'
+                 if joint else "# trained without the contrastive objective: no joint space (match() still works)")
     return f"""# mulap model
 
 A MuLaP model (Musicnn audio backbone + audio transformer, BERT text branch, co-attention) exported by
@@ -350,7 +356,7 @@ mulap {config['mulap_version']} on {config['created']}.
 import mulap
 model = mulap.load("{'<this folder>'}")
 emb = model.embed(audio, sample_rate)            # [N, {dim}] backbone features (transfer)
-{'text = model.embed_text(["calm piano"])         # [1, ' + str(mc['objectives']['contrastive']['dim']) + '] joint space' if joint else '# trained without the contrastive objective: no joint space (match() still works)'}
+{text_line}
 ```
 
 | | |

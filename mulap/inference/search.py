@@ -392,6 +392,7 @@ def build_or_update(model, root: str | Path, index_folder: str | Path | None = N
             kept = f"after {done} of {len(todo)} new or changed file(s); the index {folder} keeps them"
         raise Interrupted(signal_of(exc) or signal.SIGINT, kept) from None
     index = read_index(folder, root)
+    assert index is not None  # _save has just written it
     counts["failed"] = len(index.failed)
     return index, counts
 
@@ -407,7 +408,8 @@ def _embed_block(model, space: str, root: Path, block: list[str], num_workers: i
                                      desc="indexing", device=model.device)
     reasons = {str(path): reason for path, reason in failures}
     feats_t = torch.from_numpy(feats)
-    tracks, chunks, per_file, bad = [], [], [], {}
+    tracks, chunks, bad = [], [], {}
+    per_file: list[int | None] = []
     for i, (rel, path) in enumerate(zip(block, paths)):
         sel = torch.from_numpy(track == i)
         if not bool(sel.any()):

@@ -14,12 +14,11 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
 
 log = logging.getLogger(__name__)
 TAG_MODELS = ("supervised_mtt", "supervised_msd")

@@ -9,8 +9,9 @@ a run writes anything.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import cast
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -19,7 +20,7 @@ from mulap.infra.config_schema import MusicnnConfig
 from mulap.infra.files import atomic_write_text
 from mulap.infra.paths import PATH_KEYS, resolve_default
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # mulap/configs, package data; ./configs at the project root links here (the seed layout)
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # mulap/configs (package data); ./configs at the project root links here
 
 
 class ConfigError(ValueError):
@@ -31,7 +32,7 @@ def _load_yaml(path: Path) -> DictConfig:
         raise ConfigError(f"config file not found: {path}")
     try:
         cfg = OmegaConf.load(path)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the YAML parser's errors and OmegaConf's: all mean not valid YAML
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: expected a mapping at the top level")
@@ -59,7 +60,7 @@ def _fill_musicnn_defaults(model_config: DictConfig) -> None:
     audio = model_config.get("audio")
     if audio is None:
         return
-    given = OmegaConf.to_container(audio.get("musicnn") or OmegaConf.create({}))
+    given = cast(dict, OmegaConf.to_container(audio.get("musicnn") or OmegaConf.create({})))  # a DictConfig gives a dict
     try:
         full = MusicnnConfig.from_dict(given).to_dict()
     except (TypeError, ValueError) as exc:
@@ -115,7 +116,7 @@ def _looks_float(text: str) -> bool:
 def _merge_file(base: DictConfig, path: Path) -> DictConfig:
     user = _load_yaml(path)
     try:
-        return OmegaConf.merge(base, user)
+        return cast(DictConfig, OmegaConf.merge(base, user))  # two mappings merge into one
     except (ConfigKeyError, ConfigAttributeError) as exc:
         raise ConfigError(f"{path}: unknown config key {exc.full_key!r}") from None
 
@@ -151,7 +152,7 @@ def load_config(config_file: str | Path | None = None, overrides: Iterable[str] 
     cfg = raw
     if user is not None:
         try:
-            cfg = OmegaConf.merge(cfg, user)
+            cfg = cast(DictConfig, OmegaConf.merge(cfg, user))
         except (ConfigKeyError, ConfigAttributeError) as exc:
             raise ConfigError(f"{config_file}: unknown config key {exc.full_key!r}") from None
     _apply_overrides(cfg, pairs, "command line")
@@ -211,4 +212,4 @@ def load_saved_config(path: str | Path) -> DictConfig:
 
 
 def to_dict(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return cast(dict, OmegaConf.to_container(cfg, resolve=True))  # a DictConfig gives a dict

@@ -19,9 +19,10 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 # -- value types ----------------------------------------------------------------------------------
 Count = Annotated[StrictInt, Field(ge=1)]          # >= 1
@@ -60,14 +61,15 @@ MAX_CHUNK_SAMPLES = 16000 * 600  # ten minutes at 16 kHz in one chunk (musicnn: 
 MAX_TAGS = 100_000            # tagging outputs (musicnn: 50)
 
 
-def _upto(limit: int, low: int = 1):
-    return Annotated[StrictInt, Field(ge=low, le=limit)]
-
-
-Layers, Width, Heads, FFN = _upto(MAX_LAYERS), _upto(MAX_WIDTH), _upto(MAX_HEADS), _upto(MAX_FFN)
-Channels, Kernel = _upto(MAX_CHANNELS), _upto(MAX_KERNEL)
-Positions = _upto(MAX_POSITIONS)
-SeqLength = _upto(MAX_POSITIONS, low=4)
+# one alias a bound (written out: a type checker reads an Annotated alias, not what a function returns)
+Layers = Annotated[StrictInt, Field(ge=1, le=MAX_LAYERS)]
+Width = Annotated[StrictInt, Field(ge=1, le=MAX_WIDTH)]
+Heads = Annotated[StrictInt, Field(ge=1, le=MAX_HEADS)]
+FFN = Annotated[StrictInt, Field(ge=1, le=MAX_FFN)]
+Channels = Annotated[StrictInt, Field(ge=1, le=MAX_CHANNELS)]
+Kernel = Annotated[StrictInt, Field(ge=1, le=MAX_KERNEL)]
+Positions = Annotated[StrictInt, Field(ge=1, le=MAX_POSITIONS)]
+SeqLength = Annotated[StrictInt, Field(ge=4, le=MAX_POSITIONS)]
 LayerIds = Annotated[list[NonNegInt], Field(max_length=MAX_LAYERS)]
 
 
@@ -81,7 +83,8 @@ def _limit_batches(v: Any, allow_zero: bool) -> Any:
     if isinstance(v, int) and v < low:
         raise ValueError(f"must be a number of batches >= {low}, or a share as a float in (0, 1]")
     if isinstance(v, float) and not ((0 <= v if allow_zero else 0 < v) and v <= 1):
-        raise ValueError(f"must be a share of the batches in ({'[' if allow_zero else '('}0, 1] (or an int count)".replace("((", "(").replace("([", "["))
+        raise ValueError(f"must be a share of the batches in ({'[' if allow_zero else '('}0, 1] (or an int count)"
+                         .replace("((", "(").replace("([", "["))
     return v
 
 
@@ -142,15 +145,15 @@ class Training(Section):
     weight_decay: NonNeg
     warmup_ratio: Probability
     accumulate_grad_batches: Count
-    gradient_clip_val: Optional[NonNeg]
+    gradient_clip_val: NonNeg | None
     precision: Literal[PRECISIONS]  # type: ignore[valid-type]
     device: Literal[ACCELERATORS]  # type: ignore[valid-type]
     devices: Devices
     num_nodes: Count
     strategy: Literal[STRATEGIES]  # type: ignore[valid-type]
     num_workers: NonNegInt
-    checkpoint_every_n_steps: Optional[Count]
-    early_stopping_patience: Optional[Count]
+    checkpoint_every_n_steps: Count | None
+    early_stopping_patience: Count | None
     limit_train_batches: LimitTrain
     limit_val_batches: LimitVal
     log_every_n_steps: Count
@@ -185,13 +188,13 @@ class DatasetConfig(Section):
     chunk_seconds: Positive
     random_crop: Bool
     on_bad_sample: Literal["error", "skip"]
-    train_clips: Optional[Count]
+    train_clips: Count | None
     captions: Literal["aligned", "shuffled"]
     caption_variants: Bool = True
     augment: AugmentConfig = AugmentConfig()
     format: Literal["folder", "shards"]
     shuffle_buffer: NonNegInt
-    shard_url: Optional[str]
+    shard_url: str | None
 
     @model_validator(mode="after")
     def _chunk_fits(self):
@@ -219,15 +222,15 @@ class Musicnn(Section):
     hop_length: Annotated[StrictInt, Field(ge=1, le=MAX_FFT)]
     n_mels: Annotated[StrictInt, Field(ge=1, le=MAX_MELS)]
     f_min: NonNeg
-    f_max: Optional[Positive]
+    f_max: Positive | None
     power: Positive
     mel_scale: Literal["htk", "slaney"]
-    mel_norm: Optional[Literal["slaney"]]
+    mel_norm: Literal["slaney"] | None
     compression: Literal["db", "log10", "none"]
-    top_db: Optional[Positive]
+    top_db: Positive | None
     center: Bool
     pad_mode: Literal["reflect", "constant", "replicate", "circular"]
-    chunk_samples: _upto(MAX_CHUNK_SAMPLES)
+    chunk_samples: Annotated[StrictInt, Field(ge=1, le=MAX_CHUNK_SAMPLES)]
     timbral_height_fractions: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(max_length=MAX_FILTERS)]
     timbral_width: Kernel
     timbral_channels: Channels
@@ -240,7 +243,7 @@ class Musicnn(Section):
     block_order: Literal["conv_bn_relu", "conv_relu_bn"]
     bn_eps: Positive
     bn_momentum: Probability
-    num_tags: _upto(MAX_TAGS)
+    num_tags: Annotated[StrictInt, Field(ge=1, le=MAX_TAGS)]
     dense_units: Channels
     dropout: Dropout
     variant: str
@@ -266,11 +269,11 @@ class AudioModel(Attention):
     num_layers: Layers
     intermediate_size: FFN
     dropout: Dropout
-    max_chunks: _upto(MAX_CHUNKS)
+    max_chunks: Annotated[StrictInt, Field(ge=1, le=MAX_CHUNKS)]
 
 
 class TextModel(Attention):
-    pretrained: Optional[str]
+    pretrained: str | None
     num_layers: Layers
     intermediate_size: FFN
     dropout: Dropout
@@ -310,7 +313,7 @@ class MAM(Section):
     enabled: Bool
     weight: NonNeg
     prob: Probability
-    target_norm: Optional[Literal["layernorm", "none"]]
+    target_norm: Literal["layernorm", "none"] | None
     detach_target: Bool
 
 
@@ -358,7 +361,7 @@ class ModelConfig(Section):
 
 class Downstream(Section):
     task: Task
-    dataset_dir: Optional[str]
+    dataset_dir: str | None
     backbone_init: Literal["mulap", "random", "supervised_mtt", "supervised_msd"]
     mode: Literal["frozen", "finetune"]
     probe: Literal["mlp", "linear"]
@@ -381,7 +384,7 @@ class Config(Section):
     training: Training
     dataset_config: DatasetConfig
     model_config_: ModelConfig = Field(alias="model_config")  # pydantic reserves the name model_config
-    downstream: Optional[Downstream] = None
+    downstream: Downstream | None = None
 
     @model_validator(mode="after")
     def _chunks_fit_model(self):
@@ -406,18 +409,18 @@ class TextConfig(BaseModel):
     """The text branch's BertConfig as transformers writes it. The keys that size the network are checked;
     the others are transformers' business (passed to BertConfig as they are)."""
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
-    vocab_size: _upto(MAX_VOCAB)
+    vocab_size: Annotated[StrictInt, Field(ge=1, le=MAX_VOCAB)]
     hidden_size: Width
     num_hidden_layers: Layers
     num_attention_heads: Heads
     intermediate_size: FFN
     max_position_embeddings: Positions
-    type_vocab_size: _upto(MAX_TOKEN_TYPES)
+    type_vocab_size: Annotated[StrictInt, Field(ge=1, le=MAX_TOKEN_TYPES)]
     hidden_act: Annotated[str, AfterValidator(_activation)]
     hidden_dropout_prob: Dropout
     attention_probs_dropout_prob: Dropout
     layer_norm_eps: Positive
-    pad_token_id: Optional[NonNegInt] = None
+    pad_token_id: NonNegInt | None = None
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -430,16 +433,16 @@ class TextConfig(BaseModel):
 
 
 class Corpus(Section):
-    path: Optional[str] = None
-    clips: dict[str, Optional[NonNegInt]] = {}
+    path: str | None = None
+    clips: dict[str, NonNegInt | None] = {}
 
 
 class Provenance(Section):
     """Where the weights came from (mulap.inference.loading.experiment_info); shown in the model card."""
-    source: Optional[str] = None
-    checkpoint: Optional[str] = None
-    epoch: Optional[NonNegInt] = None
-    global_step: Optional[NonNegInt] = None
+    source: str | None = None
+    checkpoint: str | None = None
+    epoch: NonNegInt | None = None
+    global_step: NonNegInt | None = None
     objectives: dict[str, NonNeg] = {}
     corpus: Corpus = Corpus()
     final_validation: dict[str, Annotated[float, Field(allow_inf_nan=True)]] = {}  # a diverged run logs NaN
@@ -476,7 +479,7 @@ def _key(loc: tuple) -> str:
     return key
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     key, msg, kind, shown = _key(err["loc"]), err["msg"], err["type"], err.get("input")
     if kind == "extra_forbidden":
         return f"{key} is not a known key (add it to the config schema, mulap/infra/config_schema.py)"
@@ -603,7 +606,7 @@ class MusicnnConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MusicnnConfig":
+    def from_dict(cls, d: dict[str, Any]) -> MusicnnConfig:
         """Inverse of :meth:`to_dict` (missing keys take their defaults); unknown keys are an error naming them.
         The settings are checked against the typed schema first (types, names, size limits: the dict may come
         from a file someone else wrote), so nothing is built from a config that would not fit in memory."""

@@ -14,11 +14,13 @@ Only the CLI calls `setup`: a library leaves logging to its caller.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import sys
 import warnings
 from collections import Counter
+from collections.abc import Callable
 
 # Lightning/torch warnings that say nothing a mulap user can act on (regexes matched at the start)
 KNOWN_CHATTER = (
@@ -58,7 +60,7 @@ class WarningTally:
     def __init__(self, categories: tuple[type[Warning], ...]):
         self.categories = categories
         self.counts: Counter[str] = Counter()  # first line of the message -> count
-        self._previous = None
+        self._previous: Callable[..., None] | None = None  # warnings.showwarning before install()
 
     def install(self) -> None:
         for category in self.categories:
@@ -174,7 +176,7 @@ def setup(lightning: bool = False, level: int = logging.INFO) -> None:
     for pattern in KNOWN_CHATTER:
         warnings.filterwarnings("ignore", message=pattern)
     if lightning:
-        import lightning  # noqa: F401  (adds its handler now, so it can be removed below)
+        importlib.import_module("lightning")  # adds its handler now, so it can be removed below
         from sklearn.exceptions import UndefinedMetricWarning
 
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):

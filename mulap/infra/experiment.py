@@ -183,7 +183,7 @@ def best_checkpoint(exp_dir: str | Path) -> Path | None:
     if not folder.is_dir():
         return None
     legacy = sorted(folder.glob("epoch*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    passed_over = []
+    passed_over: list[str] = []
     for path in (folder / BEST, *legacy, folder / LAST):
         if path.is_file():
             problem = inspect_checkpoint(path).problem or verify_integrity(path)

@@ -51,7 +51,7 @@ def write_error(exc: OSError, path: str | Path, needed_bytes: int | None = None)
     """`exc` (raised while writing `path`) as a one-line WriteError; a WriteError is returned as is."""
     if isinstance(exc, WriteError):
         return exc
-    what = _WRITE_PROBLEMS.get(exc.errno) or exc.strerror or str(exc)
+    what = (_WRITE_PROBLEMS.get(exc.errno) if exc.errno is not None else None) or exc.strerror or str(exc)
     msg = f"cannot write {path}: {what}"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         free = _free_bytes(Path(path))

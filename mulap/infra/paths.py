@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import overload
 
 # config keys that hold a file-system path and may be relative in the packaged defaults
 PATH_KEYS = ("env.save_dir", "env.data_root", "dataset_config.data_dir")
@@ -39,6 +40,10 @@ def defaults_base() -> Path:
     return project_root() or Path.cwd()
 
 
+@overload
+def resolve_default(value: str) -> str: ...
+@overload
+def resolve_default(value: None) -> None: ...
 def resolve_default(value: str | None) -> str | None:
     """A packaged default path made absolute against `defaults_base()`; absolute paths and None unchanged."""
     if value is None or str(value) == "" or Path(str(value)).is_absolute():

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from mulap.models.musicnn import Musicnn, MusicnnConfig
 from mulap.models.weight_files import build_to_fit, first_line, module_tensors, safetensors_shapes, save_safetensors

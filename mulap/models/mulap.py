@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.models.bert.modeling_bert import BertLayer
 
 from mulap.models.backbone import build_backbone
 from mulap.models.coattention import CoAttentionLayer
 from mulap.models.masking import IGNORE, choose_masked_chunks, mask_tokens, sample_negatives
 from mulap.models.text import TextEncoder, additive_mask, bert_config
-from transformers.models.bert.modeling_bert import BertLayer
 
 
 def _as_tuple(ids) -> tuple[int, ...]:
@@ -90,11 +90,11 @@ def _gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, int]:
 
     sizes = [torch.zeros((), dtype=torch.long, device=x.device) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, torch.tensor(len(x), device=x.device))
-    sizes = [int(n) for n in sizes]
-    padded = F.pad(x, (0, 0, 0, max(sizes) - len(x)))
+    counts = [int(n) for n in sizes]
+    padded = F.pad(x, (0, 0, 0, max(counts) - len(x)))
     parts = all_gather(padded)
-    rows = torch.cat([part[:n] for part, n in zip(parts, sizes)])
-    return rows, sum(sizes[: dist.get_rank()])
+    rows = torch.cat([part[:n] for part, n in zip(parts, counts)])
+    return rows, sum(counts[: dist.get_rank()])
 
 
 def _distributed() -> bool:
@@ -193,7 +193,7 @@ class MuLaP(nn.Module):
             if list(ids) != sorted(ids) or any(i < 0 or i > n for i in ids):
                 raise ValueError(f"coattention.{name} {list(ids)} must be increasing layer positions in 0..{n}")
 
-    def train(self, mode: bool = True) -> "MuLaP":
+    def train(self, mode: bool = True) -> MuLaP:
         """A frozen backbone stays in eval mode: its BatchNorm keeps the running statistics it was trained
         with (batch statistics would change its features with every batch, and the running ones would drift)."""
         super().train(mode)
@@ -347,7 +347,7 @@ class MuLaP(nn.Module):
         if obj.atm.enabled:
             sim = None
             if obj.atm.negatives == "hard":
-                if a_emb is not None:
+                if a_emb is not None and t_emb is not None:  # both come with the contrastive objective
                     sim = a_emb @ t_emb.T
                 else:
                     w = attn.to(text_low.dtype).unsqueeze(-1)
@@ -362,7 +362,10 @@ class MuLaP(nn.Module):
         enc = self.encode(features, chunk_mask, text_low, attn, hidden_chunks)
 
         if obj.atm.enabled:
-            prior = (a_emb * t_emb[index]).sum(-1) if hasattr(self, "atm_similarity_scale") else None
+            prior = None
+            if hasattr(self, "atm_similarity_scale"):
+                assert a_emb is not None and t_emb is not None  # the prior is built only with the contrastive objective
+                prior = (a_emb * t_emb[index]).sum(-1)
             logits = self.atm_logits(enc.fused, prior)
             out["atm"] = F.cross_entropy(logits, match)
             out["atm_acc"] = (logits.argmax(1) == match).float().mean()
@@ -375,6 +378,7 @@ class MuLaP(nn.Module):
             else:
                 out["mlm"] = _untouched(self.mlm_head, zero)
         if obj.mam.enabled:
+            assert hidden_chunks is not None  # chosen above when mam is enabled
             if hidden_chunks.any():
                 target = features[hidden_chunks]
                 if obj.mam.detach_target:

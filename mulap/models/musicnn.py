@@ -14,6 +14,8 @@ formulation can replace one without touching the rest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +24,6 @@ from torch import nn
 from mulap.audio.features import MelFrontEnd
 from mulap.infra.config_schema import BlockOrder, MusicnnConfig, TemporalMode  # noqa: F401 (the network's settings)
 from mulap.models.timbral_fused import bn_update_factor, timbral_fused
-
 
 
 def make_frontend(cfg: MusicnnConfig) -> MelFrontEnd:
@@ -206,14 +207,15 @@ class Musicnn(nn.Module):
         """``[N, n_mels, frames]`` -> frame-level features ``[N, 561 + 3*backend_channels, frames]``."""
         if mel.dim() != 3 or mel.shape[1] != self.config.n_mels:
             raise ValueError(f"expected mel of shape [N, {self.config.n_mels}, frames], got {tuple(mel.shape)}")
-        fused = [b.fused_supported() for b in self.timbral]
+        branches = cast(Sequence[TimbralBranch], self.timbral)  # the ModuleList's items, as their class
+        fused = [b.fused_supported() for b in branches]
         if any(fused) and not mel.requires_grad and self.input_bn.affine:
             xhat = self._input_normalised(mel)  # [N, 1, n_mels, T]
             g, b = self.input_bn.weight, self.input_bn.bias
             x = xhat * g.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)  # = self.input_bn(mel.unsqueeze(1))
             shared: dict = {}  # the Gram matrix of the input, shared by the fused branches' backward
             timbral = []
-            for branch, ok in zip(self.timbral, fused):
+            for branch, ok in zip(branches, fused):
                 if ok:
                     pad = branch.pad
                     u = F.pad(xhat[:, 0], pad)

@@ -125,7 +125,7 @@ class BundleEntry:
     crc32c: int  # masked crc32c of the raw bytes, as TF stores it
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "BundleEntry":
+    def from_bytes(cls, raw: bytes) -> BundleEntry:
         f = parse_protobuf(raw)
         if 7 in f:
             raise ValueError("partitioned (sliced) tensors are not supported")
@@ -135,7 +135,7 @@ class BundleEntry:
             dims = []
             for dim_raw in shape_msg.get(2, []):
                 dim = parse_protobuf(dim_raw)  # type: ignore[arg-type]
-                dims.append(int(dim.get(1, [0])[0]))  # type: ignore[arg-type]
+                dims.append(int(dim.get(1, [0])[0]))
             shape = tuple(dims)
         first = lambda n: int(f.get(n, [0])[0])  # noqa: E731 - absent field = proto default 0
         return cls(first(1), shape, first(3), first(4), first(5), first(6))
@@ -207,9 +207,9 @@ def read_bundle_index(ckpt_dir: str | Path) -> dict[str, BundleEntry]:
     for key, value in read_sstable(index_path):
         if key == b"":  # BundleHeaderProto: num_shards=1, endianness=2 (0 = little)
             header = parse_protobuf(value)
-            if int(header.get(2, [0])[0]) != 0:  # type: ignore[arg-type]
+            if int(header.get(2, [0])[0]) != 0:
                 raise CheckpointError(index_path, "big-endian bundles are not supported")
-            if int(header.get(1, [1])[0]) != 1:  # type: ignore[arg-type]
+            if int(header.get(1, [1])[0]) != 1:
                 raise CheckpointError(index_path, "only single-shard bundles are supported")
             continue
         name = key.decode("utf-8")

@@ -13,6 +13,9 @@ class Probe(nn.Module):
     scales across dimensions, which slows an Adam-trained probe a lot.
     """
 
+    mean: torch.Tensor  # buffers (registered in __init__)
+    std: torch.Tensor
+
     def __init__(self, in_dim: int, out_dim: int, kind: str = "mlp", hidden: int = 512, dropout: float = 0.0):
         super().__init__()
         if kind not in ("mlp", "linear"):

@@ -7,14 +7,13 @@ own `BertLayer`s, run one at a time so co-attention can be interleaved.
 """
 from __future__ import annotations
 
-import functools
-
 import contextlib
+import functools
 from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from transformers import BertConfig, BertModel, BertTokenizerFast  # type: ignore[attr-defined]  # exported lazily by transformers 5, not in its typed imports
 from transformers.utils import logging as hf_logging
 
 MINILM = "minilm"
@@ -70,6 +69,7 @@ def _tokenizer_problem(folder: Path, exc: Exception) -> str:
                 return str(err)
             if not isinstance(value, dict):
                 return f"{path}: expected a JSON object, not a {type(value).__name__}"
+    culprit: Path | str  # a file, or the settings files named together
     culprit = folder / "tokenizer.json"
     if culprit.is_file():
         try:
@@ -103,7 +103,7 @@ def bert_config(hidden_size: int, num_layers: int, num_heads: int, intermediate_
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
         hidden_act="gelu",
-        attn_implementation="sdpa",
+        attn_implementation="sdpa",  # type: ignore[call-arg]  # taken by PretrainedConfig, not in BertConfig's typed signature
         **extra,
     )
 

@@ -53,7 +53,7 @@ class TimbralSpec:
     order: str = "conv_bn_relu"
     needs_grad: bool = True  # False: no autograd graph, so no argmax positions are kept
     compute_dtype: torch.dtype = torch.float32  # GEMM dtype: the input's, or the autocast dtype (bf16 on CPU)
-    shared: dict[str, Any] = field(default_factory=dict)  # Gram matrix shared by the branches of one forward
+    shared: dict[tuple, Any] = field(default_factory=dict)  # Gram matrix shared by the branches of one forward
 
 
 def bn_update_factor(bn: torch.nn.modules.batchnorm._BatchNorm) -> tuple[float, bool, bool]:
@@ -131,7 +131,7 @@ def _fold_toeplitz(grad: torch.Tensor, height: int) -> torch.Tensor:
     return out.permute(2, 1, 0).reshape(c, w * height)
 
 
-def _stream_max(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, spec: "TimbralSpec", with_index: bool = True):
+def _stream_max(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, spec: TimbralSpec, with_index: bool = True):
     """max over frequency of the conv output, per (n*t, c): values (accumulation dtype) and positions
     (None without ``with_index``: a max without positions is several times cheaper).
     ``kernel`` ``[C, W, H]``; one Toeplitz GEMM per (chunk of the batch, frequency block)."""
@@ -142,10 +142,12 @@ def _stream_max(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, spec:
     dt, acc = spec.compute_dtype, _acc_dtype(x)
     toe = _toeplitz(kernel.to(dt), FREQ_BLOCK)
     mats = {size: _toeplitz_block(toe, size) for size in {size for _, size in _blocks(fp)}}
-    vals, idxs = [], []
+    vals: list[torch.Tensor] = []
+    idxs: list[torch.Tensor] = []
     for s, e in _chunks(n, t * w * bands * 4):
         taps = _time_taps(x[s:e].to(dt), w)  # [rows, bands, W]
-        best = pos = None
+        best: torch.Tensor | None = None
+        pos: torch.Tensor | None = None
         for f0, size in _blocks(fp):
             a = taps[:, f0 : f0 + size + h - 1].flatten(1)  # a view: rows stay strided
             y = torch.mm(a, mats[size]).view(-1, size, c)  # the bias is added after the max (same result)
@@ -154,12 +156,15 @@ def _stream_max(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, spec:
                 best = mx if best is None else torch.maximum(best, mx)
                 continue
             mx, ix = y.max(dim=1)
-            if best is None:
+            if best is None or pos is None:  # the first block (with_index: both are set together)
                 best, pos = mx, ix
             else:
                 better = mx > best
                 best, pos = torch.where(better, mx, best), torch.where(better, ix + f0, pos)
-        vals.append(best.to(acc)), idxs.append(pos.to(torch.int16) if pos is not None and fp <= 32767 else pos)
+        assert best is not None  # fp >= 1: at least one block
+        vals.append(best.to(acc))
+        if pos is not None:  # with_index
+            idxs.append(pos.to(torch.int16) if fp <= 32767 else pos)
     return torch.cat(vals) + bias.to(acc), (torch.cat(idxs) if with_index else None)
 
 

@@ -11,8 +11,9 @@ more than the weights file holds, and weights that do not fit are named before a
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -61,7 +62,7 @@ def safetensors_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
         return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
 
 
-def fit_problem(skeleton: nn.Module, stored: dict[str, tuple[int, ...] | None]) -> str | None:
+def fit_problem(skeleton: nn.Module, stored: Mapping[str, tuple[int, ...] | None]) -> str | None:
     """Why the tensors `stored` (name -> shape; None: not a tensor) cannot be loaded into `skeleton`, or None."""
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     tied: dict[int, list[str]] = {}
@@ -70,7 +71,7 @@ def fit_problem(skeleton: nn.Module, stored: dict[str, tuple[int, ...] | None]) 
     also = {name: names for names in tied.values() for name in names}
     missing = [k for k in expected if k not in stored and not any(o in stored for o in also.get(k, ()))]
     unexpected = sorted(set(stored) - set(expected))
-    wrong = [f"{k} is {'not a tensor' if stored[k] is None else list(stored[k])}, the config makes it {list(v)}"
+    wrong = [f"{k} is {'not a tensor' if stored[k] is None else list(stored[k] or ())}, the config makes it {list(v)}"
              for k, v in expected.items() if k in stored and stored[k] != v]
     parts = []
     if missing:
@@ -82,8 +83,11 @@ def fit_problem(skeleton: nn.Module, stored: dict[str, tuple[int, ...] | None]) 
     return "; ".join(parts) or None
 
 
-def build_to_fit(build: Callable[[], nn.Module], stored: dict[str, tuple[int, ...] | None], weights: Path,
-                 config: str) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def build_to_fit(build: Callable[[], M], stored: Mapping[str, tuple[int, ...] | None], weights: Path,
+                 config: str) -> M:
     """`build()` (fresh weights, to be loaded from `weights` next), once its weightless copy fits `stored`.
     Raises ModelLoadError naming `weights`, `config` (where the architecture was read) and what does not fit."""
     with torch.device("meta"):

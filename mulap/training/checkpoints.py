@@ -25,8 +25,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 
+from mulap.infra.experiment import BEST, INTERRUPTED, LAST, ROTATE, STEP, inspect_checkpoint
 from mulap.infra.files import fsync_dir, is_write_problem, unlink_quietly, write_error
-from mulap.infra.experiment import (BEST, INTERRUPTED, LAST, ROTATE, STEP, inspect_checkpoint)
 from mulap.infra.interrupts import signals_deferred
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         with open(tmp, "wb", buffering=0) as raw:
             sink = _ErrorRecordingWriter(raw)
             try:
-                torch.save(checkpoint, sink)
+                # torch writes to any object with write() and flush(); its annotation asks for IO[bytes]
+                torch.save(checkpoint, sink)  # type: ignore[arg-type]
             except RuntimeError:
                 # torch reports a failed write as "unexpected pos ..." or "iostream error": give the OS's reason
                 if sink.error is not None:
@@ -210,7 +211,7 @@ def checkpoint_callbacks(ckpt_dir: Path, every_n_steps: int | None, resumed_step
     """best (weights only, lowest val/loss), last (full, every epoch; rotated), step (optional), interrupted.
     The best callback comes first: the full states written after it in the same epoch then record its
     updated best score, so a resumed run never overwrites best.ckpt with a worse epoch."""
-    callbacks = [
+    callbacks: list[Checkpoint] = [
         ModelCheckpoint(dirpath=ckpt_dir, filename=Path(BEST).stem, monitor="val/loss", mode="min", save_top_k=1,
                         save_weights_only=True, enable_version_counter=False),
         ModelCheckpoint(dirpath=ckpt_dir, filename=Path(LAST).stem, monitor=None, save_top_k=1, every_n_epochs=1,

@@ -28,24 +28,23 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from mulap.audio.chunks import cut_chunks, random_crop
-from mulap.infra.config import CONFIG_DIR, ConfigError, load_config, load_saved_config, save_config
-from mulap.data.tasks import get_task
 from mulap.data.prepare import MANIFEST, PreparedDataset, load_prepared, targets
-from mulap.infra.files import write_json
-from mulap.inference.cache import dataset_embeddings
-from mulap.inference.loading import resolve_backbone
-from mulap.infra.experiment import backbone_file
-from mulap.training.extract_ddp import extractor
+from mulap.data.tasks import get_task
 from mulap.evaluation.metrics import aggregate_tracks, primary_value, scalar_metrics
 from mulap.evaluation.outputs import evaluate_and_write
+from mulap.inference.cache import dataset_embeddings
+from mulap.inference.loading import resolve_backbone
+from mulap.infra.config import CONFIG_DIR, ConfigError, load_config, load_saved_config, save_config
+from mulap.infra.experiment import backbone_file, experiment_dir
+from mulap.infra.files import write_json
 from mulap.models.backbone import SUPERVISED, load_backbone, save_backbone
 from mulap.models.musicnn import Musicnn
 from mulap.models.probes import Probe
 from mulap.models.weight_files import module_tensors, save_safetensors
 from mulap.training.checkpoints import AtomicCheckpointIO
+from mulap.training.extract_ddp import extractor
 from mulap.training.locks import LOCK_NAME, run_lock
 from mulap.training.progress import EpochProgress
-from mulap.infra.experiment import experiment_dir
 
 log = logging.getLogger(__name__)
 BACKBONE_INITS = ("mulap", "random", *SUPERVISED)
@@ -256,7 +255,6 @@ def run_downstream(pretrain_id: str, task: str, downstream_id: str | None = None
                    progress: bool = True) -> str:
     """Train the probe; writes config.yaml, probe.safetensors, probe.json, logs/ and summary.json."""
     cfg = downstream_config(task, config_file, overrides)
-    d = cfg.downstream
     downstream_id = downstream_id or f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = downstream_dir(cfg, pretrain_id, downstream_id)
     ds = load_task_data(cfg)  # the config (checked when loaded), the data and the backbone before anything is written

@@ -44,7 +44,9 @@ class _Embedder(L.LightningModule):
         super().__init__()
         self.backbone, self.paths, self.batch_chunks = backbone, list(paths), batch_chunks
         self.num_workers, self.precision, self.parts_dir = num_workers, precision, Path(parts_dir)
-        self.feats, self.index, self.failures = [], [], []
+        self.feats: list[np.ndarray] = []
+        self.index: list[np.ndarray] = []
+        self.failures: list[tuple[str, str]] = []
 
     def predict_dataloader(self):
         from torch.utils.data import DataLoader
@@ -73,10 +75,10 @@ class _Embedder(L.LightningModule):
 
 def extract_distributed(model, paths, batch_chunks: int = 64, num_workers: int = 2, desc: str = "embedding",
                         progress: bool = True, device=None, precision: str = "32", parts_dir=None, *, processes: dict):
-    """`extract` (same arguments and result, plus `parts_dir` and `processes`) over `devices` x `num_nodes` processes; returns the merged result on rank 0 (input
-    order), None elsewhere. Started as a plain command, Lightning spawns the processes (ddp_spawn: only
-    the extraction runs in them, the command goes on in one process); under torchrun or SLURM the
-    processes exist already (ddp). parts_dir must be on a file system every node sees."""
+    """`extract` (same arguments and result, plus `parts_dir` and `processes`) over `devices` x `num_nodes`
+    processes; returns the merged result on rank 0 (input order), None elsewhere. Started as a plain command,
+    Lightning spawns the processes (ddp_spawn: only the extraction runs in them, the command goes on in one
+    process); under torchrun or SLURM the processes exist already (ddp). parts_dir must be on a file system every node sees."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     external = "LOCAL_RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1
     strategy = processes["strategy"]

@@ -12,6 +12,7 @@ import csv
 import logging
 import os
 from pathlib import Path
+from typing import cast
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -85,7 +86,7 @@ class HistoryCSVLogger(CSVLogger):
             except OSError as exc:
                 raise write_error(exc, self.root_dir) from None
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
+        return cast(_AppendingWriter, self._experiment)  # the only writer this logger makes
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

@@ -16,6 +16,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -26,24 +27,23 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mulap.audio.augment import Augment
-from mulap.infra.config import ConfigError, save_config, to_dict, validate_config
-from mulap.infra.console import one_line
 from mulap.data.audiocaption import AudioCaptionDataset, Collate
 from mulap.data.shards import ShardDataset, ShardLoader, shard_dataset, trained_batches
+from mulap.infra.config import ConfigError, save_config, to_dict, validate_config
+from mulap.infra.console import one_line
+from mulap.infra.experiment import Resume, best_checkpoint, resume_checkpoint, run_dir
 from mulap.infra.files import is_write_problem, write_error
 from mulap.infra.interrupts import Interrupted, signal_name, signal_of, worker_exits_on_sigterm
+from mulap.infra.paths import recorded_config
 from mulap.models.backbone import save_backbone
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer
-from mulap.infra.paths import recorded_config
-from mulap.infra.experiment import Resume, best_checkpoint, resume_checkpoint
 from mulap.training.checkpoints import AtomicCheckpointIO, checkpoint_callbacks
 from mulap.training.distributed import FailFast
 from mulap.training.locks import LOCK_NAME, launcher_rank_zero, run_lock
 from mulap.training.loggers import HistoryCSVLogger, HistoryTensorBoardLogger
 from mulap.training.optim import adamw_with_warmup
 from mulap.training.resumable import EpochSampler, step_seed
-from mulap.infra.experiment import run_dir
 
 log = logging.getLogger(__name__)
 OBJECTIVE_KEYS = ("loss", "mlm", "atm", "mam", "contrastive", "contrastive_chunk", "mlm_acc", "atm_acc", "contrastive_acc",
@@ -54,6 +54,8 @@ COLLAPSED_SPREAD = 2e-3
 
 
 class AudioCaptionDataModule(L.LightningDataModule):
+    _resume_state: dict | None  # a resumed run's position in its epoch (load_state_dict), until the loader uses it
+
     def __init__(self, cfg: DictConfig):
         super().__init__()
         self.cfg = cfg
@@ -123,7 +125,7 @@ class AudioCaptionDataModule(L.LightningDataModule):
         if isinstance(self.val_set, ShardDataset):
             return self._loader(self.val_set, "val")
         rank, world = self._ranks()
-        sampler = DistributedSampler(self.val_set, world, rank, shuffle=False) if world > 1 else None
+        sampler: DistributedSampler | None = DistributedSampler(self.val_set, world, rank, shuffle=False) if world > 1 else None
         return self._loader(self.val_set, sampler)
 
     def state_dict(self) -> dict:
@@ -135,7 +137,8 @@ class AudioCaptionDataModule(L.LightningDataModule):
         if trainer is None or trainer.state.fn != TrainerFn.FITTING:
             return {}
         epoch = trainer.current_epoch
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        # batch_progress.current is a _ProcessedTracker at run time; Lightning annotates its base class
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed  # type: ignore[attr-defined]
         if done >= trainer.num_training_batches:
             epoch, done = epoch + 1, 0
         return {"epoch": int(epoch), "batches_done": int(done), "batch_size": int(self.cfg.training.batch_size),
@@ -155,7 +158,7 @@ def lr_scales(model: MuLaP, model_config) -> dict | None:
     those post-LN layers collapse at full rate: every clip and caption leave them as nearly the same vector (the
     fused vector's spread across a batch 2.4e-4, untrained 0.041; benchmarks/cross_encoder_spread.py), so
     matching and masked audio modelling learn nothing."""
-    scales = {model.text: float(model_config.text.get("lr_scale", 1.0))}
+    scales: dict[torch.nn.Module, float] = {model.text: float(model_config.text.get("lr_scale", 1.0))}
     cross = float(model_config.coattention.get("lr_scale", 1.0))
     for module in (model.audio_embeddings, model.audio_layers, model.coattention, model.audio_pooler, model.text_pooler):
         scales[module] = cross
@@ -241,7 +244,7 @@ def build_trainer(cfg: DictConfig, exp_dir: Path, extra_callbacks=(), resume: Re
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     # TensorBoard: a resumed run starts its own event file and marks the step it resumes from (purge_step), so the
     # steps it repeats after a crash are shown once; the earlier files stay
-    tb_kwargs = {"purge_step": resume.info.global_step} if resume else {}
+    tb_kwargs: dict[str, Any] = {"purge_step": resume.info.global_step} if resume else {}
     loggers = [HistoryCSVLogger(exp_dir / "logs", name="", version="csv"),
                HistoryTensorBoardLogger(exp_dir / "logs", name="", version="tb", **tb_kwargs)]
     try:

@@ -5,8 +5,8 @@ import pytest
 
 from mulap.audio.augment import EQ_FREQS, Augment, augment_rng, augmented_chunks
 from mulap.audio.chunks import chunk_with_mask, random_crop
-from mulap.infra.config import ConfigError, load_config
 from mulap.data.audiocaption import AudioCaptionDataset, clip_item
+from mulap.infra.config import ConfigError, load_config
 from tests.helpers import make_tone_corpus
 
 SR, L = 16_000, 48_000

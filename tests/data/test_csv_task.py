@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mulap.audio.io import write_audio
 from mulap.cli import main
 from mulap.data.downstream.csv import file_id, load_csv_labels, random_split
-from mulap.data.tasks import DatasetFormatError, get_task
 from mulap.data.prepare import load_prepared, targets
-from mulap.audio.io import write_audio
+from mulap.data.tasks import DatasetFormatError, get_task
 from tests.helpers import tone
 
 

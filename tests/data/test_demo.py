@@ -15,9 +15,8 @@ import soundfile as sf
 from scipy.ndimage import maximum_filter1d
 
 from mulap.audio.io import load_audio
-from mulap.demo.world import SIZES, build_demo
+from mulap.demo.world import SIZES, build_demo, render, timbre
 from mulap.demo.world.gm import NOT_AT_KEY_PITCH, PROGRAM_FAMILY
-from mulap.demo.world import render, timbre
 from mulap.demo.world.render import render_note, render_notes
 
 SR = 16000
@@ -169,7 +168,7 @@ def test_no_piece_and_no_note_source_in_two_splits(demo_world):
         crossing = {p: s for p, s in pieces.items() if len(s) > 1}
         assert not crossing, f"{dataset}: pieces in several splits: {crossing}"
     # movements of one work share a split too (the piece group)
-    for pid, p in world["pieces"].items():
+    for p in world["pieces"].values():
         assert all(q["split"] == p["split"] for q in world["pieces"].values() if q["group"] == p["group"])
     # NSynth: an instrument (note source) lives in one split; synth_lead only in train, as in the real data
     inst = {s: {e["instrument_str"] for e in json.loads((raw / f"nsynth/nsynth-{s}/examples.json").read_text()).values()}

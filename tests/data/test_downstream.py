@@ -224,7 +224,7 @@ def test_registry(tmp_path):
 # ------------------------------------------------------------------ the demo world
 
 
-def demo_raw(request) -> "pl.Path":
+def demo_raw(request) -> pl.Path:
     """<demo>/raw from the session fixture `demo_world` (skips while the demo builder is absent)."""
     try:
         world = request.getfixturevalue("demo_world")

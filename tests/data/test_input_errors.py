@@ -14,8 +14,8 @@ import pytest
 
 from mulap.cli import main
 from mulap.data.audiocaption import read_split
-from mulap.data.tasks import load_emomusic, load_fma, load_jamendo, load_mtt, load_nsynth
 from mulap.data.prepare import prepare
+from mulap.data.tasks import load_emomusic, load_fma, load_jamendo, load_mtt, load_nsynth
 from mulap.infra.text_files import DatasetError, DatasetFormatError
 from tests.data import publisher_layouts as pl
 from tests.helpers import make_audiocaption

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from mulap.audio.io import load_audio
-from mulap.data.tasks import DatasetFormatError
 from mulap.data.prepare import load_prepared, prepare, targets
+from mulap.data.tasks import DatasetFormatError
 from tests.data import publisher_layouts as pl
 
 
@@ -33,7 +33,7 @@ def test_prepare_mtt_decodes_reports_missing_and_reuses(tmp_path):
     # the array equals an independent decode of the source mp3
     first = ds.items[0]
     meta = json.loads((out / "dataset.json").read_text())
-    src = raw / [json.loads(l) for l in (out / "manifest.jsonl").read_text().splitlines()][0]["source"]
+    src = raw / [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()][0]["source"]
     np.testing.assert_allclose(np.load(first.audio_path), load_audio(src), atol=1e-6)
     assert meta["skipped"] == rep.skipped and meta["counts"] == rep.counts and meta["sample_rate"] == 16000
 

@@ -51,7 +51,8 @@ def test_plot_errors(tmp_path):
 
 
 def test_grouped_bars_and_intervals(tmp_path):
-    table = {"mtt": {"mulap": {"mean": 0.84, "std": 0.01, "metric": "roc_auc_macro"}, "random": {"mean": 0.83, "std": 0.02, "metric": "roc_auc_macro"}},
+    table = {"mtt": {"mulap": {"mean": 0.84, "std": 0.01, "metric": "roc_auc_macro"},
+                     "random": {"mean": 0.83, "std": 0.02, "metric": "roc_auc_macro"}},
              "nsynth": {"mulap": {"mean": 0.5, "std": 0.05, "metric": "accuracy"}}}
     _check_png(plot_grouped_bars(table, tmp_path / "bars.png"), tmp_path)
     diffs = {"mulap": {"mtt": {"diff": 0.01, "low": -0.01, "high": 0.03}, "nsynth": {"diff": None, "low": None, "high": None}},

@@ -2,8 +2,16 @@
 import numpy as np
 import pytest
 
-from mulap.evaluation.retrieval import (caption_ambiguity_bound, chance_levels, paired_difference_ci, per_query,
-                                        query_ranks, recall_curve, rerank, retrieval_metrics)
+from mulap.evaluation.retrieval import (
+    caption_ambiguity_bound,
+    chance_levels,
+    paired_difference_ci,
+    per_query,
+    query_ranks,
+    recall_curve,
+    rerank,
+    retrieval_metrics,
+)
 
 
 def test_metrics_equal_a_hand_computation():

@@ -72,7 +72,7 @@ def test_standardising_on_validation_removes_a_class_prior():
         s = rng.normal(0, 0.05, (n, 4)) + 0.2 * np.eye(4)[y]
         s[:, 2] += 0.5  # class 2's prompts are close to everything
         return y, s
-    (y_v, s_v), (y_t, s_t) = split(400), split(400)
+    (_y_v, s_v), (y_t, s_t) = split(400), split(400)
     assert np.mean(s_t.argmax(1) == y_t) < 0.3
     z = standardise(s_v, s_t)
     assert np.mean(z.argmax(1) == y_t) > 0.9
@@ -128,8 +128,8 @@ def test_user_prompts_file_and_its_errors(prepared, tiny_mulap, tmp_path):
 
 def test_zeroshot_in_python(prepared, tiny_mulap):
     """The API pieces a notebook would use give the files' numbers."""
-    from mulap.inference.cache import cached_embeddings
     from mulap.evaluation.zeroshot import task_prompts, track_means, zero_shot_scores
+    from mulap.inference.cache import cached_embeddings
 
     save_dir, pid = tiny_mulap
     model = mulap.load(pid, save_dir=save_dir, device="cpu")

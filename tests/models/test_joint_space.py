@@ -3,9 +3,9 @@ steps on eight captioned clips retrieves each clip from its own caption through 
 import numpy as np
 import torch
 
+from mulap.data.audiocaption import Collate
 from mulap.inference.api import Model
 from mulap.infra.config import load_config
-from mulap.data.audiocaption import Collate
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer
 from tests.helpers import TINY_MODEL, tone
@@ -22,12 +22,13 @@ def _caption(f0, bright, loud):
 
 def test_tiny_model_retrieves_each_clip_from_its_caption():
     torch.manual_seed(0)
-    cfg = load_config(None, TINY_MODEL + ["model_config.audio.max_chunks=2", "dataset_config.max_len_seconds=6", "model_config.audio.freeze_backbone=true",
+    cfg = load_config(None, TINY_MODEL + ["model_config.audio.max_chunks=2", "dataset_config.max_len_seconds=6",
+                                          "model_config.audio.freeze_backbone=true",
                                           "model_config.audio.dropout=0.0", "model_config.text.dropout=0.0",
                                           "model_config.coattention.dropout=0.0"])
     net = MuLaP(cfg.model_config)
     tok = load_tokenizer(None)
-    waves = [tone(6.0, f0, bright=b, loud=l) for f0, b, l in CLIPS]
+    waves = [tone(6.0, f0, bright=b, loud=loud) for f0, b, loud in CLIPS]
     captions = [_caption(*c) for c in CLIPS]
     items = [{"audio_id": str(i), "caption": c, "chunks": w.reshape(2, 48000), "chunk_mask": np.ones(2, bool)}
              for i, (w, c) in enumerate(zip(waves, captions))]

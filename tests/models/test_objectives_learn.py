@@ -4,14 +4,15 @@ the answer or carry none) that a falling total loss would not."""
 import pytest
 import torch
 
-from mulap.infra.config import load_config
 from mulap.data.audiocaption import AudioCaptionDataset, Collate
+from mulap.infra.config import load_config
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer
 from tests.helpers import TINY_MODEL, make_audiocaption
 
 MASK_ID = 103  # bert-base-uncased [MASK]
-NO_DROPOUT = ["model_config.objectives.contrastive.enabled=false", "model_config.audio.dropout=0.0", "model_config.text.dropout=0.0", "model_config.coattention.dropout=0.0",
+NO_DROPOUT = ["model_config.objectives.contrastive.enabled=false", "model_config.audio.dropout=0.0", "model_config.text.dropout=0.0",
+              "model_config.coattention.dropout=0.0",
               "model_config.audio.freeze_backbone=true"]
 ONLY = {
     "mlm": ["model_config.objectives.atm.enabled=false", "model_config.objectives.mam.enabled=false",

@@ -21,10 +21,10 @@ import torch
 
 import mulap
 from mulap.cli import main
+from mulap.inference.loading import ModelLoadError, export_model, load_experiment
 from mulap.infra.files import WRITER_HOST, WriteError
 from mulap.models.backbone import load_backbone, save_backbone
 from mulap.models.musicnn import Musicnn, MusicnnConfig
-from mulap.inference.loading import ModelLoadError, export_model, load_experiment
 from tests.helpers import TINY_MODEL, make_tone_corpus, tone
 
 

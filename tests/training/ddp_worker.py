@@ -9,7 +9,7 @@ from mulap.infra.config import load_config
 from mulap.training.pretrain import run_pretraining
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.helpers import TINY_MODEL  # noqa: E402
+from tests.helpers import TINY_MODEL
 
 
 class SaveParams(L.Callback):

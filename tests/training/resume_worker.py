@@ -18,10 +18,10 @@ import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from mulap.infra.config import load_config  # noqa: E402
-from mulap.training import checkpoints  # noqa: E402
-from mulap.training.pretrain import run_pretraining  # noqa: E402
-from tests.helpers import TINY_MODEL  # noqa: E402
+from mulap.infra.config import load_config
+from mulap.training import checkpoints
+from mulap.training.pretrain import run_pretraining
+from tests.helpers import TINY_MODEL
 
 SETTINGS = ["training.batch_size=2", "training.num_workers=0", "training.progress_bar=false", "training.lr=3e-3",
             "training.warmup_ratio=0.0", "training.epochs=2", "training.deterministic=true", "training.log_every_n_steps=1",

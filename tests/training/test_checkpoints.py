@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mulap.infra.files import WriteError
 from mulap.infra import experiment
+from mulap.infra.files import WriteError
 from mulap.training import checkpoints as ck
 from mulap.training.locks import RunLockError, launcher_rank_zero, run_lock
 from mulap.training.loggers import HistoryCSVLogger

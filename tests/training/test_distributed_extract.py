@@ -13,8 +13,8 @@ import torch
 from mulap.cli import main
 from mulap.inference.cache import cached_embeddings, read_cached
 from mulap.inference.extract import extract
-from mulap.training.extract_ddp import extract_distributed
 from mulap.models.musicnn import Musicnn, MusicnnConfig
+from mulap.training.extract_ddp import extract_distributed
 from tests.helpers import make_audiocaption
 
 ROOT = Path(__file__).resolve().parents[2]

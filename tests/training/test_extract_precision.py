@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from omegaconf import OmegaConf
 
 from mulap.inference.extract import extract, extraction_settings

@@ -1,5 +1,4 @@
 """AdamW parameter groups: every trainable parameter once, decay by module type, per-module learning-rate scales."""
-import torch
 from torch import nn
 
 from mulap.training.optim import adamw_with_warmup, param_groups
@@ -26,7 +25,8 @@ def test_groups_cover_each_parameter_once_with_scales():
     opt, sched = adamw_with_warmup(net, 1e-3, 0.01, (0.9, 0.98), 1e-8, 10, 0.0, {net.text: 0.1})
     lrs = sorted({g["lr"] for g in opt.param_groups})
     assert lrs == [1e-4, 1e-3]
-    opt.step(); sched.step()
+    opt.step()
+    sched.step()
     assert sorted({round(g["lr"], 12) for g in opt.param_groups}) == [round(1e-4 * 0.9, 12), round(1e-3 * 0.9, 12)]
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mulap.cli import main
-from mulap.infra.config import load_config
 from mulap.data.audiocaption import AudioCaptionDataset, Collate
+from mulap.infra.config import load_config
 from mulap.models.mulap import MuLaP
 from mulap.models.text import load_tokenizer
 from mulap.training.pretrain import run_pretraining

@@ -5,8 +5,8 @@ import contextlib
 import csv
 import errno
 import hashlib
-import json
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from mulap.cli import main
-from mulap.infra.config import load_config
 from mulap.infra import experiment
+from mulap.infra.config import load_config
 from mulap.training import checkpoints as ck
 from mulap.training.locks import RunLockError
 from mulap.training.pretrain import run_pretraining

@@ -9,14 +9,15 @@ are listed in `RawDataset.skipped` with the reason.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from mulap.infra.text_files import DatasetError, DatasetFormatError  # noqa: F401 (the readers raise it: one import for them)
 from mulap.infra.files import is_file
+from mulap.infra.text_files import DatasetError, DatasetFormatError  # noqa: F401 (the readers raise it: one import for them)
 
 SPLITS = ("train", "valid", "test")
 TASK_TYPES = ("multilabel", "multiclass", "regression")

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from mulap.data.downstream.base import SPLITS, DatasetFormatError, RawDataset, Record, multi_hot
-from mulap.infra.text_files import csv_rows
 from mulap.infra.files import is_file
+from mulap.infra.text_files import csv_rows
 
 CSV_PREFIX = "csv:"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -84,7 +84,9 @@ def load_csv_labels(labels_csv: str | Path, audio_dir: str | Path, seed: int = 0
         raise DatasetFormatError(path, "no rows below the header")
     multilabel = "tags" in columns
     has_split = "split" in columns
-    entries, seen, missing = [], {}, []
+    entries: list[tuple[str, Path, list[str], str | None]] = []
+    seen: dict[str, int] = {}  # file -> its line
+    missing: list[str] = []
     for line, row in rows:
         rel = row.get("file", "")
         if not rel:
@@ -118,7 +120,8 @@ def load_csv_labels(labels_csv: str | Path, audio_dir: str | Path, seed: int = 0
     ids = _unique_ids([e[0] for e in entries])
     index = {name: i for i, name in enumerate(label_names)}
     records = []
-    for (rel, audio, labels, _), split, cid in zip(entries, splits, ids):
+    for (_rel, audio, labels, _), split, cid in zip(entries, splits, ids):
+        assert split is not None  # from the split column (checked above) or random_split
         target = multi_hot([index[t] for t in labels], len(label_names)) if multilabel else index[labels[0]]
         records.append(Record(id=cid, split=split, audio=audio, target=target))
     ds = RawDataset(name=f"csv:{path.stem}", task_type="multilabel" if multilabel else "multiclass", label_names=label_names,

@@ -41,7 +41,7 @@ def read_tracks(path: Path) -> pd.DataFrame:
         df = pd.read_csv(path, index_col=0, header=[0, 1], dtype=str, encoding="utf-8", low_memory=False)
     except MemoryError:
         raise
-    except Exception as exc:  # pandas raises many types on malformed input; all mean "not a tracks.csv"
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types on malformed input; all mean "not a tracks.csv"
         raise DatasetFormatError(path, f"cannot be parsed as FMA tracks.csv ({type(exc).__name__}: {exc})") from None
     if not isinstance(df.columns, pd.MultiIndex) or df.columns.nlevels != 2:
         raise DatasetFormatError(path, "expected two header rows (e.g. 'set' over 'split')", line=1)

@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mulap.infra.text_files import FirstSeen, text_lines, where
 from mulap.infra.files import is_file
+from mulap.infra.text_files import FirstSeen, text_lines, where
 
 from .base import DatasetFormatError, RawDataset, Record, audio_root, multi_hot, require_dir
 

@@ -92,13 +92,14 @@ def _load_string_array(path: Path) -> list[str]:
             arr = np.load(path, allow_pickle=False)
         except ValueError as exc:
             raise DatasetFormatError(path, f"not a plain string array ({exc}); object arrays are not loaded for safety") from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any other failure to load means: not a readable .npy
             raise DatasetFormatError(path, f"cannot be read as .npy ({type(exc).__name__}: {exc})") from None
         if arr.ndim != 1 or arr.dtype.kind not in "US":
             raise DatasetFormatError(path, f"expected a 1-D string array, got dtype {arr.dtype} shape {arr.shape}")
         if arr.dtype.kind == "U" and arr.size:  # UCS-4 code units: numpy does not check they are characters
             order = arr.dtype.byteorder if arr.dtype.byteorder in "<>" else "="
-            codes = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.dtype("u4").newbyteorder(order))
+            # numpy's stubs take a literal byte order; `order` is '<', '>' or '='
+            codes = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.dtype("u4").newbyteorder(order))  # type: ignore[arg-type]
             bad = np.flatnonzero((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF)))
             if len(bad):
                 raise DatasetFormatError(path, f"entry holds code point 0x{int(codes[bad[0]]):x}, which is not a character",

@@ -368,8 +368,9 @@ def realize(piece: Piece, perf: Performance) -> Arrangement:
             roles.append(("bass", parts[-1]))
         elif style.inner is not None:
             roles.append(("inner", parts[-1]))
+    melody_program = int(rng.choice(style.melody))
     programs_by_role = {
-        "melody": int(rng.choice(style.melody)),
+        "melody": melody_program,
         "inner": int(rng.choice(style.inner)) if style.inner else None,
         "bass": int(rng.choice(style.bass)) if style.bass else None,
         "chords": int(rng.choice(style.chords)) if style.chords else None,
@@ -380,7 +381,7 @@ def realize(piece: Piece, perf: Performance) -> Arrangement:
     # global transposition: the melody near its instrument's centre (+ register offset)
     mel = parts[0]
     mel_med = float(np.median(mel[:, 2])) if len(mel) else 60.0
-    lo, hi = program_range(programs_by_role["melody"])
+    lo, hi = program_range(melody_program)
     target = (lo + hi) / 2.0 + perf.register_offset
     t = int(((round(target - mel_med) + 6) % 12) - 6)
 
@@ -395,7 +396,7 @@ def realize(piece: Piece, perf: Performance) -> Arrangement:
     exp = perf.style == "experimental"
     melody_median = mel_med + t
     inner_i = 0
-    for ri, (role, p) in enumerate(roles):
+    for _ri, (role, p) in enumerate(roles):
         if len(p) == 0 or len(channels) == 0:
             continue
         prog = programs_by_role[role]

@@ -108,7 +108,7 @@ class DemoSummary:
     def __str__(self) -> str:
         lines = [f"demo world ({self.size}, seed {self.seed}) in {self.out}: {self.clips} audio files, "
                  f"{self.hours:.2f} h of audio, built in {self.build_seconds:.0f} s",
-                 f"  scores per split: " + ", ".join(f"{k} {v}" for k, v in self.pieces.items())]
+                 "  scores per split: " + ", ".join(f"{k} {v}" for k, v in self.pieces.items())]
         for name, counts in self.splits.items():
             lines.append(f"  {name:<12} " + "  ".join(f"{k} {v:>5}" for k, v in counts.items())
                          + f"   {self.paths[name]}")
@@ -229,7 +229,7 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
         jam, j_jam = plan_jamendo(world, paths["jamendo"], cfg.jamendo_tracks, cfg.jamendo_seconds)
         fma, j_fma = plan_fma(world, paths["fma"], cfg.fma_per_genre, cfg.fma_seconds)
         emo, j_emo = plan_emomusic(world, paths["emomusic"], cfg.emomusic_clips, cfg.emomusic_seconds)
-        planned = {"audiocaption": j_corpus, "nsynth": j_nsynth, "mtt": j_mtt, "jamendo": j_jam, "fma": j_fma,
+        planned: dict[str, list] = {"audiocaption": j_corpus, "nsynth": j_nsynth, "mtt": j_mtt, "jamendo": j_jam, "fma": j_fma,
                    "emomusic": j_emo}
         sources = available_sources()
         timbres: dict[str, dict] = {}  # file (relative to out) -> its timbre, for world.json

@@ -89,8 +89,8 @@ def write_emomusic(root: Path, songs: list[EmoSong]) -> dict[str, int]:
     ann = root / "annotations"
     ann.mkdir(parents=True, exist_ok=True)
     (root / "clips_45seconds").mkdir(parents=True, exist_ok=True)
-    static = [["song_id", "mean_arousal", "std_arousal", "mean_valence", "std_valence"]]
-    info = [["song_id", "file_name", "Artist", "Song title", "start of the segment (min.sec)",
+    static: list[list[object]] = [["song_id", "mean_arousal", "std_arousal", "mean_valence", "std_valence"]]
+    info: list[list[object]] = [["song_id", "file_name", "Artist", "Song title", "start of the segment (min.sec)",
              "end of the segment (min.sec)", "Genre", "Mediaeval 2013 set"]]
     for s in songs:
         static.append([s.song_id, s.arousal, s.arousal_std, s.valence, s.valence_std])

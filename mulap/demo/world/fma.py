@@ -79,6 +79,7 @@ def plan_fma(world: World, root: Path, per_genre: int, seconds: float) -> tuple[
         drawer = PieceDrawer(world.pool(split), rng) if per_split[split] else None
         for genre in FMA_GENRES:
             for _ in range(per_split[split]):
+                assert drawer is not None  # this split has tracks
                 style = GENRE_STYLES[genre][int(rng.integers(len(GENRE_STYLES[genre])))]
                 piece = drawer.preferring(STYLES[style].prefers)
                 r = perform(rng, piece, style, seconds)
@@ -105,9 +106,9 @@ def plan_fma(world: World, root: Path, per_genre: int, seconds: float) -> tuple[
     # metadata-only rows of the larger subsets
     for j in range(n_other):
         subset = "medium" if j % 2 == 0 else "large"
-        genre = FMA_GENRES[int(rng.integers(len(FMA_GENRES)))] if j % 3 else None
+        genre_top = FMA_GENRES[int(rng.integers(len(FMA_GENRES)))] if j % 3 else None
         split = ("train", "train", "train", "valid", "test")[j % 5]
-        tracks.append(FmaTrack(ids[k + j], split, subset, genre, float(rng.integers(60, 400)), f"Track {j}",
+        tracks.append(FmaTrack(ids[k + j], split, subset, genre_top, float(rng.integers(60, 400)), f"Track {j}",
                                f"Other Artist {j}", None, False))
     return sorted(tracks, key=lambda t: t.track_id), jobs
 
@@ -121,7 +122,7 @@ def write_fma(root: Path, tracks: list[FmaTrack]) -> dict[str, int]:
     for t in tracks:
         gid = GENRE_IDS.get(t.genre) if t.genre else None
         genres = f"[{gid}]" if gid else "[]"
-        v = {c: "" for c in _COLUMNS}
+        v: dict[tuple[str, str], str | int] = {c: "" for c in _COLUMNS}
         v.update({
             ("album", "id"): 1000 + t.track_id % 977, ("album", "title"): f"Album {t.track_id % 977}",
             ("album", "type"): "Album", ("album", "tracks"): 10, ("album", "listens"): 100 + t.track_id % 500,

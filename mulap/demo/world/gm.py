@@ -116,7 +116,7 @@ def program_range(program: int) -> tuple[int, int]:
     """Comfortable (lo, hi) MIDI pitches of a GM program."""
     if program in PROGRAM_RANGE:
         return PROGRAM_RANGE[program]
-    family = PROGRAM_FAMILY.get(program)
+    family = PROGRAM_FAMILY.get(program, "")  # "": no family, the default range
     return FAMILY_RANGE.get(family, (48, 84))
 
 
@@ -131,7 +131,7 @@ def soundfont_path() -> Path:
     """The General MIDI soundfont TimGM6mb.sf2 shipped inside the pretty_midi package."""
     from mulap.infra.extras import require
 
-    path = Path(require("demo", "pretty_midi", "for its TimGM6mb.sf2 soundfont").__file__).parent / "TimGM6mb.sf2"
+    path = Path(str(require("demo", "pretty_midi", "for its TimGM6mb.sf2 soundfont").__file__)).parent / "TimGM6mb.sf2"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the TimGM6mb.sf2 soundfont is missing from the pretty_midi package")
     return path

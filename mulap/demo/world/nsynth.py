@@ -16,8 +16,16 @@ from pathlib import Path
 
 from mulap.infra.extras import require
 
-from .gm import (BAD_KEYS, NOT_AT_KEY_PITCH, NSYNTH_FAMILIES, NSYNTH_QUALITIES, NSYNTH_SOURCES, PROGRAM_FAMILY, program_range,
-                 program_source)
+from .gm import (
+    BAD_KEYS,
+    NOT_AT_KEY_PITCH,
+    NSYNTH_FAMILIES,
+    NSYNTH_QUALITIES,
+    NSYNTH_SOURCES,
+    PROGRAM_FAMILY,
+    program_range,
+    program_source,
+)
 from .jobs import NoteJob
 from .world import SPLITS, rng_for
 

@@ -116,7 +116,7 @@ class Piece:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "Piece":
+    def from_json(cls, d: dict) -> Piece:
         return cls(
             ref=PieceRef(d["collection"], d["path"], d["number"]), title=d["title"], composer=d["composer"],
             time_signature=d["time_signature"], bar_ql=float(d["bar_ql"]), beat_ql=float(d["beat_ql"]),
@@ -301,7 +301,7 @@ def load_or_parse(ref: PieceRef, cache_dir: Path | None) -> tuple[PieceRef, dict
             pass  # unreadable cache entry: parse again
     try:
         d = parse_piece(ref).to_json()
-    except Exception as exc:  # music21 raises many types on odd scores; the piece is skipped
+    except Exception as exc:  # noqa: BLE001 - music21 raises many types on odd scores; the piece is skipped
         return ref, None, f"{ref.path}{'' if ref.number is None else f' #{ref.number}'}: {type(exc).__name__}: {exc}"
     if path is not None:
         try:

@@ -70,7 +70,7 @@ class World:
         return {s: len(self.pool(s)) for s in SPLITS}
 
 
-def split_sizes(world: "World", total: int) -> dict[str, int]:
+def split_sizes(world: World, total: int) -> dict[str, int]:
     """Clips per split, proportional to the split's piece count (at least 1 where pieces exist)."""
     counts = world.split_counts()
     n_pieces = sum(counts.values())
