@@ -11,6 +11,7 @@ alone, then of the co-attended audio and text streams and of the fused pooled ve
 reads. A healthy stack keeps the input's spread (~0.3); a collapsed one ends near 0 and its matching head can
 only repeat the joint-space prior. The last line is `fused_spread=… model=…` for the last MODEL.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ def spreads(model, corpus: Path, split: str, n: int) -> dict[str, list[float] | 
     net = model.mulap.eval()
     pairs = read_split(corpus, split, "audio", on_bad="skip")[0][:n]
     feats, track, _ = extract(model.backbone, [p.audio_path for p in pairs], progress=False, device=model.device)
-    x, mask = model.pad_windows([torch.from_numpy(feats[track == i][:model.max_chunks]) for i in range(len(pairs))])
+    x, mask = model.pad_windows([torch.from_numpy(feats[track == i][: model.max_chunks]) for i in range(len(pairs))])
     tok = model._tokens([p.caption for p in pairs])
     with torch.no_grad():  # the audio stack alone, layer by layer, as MuLaP.encode runs it
         h, keep = net.audio_input(x, mask)
@@ -36,8 +37,12 @@ def spreads(model, corpus: Path, split: str, n: int) -> dict[str, list[float] | 
             h = net._run_audio(h, keep, i, i + 1)
             layers.append(float(h.std(0).mean()))
         enc = net.encode(x, mask, net.text_lower(tok["input_ids"], tok["attention_mask"]), tok["attention_mask"])
-    return {"audio_layers": layers, "coattended_audio": float(enc.audio.std(0).mean()),
-            "coattended_text": float(enc.text.std(0).mean()), "fused": float(enc.fused.std(0).mean())}
+    return {
+        "audio_layers": layers,
+        "coattended_audio": float(enc.audio.std(0).mean()),
+        "coattended_text": float(enc.text.std(0).mean()),
+        "fused": float(enc.fused.std(0).mean()),
+    }
 
 
 def main() -> None:
@@ -60,8 +65,10 @@ def main() -> None:
         else:
             model = load(name, save_dir=args.save_dir, device="cpu")
         s = spreads(model, args.corpus, args.split, args.n)
-        print(f"{name}: audio embeddings + layers {np.round(s['audio_layers'], 4).tolist()}; co-attended audio "
-              f"{s['coattended_audio']:.4f}, text {s['coattended_text']:.4f}; fused {s['fused']:.5f}")
+        print(
+            f"{name}: audio embeddings + layers {np.round(s['audio_layers'], 4).tolist()}; co-attended audio "
+            f"{s['coattended_audio']:.4f}, text {s['coattended_text']:.4f}; fused {s['fused']:.5f}"
+        )
     print(f"fused_spread={s['fused']:.5f} model={name}")
 
 

@@ -10,6 +10,7 @@ task rendered with another soundfont, `mulap data nsynth-soundfont`). High accur
 means the audio features hold the family across soundfonts, so a low zero-shot figure there comes from the
 language side. Prints one line per MODEL: `MODEL own=… other=…`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,11 @@ def main() -> None:
         x = {k: model.embed_files([it.audio_path for it in ds.split(split)]) for k, (ds, split) in parts.items()}
         y = {k: targets(ds, split) for k, (ds, split) in parts.items()}
         probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)).fit(x["train"], y["train"])
-        print(f"{name} own={(probe.predict(x['own']) == y['own']).mean():.3f} "
-              f"other={(probe.predict(x['other']) == y['other']).mean():.3f}", flush=True)
+        print(
+            f"{name} own={(probe.predict(x['own']) == y['own']).mean():.3f} "
+            f"other={(probe.predict(x['other']) == y['other']).mean():.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

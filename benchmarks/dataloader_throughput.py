@@ -15,6 +15,7 @@ Reports clips/s per worker for every layout; the last line is exactly
     python benchmarks/dataloader_throughput.py                 # 96 clips x 20 s, 1 worker, batch 16
     python benchmarks/dataloader_throughput.py --workers 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,22 @@ from mulap.data.shards import ShardDataset, write_shards
 from mulap.models.text import load_tokenizer
 
 SR = 16_000
-WORDS = ["bright", "dark", "slow", "fast", "piano", "strings", "guitar", "choir", "calm", "loud", "folk", "jazz", "minor", "major"]
+WORDS = [
+    "bright",
+    "dark",
+    "slow",
+    "fast",
+    "piano",
+    "strings",
+    "guitar",
+    "choir",
+    "calm",
+    "loud",
+    "folk",
+    "jazz",
+    "minor",
+    "major",
+]
 
 
 def music_like(seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -115,24 +131,42 @@ def main() -> None:
         shards = {}
         for fmt in ("flac", "npy"):
             shards[fmt] = root / f"shards_{fmt}"
-            write_shards(folders["flac"], shards[fmt], args.shard_size, fmt, overwrite=True, num_workers=args.workers,
-                         progress=False)
-        print(f"generated {args.clips} clips x {args.seconds:.0f} s in 3 formats + 2 shard sets in {time.perf_counter() - t:.0f} s")
-        sizes = {name: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / args.clips / 1e6
-                 for name, p in [*((f"folder/{k}", v / "audio") for k, v in folders.items()),
-                                 *((f"shards/{k}", v) for k, v in shards.items())]}
+            write_shards(
+                folders["flac"], shards[fmt], args.shard_size, fmt, overwrite=True, num_workers=args.workers, progress=False
+            )
+        print(
+            f"generated {args.clips} clips x {args.seconds:.0f} s in 3 formats + 2 shard sets in {time.perf_counter() - t:.0f} s"
+        )
+        sizes = {
+            name: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / args.clips / 1e6
+            for name, p in [
+                *((f"folder/{k}", v / "audio") for k, v in folders.items()),
+                *((f"shards/{k}", v) for k, v in shards.items()),
+            ]
+        }
         results = {}
         for fmt, folder in folders.items():
             ds = AudioCaptionDataset(folder, "train", SR, 20.0, 3.0, random_crop=True)
+
             def make(ds=ds):
                 return DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=args.workers, collate_fn=collate)
 
             results[f"folder/{fmt}"] = timed_passes(make, args.passes)
         for fmt, path in shards.items():
+
             def make(path=path):
-                ds = ShardDataset(path, "train", batch_size=args.batch, num_workers=args.workers, shuffle=True,
-                                  buffer_size=64, max_len_seconds=20.0, random_crop=True)
+                ds = ShardDataset(
+                    path,
+                    "train",
+                    batch_size=args.batch,
+                    num_workers=args.workers,
+                    shuffle=True,
+                    buffer_size=64,
+                    max_len_seconds=20.0,
+                    random_crop=True,
+                )
                 return DataLoader(ds, batch_size=None, num_workers=args.workers, collate_fn=collate)
+
             results[f"shards/{fmt}"] = timed_passes(make, args.passes)
         workers = max(1, args.workers)
         print(f"{'layout':<14} {'MB/clip':>8} {'clips/s/worker':>15} {'clips/CPU-s':>12}")
@@ -140,8 +174,10 @@ def main() -> None:
             print(f"{name:<14} {sizes[name]:>8.2f} {wall / workers:>15.1f} {cpu:>12.1f}")
         best = max((k for k in results if k.startswith("shards/")), key=lambda k: results[k][0])
         per_worker = results[best][0] / workers
-        print(f"GPU at 145 clips/s (one H100, batch 16, bf16): {int(np.ceil(145 / per_worker))} workers of this CPU "
-              f"from {best} ({int(np.ceil(145 / (results['folder/mp3'][0] / workers)))} from folder/mp3)")
+        print(
+            f"GPU at 145 clips/s (one H100, batch 16, bf16): {int(np.ceil(145 / per_worker))} workers of this CPU "
+            f"from {best} ({int(np.ceil(145 / (results['folder/mp3'][0] / workers)))} from folder/mp3)"
+        )
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         print(f"clips_per_s_per_worker={per_worker:.1f} format={best.split('/')[1]}")
 

@@ -16,6 +16,7 @@ The WAV and the output are deleted afterwards. Prints
 The code measured is whatever `python -m mulap` imports (the command runs in the temporary folder;
 set PYTHONPATH to choose a tree, e.g. PYTHONPATH=/path/to/other/checkout for a before/after).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,11 +85,24 @@ def main() -> None:
         wav = Path(tmp) / "long.wav"
         t0 = time.perf_counter()
         write_long_wav(wav, args.minutes)
-        print(f"wrote {wav} ({wav.stat().st_size / 1e9:.2f} GB, {args.minutes:g} min, 44.1 kHz stereo) "
-              f"in {time.perf_counter() - t0:.0f} s", flush=True)
+        print(
+            f"wrote {wav} ({wav.stat().st_size / 1e9:.2f} GB, {args.minutes:g} min, 44.1 kHz stereo) "
+            f"in {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
         out = Path(tmp) / "emb.npz"
-        cmd = [sys.executable, "-m", "mulap", "embed", args.model, str(wav), "-o", str(out),
-               f"training.num_workers={args.workers}", f"env.save_dir={tmp}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mulap",
+            "embed",
+            args.model,
+            str(wav),
+            "-o",
+            str(out),
+            f"training.num_workers={args.workers}",
+            f"env.save_dir={tmp}",
+        ]
         t0 = time.perf_counter()
         # run in the temporary folder, so `-m mulap` imports what PYTHONPATH says, not the current folder's
         proc = subprocess.Popen(cmd, cwd=tmp, env={**os.environ, "TQDM_DISABLE": "1"})

@@ -7,6 +7,7 @@ median of ``--repeats``. Useful to choose the implementation on a GPU, where cuD
     python benchmarks/musicnn_device.py --device cuda
     python benchmarks/musicnn_device.py --device cpu --repeats 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -102,8 +103,10 @@ def main(argv: list[str] | None = None) -> None:
             mem = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else float("nan")
             model.eval()
             t_inf = timed(infer, device, args.repeats)
-            print(f"{precision:5s} {impl:10s} train step {t_train * 1e3:8.1f} ms (peak {mem:.2f} GB)   "
-                  f"inference {t_inf * 1e3:7.1f} ms = {args.batch * 3 / t_inf:8.0f}x real time")
+            print(
+                f"{precision:5s} {impl:10s} train step {t_train * 1e3:8.1f} ms (peak {mem:.2f} GB)   "
+                f"inference {t_inf * 1e3:7.1f} ms = {args.batch * 3 / t_inf:8.0f}x real time"
+            )
 
 
 if __name__ == "__main__":

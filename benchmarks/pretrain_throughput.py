@@ -19,6 +19,7 @@ The last line is exactly ``samples_per_s=… peak_rss_gb=… mfu=…``.
     python benchmarks/pretrain_throughput.py --seconds 6 --no-flops model_config=mulbert \
         model_config.audio.init=supervised_mtt model_config.audio.freeze_backbone=true   # any other recipe
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,13 @@ def make_batch(batch: int, seconds: float, sample_rate: int, chunk_samples: int,
         ids[i, 0], ids[i, n - 1] = CLS, SEP
         attn[i, :n] = 1
     maskable = (attn == 1) & (ids != CLS) & (ids != SEP)
-    return {"waveforms": waves, "chunk_mask": torch.ones(batch, n_chunks, dtype=torch.bool), "input_ids": ids,
-            "attention_mask": attn, "maskable": maskable}
+    return {
+        "waveforms": waves,
+        "chunk_mask": torch.ones(batch, n_chunks, dtype=torch.bool),
+        "input_ids": ids,
+        "attention_mask": attn,
+        "maskable": maskable,
+    }
 
 
 DEVICE = torch.device("cpu")
@@ -128,14 +134,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="clip length (20 s = 6 chunks)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--timbral-impl", default=None, help="Musicnn timbral_impl override (time_taps | conv2d)")
-    p.add_argument("--adamw", choices=("default", "foreach", "fused"), default="default",
-                   help="AdamW implementation: 'default' is what mulap.training.optim builds (single-tensor on CPU)")
+    p.add_argument(
+        "--adamw",
+        choices=("default", "foreach", "fused"),
+        default="default",
+        help="AdamW implementation: 'default' is what mulap.training.optim builds (single-tensor on CPU)",
+    )
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP count (and MFU)")
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu (the issue's setting) or cuda")
-    p.add_argument("overrides", nargs="*", help="config overrides after model_config=mulbert_original, e.g. "
-                                                "model_config=mulbert model_config.audio.freeze_backbone=true")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="config overrides after model_config=mulbert_original, e.g. "
+        "model_config=mulbert model_config.audio.freeze_backbone=true",
+    )
     args = p.parse_args(argv)
     global DEVICE
     DEVICE = torch.device(args.device)
@@ -158,9 +172,11 @@ def main(argv: list[str] | None = None) -> None:
     n_params = sum(p.numel() for p in model.parameters())
     load = os.getloadavg()
     extra = f" + {' '.join(args.overrides)}" if args.overrides else ""
-    print(f"model: mulbert_original{extra}, {n_params / 1e6:.1f} M parameters; batch {args.batch} x "
-          f"{batch['waveforms'].shape[1]} chunks, captions {batch['input_ids'].shape[1]} tokens padded; "
-          f"precision {args.precision}; AdamW {args.adamw}; threads {torch.get_num_threads()}; load average {load[0]:.2f}")
+    print(
+        f"model: mulbert_original{extra}, {n_params / 1e6:.1f} M parameters; batch {args.batch} x "
+        f"{batch['waveforms'].shape[1]} chunks, captions {batch['input_ids'].shape[1]} tokens padded; "
+        f"precision {args.precision}; AdamW {args.adamw}; threads {torch.get_num_threads()}; load average {load[0]:.2f}"
+    )
 
     for _ in range(args.warmup):
         train_step(model, opt, batch, args.precision, gen)
@@ -187,8 +203,10 @@ def main(argv: list[str] | None = None) -> None:
         peak = matmul_flops_per_s(args.precision)
         achieved = flops / step_s
         mfu = achieved / peak
-        print(f"model FLOPs per step (fwd+bwd): {flops / 1e12:.3f} T; achieved {achieved / 1e9:.1f} GFLOP/s; "
-              f"{'bf16' if args.precision == 'bf16' else 'fp32'} matmul peak {peak / 1e9:.1f} GFLOP/s")
+        print(
+            f"model FLOPs per step (fwd+bwd): {flops / 1e12:.3f} T; achieved {achieved / 1e9:.1f} GFLOP/s; "
+            f"{'bf16' if args.precision == 'bf16' else 'fp32'} matmul peak {peak / 1e9:.1f} GFLOP/s"
+        )
     if DEVICE.type == "cuda":
         print(f"peak GPU memory allocated: {torch.cuda.max_memory_allocated(DEVICE) / 1e9:.2f} GB")
     print(f"load average after: {os.getloadavg()[0]:.2f}")

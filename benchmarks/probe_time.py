@@ -16,6 +16,7 @@ as a multiple of real time, both totals, and finally one line ``speedup=…``.
     python benchmarks/probe_time.py                      # 512 clips of 30 s (the issue's setting)
     python benchmarks/probe_time.py --clips 64 --seconds 30 --orig-epochs 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,17 +61,35 @@ def make_dataset(root: Path, n_clips: int, seconds: float, seed: int = 0) -> Pat
         target = np.zeros(N_TAGS, dtype=int)
         target[np.clip(np.digitize(freqs, edges) - 1, 0, N_TAGS - 1)] = 1
         target = target.tolist()
-        lines.append(json.dumps({"id": f"clip{i:05d}", "split": split, "audio": f"audio/clip{i:05d}.npy",
-                                 "target": target, "num_samples": len(t), "source": "generated"}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"clip{i:05d}",
+                    "split": split,
+                    "audio": f"audio/clip{i:05d}.npy",
+                    "target": target,
+                    "num_samples": len(t),
+                    "source": "generated",
+                }
+            )
+        )
     (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
-    (root / "dataset.json").write_text(json.dumps({
-        "format_version": 1, "task": "mtt_tagging", "task_type": "multilabel",
-        "label_names": [f"tag{k}" for k in range(N_TAGS)], "sample_rate": SR, "source": "generated"}))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "format_version": 1,
+                "task": "mtt_tagging",
+                "task_type": "multilabel",
+                "label_names": [f"tag{k}" for k in range(N_TAGS)],
+                "sample_rate": SR,
+                "source": "generated",
+            }
+        )
+    )
     return root
 
 
-def frozen_protocol(root: Path, save_dir: Path, epochs: int, workers: int, overrides: list[str],
-                    precision: str = "32") -> dict:
+def frozen_protocol(root: Path, save_dir: Path, epochs: int, workers: int, overrides: list[str], precision: str = "32") -> dict:
     """Extraction (timed alone, through run_downstream's cache) + run_downstream's probe training."""
     import functools
 
@@ -81,8 +100,14 @@ def frozen_protocol(root: Path, save_dir: Path, epochs: int, workers: int, overr
     if precision != "32":  # the CLI has no precision switch (the cache key does not record it): patch it in
         mulap.inference.cache.extract = functools.partial(mulap.inference.cache.extract, precision=precision)
 
-    ov = [f"downstream.dataset_dir={root}", f"downstream.epochs={epochs}", "downstream.patience=100000",
-          f"env.save_dir={save_dir}", f"training.num_workers={workers}", *overrides]
+    ov = [
+        f"downstream.dataset_dir={root}",
+        f"downstream.epochs={epochs}",
+        "downstream.patience=100000",
+        f"env.save_dir={save_dir}",
+        f"training.num_workers={workers}",
+        *overrides,
+    ]
     cfg = dsm.downstream_config("mtt_tagging", None, ov)
     ds = load_prepared(root)
     backbone, _ = dsm.backbone_for(cfg, "random")
@@ -97,8 +122,13 @@ def frozen_protocol(root: Path, save_dir: Path, epochs: int, workers: int, overr
     t_probe = time.perf_counter() - t0
     summary = json.loads((dsm.downstream_dir(cfg, "random", did) / "summary.json").read_text())
     assert summary["computed"] is False, "run_downstream re-extracted instead of reading the cache"
-    return {"extract_s": t_extract, "probe_s": t_probe, "chunks": n_chunks, "epochs_run": summary["epochs_run"],
-            "best_val": summary["best_val"]}
+    return {
+        "extract_s": t_extract,
+        "probe_s": t_probe,
+        "chunks": n_chunks,
+        "epochs_run": summary["epochs_run"],
+        "best_val": summary["best_val"],
+    }
 
 
 def bf16_feature_error(root: Path, n_chunks: int = 64) -> float:
@@ -135,7 +165,7 @@ def original_protocol(root: Path, epochs_timed: int, batch_size: int = 64, seed:
         t0 = time.perf_counter()
         order = rng.permutation(len(train))
         for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             crops = np.stack([random_crop(np.load(train[i].audio_path), chunk, rng) for i in idx])
             with torch.no_grad():
                 feats = backbone(torch.from_numpy(crops))
@@ -171,24 +201,29 @@ def main(argv: list[str] | None = None) -> None:
         root = make_dataset(work / "dataset", args.clips, args.seconds)
         save_dir = work / f"save_{time.time_ns()}"
         audio_s = args.clips * int(args.seconds * SR) // 48000 * 3.0  # audio actually embedded (whole chunks)
-        print(f"{args.clips} clips of {args.seconds:g} s; threads {torch.get_num_threads()}; "
-              f"load average {os.getloadavg()[0]:.2f}")
+        print(
+            f"{args.clips} clips of {args.seconds:g} s; threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.2f}"
+        )
         if args.precision == "bf16":
             print(f"bf16 extraction: features within {bf16_feature_error(root):.2%} of float32 (max abs / max)")
         new = frozen_protocol(root, save_dir, args.epochs, args.workers, args.override, args.precision)
         rt = audio_s / new["extract_s"]
         total_new = new["extract_s"] + new["probe_s"]
-        print(f"frozen probe: extraction ({args.precision}) {new['extract_s']:.1f} s for {new['chunks']} chunks "
-              f"({rt:.0f}x real time), probe {new['epochs_run']} epochs {new['probe_s']:.1f} s "
-              f"({new['probe_s'] / max(1, new['epochs_run']):.3f} s/epoch); total {total_new:.1f} s; "
-              f"best validation ROC-AUC {new['best_val']:.4f}")
+        print(
+            f"frozen probe: extraction ({args.precision}) {new['extract_s']:.1f} s for {new['chunks']} chunks "
+            f"({rt:.0f}x real time), probe {new['epochs_run']} epochs {new['probe_s']:.1f} s "
+            f"({new['probe_s'] / max(1, new['epochs_run']):.3f} s/epoch); total {total_new:.1f} s; "
+            f"best validation ROC-AUC {new['best_val']:.4f}"
+        )
         print(f"extraction_realtime_x={rt:.1f}")
         if args.skip_original:
             return
         per_epoch = original_protocol(root, args.orig_epochs)
         total_orig = per_epoch * args.epochs
-        print(f"original protocol: {per_epoch:.1f} s/epoch measured over {args.orig_epochs} epoch(s), "
-              f"extrapolated to {args.epochs} epochs: {total_orig:.0f} s")
+        print(
+            f"original protocol: {per_epoch:.1f} s/epoch measured over {args.orig_epochs} epoch(s), "
+            f"extrapolated to {args.epochs} epochs: {total_orig:.0f} s"
+        )
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         print(f"speedup={total_orig / total_new:.1f}")
     finally:

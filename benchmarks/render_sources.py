@@ -8,6 +8,7 @@ NSynth-style notes (`--notes`, 4 s) are rendered in this one process through eve
 room: `--clips` draws). Prints the soundfont's first load (parse) time and the milliseconds per second of
 audio of each, and the load average before and after (the figures depend on what else runs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ def main() -> None:
     rng = rng_for(0, "benchmark")
     drawer = PieceDrawer(world.pool("train"), rng)
     arrs = [perform_any(rng, drawer.next(), CORPUS_STYLE_WEIGHTS, args.seconds).arr for _ in range(args.clips)]
-    notes = [(int(p), int(k)) for p, k in zip(rng.choice([0, 24, 40, 56, 65, 73, 80, 11], args.notes),
-                                               rng.integers(52, 76, args.notes))]
+    notes = [
+        (int(p), int(k))
+        for p, k in zip(rng.choice([0, 24, 40, 56, 65, 73, 80, 11], args.notes), rng.integers(52, 76, args.notes))
+    ]
     sources = available_sources()
     for name, path in sources.items():
         render._loaded.cache_clear()
@@ -52,15 +55,20 @@ def main() -> None:
         for prog, key in notes:
             render.render_note(prog, key, 100, soundfont=path)
         per_note = (time.perf_counter() - t) / (args.notes * 4.0)
-        print(f"{name}: parse {load:.2f} s; arrangements {1000 * per_clip:.1f} ms per second of audio; "
-              f"notes {1000 * per_note:.1f} ms per second of audio", flush=True)
+        print(
+            f"{name}: parse {load:.2f} s; arrangements {1000 * per_clip:.1f} ms per second of audio; "
+            f"notes {1000 * per_note:.1f} ms per second of audio",
+            flush=True,
+        )
     wave = np.random.default_rng(0).standard_normal((int(args.seconds * render.SAMPLE_RATE), 2)).astype(np.float32) * 0.1
     draws: list[Timbre] = [draw_timbre(rng_for(0, "benchmark-timbre", i), sources) for i in range(args.clips)]
     t = time.perf_counter()
     for tb in draws:
         apply_effects(wave, render.SAMPLE_RATE, tb)
-    print(f"variation (EQ, filters, room; {sum(not d.plain for d in draws)} of {len(draws)} draws not plain): "
-          f"{1000 * (time.perf_counter() - t) / (args.clips * args.seconds):.1f} ms per second of stereo audio")
+    print(
+        f"variation (EQ, filters, room; {sum(not d.plain for d in draws)} of {len(draws)} draws not plain): "
+        f"{1000 * (time.perf_counter() - t) / (args.clips * args.seconds):.1f} ms per second of stereo audio"
+    )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

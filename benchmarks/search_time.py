@@ -9,6 +9,7 @@ tracks, the top-K partial sort and each hit's best chunk) for fresh queries, plu
 (`Model.embed_text` of the default MiniLM text branch) once. Prints the figures; the last line is
 `query_seconds=… tracks=…`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,9 +51,11 @@ def main() -> None:
         chunks = np.empty((n * c, d), np.float16)
         for s in range(0, n * c, 200_000):  # in blocks: keeps the benchmark's own memory small
             block = rng.standard_normal((min(200_000, n * c - s), d), dtype=np.float32)
-            chunks[s:s + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
-        files = [{"path": f"album{i // 1000:04d}/track{i:07d}.flac", "size": 1, "mtime_ns": 1, "n_chunks": c, "offset": i * c}
-                 for i in range(n)]
+            chunks[s : s + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        files = [
+            {"path": f"album{i // 1000:04d}/track{i:07d}.flac", "size": 1, "mtime_ns": 1, "n_chunks": c, "offset": i * c}
+            for i in range(n)
+        ]
         index = search.Index(Path(tmp), folder, "synthetic#0", "joint", files, [], tracks, chunks)
         t = time.perf_counter()
         search._write_index(index)
@@ -71,14 +74,21 @@ def main() -> None:
             times.append(time.perf_counter() - t)
         assert len(hits) == args.top
         rss1 = rss_mb()
-    print(f"index: {n:,} tracks x {c} chunks, {d}-d; on disk " + ", ".join(f"{k} {v:.0f} MB" for k, v in disk.items())
-          + f"; written in {write_s:.1f} s")
+    print(
+        f"index: {n:,} tracks x {c} chunks, {d}-d; on disk "
+        + ", ".join(f"{k} {v:.0f} MB" for k, v in disk.items())
+        + f"; written in {write_s:.1f} s"
+    )
     print(f"open (index.json + memory-mapped arrays): {open_s:.2f} s")
-    print(f"query (rank {n:,} tracks, top {args.top}, best chunk of each hit): first {times[0] * 1e3:.0f} ms, "
-          f"median of {len(times)} {np.median(times) * 1e3:.0f} ms, max {max(times) * 1e3:.0f} ms")
-    print(f"resident memory: {rss0:.0f} MB before opening, {rss1:.0f} MB after the queries "
-          f"(the track matrix is read whole, chunk rows only for the hits); peak RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (includes building the synthetic index)")
+    print(
+        f"query (rank {n:,} tracks, top {args.top}, best chunk of each hit): first {times[0] * 1e3:.0f} ms, "
+        f"median of {len(times)} {np.median(times) * 1e3:.0f} ms, max {max(times) * 1e3:.0f} ms"
+    )
+    print(
+        f"resident memory: {rss0:.0f} MB before opening, {rss1:.0f} MB after the queries "
+        f"(the track matrix is read whole, chunk rows only for the hits); peak RSS "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (includes building the synthetic index)"
+    )
     if not args.skip_text:
         import torch
 

@@ -7,6 +7,7 @@
 `import mulap` stays cheap (no torch): `mulap.load`, `mulap.Model` and submodules such as
 `mulap.inference.hear` are imported on first use (PEP 562 module `__getattr__`).
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """Session fixtures shared by the test suite."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,9 +30,20 @@ def tiny_mulap(tmp_path_factory) -> tuple[Path, str]:
 
     root = tmp_path_factory.mktemp("tiny_mulap")
     corpus = make_audiocaption(root / "ac", n_train=8, n_val=4)
-    cfg = load_config(None, [f"env.save_dir={root / 'save'}", f"dataset_config.data_dir={corpus}", "training.epochs=2",
-                             "training.batch_size=4", "training.num_workers=0", "training.progress_bar=false",
-                             "dataset_config.max_len_seconds=6", "model_config.audio.max_chunks=2", *TINY_MODEL])
+    cfg = load_config(
+        None,
+        [
+            f"env.save_dir={root / 'save'}",
+            f"dataset_config.data_dir={corpus}",
+            "training.epochs=2",
+            "training.batch_size=4",
+            "training.num_workers=0",
+            "training.progress_bar=false",
+            "dataset_config.max_len_seconds=6",
+            "model_config.audio.max_chunks=2",
+            *TINY_MODEL,
+        ],
+    )
     run_pretraining(cfg, "tiny")
     return root / "save", "tiny"
 

@@ -1,4 +1,5 @@
 """Generated test material: small audiocaption datasets of synthetic harmonic tones."""
+
 from __future__ import annotations
 
 import json
@@ -13,12 +14,20 @@ from mulap.audio.io import write_audio
 FORMATS = [(".npy", 16000, 1), (".wav", 44100, 2), (".flac", 22050, 1), (".ogg", 48000, 2), (".mp3", 44100, 1), (".wav", 8000, 1)]
 
 TINY_MODEL = [
-    "model_config.text.pretrained=null", "model_config.text.hidden_size=32", "model_config.text.num_layers=2",
-    "model_config.text.num_heads=2", "model_config.text.intermediate_size=64",
-    "model_config.audio.hidden_size=32", "model_config.audio.num_layers=2", "model_config.audio.num_heads=2",
+    "model_config.text.pretrained=null",
+    "model_config.text.hidden_size=32",
+    "model_config.text.num_layers=2",
+    "model_config.text.num_heads=2",
+    "model_config.text.intermediate_size=64",
+    "model_config.audio.hidden_size=32",
+    "model_config.audio.num_layers=2",
+    "model_config.audio.num_heads=2",
     "model_config.audio.intermediate_size=64",
-    "model_config.coattention.t_biattention_id=[1,2]", "model_config.coattention.a_biattention_id=[0,1]",
-    "model_config.coattention.hidden_size=32", "model_config.coattention.num_heads=2", "model_config.pooler.size=32",
+    "model_config.coattention.t_biattention_id=[1,2]",
+    "model_config.coattention.a_biattention_id=[0,1]",
+    "model_config.coattention.hidden_size=32",
+    "model_config.coattention.num_heads=2",
+    "model_config.pooler.size=32",
     "model_config.audio.musicnn={timbral_channels: 8, temporal_channels: 4, backend_channels: 8}",
 ]
 
@@ -53,7 +62,9 @@ def make_audiocaption(root: Path, n_train: int = 12, n_val: int = 4, seed: int =
                 np.save(root / "audio" / name, wave)
             else:
                 write_audio(root / "audio" / name, wave, sr) if ch == 1 else _write_stereo(root / "audio" / name, wave, sr)
-            caption = f"a {'bright' if bright else 'dull'} {'loud' if loud else 'soft'} tone, {'low' if f0 < 200 else 'high'} register"
+            caption = (
+                f"a {'bright' if bright else 'dull'} {'loud' if loud else 'soft'} tone, {'low' if f0 < 200 else 'high'} register"
+            )
             records.append({"audio_id": f"clip{k:03d}", "caption": caption, "audio_path": name})
             k += 1
         (root / f"dataset_{split}.json").write_text(json.dumps(records, indent=1))
@@ -76,15 +87,21 @@ def make_tone_corpus(root: Path, n_train: int = 8, n_val: int = 2, seconds=(4.0,
         records = []
         for _ in range(n):
             np.save(root / "audio" / f"tone{k:03d}.npy", tone(seconds[k % len(seconds)], 110.0 * (1 + k % 4), bright=k % 2 == 0))
-            records.append({"audio_id": f"tone{k:03d}", "caption": f"a {'bright' if k % 2 == 0 else 'dull'} tone, pitch {k % 4}",
-                            "audio_path": f"tone{k:03d}.npy"})
+            records.append(
+                {
+                    "audio_id": f"tone{k:03d}",
+                    "caption": f"a {'bright' if k % 2 == 0 else 'dull'} tone, pitch {k % 4}",
+                    "audio_path": f"tone{k:03d}.npy",
+                }
+            )
             k += 1
         (root / f"dataset_{split}.json").write_text(json.dumps(records, indent=1))
     return root
 
 
-def write_with_pyav(path: Path, wave: np.ndarray, sr: int, codec: str = "aac", fmt: str | None = None,
-                    options: dict | None = None) -> Path:
+def write_with_pyav(
+    path: Path, wave: np.ndarray, sr: int, codec: str = "aac", fmt: str | None = None, options: dict | None = None
+) -> Path:
     """Encode [T] or [T, channels] float audio with PyAV (FFmpeg): aac or alac, in m4a (by the suffix), ADTS
     (fmt="adts") or CAF; options e.g. {"movflags": "faststart"} (the index first, as iTunes writes it)."""
     import av
@@ -97,7 +114,7 @@ def write_with_pyav(path: Path, wave: np.ndarray, sr: int, codec: str = "aac", f
         sample_fmt = stream.codec_context.codec.audio_formats[0].name  # fltp (aac), s32p / s16p (alac)
         step = stream.codec_context.frame_size or 4096
         for start in range(0, planes.shape[1], step):
-            block = np.clip(planes[:, start:start + step], -1, 1)
+            block = np.clip(planes[:, start : start + step], -1, 1)
             if sample_fmt == "s32p":
                 block = (block * (2**31 - 1)).astype(np.int32)
             elif sample_fmt == "s16p":

@@ -13,6 +13,7 @@ SIGTERM flag; a checkpoint write holding signals back until its commit), and the
 fault-injection idea as tests/training/resume_worker.py (which kills with SIGKILL), but with signals a process can
 handle.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The public Python API (mulap.load / Model) against the CLI's numbers and independent computations."""
+
 import json
 import os
 import subprocess
@@ -91,17 +92,20 @@ def test_embed_chunks_non_overlapping_and_overlapping(mtt, files, tmp_path):
     assert short.shape == (1, 1506) and list(s) == [0.0]
 
 
-@pytest.mark.parametrize("audio,rate,message", [
-    (np.zeros((44100, 2), np.float32), 44100, "[channels, samples]"),
-    (np.zeros(16000, np.float32), None, "sample_rate is required"),
-    (np.zeros(16000, np.float32), 44100.5, "positive whole number"),
-    (np.zeros(16000, np.float32), "44100", "positive whole number"),
-    (np.zeros(0, np.float32), 16000, "empty"),
-    (np.full(16000, np.nan, np.float32), 16000, "NaN"),
-    (np.zeros((2, 2, 16000), np.float32), 16000, "expected 1-D mono"),
-    ([], 16000, "no audio"),
-    ("song.mp3", 16000, "numpy array or torch tensor"),
-])
+@pytest.mark.parametrize(
+    "audio,rate,message",
+    [
+        (np.zeros((44100, 2), np.float32), 44100, "[channels, samples]"),
+        (np.zeros(16000, np.float32), None, "sample_rate is required"),
+        (np.zeros(16000, np.float32), 44100.5, "positive whole number"),
+        (np.zeros(16000, np.float32), "44100", "positive whole number"),
+        (np.zeros(0, np.float32), 16000, "empty"),
+        (np.full(16000, np.nan, np.float32), 16000, "NaN"),
+        (np.zeros((2, 2, 16000), np.float32), 16000, "expected 1-D mono"),
+        ([], 16000, "no audio"),
+        ("song.mp3", 16000, "numpy array or torch tensor"),
+    ],
+)
 def test_bad_audio_is_a_clear_value_error(mtt, audio, rate, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         mtt.embed(audio, rate)
@@ -166,8 +170,9 @@ def test_match_equals_the_atm_head(experiment):
         logits = m.atm_head(enc.fused)
         # the default recipe's matching head also sees the pair's joint-space cosine, scaled
         a = torch.nn.functional.normalize(m.audio_proj(feats.mean(1)), dim=-1)
-        h = m.text.run_layers(m.text.embed(tok["input_ids"]), additive_mask(tok["attention_mask"], torch.float32), 0,
-                              len(m.text.layers))
+        h = m.text.run_layers(
+            m.text.embed(tok["input_ids"]), additive_mask(tok["attention_mask"], torch.float32), 0, len(m.text.layers)
+        )
         w = tok["attention_mask"].unsqueeze(-1).float()
         t = torch.nn.functional.normalize(m.text_proj((h * w).sum(1) / w.sum(1)), dim=-1)
         logits[:, 1] += m.atm_similarity_scale * (a * t).sum(-1)
@@ -175,7 +180,7 @@ def test_match_equals_the_atm_head(experiment):
     np.testing.assert_allclose(got[0], expected, atol=1e-5)
     # longer than the window: scored window by window, the best window's probability
     other = tone(6.0, 110.0)
-    long = np.concatenate([x[:48000 * 2], other])
+    long = np.concatenate([x[: 48000 * 2], other])
     both = model.match([long], texts, 16000)
     assert both.shape == (1, 2)
     np.testing.assert_allclose(both[0], np.maximum(got[0], model.match(other, texts, 16000)[0]), atol=1e-5)
@@ -195,9 +200,11 @@ def test_export_round_trip_in_a_fresh_process(experiment, tmp_path):
     texts = ["a bright loud tone"]
     expected = {"embed": model.embed(x, 16000), "text": model.embed_text(texts), "match": model.match(x, texts, 16000)}
     np.save(tmp_path / "x.npy", x)
-    script = (f"import json, numpy as np, mulap; m = mulap.load({str(out)!r}, device='cpu'); x = np.load({str(tmp_path / 'x.npy')!r}); "
-              f"print(json.dumps({{'embed': m.embed(x, 16000).tolist(), 'text': m.embed_text({texts!r}).tolist(), "
-              f"'match': m.match(x, {texts!r}, 16000).tolist()}}))")
+    script = (
+        f"import json, numpy as np, mulap; m = mulap.load({str(out)!r}, device='cpu'); x = np.load({str(tmp_path / 'x.npy')!r}); "
+        f"print(json.dumps({{'embed': m.embed(x, 16000).tolist(), 'text': m.embed_text({texts!r}).tolist(), "
+        f"'match': m.match(x, {texts!r}, 16000).tolist()}}))"
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     res = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]

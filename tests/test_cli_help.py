@@ -1,4 +1,5 @@
 """Every subcommand's positionals and options say what they are in --help."""
+
 from __future__ import annotations
 
 import argparse

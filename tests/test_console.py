@@ -1,6 +1,7 @@
 """The console: one handler (every line once), Lightning's tips and known chatter gone, sklearn's
 UndefinedMetricWarning counted and said once. Each check runs in a fresh interpreter, as the CLI does;
 tests/test_default_run.py checks a whole (tiny) pre-training run's console."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,9 @@ import textwrap
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=os.environ,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=os.environ, timeout=300
+    )
 
 
 def test_lightning_lines_print_once_and_tips_are_dropped():
@@ -83,13 +85,16 @@ def test_one_line_says_an_error_in_one_line():
     from mulap.infra.console import one_line
     from mulap.infra.text_files import DatasetError
 
-    worker = DatasetError("Caught DatasetError in DataLoader worker process 1.\nOriginal Traceback (most recent call "
-                          "last):\n  File \"x.py\", line 3, in f\n    raise DatasetError(msg)\n"
-                          "mulap.infra.text_files.DatasetError: record audio_id 'a': /d/a.npy: truncated\n")
+    worker = DatasetError(
+        "Caught DatasetError in DataLoader worker process 1.\nOriginal Traceback (most recent call "
+        'last):\n  File "x.py", line 3, in f\n    raise DatasetError(msg)\n'
+        "mulap.infra.text_files.DatasetError: record audio_id 'a': /d/a.npy: truncated\n"
+    )
     assert one_line(worker) == "record audio_id 'a': /d/a.npy: truncated"
     assert one_line(PermissionError(13, "Permission denied", "/data/x.wav")) == "/data/x.wav: Permission denied"
     assert one_line(ValueError("bad.yaml: not valid YAML (while parsing\n  in line 1\nexpected ']')")) == (
-        "bad.yaml: not valid YAML (while parsing in line 1 expected ']')")
+        "bad.yaml: not valid YAML (while parsing in line 1 expected ']')"
+    )
     assert one_line(MemoryError()) == "out of memory; lower --batch_size or the batch settings of the config"
 
 
@@ -113,7 +118,10 @@ def test_a_log_line_starts_its_own_line_while_a_progress_bar_is_drawn():
     """)
     assert out.returncode == 0, out.stderr
     segments = out.stderr.splitlines()  # also split at the carriage returns of a bar
-    assert "ERROR mulap.inference.extract: skipped /music/a.mp3: truncated" in segments and "WARNING mulap.inference.extract: second" in segments
+    assert (
+        "ERROR mulap.inference.extract: skipped /music/a.mp3: truncated" in segments
+        and "WARNING mulap.inference.extract: second" in segments
+    )
     assert not [s for s in segments if ("ERROR" in s or "WARNING" in s) and not s.startswith(("ERROR", "WARNING"))]
     assert segments[-1].startswith("embed:  67%")  # the bar is drawn again after each line
 

@@ -1,5 +1,6 @@
 """The seed's default run, `cd mulap/scripts && python pretrain.py`: default paths resolve against the project
 root (not the current folder), and the example corpus is built there on first use."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,16 @@ from mulap.infra.paths import project_root
 from tests.helpers import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = ["training.epochs=1", "training.limit_train_batches=1", "training.limit_val_batches=1", "training.batch_size=2",
-         "training.num_workers=0", "dataset_config.max_len_seconds=3", "model_config.audio.max_chunks=1", *TINY_MODEL]
+QUICK = [
+    "training.epochs=1",
+    "training.limit_train_batches=1",
+    "training.limit_val_batches=1",
+    "training.batch_size=2",
+    "training.num_workers=0",
+    "dataset_config.max_len_seconds=3",
+    "model_config.audio.max_chunks=1",
+    *TINY_MODEL,
+]
 
 
 def _env(**extra) -> dict:
@@ -69,8 +78,9 @@ def test_a_missing_corpus_that_is_not_the_default_stops_before_training(tmp_path
 def test_seed_command_builds_the_example_corpus_and_trains(tmp_path):
     home = tmp_path / "home"
     cmd = [sys.executable, "pretrain.py", "--pretrain_id", "seed_default", *QUICK]
-    out = subprocess.run(cmd, cwd=ROOT / "mulap" / "scripts", capture_output=True, text=True, timeout=600,
-                         env=_env(MULAP_ROOT=str(home)))
+    out = subprocess.run(
+        cmd, cwd=ROOT / "mulap" / "scripts", capture_output=True, text=True, timeout=600, env=_env(MULAP_ROOT=str(home))
+    )
     assert out.returncode == 0, out.stderr
     corpus = home / "data" / "datasets" / "audiocaption"
     train = json.loads((corpus / "dataset_train.json").read_text())
@@ -87,8 +97,14 @@ def test_seed_command_builds_the_example_corpus_and_trains(tmp_path):
         assert noise not in out.stderr, noise
 
     # a bare `mulap pretrain` from any folder finds the same corpus (not rebuilt) and the same save/
-    again = subprocess.run([sys.executable, "-m", "mulap", "pretrain", "--pretrain_id", "bare", *QUICK], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=600, env=_env(MULAP_ROOT=str(home)))
+    again = subprocess.run(
+        [sys.executable, "-m", "mulap", "pretrain", "--pretrain_id", "bare", *QUICK],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(MULAP_ROOT=str(home)),
+    )
     assert again.returncode == 0, again.stderr
     assert "building the example corpus" not in again.stderr
     assert (home / "save" / "experiments" / "bare" / "backbone.safetensors").is_file()
@@ -102,7 +118,9 @@ def test_other_ranks_wait_for_rank_zero_to_build(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MULAP_ROOT", str(tmp_path))
     monkeypatch.setenv("RANK", "1")
-    monkeypatch.setattr(example_corpus, "build_example_corpus", lambda *a, **k: (_ for _ in ()).throw(AssertionError("rank 1 built")))
+    monkeypatch.setattr(
+        example_corpus, "build_example_corpus", lambda *a, **k: (_ for _ in ()).throw(AssertionError("rank 1 built"))
+    )
     target = default_data_dir()
 
     def rank_zero_builds():

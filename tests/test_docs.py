@@ -10,6 +10,7 @@
 
 The package's docstrings hold no `>>>` examples (checked below), so there are no docstring doctests to run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,8 +64,12 @@ def _inline_code(prose: str) -> list[str]:
 
 # --- (a) runnable blocks ----------------------------------------------------------------------------------
 
-RUNNABLE = [(path, line, text) for path in DOCS for lang, line, text in _split(path)[0]
-            if lang in ("python", "py") and text.lstrip().startswith(MARKER)]
+RUNNABLE = [
+    (path, line, text)
+    for path in DOCS
+    for lang, line, text in _split(path)[0]
+    if lang in ("python", "py") and text.lstrip().startswith(MARKER)
+]
 
 
 def test_the_convention_is_in_use():
@@ -88,6 +93,7 @@ def test_no_docstring_examples_to_doctest():
 
 
 # --- (b) commands and options -----------------------------------------------------------------------------
+
 
 @functools.cache
 def _help(*command: str) -> tuple[int, str]:
@@ -122,18 +128,19 @@ def _command_uses(path: Path) -> list[tuple[list[str], list[str], str]]:
         for segment in re.split(r"&&|\|\||;|\||>" if shell else r"&&|;", snippet):
             tokens = segment.split()
             for k, tok in enumerate(tokens):
-                launched = tok.endswith("bin/mulap") or (tok == "mulap" and (
-                    k == 0 or tokens[k - 1] == "-m" or re.fullmatch(r"[A-Z_]+=\S*", tokens[k - 1])))
+                launched = tok.endswith("bin/mulap") or (
+                    tok == "mulap" and (k == 0 or tokens[k - 1] == "-m" or re.fullmatch(r"[A-Z_]+=\S*", tokens[k - 1]))
+                )
                 if launched:
                     words = []
-                    for t in tokens[k + 1:k + 3]:
+                    for t in tokens[k + 1 : k + 3]:
                         w = t.rstrip(":,.")
                         if not WORD.fullmatch(w):
                             break
                         words.append(w)
                         if w != t:
                             break
-                    options = [t.split("=")[0] for t in tokens[k + 1:] if re.fullmatch(r"--[a-z][\w-]*(=.*)?", t)]
+                    options = [t.split("=")[0] for t in tokens[k + 1 :] if re.fullmatch(r"--[a-z][\w-]*(=.*)?", t)]
                     if words:
                         found.append((words, options, where))
                     break
@@ -205,7 +212,7 @@ def test_repository_paths_named_exist(path):
     missing = set()
     for text in texts:
         for m in PATH.finditer(text):
-            after = text[m.end():m.end() + 1]
+            after = text[m.end() : m.end() + 1]
             if after in ("<", "{", "*", "…") or "<" in m.group(1):
                 continue  # a pattern (configs/downstream/<task>.yaml), not a path
             if not (ROOT / m.group(1)).exists():
@@ -258,9 +265,25 @@ def test_slugs_match_mkdocs():
 
 # --- (c) the site builds -------------------------------------------------------------------------------------
 
+
 def test_mkdocs_build_strict(tmp_path):
     pytest.importorskip("mkdocs", reason="mkdocs is not installed (it is in the `test` extra: pip install -e '.[test]')")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
-                           "--site-dir", str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(tmp_path / "site"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "site" / "index.html").exists()

@@ -1,5 +1,6 @@
 """`mulap embed` as a command: every format libsndfile reads, files skipped by suffix counted, the output
 name checked before any work, float32 parquet equal to the npz."""
+
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +27,13 @@ def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("formats")
     wave = tone(3.5, 220.0)
     sf.write(root / "a.aiff", wave, 16000)
-    sf.write(root / "b.opus", np.interp(np.arange(0, len(wave), 1 / 3), np.arange(len(wave)), wave).astype(np.float32),
-             48000, format="OGG", subtype="OPUS")
+    sf.write(
+        root / "b.opus",
+        np.interp(np.arange(0, len(wave), 1 / 3), np.arange(len(wave)), wave).astype(np.float32),
+        48000,
+        format="OGG",
+        subtype="OPUS",
+    )
     sf.write(root / "c.caf", wave, 16000)
     (root / "sub").mkdir()
     sf.write(root / "sub" / "d.au", wave, 16000)
@@ -87,18 +93,21 @@ def test_output_name_is_checked_before_any_work(folder, tmp_path, capsys, monkey
 def test_a_device_the_machine_lacks_is_one_line(folder, tmp_path, capsys):
     assert main(["embed", "random", str(folder), "-o", str(tmp_path / "e.npz"), "training.device=gpu"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "mulap embed: error: training.device=gpu but torch sees no CUDA device (use training.device=auto or cpu)")
+        "mulap embed: error: training.device=gpu but torch sees no CUDA device (use training.device=auto or cpu)"
+    )
 
 
 # -- a full disk while the output is written (issue 17, 4e) ---------------------------------------------
 def _fills_the_disk(real, path_arg: int):
     """`real` (np.savez / pq.write_table) on a disk that fills up half way: part of the file, then ENOSPC, as on a
     real full disk (numpy: OSError 28 from write; pyarrow: OSError 28 'Error writing bytes to file')."""
+
     def write(*args, **kwargs):
         real(*args, **kwargs)
         path = Path(args[path_arg])
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
+
     return write
 
 
@@ -109,8 +118,9 @@ def one_file(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".parquet"])
-def test_a_full_disk_while_writing_the_output_is_one_line_and_leaves_no_temp_file(one_file, tmp_path, capsys,
-                                                                                   monkeypatch, suffix):
+def test_a_full_disk_while_writing_the_output_is_one_line_and_leaves_no_temp_file(
+    one_file, tmp_path, capsys, monkeypatch, suffix
+):
     import pyarrow.parquet
 
     if suffix == ".npz":
@@ -129,8 +139,10 @@ def test_a_real_full_disk_while_writing_the_output(one_file, tmp_path, capsys):
     """The same on a tmpfs filled up (root only; skipped elsewhere)."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True).returncode != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         with open(disk / "filler", "wb", buffering=0) as fh:
@@ -153,6 +165,8 @@ def test_when_no_file_can_be_embedded_nothing_is_written_and_the_command_fails(t
     out = tmp_path / "emb.npz"
     assert main(["embed", "random", str(tmp_path / "music"), "-o", str(out), "training.num_workers=0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"mulap embed: error: {tmp_path / 'music' / 'a.wav'}: not audio: a text file (starts with "
-                       f"'<html>not audio</html>'); none of the 2 file(s) could be embedded; nothing written to {out}"), err
+    assert err[-1] == (
+        f"mulap embed: error: {tmp_path / 'music' / 'a.wav'}: not audio: a text file (starts with "
+        f"'<html>not audio</html>'); none of the 2 file(s) could be embedded; nothing written to {out}"
+    ), err
     assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "music"]

@@ -1,6 +1,7 @@
 """mulap.inference.hear against the rules hear-validator checks (shapes, dtypes, regular increasing timestamps, sizes)
 plus batch independence, and against the Python API's numbers (scene = model.embed, a timestamp = its 3 s window);
 float32 tolerance 1e-5 relative: a batch of another size sums in another order."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,8 +45,9 @@ def test_scene_embeddings_rules_and_equal_to_model_embed(model, api):
     want = api.embed([a.numpy() for a in audio], SR)
     np.testing.assert_allclose(emb.numpy(), want, rtol=1e-5, atol=1e-5)
     short = _noise(2, 1.2)  # shorter than one chunk: one zero-padded chunk, as mulap embed
-    np.testing.assert_allclose(hear.get_scene_embeddings(short, model).numpy(), api.embed([a.numpy() for a in short], SR),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        hear.get_scene_embeddings(short, model).numpy(), api.embed([a.numpy() for a in short], SR), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_timestamp_embeddings_rules(model, api):
@@ -58,7 +60,7 @@ def test_timestamp_embeddings_rules(model, api):
     assert (diff > 0).all() and torch.all(torch.abs(diff - diff.mean()) < 1e-3)  # increasing, regular
     # the embedding at t is the backbone on the 3 s window centred on t, zero-padded past the clip
     window = torch.zeros(48000)
-    window[24000 - 4000:24000 - 4000 + 16000] = audio[0]  # t = 250 ms: the clip starts 1.25 s into the window
+    window[24000 - 4000 : 24000 - 4000 + 16000] = audio[0]  # t = 250 ms: the clip starts 1.25 s into the window
     np.testing.assert_allclose(emb[0, 1].numpy(), api.chunk_features(window[None]).numpy()[0], rtol=1e-5, atol=1e-5)
 
 
@@ -86,13 +88,16 @@ def test_load_model_takes_what_mulap_load_takes(tmp_path):
         hear.load_model(str(tmp_path / "nothing"))
 
 
-@pytest.mark.parametrize("audio, match", [
-    (np.zeros((1, 16000), np.float32), "torch tensor"),
-    (torch.zeros(16000), r"\[n_sounds, n_samples\]"),
-    (torch.zeros(1, 16000, dtype=torch.int16), "floating point"),
-    (torch.zeros(0, 16000), "empty"),
-    (torch.full((1, 16000), float("nan")), "NaN"),
-])
+@pytest.mark.parametrize(
+    "audio, match",
+    [
+        (np.zeros((1, 16000), np.float32), "torch tensor"),
+        (torch.zeros(16000), r"\[n_sounds, n_samples\]"),
+        (torch.zeros(1, 16000, dtype=torch.int16), "floating point"),
+        (torch.zeros(0, 16000), "empty"),
+        (torch.full((1, 16000), float("nan")), "NaN"),
+    ],
+)
 def test_bad_audio_is_a_clear_error(model, audio, match):
     with pytest.raises(ValueError, match=match):
         hear.get_scene_embeddings(audio, model)

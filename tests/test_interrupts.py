@@ -3,6 +3,7 @@ a chosen point - a training step, inside a checkpoint write, an embedding batch 
 and the test signals its process group. The process ends with one line that says what was kept and gives the
 command that continues, with the signal's exit status (130 SIGINT, 143 SIGTERM); the same command then finishes.
 Also in-process: a deferred signal waits for a checkpoint's commit; a library call still raises KeyboardInterrupt."""
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,17 @@ from tests.helpers import TINY_MODEL, make_tone_corpus, tone
 from tests.training.crash_trials import state_problems
 
 ROOT = Path(__file__).resolve().parents[1]
-PRETRAIN = ["training.batch_size=2", "training.num_workers=0", "training.lr=3e-3", "training.warmup_ratio=0.0",
-            "training.epochs=1", "training.log_every_n_steps=1", "dataset_config.max_len_seconds=6",
-            "model_config.audio.max_chunks=2", *TINY_MODEL]  # 8 clips: 4 steps
+PRETRAIN = [
+    "training.batch_size=2",
+    "training.num_workers=0",
+    "training.lr=3e-3",
+    "training.warmup_ratio=0.0",
+    "training.epochs=1",
+    "training.log_every_n_steps=1",
+    "dataset_config.max_len_seconds=6",
+    "model_config.audio.max_chunks=2",
+    *TINY_MODEL,
+]  # 8 clips: 4 steps
 
 
 def interrupt(tmp_path: Path, hook: str, args: list[str], sig: int) -> tuple[int, str]:
@@ -35,8 +44,14 @@ def interrupt(tmp_path: Path, hook: str, args: list[str], sig: int) -> tuple[int
     ready, err = tmp_path / f"ready-{time.monotonic_ns()}", tmp_path / f"stderr-{time.monotonic_ns()}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with open(err, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.interrupt_worker", hook, str(ready), *args], cwd=ROOT,
-                                env=env, stdout=subprocess.DEVNULL, stderr=fh, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.interrupt_worker", hook, str(ready), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=fh,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + 180
             while not ready.exists():
@@ -68,28 +83,40 @@ def corpus(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("hook,sig,extra,stopped,kept", [
-    ("step:2", signal.SIGINT, ["training.progress_bar=false"], 2, "interrupted.ckpt"),
-    # the second checkpoint write (step.ckpt of step 2), part way through torch.save: it is finished first
-    ("write:2", signal.SIGINT, ["training.progress_bar=false", "training.checkpoint_every_n_steps=1"], 2, "step.ckpt"),
-    # Lightning's graceful stop: the step under way is finished (with the progress bar on)
-    ("step:2", signal.SIGTERM, ["training.progress_bar=true"], 3, "interrupted.ckpt"),
-], ids=["SIGINT-at-a-step", "SIGINT-inside-a-checkpoint-write", "SIGTERM-at-a-step"])
-def test_interrupted_pretraining_says_what_it_kept_and_the_same_command_resumes(corpus, tmp_path, hook, sig, extra,
-                                                                               stopped, kept):
-    args = ["pretrain", "--pretrain_id", "r1", f"env.save_dir={tmp_path}", f"dataset_config.data_dir={corpus}",
-            *PRETRAIN, *extra]
+@pytest.mark.parametrize(
+    "hook,sig,extra,stopped,kept",
+    [
+        ("step:2", signal.SIGINT, ["training.progress_bar=false"], 2, "interrupted.ckpt"),
+        # the second checkpoint write (step.ckpt of step 2), part way through torch.save: it is finished first
+        ("write:2", signal.SIGINT, ["training.progress_bar=false", "training.checkpoint_every_n_steps=1"], 2, "step.ckpt"),
+        # Lightning's graceful stop: the step under way is finished (with the progress bar on)
+        ("step:2", signal.SIGTERM, ["training.progress_bar=true"], 3, "interrupted.ckpt"),
+    ],
+    ids=["SIGINT-at-a-step", "SIGINT-inside-a-checkpoint-write", "SIGTERM-at-a-step"],
+)
+def test_interrupted_pretraining_says_what_it_kept_and_the_same_command_resumes(
+    corpus, tmp_path, hook, sig, extra, stopped, kept
+):
+    args = ["pretrain", "--pretrain_id", "r1", f"env.save_dir={tmp_path}", f"dataset_config.data_dir={corpus}", *PRETRAIN, *extra]
     rc, err = interrupt(tmp_path, hook, args, sig)
     name = signal.Signals(sig).name
     assert rc == 128 + sig, err[-3000:]
-    assert last_line(err) == (f"mulap pretrain: interrupted ({name}) at global step {stopped}; kept checkpoints/{kept} "
-                              f"(global step {stopped}); run the same command to resume: {same_command(args)}")
+    assert last_line(err) == (
+        f"mulap pretrain: interrupted ({name}) at global step {stopped}; kept checkpoints/{kept} "
+        f"(global step {stopped}); run the same command to resume: {same_command(args)}"
+    )
     exp = tmp_path / "experiments" / "r1"
-    assert (exp / "runs.log").read_text().splitlines()[-1].endswith(
-        f"stopped at global step {stopped}: interrupted ({name}); kept checkpoints/{kept} (global step {stopped})")
+    assert (
+        (exp / "runs.log")
+        .read_text()
+        .splitlines()[-1]
+        .endswith(f"stopped at global step {stopped}: interrupted ({name}); kept checkpoints/{kept} (global step {stopped})")
+    )
     ckpts = exp / "checkpoints"
     assert not list(ckpts.glob(".*")), "a temp file was left"
-    assert experiment.verify_integrity(ckpts / kept) is None and experiment.inspect_checkpoint(ckpts / kept).global_step == stopped
+    assert (
+        experiment.verify_integrity(ckpts / kept) is None and experiment.inspect_checkpoint(ckpts / kept).global_step == stopped
+    )
     assert not (exp / "run.lock").exists()
 
     assert main(args) == 0  # the same command
@@ -129,8 +156,9 @@ def test_a_library_run_still_raises_keyboard_interrupt_and_gets_ctrl_c_back(corp
             if trainer.global_step == 1:
                 os.kill(os.getpid(), signal.SIGINT)
 
-    cfg = load_config(None, [f"env.save_dir={tmp_path}", f"dataset_config.data_dir={corpus}", *PRETRAIN,
-                             "training.progress_bar=false"])
+    cfg = load_config(
+        None, [f"env.save_dir={tmp_path}", f"dataset_config.data_dir={corpus}", *PRETRAIN, "training.progress_bar=false"]
+    )
     with pytest.raises(KeyboardInterrupt) as stop:
         run_pretraining(cfg, "lib", extra_callbacks=[CtrlC()])
     assert isinstance(stop.value, Interrupted) and stop.value.signum == signal.SIGINT
@@ -196,9 +224,11 @@ def test_interrupted_embed_writes_nothing_and_the_same_command_writes_it(music, 
     args = ["embed", "random", str(music), "-o", str(out), "--batch_size", "4", "training.num_workers=2"]
     rc, err = interrupt(tmp_path, "embed:2", args, sig)
     assert rc == 128 + sig, err[-3000:]
-    assert last_line(err) == (f"mulap embed: interrupted ({signal.Signals(sig).name}); nothing written to {out} (the "
-                              f"output is written only at the end); run the same command to start again: "
-                              f"{same_command(args)}")
+    assert last_line(err) == (
+        f"mulap embed: interrupted ({signal.Signals(sig).name}); nothing written to {out} (the "
+        f"output is written only at the end); run the same command to start again: "
+        f"{same_command(args)}"
+    )
     assert not out.exists() and (not out.parent.exists() or not list(out.parent.iterdir()))
     assert main(args) == 0
     assert np.load(out)["track_embeddings"].shape[0] == 5
@@ -206,13 +236,25 @@ def test_interrupted_embed_writes_nothing_and_the_same_command_writes_it(music, 
 
 def test_interrupted_search_indexing_keeps_the_finished_blocks_and_the_same_command_continues(music, tmp_path, capsys):
     index = tmp_path / "index"
-    args = ["search", "random", str(music), "--like", str(music / "song1.npy"), "--index", str(index), "--top", "2",
-            "training.num_workers=0"]
+    args = [
+        "search",
+        "random",
+        str(music),
+        "--like",
+        str(music / "song1.npy"),
+        "--index",
+        str(index),
+        "--top",
+        "2",
+        "training.num_workers=0",
+    ]
     # blocks of 2 files; the --like file is embedded first (call 1), then block 1 (call 2), Ctrl-C in block 2
     rc, err = interrupt(tmp_path, "embed:3,block:2", args, signal.SIGINT)
     assert rc == 130, err[-3000:]
-    assert last_line(err) == (f"mulap search: interrupted (SIGINT) after 2 of 5 new or changed file(s); the index {index} "
-                              f"keeps them; run the same command to continue: {same_command(args)}")
+    assert last_line(err) == (
+        f"mulap search: interrupted (SIGINT) after 2 of 5 new or changed file(s); the index {index} "
+        f"keeps them; run the same command to continue: {same_command(args)}"
+    )
     capsys.readouterr()
     assert main(args) == 0
     out = capsys.readouterr()
@@ -222,24 +264,37 @@ def test_interrupted_search_indexing_keeps_the_finished_blocks_and_the_same_comm
 
 def test_search_interrupted_in_its_first_block_says_the_index_is_as_it_was(music, tmp_path):
     index = tmp_path / "index"
-    args = ["search", "random", str(music), "--like", str(music / "song1.npy"), "--index", str(index),
-            "training.num_workers=0"]
+    args = ["search", "random", str(music), "--like", str(music / "song1.npy"), "--index", str(index), "training.num_workers=0"]
     rc, err = interrupt(tmp_path, "embed:2", args, signal.SIGTERM)
     assert rc == 143, err[-3000:]
-    assert last_line(err) == (f"mulap search: interrupted (SIGTERM) before a new file was indexed; the index {index} is as "
-                              f"it was; run the same command to continue: {same_command(args)}")
+    assert last_line(err) == (
+        f"mulap search: interrupted (SIGTERM) before a new file was indexed; the index {index} is as "
+        f"it was; run the same command to continue: {same_command(args)}"
+    )
 
 
 def test_ctrl_c_inside_the_final_index_write_finishes_it_and_says_the_index_keeps_the_files(music, tmp_path, capsys):
     """The last save of the index ran outside the deferred-signal blocks: a Ctrl-C part way through it threw the
     whole run's work away and said nothing of the index. Now the write is finished first, then the one line."""
     index = tmp_path / "index"
-    args = ["search", "random", str(music), "--like", str(music / "song1.npy"), "--index", str(index), "--top", "2",
-            "training.num_workers=0"]
+    args = [
+        "search",
+        "random",
+        str(music),
+        "--like",
+        str(music / "song1.npy"),
+        "--index",
+        str(index),
+        "--top",
+        "2",
+        "training.num_workers=0",
+    ]
     rc, err = interrupt(tmp_path, "index-write:1", args, signal.SIGINT)
     assert rc == 130, err[-3000:]
-    assert last_line(err) == (f"mulap search: interrupted (SIGINT) after 5 of 5 new or changed file(s); the index {index} "
-                              f"keeps them; run the same command to continue: {same_command(args)}")
+    assert last_line(err) == (
+        f"mulap search: interrupted (SIGINT) after 5 of 5 new or changed file(s); the index {index} "
+        f"keeps them; run the same command to continue: {same_command(args)}"
+    )
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no .index.tmp-* / .old-*
     assert sorted(p.name for p in index.iterdir()) == ["chunks.npy", "index.json", "tracks.npy"]
     capsys.readouterr()
@@ -254,8 +309,10 @@ def test_ctrl_c_while_embed_writes_its_output_leaves_no_temp_file_and_the_same_c
     args = ["embed", "random", str(music), "-o", str(out), "training.num_workers=0"]
     rc, err = interrupt(tmp_path, "output", args, signal.SIGINT)
     assert rc == 130, err[-3000:]
-    assert last_line(err) == (f"mulap embed: interrupted (SIGINT); nothing written to {out} (the output is written only "
-                              f"at the end); run the same command to start again: {same_command(args)}")
+    assert last_line(err) == (
+        f"mulap embed: interrupted (SIGINT); nothing written to {out} (the output is written only "
+        f"at the end); run the same command to start again: {same_command(args)}"
+    )
     assert list(out.parent.iterdir()) == []  # no .out.npz.tmp*
     assert main(args) == 0
     assert np.load(out)["track_embeddings"].shape[0] == 5 and [p.name for p in out.parent.iterdir()] == ["out.npz"]

@@ -4,6 +4,7 @@ Read from every `import` in the package, function-local ones included (an import
 dependency). A layer may import itself and the layers listed for it, nothing above it; `mulap` itself (the
 package root: the version and the lazy `mulap.load`) may be imported from anywhere.
 """
+
 from __future__ import annotations
 
 import ast
@@ -49,7 +50,9 @@ def _imports(name: str, path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == "mulap"}
         elif isinstance(node, ast.ImportFrom):
-            base = ".".join(package[: len(package) - node.level + 1] + [node.module or ""]).strip(".") if node.level else node.module
+            base = (
+                ".".join(package[: len(package) - node.level + 1] + [node.module or ""]).strip(".") if node.level else node.module
+            )
             if base and base.split(".")[0] == "mulap":
                 found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names}
     return {m for m in found if m != name}
@@ -68,8 +71,12 @@ def test_every_folder_of_the_package_has_a_layer():
 
 
 def test_no_import_runs_up_a_layer():
-    upward = sorted(f"{a} -> {b}" for a, targets in GRAPH.items() for b in targets
-                    if _layer(a) and _layer(b) and _layer(b) != _layer(a) and _layer(b) not in ALLOWED[_layer(a)])
+    upward = sorted(
+        f"{a} -> {b}"
+        for a, targets in GRAPH.items()
+        for b in targets
+        if _layer(a) and _layer(b) and _layer(b) != _layer(a) and _layer(b) not in ALLOWED[_layer(a)]
+    )
     assert upward == []
 
 
@@ -121,14 +128,25 @@ def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path):
     assert "mulap.inference.api" not in tree
 
 
-@pytest.mark.parametrize("module", ["mulap.inference", "mulap.inference.api", "mulap.inference.search",
-                                    "mulap.inference.tagging", "mulap.inference.hear", "mulap.inference.cache"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "mulap.inference",
+        "mulap.inference.api",
+        "mulap.inference.search",
+        "mulap.inference.tagging",
+        "mulap.inference.hear",
+        "mulap.inference.cache",
+    ],
+)
 def test_inference_loads_no_lightning(module):
-    code = (f"import sys, {module}, mulap.inference.api as api\n"
-            "api.load('random')\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')"
-            " or m.startswith('mulap.training'))\n"
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        f"import sys, {module}, mulap.inference.api as api\n"
+        "api.load('random')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')"
+        " or m.startswith('mulap.training'))\n"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -1,5 +1,6 @@
 """Packaging: one version, a light `import mulap`, configs in the package, and the wheel working from
 a fresh venv that cannot see the source tree (`mulap embed`, `mulap tag` and the Python API there)."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _python(code: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=os.environ,
-                          timeout=300, **kw)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=os.environ, timeout=300, **kw
+    )
 
 
 def test_version_has_one_source():
@@ -68,8 +70,12 @@ def _build_wheel(tmp: Path) -> Path:
     for rel in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / rel, src / rel)
     shutil.copytree(ROOT / "mulap", src / "mulap", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
-                          "-w", str(tmp / "dist")], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     (wheel,) = (tmp / "dist").glob("mulap-*.whl")
     return wheel
@@ -88,11 +94,16 @@ def test_wheel_installs_and_works_outside_the_tree(tmp_path, demo_world):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     Path(site, "zz_mulap_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
-                             capture_output=True, text=True, timeout=300)
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr
 
     run_dir = tmp_path / "elsewhere"
@@ -107,14 +118,18 @@ def test_wheel_installs_and_works_outside_the_tree(tmp_path, demo_world):
 
     audio = demo_world / "raw" / "nsynth" / "nsynth-test" / "audio"
     files = sorted(audio.glob("*.wav"))[:3]
-    embed = run(str(venv / "bin" / "mulap"), "embed", "supervised_mtt", *map(str, files), "-o", "emb.npz",
-                "training.num_workers=0")
+    embed = run(
+        str(venv / "bin" / "mulap"), "embed", "supervised_mtt", *map(str, files), "-o", "emb.npz", "training.num_workers=0"
+    )
     assert embed.returncode == 0, embed.stderr
     tag = run(str(py), "-m", "mulap", "tag", str(files[0]), "--top", "2", "-o", "tags.csv")
     assert tag.returncode == 0, tag.stderr
     assert len((run_dir / "tags.csv").read_text().splitlines()) == 3
 
-    api = run(str(py), "-c", textwrap.dedent(f"""
+    api = run(
+        str(py),
+        "-c",
+        textwrap.dedent(f"""
         import json, sys
         import numpy as np, soundfile as sf
         import mulap
@@ -130,13 +145,17 @@ def test_wheel_installs_and_works_outside_the_tree(tmp_path, demo_world):
                           "save_dir": cfg.env.save_dir, "shape": list(emb.shape),
                           "embed_vs_cli": float(np.abs(model.embed_files(files) - on_disk["track_embeddings"]).max()),
                           "array_matches_file": bool(np.allclose(emb[0], on_disk["track_embeddings"][0], rtol=1e-5, atol=1e-5))}}))
-    """))
+    """),
+    )
     assert api.returncode == 0, api.stderr
     got = json.loads(api.stdout.strip().splitlines()[-1])
     assert Path(got["file"]).is_relative_to(venv)  # the installed copy, not the source tree
     # no path into the source tree (its .venv's site-packages, seen through the .pth, holds dependencies only)
-    assert not [p for p in got["sys_path"] if p and Path(p).resolve().is_relative_to(ROOT)
-                and not Path(p).resolve().is_relative_to(ROOT / ".venv")]
+    assert not [
+        p
+        for p in got["sys_path"]
+        if p and Path(p).resolve().is_relative_to(ROOT) and not Path(p).resolve().is_relative_to(ROOT / ".venv")
+    ]
     assert got["project_root"] == "None" and got["save_dir"] == str(run_dir / "save")  # wheel: defaults from the cwd
     assert got["shape"] == [1, 1506]
     assert got["embed_vs_cli"] < 1e-5 and got["array_matches_file"]
@@ -256,8 +275,9 @@ def test_require_returns_the_module_or_one_line_naming_the_extra(monkeypatch):
     assert (again.extra, again.module, str(again)) == ("demo", "music21", str(err.value))
     with pytest.raises(MissingExtra) as err:  # a submodule of a missing package names the package
         require("shards", "webdataset.writer", "to write shards")
-    assert err.value.line("mulap data shard") == ("mulap data shard needs the shards extra to write shards "
-                                                  "(webdataset is not installed): pip install 'mulap[shards]'")
+    assert err.value.line("mulap data shard") == (
+        "mulap data shard needs the shards extra to write shards (webdataset is not installed): pip install 'mulap[shards]'"
+    )
     with pytest.raises(MissingExtra) as err:  # the extra cannot install it: its own pip line too
         require("demo", "tinysoundfont")
     assert str(err.value).endswith("pip install 'mulap[demo]' and pip install --no-deps tinysoundfont==0.3.7")
@@ -280,23 +300,44 @@ def test_require_keeps_an_import_error_from_inside_an_installed_package(monkeypa
     assert not isinstance(err.value, MissingExtra) and err.value.name == "mido"
 
 
-@pytest.mark.parametrize("argv, absent, line", [
-    (["data", "demo", "--size", "small", "--out", "{tmp}/world"], "music21",
-     "mulap data demo needs the demo extra (music21 is not installed): pip install 'mulap[demo]'"),
-    (["demo", "--size", "small", "--out", "{tmp}/demo_out"], "pretty_midi",
-     "mulap demo needs the demo extra (pretty_midi is not installed): pip install 'mulap[demo]'"),
-    (["data", "nsynth-soundfont", "{tmp}/x.sf2", "--out", "{tmp}/nsynth"], "tinysoundfont",
-     "mulap data nsynth-soundfont needs the demo extra (tinysoundfont is not installed): pip install 'mulap[demo]' "
-     "and pip install --no-deps tinysoundfont==0.3.7"),
-    (["data", "shard", "{tmp}/corpus", "{tmp}/shards"], "webdataset",
-     "mulap data shard needs the shards extra to write shards (webdataset is not installed): pip install 'mulap[shards]'"),
-    (["embed", "random", "{tmp}/a.wav", "-o", "{tmp}/e.parquet"], "pyarrow",
-     "mulap embed needs the parquet extra to write .parquet (pyarrow is not installed): pip install 'mulap[parquet]'"),
-    # a bare `mulap pretrain` builds its example corpus with the demo world
-    (["pretrain", "training.epochs=1"], "music21",
-     "mulap pretrain needs the demo extra to build the default example corpus (music21 is not installed): "
-     "pip install 'mulap[demo]'"),
-])
+@pytest.mark.parametrize(
+    "argv, absent, line",
+    [
+        (
+            ["data", "demo", "--size", "small", "--out", "{tmp}/world"],
+            "music21",
+            "mulap data demo needs the demo extra (music21 is not installed): pip install 'mulap[demo]'",
+        ),
+        (
+            ["demo", "--size", "small", "--out", "{tmp}/demo_out"],
+            "pretty_midi",
+            "mulap demo needs the demo extra (pretty_midi is not installed): pip install 'mulap[demo]'",
+        ),
+        (
+            ["data", "nsynth-soundfont", "{tmp}/x.sf2", "--out", "{tmp}/nsynth"],
+            "tinysoundfont",
+            "mulap data nsynth-soundfont needs the demo extra (tinysoundfont is not installed): pip install 'mulap[demo]' "
+            "and pip install --no-deps tinysoundfont==0.3.7",
+        ),
+        (
+            ["data", "shard", "{tmp}/corpus", "{tmp}/shards"],
+            "webdataset",
+            "mulap data shard needs the shards extra to write shards (webdataset is not installed): pip install 'mulap[shards]'",
+        ),
+        (
+            ["embed", "random", "{tmp}/a.wav", "-o", "{tmp}/e.parquet"],
+            "pyarrow",
+            "mulap embed needs the parquet extra to write .parquet (pyarrow is not installed): pip install 'mulap[parquet]'",
+        ),
+        # a bare `mulap pretrain` builds its example corpus with the demo world
+        (
+            ["pretrain", "training.epochs=1"],
+            "music21",
+            "mulap pretrain needs the demo extra to build the default example corpus (music21 is not installed): "
+            "pip install 'mulap[demo]'",
+        ),
+    ],
+)
 def test_a_missing_extra_is_one_line_before_any_work(argv, absent, line, tmp_path, monkeypatch, capsys):
     import soundfile as sf
 
@@ -335,8 +376,12 @@ def _core_view(tmp: Path) -> Path:
     view.mkdir()
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
         top = entry.name.split(".")[0].split("-")[0].lower()
-        if top in EXTRA_PACKAGES or top in ("mulap", "__editable__") or entry.name.startswith("__editable__") \
-                or entry.suffix == ".pth":
+        if (
+            top in EXTRA_PACKAGES
+            or top in ("mulap", "__editable__")
+            or entry.name.startswith("__editable__")
+            or entry.suffix == ".pth"
+        ):
             continue
         (view / entry.name).symlink_to(entry)
     return view
@@ -356,11 +401,19 @@ def _venv_with_wheel(tmp: Path, deps: str) -> Path:
 
     if deps == "view":
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-        site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+        site = subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         Path(site, "zz_mulap_deps.pth").write_text(f"{_core_view(tmp)}\n")
-        out = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert out.returncode == 0, out.stderr
     else:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
@@ -406,7 +459,10 @@ def test_wheel_without_the_extras_runs_embed_tag_search_and_the_api(tmp_path, de
     search = run(mulap_cli, "search", "random", "music", "--like", "music/a.wav", "--json", "training.num_workers=0")
     assert search.returncode == 0, search.stderr
     assert [Path(h["file"]).name for h in json.loads(search.stdout)] == ["b.wav"]  # the query file is not a result
-    api = run(py, "-c", textwrap.dedent("""
+    api = run(
+        py,
+        "-c",
+        textwrap.dedent("""
         import json, sys
         import numpy as np, soundfile as sf
         import mulap
@@ -416,7 +472,8 @@ def test_wheel_without_the_extras_runs_embed_tag_search_and_the_api(tmp_path, de
         print(json.dumps({"file": mulap.__file__, "shape": list(emb.shape),
                           "vs_cli": float(np.abs(emb - np.load("e.npz")["track_embeddings"]).max()),
                           "demo_loaded": [m for m in ("music21", "pretty_midi") if m in sys.modules]}))
-    """))
+    """),
+    )
     assert api.returncode == 0, api.stderr
     got = json.loads(api.stdout.strip().splitlines()[-1])
     assert Path(got["file"]).is_relative_to(bin_dir.parent) and got["shape"][0] == 1
@@ -424,8 +481,10 @@ def test_wheel_without_the_extras_runs_embed_tag_search_and_the_api(tmp_path, de
 
     # what needs an extra says which, in one line
     demo = run(mulap_cli, "data", "demo", "--size", "small", "--out", "world")
-    assert demo.returncode == 2 and demo.stderr.strip() == \
-        "mulap data demo needs the demo extra (music21 is not installed): pip install 'mulap[demo]'"
+    assert (
+        demo.returncode == 2
+        and demo.stderr.strip() == "mulap data demo needs the demo extra (music21 is not installed): pip install 'mulap[demo]'"
+    )
     parquet = run(mulap_cli, "embed", "random", "music/a.wav", "-o", "e.parquet")
     assert parquet.returncode == 2 and parquet.stderr.strip().endswith("pip install 'mulap[parquet]'")
     assert not (work / "world").exists() and not (work / "e.parquet").exists()

@@ -1,4 +1,5 @@
 """The whole demo at --size small with tiny settings: every stage's files, a complete report, stage reuse."""
+
 import json
 
 import numpy as np
@@ -75,8 +76,10 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     assert f'mulap search {out / "model"} ~/Music "a slow string quartet"' in report and "mulap zeroshot" in report
     # which soundfonts rendered the world, per dataset, and what they cost
     timbre = saved["world_timbre"]
-    assert sum(timbre["files"]["audiocaption"].values()) == sum(len(json.loads((out / "world" / "audiocaption" / f).read_text()))
-                                                                for f in ("dataset_train.json", "dataset_val.json", "dataset_test.json"))
+    assert sum(timbre["files"]["audiocaption"].values()) == sum(
+        len(json.loads((out / "world" / "audiocaption" / f).read_text()))
+        for f in ("dataset_train.json", "dataset_val.json", "dataset_test.json")
+    )
     assert set(timbre["render"]["sources"]) == set(timbre["sources"]) and "## The world's timbres" in report
 
     capsys.readouterr()
@@ -118,8 +121,13 @@ def test_generalisation_gap_has_intervals_and_a_per_soundfont_breakdown(tmp_path
     scores(tmp_path / "language/zeroshot/mulap/nsynth_clf", ids, 0.6)
     assert generalisation(tmp_path, {}) == {}  # no held-out scores yet
     scores(tmp_path / "language/other_soundfont/zeroshot/mulap/nsynth_clf", [f"o{i}" for i in range(300)], 0.3)
-    world = {"timbre": {"clips": {f"raw/nsynth/nsynth-test/audio/{i}.wav": {"source": "opl3" if k % 2 else "timgm6mb"}
-                                  for k, i in enumerate(ids)}}}
+    world = {
+        "timbre": {
+            "clips": {
+                f"raw/nsynth/nsynth-test/audio/{i}.wav": {"source": "opl3" if k % 2 else "timgm6mb"} for k, i in enumerate(ids)
+            }
+        }
+    }
     g = generalisation(tmp_path, world)
     assert 0.55 < g["world"]["value"] < 0.7 and 0.25 < g["held_out"]["value"] < 0.38
     assert g["gap"] == g["world"]["value"] - g["held_out"]["value"]

@@ -1,4 +1,5 @@
 """mulap search: the incremental index, rankings equal to brute force, the best moment, re-rank, errors."""
+
 import json
 import os
 import time
@@ -63,11 +64,11 @@ def test_index_updates_incrementally(model, tmp_path, monkeypatch):
     monkeypatch.setattr(search, "_embed_block", spy)
     _, counts = search.build_or_update(model, folder, num_workers=0, progress=False)
     assert embedded == [] and counts["kept"] == 5
-    sf.write(folder / "new.wav", tone(5.0, 330.0), 16000)                      # add
-    sf.write(folder / "song1.wav", tone(9.0, 660.0, bright=False), 16000)      # change (size + mtime)
+    sf.write(folder / "new.wav", tone(5.0, 330.0), 16000)  # add
+    sf.write(folder / "song1.wav", tone(9.0, 660.0, bright=False), 16000)  # change (size + mtime)
     future = time.time() + 5
     os.utime(folder / "song1.wav", (future, future))
-    (folder / "song3.wav").unlink()                                            # remove
+    (folder / "song3.wav").unlink()  # remove
     index, counts = search.build_or_update(model, folder, num_workers=0, progress=False)
     assert sorted(embedded) == ["new.wav", "song1.wav"]
     assert counts == {"kept": 3, "added": 1, "changed": 1, "removed": 1, "failed": 0}
@@ -80,8 +81,19 @@ def test_index_updates_incrementally(model, tmp_path, monkeypatch):
 
 def test_rerank_and_json_and_like(model, tmp_path, capsys):
     folder = _music(tmp_path / "music")
-    args = ["search", "tiny", str(folder), "a bright tone", "--top", "3", "--rerank", "4", "--json",
-            f"env.save_dir={model.info['source'].rsplit('/experiments/', 1)[0]}", "training.num_workers=0"]
+    args = [
+        "search",
+        "tiny",
+        str(folder),
+        "a bright tone",
+        "--top",
+        "3",
+        "--rerank",
+        "4",
+        "--json",
+        f"env.save_dir={model.info['source'].rsplit('/experiments/', 1)[0]}",
+        "training.num_workers=0",
+    ]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out) == 3 and set(out[0]) >= {"file", "score", "start", "end"}
@@ -90,7 +102,7 @@ def test_rerank_and_json_and_like(model, tmp_path, capsys):
         wave = sf.read(h["file"], dtype="float32")[0]
         n_chunks = len(wave) // 48000
         lo = max(0, min(int(h["start"] // 3), n_chunks - 2))
-        window = wave[lo * 48000:(lo + 2) * 48000]
+        window = wave[lo * 48000 : (lo + 2) * 48000]
         assert h["score"] == pytest.approx(float(model.match(window, ["a bright tone"], 16000)[0, 0]), abs=1e-4)
     assert [h["score"] for h in out] == sorted((h["score"] for h in out), reverse=True)
     index, _ = search.build_or_update(model, folder, num_workers=0, progress=False)

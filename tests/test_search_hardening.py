@@ -1,6 +1,7 @@
 """mulap search on folders it did not make and with files someone tampered with (issue 17): the index never
 leaks into the music, a tampered index is one line, its root is not trusted, the request is checked before
 any indexing, an interrupted indexing resumes, a full disk is one WriteError, --like ranks from 1."""
+
 from __future__ import annotations
 
 import csv
@@ -56,8 +57,12 @@ def _killed_write_leftovers(folder):
     set-aside previous index, as mulap named them before writers were named (`..mulap-index.tmp-<8 hex>`) and as it
     names them now (`.mulap-index.tmp-<host>-<pid>-<8 hex>`)."""
     index, host = folder / ".mulap-index", WRITER_HOST
-    for name in ("..mulap-index.tmp-1a2b3c4d", "..mulap-index.old-5e6f7a8b", f".mulap-index.tmp-{host}-1-0badc0de",
-                 f".mulap-index.old-{host}-1-0badc0df"):
+    for name in (
+        "..mulap-index.tmp-1a2b3c4d",
+        "..mulap-index.old-5e6f7a8b",
+        f".mulap-index.tmp-{host}-1-0badc0de",
+        f".mulap-index.old-{host}-1-0badc0df",
+    ):
         shutil.copytree(index, folder / name)
     (folder / "..mulap-index.tmp-9c9c9c9c").mkdir()
     np.save(folder / "..mulap-index.tmp-9c9c9c9c" / "chunks.npy", np.zeros((3, 8), np.float16))
@@ -111,11 +116,13 @@ def test_temp_folders_of_killed_writers_are_removed_live_and_unknown_ones_left(t
     folder = tmp_path / "music"
     _music(folder)
     dead, live = _dead_pid(), os.getppid()
-    names = {"dead": f".mulap-index.tmp-{WRITER_HOST}-{dead}-0badc0de",
-             "dead_old": f".mulap-index.old-{WRITER_HOST}-{dead}-0badc0df",
-             "live": f".mulap-index.tmp-{WRITER_HOST}-{live}-0badc0e0",
-             "other_host": f".mulap-index.tmp-elsewhere-{dead}-0badc0e1",
-             "unknown": "..mulap-index.tmp-1a2b3c4d"}  # named before writers were: its writer is unknown
+    names = {
+        "dead": f".mulap-index.tmp-{WRITER_HOST}-{dead}-0badc0de",
+        "dead_old": f".mulap-index.old-{WRITER_HOST}-{dead}-0badc0df",
+        "live": f".mulap-index.tmp-{WRITER_HOST}-{live}-0badc0e0",
+        "other_host": f".mulap-index.tmp-elsewhere-{dead}-0badc0e1",
+        "unknown": "..mulap-index.tmp-1a2b3c4d",
+    }  # named before writers were: its writer is unknown
     for name in names.values():
         (folder / name).mkdir()
         np.save(folder / name / "chunks.npy", np.zeros((2, 4), np.float16))
@@ -142,7 +149,10 @@ def test_an_index_folder_that_would_replace_other_files_is_refused(tmp_path, ran
     with pytest.raises(search.SearchError, match="holds files and no mulap index"):
         search.build_or_update(random_model, folder, index_folder=docs, rebuild=True, num_workers=0, progress=False)
     assert (docs / "thesis.tex").read_text() == "years of work" and sorted(p.name for p in folder.iterdir()) == [
-        "song0.wav", "song1.wav", "song2.wav"]
+        "song0.wav",
+        "song1.wav",
+        "song2.wav",
+    ]
 
 
 # -- 4b: a tampered index is one line naming the file -------------------------------------------------------
@@ -156,28 +166,41 @@ def _set_file(key, value):
     def edit(meta):
         meta["files"][1][key] = value
         return meta
+
     return edit
 
 
 TAMPERED = {
     "n_chunks-x": ("index.json", lambda f: _tamper_json(f, _set_file("n_chunks", "x")), r"files\[1\]\.n_chunks is 'x'"),
     "list-at-top": ("index.json", lambda f: _tamper_json(f, lambda m: [m]), "expected a JSON object, found a list"),
-    "missing-files": ("index.json", lambda f: _tamper_json(f, lambda m: {k: v for k, v in m.items() if k != "files"}),
-                      "missing key 'files'"),
-    "entry-a-string": ("index.json", lambda f: _tamper_json(f, lambda m: {**m, "files": ["song0.wav", *m["files"][1:]]}),
-                       r"files\[0\] is a string, expected an object"),
+    "missing-files": (
+        "index.json",
+        lambda f: _tamper_json(f, lambda m: {k: v for k, v in m.items() if k != "files"}),
+        "missing key 'files'",
+    ),
+    "entry-a-string": (
+        "index.json",
+        lambda f: _tamper_json(f, lambda m: {**m, "files": ["song0.wav", *m["files"][1:]]}),
+        r"files\[0\] is a string, expected an object",
+    ),
     "negative-offset": ("index.json", lambda f: _tamper_json(f, _set_file("offset", -1)), r"files\[1\]\.offset is -1"),
     "offset-elsewhere": ("index.json", lambda f: _tamper_json(f, _set_file("offset", 0)), r"files\[1\]\.offset is 0, expected"),
     "failed-not-a-list": ("index.json", lambda f: _tamper_json(f, lambda m: {**m, "failed": {}}), "'failed' is a object"),
     "not-json": ("index.json", lambda f: (f / "index.json").write_text("{"), "not a readable mulap index"),
     "tracks-1d": ("tracks.npy", lambda f: np.save(f / "tracks.npy", np.zeros(3, np.float32)), "expected a 2-D array"),
-    "tracks-rows": ("tracks.npy", lambda f: np.save(f / "tracks.npy", np.zeros((2, 1506), np.float32)),
-                    r"shape \[2, 1506\] does not match index.json"),
+    "tracks-rows": (
+        "tracks.npy",
+        lambda f: np.save(f / "tracks.npy", np.zeros((2, 1506), np.float32)),
+        r"shape \[2, 1506\] does not match index.json",
+    ),
     "tracks-dtype": ("tracks.npy", lambda f: np.save(f / "tracks.npy", np.zeros((3, 1506), np.float64)), "dtype float64"),
     "chunks-width": ("chunks.npy", lambda f: np.save(f / "chunks.npy", np.zeros((6, 7), np.float16)), "does not match"),
     "chunks-garbage": ("chunks.npy", lambda f: (f / "chunks.npy").write_bytes(b"\x93NUMPY garbage"), "not a readable .npy"),
-    "chunks-object": ("chunks.npy", lambda f: np.save(f / "chunks.npy", np.array([{}], dtype=object), allow_pickle=True),
-                      "not a readable .npy"),
+    "chunks-object": (
+        "chunks.npy",
+        lambda f: np.save(f / "chunks.npy", np.array([{}], dtype=object), allow_pickle=True),
+        "not a readable .npy",
+    ),
 }
 
 
@@ -207,8 +230,10 @@ def test_a_tampered_index_through_the_command(built_index, tmp_path, capsys):
     TAMPERED["n_chunks-x"][1](folder / ".mulap-index")
     assert main(["search", "random", str(folder), "--like", str(folder / "song0.wav"), *W0]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"mulap search: error: {folder / '.mulap-index' / 'index.json'}: files[1].n_chunks is 'x', expected a "
-                   "whole number >= 0; delete the index folder or pass --rebuild"]
+    assert err == [
+        f"mulap search: error: {folder / '.mulap-index' / 'index.json'}: files[1].n_chunks is 'x', expected a "
+        "whole number >= 0; delete the index folder or pass --rebuild"
+    ]
     assert main(["search", "random", str(folder), "--like", str(folder / "song0.wav"), "--rebuild", *W0]) == 0
 
 
@@ -257,8 +282,9 @@ def test_the_request_is_refused_before_anything_is_embedded(tiny_mulap, tmp_path
         assert len(err) == 1 and err[0].startswith(f"mulap search: error: {message}"), err
         assert not any(str(a) in seen for a in audio), argv  # no file of the folder was embedded
         assert not (folder / ".mulap-index").exists()
-    assert err == [f"mulap search: error: {text}: not audio: a text file (starts with 'not audio') "
-                   "(1 of 1 file(s) could not be read)"]
+    assert err == [
+        f"mulap search: error: {text}: not audio: a text file (starts with 'not audio') (1 of 1 file(s) could not be read)"
+    ]
     # 7d: the path is said once
     assert main(["search", "random", str(folder), "--like", str(missing), *W0]) == 2
     assert capsys.readouterr().err == f"mulap search: error: {missing}: file not found\n"
@@ -349,8 +375,9 @@ def test_a_full_disk_during_the_index_write_is_one_writeerror_and_leaves_nothing
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("mulap search")]  # (the rest: progress bars)
     assert "Traceback" not in err and len(lines) == 1, err
-    assert lines[0].startswith(f"mulap search: error: cannot write {folder / '.mulap-index' / 'chunks.npy'}: "
-                               "no space left on device ("), err
+    assert lines[0].startswith(
+        f"mulap search: error: cannot write {folder / '.mulap-index' / 'chunks.npy'}: no space left on device ("
+    ), err
     monkeypatch.setattr(builtins, "open", real_open)
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [".mulap-index"]  # no temporary folder
     assert (folder / ".mulap-index" / "index.json").read_text() == before  # the previous index, intact

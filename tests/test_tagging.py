@@ -1,5 +1,6 @@
 """`mulap tag`: musicnn's tags per file on rendered instrument phrases (soundfont: TimGM6mb via tinysoundfont),
 the CSV's rows and order, the taggram PNGs, and the numbers against the tagger run by hand."""
+
 from __future__ import annotations
 
 import csv
@@ -81,8 +82,9 @@ def test_tags_are_the_mean_of_the_chunk_probabilities(rendered):
     assert model.tag_names == tags
     # in-memory audio gives the same tags as the file (44.1 kHz stereo [channels, samples])
     stereo, rate = sf.read(rendered / "piano.wav", dtype="float32")
-    np.testing.assert_allclose(tag_audio(model, stereo.T, rate)[0], tag_file(model, rendered / "piano.wav").probabilities,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        tag_audio(model, stereo.T, rate)[0], tag_file(model, rendered / "piano.wav").probabilities, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_tag_errors(rendered, tmp_path, capsys):

@@ -131,7 +131,9 @@ def compare(inp: Path, tf_out: Path) -> int:
         scale = float(np.abs(theirs).max())
         ok = diff <= 1e-4 * max(1.0, scale)
         failures += not ok
-        print(f"{name:12s} shape {tuple(value.shape)!s:16s} max|ours-tf| {diff:.2e} (max|tf| {scale:.2e}) {'ok' if ok else 'FAIL'}")
+        print(
+            f"{name:12s} shape {tuple(value.shape)!s:16s} max|ours-tf| {diff:.2e} (max|tf| {scale:.2e}) {'ok' if ok else 'FAIL'}"
+        )
     print("all equal within tolerance" if not failures else f"{failures} mismatches")
     return int(failures > 0)
 

@@ -9,6 +9,7 @@ last.ckpt, and a random time after training started (wherever the run is: a step
 write). Prints one line per trial and the counts. Each trial starts two processes (a few seconds each on a
 quiet machine). The test suite runs three such trials (tests/training/test_crash_resume.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,15 +51,22 @@ def main() -> int:
         fault = random_fault(rng, N_STEPS, n_writes, train_seconds)
         trial = run_trial(corpus, work / "save", f"trial{i:03d}", fault, reference)
         trials.append(trial)
-        print(f"{i:3d} {fault:14s} killed={trial.killed!s:5s} resumed_from={trial.resumed_from or '-':16s} "
-              f"weights_equal={trial.equal!s:5s} {'OK' if trial.ok else 'FAIL: ' + '; '.join(trial.problems)}", flush=True)
+        print(
+            f"{i:3d} {fault:14s} killed={trial.killed!s:5s} resumed_from={trial.resumed_from or '-':16s} "
+            f"weights_equal={trial.equal!s:5s} {'OK' if trial.ok else 'FAIL: ' + '; '.join(trial.problems)}",
+            flush=True,
+        )
     kinds = Counter(t.fault.split(":")[0] for t in trials)
-    print(f"\ntrials: {len(trials)}; killed: {sum(t.killed for t in trials)} "
-          f"(not killed: the point was not reached); kill points: {dict(sorted(kinds.items()))}")
+    print(
+        f"\ntrials: {len(trials)}; killed: {sum(t.killed for t in trials)} "
+        f"(not killed: the point was not reached); kill points: {dict(sorted(kinds.items()))}"
+    )
     print(f"resumed from: {dict(sorted(Counter(t.resumed_from for t in trials).items()))}")
-    print(f"resumed to a valid state: {sum(t.finished and not t.problems for t in trials)}/{len(trials)}; "
-          f"final weights equal to the uninterrupted run: {sum(t.equal for t in trials)}/{len(trials)}; "
-          f"failures: {sum(not t.ok for t in trials)}")
+    print(
+        f"resumed to a valid state: {sum(t.finished and not t.problems for t in trials)}/{len(trials)}; "
+        f"final weights equal to the uninterrupted run: {sum(t.equal for t in trials)}/{len(trials)}; "
+        f"failures: {sum(not t.ok for t in trials)}"
+    )
     print(f"work folder: {work}")
     return 0 if all(t.ok for t in trials) else 1
 

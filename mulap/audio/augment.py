@@ -13,6 +13,7 @@ Per real chunk (padding chunks stay empty), in this order:
 - gain: up to +-`gain_db` dB;
 - noise: with probability `noise_prob`, white noise at an SNR drawn from `noise_snr_db` relative to the chunk.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,14 @@ class Augment:
         if not a or not a.get("enabled", False):
             return None
         lo, hi = (float(v) for v in a.get("noise_snr_db", (20.0, 40.0)))
-        return cls(float(a.get("gain_db", 6.0)), float(a.get("eq_db", 6.0)), float(a.get("noise_prob", 0.5)), (lo, hi),
-                   float(a.get("shift_seconds", 0.25)), int(dataset_config.get("sample_rate", 16_000)))
+        return cls(
+            float(a.get("gain_db", 6.0)),
+            float(a.get("eq_db", 6.0)),
+            float(a.get("noise_prob", 0.5)),
+            (lo, hi),
+            float(a.get("shift_seconds", 0.25)),
+            int(dataset_config.get("sample_rate", 16_000)),
+        )
 
 
 def augment_rng(seed: int, epoch: int, *position: int) -> np.random.Generator:
@@ -53,7 +60,7 @@ def _segment(wave: np.ndarray, start: int, length: int) -> np.ndarray:
     out = np.zeros(length, dtype=np.float32)
     a, b = max(start, 0), min(start + length, len(wave))
     if b > a:
-        out[a - start:b - start] = wave[a:b]
+        out[a - start : b - start] = wave[a:b]
     return out
 
 
@@ -79,8 +86,9 @@ def augment_chunk(chunk: np.ndarray, aug: Augment, rng: np.random.Generator) -> 
     return x.astype(np.float32)
 
 
-def augmented_chunks(wave: np.ndarray, start: int, chunk_len: int, n_real: int, max_chunks: int, aug: Augment,
-                     rng: np.random.Generator) -> np.ndarray:
+def augmented_chunks(
+    wave: np.ndarray, start: int, chunk_len: int, n_real: int, max_chunks: int, aug: Augment, rng: np.random.Generator
+) -> np.ndarray:
     """[max_chunks, chunk_len]: the window of `wave` starting at `start`, chunk i cut at start + i*chunk_len
     shifted by its own draw and augmented; the chunks past `n_real` stay zero (padding)."""
     out = np.zeros((max_chunks, chunk_len), dtype=np.float32)

@@ -1,4 +1,5 @@
 """Cutting waveforms into the model's fixed-length chunks."""
+
 from __future__ import annotations
 
 import numpy as np

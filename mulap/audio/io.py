@@ -10,6 +10,7 @@ gives the same samples as a one-shot call). Every failure raises
 (text or an unknown format behind an audio suffix), damaged, truncated (far fewer samples than the
 header declares), NaN/inf samples, a dtype with no audio scale.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -61,8 +62,16 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np
 
 
 _MAGIC = [  # (offset, bytes, format name)
-    (0, b"RIFF", "WAV"), (0, b"RIFX", "WAV"), (0, b"RF64", "WAV"), (0, b"FORM", "AIFF"), (0, b"fLaC", "FLAC"),
-    (0, b"OggS", "Ogg"), (0, b"ID3", "MP3"), (4, b"ftyp", "MP4/M4A"), (0, b"caff", "CAF"), (0, b".snd", "AU"),
+    (0, b"RIFF", "WAV"),
+    (0, b"RIFX", "WAV"),
+    (0, b"RF64", "WAV"),
+    (0, b"FORM", "AIFF"),
+    (0, b"fLaC", "FLAC"),
+    (0, b"OggS", "Ogg"),
+    (0, b"ID3", "MP3"),
+    (4, b"ftyp", "MP4/M4A"),
+    (0, b"caff", "CAF"),
+    (0, b".snd", "AU"),
 ]
 
 
@@ -166,16 +175,22 @@ def _soundfile_blocks(path: Path, f: sf.SoundFile, block_seconds: float) -> Iter
             try:
                 block = f.read(n, dtype="float32", always_2d=True)
             except Exception as exc:  # noqa: BLE001 - libsndfile's read fails in its own ways on damaged data
-                raise AudioError(path, f"damaged or truncated {f.format} audio data after {done / f.samplerate:.2f} s of the "
-                                       f"{declared / f.samplerate:.2f} s its header declares ({_libsndfile_reason(exc)})") from None
+                raise AudioError(
+                    path,
+                    f"damaged or truncated {f.format} audio data after {done / f.samplerate:.2f} s of the "
+                    f"{declared / f.samplerate:.2f} s its header declares ({_libsndfile_reason(exc)})",
+                ) from None
             if not len(block):
                 break
             done += len(block)
             yield block
         missing = declared - done
         if missing > (1 - TRUNCATED_FRACTION) * declared and missing > 0.1 * f.samplerate:
-            raise AudioError(path, f"truncated: {done / f.samplerate:.2f} s decoded of the {declared / f.samplerate:.2f} s "
-                                   f"its {f.format} header declares (an incomplete download or copy?)")
+            raise AudioError(
+                path,
+                f"truncated: {done / f.samplerate:.2f} s decoded of the {declared / f.samplerate:.2f} s "
+                f"its {f.format} header declares (an incomplete download or copy?)",
+            )
 
 
 # PyAV (FFmpeg) reads what libsndfile cannot: these containers by their first bytes, and these suffixes
@@ -261,11 +276,16 @@ def _pyav_blocks(path: Path, kind: str, container, stream, sr: int, block_second
             try:
                 frame = next(frames, None)
             except (av.FFmpegError, ValueError) as exc:
-                raise AudioError(path, f"damaged or truncated {kind} audio data after {done / sr:.2f} s of the "
-                                       f"{declared / sr:.2f} s its header declares ({_ffmpeg_reason(exc)})") from None
+                raise AudioError(
+                    path,
+                    f"damaged or truncated {kind} audio data after {done / sr:.2f} s of the "
+                    f"{declared / sr:.2f} s its header declares ({_ffmpeg_reason(exc)})",
+                ) from None
             if frame is not None:
                 if frame.sample_rate and frame.sample_rate != sr:
-                    raise AudioError(path, f"the sample rate changes midway ({sr} -> {frame.sample_rate} Hz at {done / sr:.2f} s)")
+                    raise AudioError(
+                        path, f"the sample rate changes midway ({sr} -> {frame.sample_rate} Hz at {done / sr:.2f} s)"
+                    )
                 samples = _frame_samples(frame)
                 if pending and samples.shape[1] != pending[0].shape[1]:  # the channel count changed: a block each
                     yield np.concatenate(pending)
@@ -280,13 +300,16 @@ def _pyav_blocks(path: Path, kind: str, container, stream, sr: int, block_second
                 break
         missing = declared - done
         if missing > (1 - TRUNCATED_FRACTION) * declared and missing > 0.1 * sr:
-            raise AudioError(path, f"truncated: {done / sr:.2f} s decoded of the {declared / sr:.2f} s "
-                                   f"its {kind} header declares (an incomplete download or copy?)")
+            raise AudioError(
+                path,
+                f"truncated: {done / sr:.2f} s decoded of the {declared / sr:.2f} s "
+                f"its {kind} header declares (an incomplete download or copy?)",
+            )
 
 
 def _npy_header(path: Path, data: bytes | None = None) -> tuple[tuple[int, ...], np.dtype, int]:
     """(shape, dtype, data offset) of a .npy file (or its bytes), with a clear error for anything else."""
-    with (io.BytesIO(data) if data is not None else open(path, "rb")) as fh:
+    with io.BytesIO(data) if data is not None else open(path, "rb") as fh:
         head = fh.read(6)
         if head != b"\x93NUMPY":
             raise AudioError(path, _not_audio(path, head + fh.read(506)) + "; expected a .npy array")
@@ -342,8 +365,13 @@ def _npy_source(path: Path, block_seconds: float, npy_rate: int, data: bytes | N
 # ------------------------------------------------------------------ public readers
 
 
-def iter_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, npy_rate: int = SAMPLE_RATE,
-                block_seconds: float = BLOCK_SECONDS, data: bytes | None = None) -> Iterator[np.ndarray]:
+def iter_blocks(
+    path: str | Path,
+    sample_rate: int = SAMPLE_RATE,
+    npy_rate: int = SAMPLE_RATE,
+    block_seconds: float = BLOCK_SECONDS,
+    data: bytes | None = None,
+) -> Iterator[np.ndarray]:
     """Stream `path` as [n] float32 mono blocks at `sample_rate`: reads `block_seconds` of source at a
     time, down-mixes and resamples each block (soxr.ResampleStream), so memory stays bounded.
 
@@ -388,8 +416,9 @@ def iter_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, npy_rate: int 
         raise AudioError(path, f"too short: {done} sample(s) at {sr} Hz is less than one at {sample_rate} Hz")
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, npy_rate: int = SAMPLE_RATE,
-               data: bytes | None = None) -> np.ndarray:
+def load_audio(
+    path: str | Path, sample_rate: int = SAMPLE_RATE, npy_rate: int = SAMPLE_RATE, data: bytes | None = None
+) -> np.ndarray:
     """Load `path` as a [T] float32 mono waveform at `sample_rate` (all of `iter_blocks`' blocks).
 
     With `data` (the file's bytes, e.g. a member of a tar shard) nothing is opened: `path` only names

@@ -14,6 +14,7 @@ Files skipped by their suffix are counted (INFO); m4a/AAC files that cannot be r
 is missing are counted and the first few named, with the reason, at WARNING, as are sub-folders that
 cannot be listed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,11 +31,29 @@ log = logging.getLogger(__name__)
 # libsndfile's formats (soundfile.available_formats()) -> the file suffixes they use. Header-less RAW and
 # the MATLAB containers (.mat, mostly not audio) are left out: a folder scan should not pick them up.
 _FORMAT_SUFFIXES = {
-    "WAV": (".wav",), "WAVEX": (".wav",), "RF64": (".rf64",), "W64": (".w64",), "AIFF": (".aiff", ".aif", ".aifc"),
-    "AU": (".au", ".snd"), "CAF": (".caf",), "FLAC": (".flac",), "OGG": (".ogg", ".oga", ".opus"), "MP3": (".mp3",),
-    "SVX": (".8svx", ".iff"), "PAF": (".paf",), "PVF": (".pvf",), "SD2": (".sd2",), "SDS": (".sds",),
-    "IRCAM": (".sf", ".ircam"), "VOC": (".voc",), "NIST": (".nist", ".sph"), "AVR": (".avr",), "HTK": (".htk",),
-    "MPC2K": (".mpc2k",), "WVE": (".wve",), "XI": (".xi",),
+    "WAV": (".wav",),
+    "WAVEX": (".wav",),
+    "RF64": (".rf64",),
+    "W64": (".w64",),
+    "AIFF": (".aiff", ".aif", ".aifc"),
+    "AU": (".au", ".snd"),
+    "CAF": (".caf",),
+    "FLAC": (".flac",),
+    "OGG": (".ogg", ".oga", ".opus"),
+    "MP3": (".mp3",),
+    "SVX": (".8svx", ".iff"),
+    "PAF": (".paf",),
+    "PVF": (".pvf",),
+    "SD2": (".sd2",),
+    "SDS": (".sds",),
+    "IRCAM": (".sf", ".ircam"),
+    "VOC": (".voc",),
+    "NIST": (".nist", ".sph"),
+    "AVR": (".avr",),
+    "HTK": (".htk",),
+    "MPC2K": (".mpc2k",),
+    "WVE": (".wve",),
+    "XI": (".xi",),
 }
 _INDEX_FORMAT = re.compile(rb'"format"\s*:\s*"mulap-index-')
 
@@ -76,15 +95,18 @@ class Scan:
     """What a folder scan found: the audio files, and what it left out (counted by reason)."""
 
     files: list[Path] = field(default_factory=list)
-    by_suffix: dict[str, int] = field(default_factory=dict)     # not audio by suffix: suffix -> count
-    need_pyav: list[Path] = field(default_factory=list)         # m4a/aac files while PyAV is missing
+    by_suffix: dict[str, int] = field(default_factory=dict)  # not audio by suffix: suffix -> count
+    need_pyav: list[Path] = field(default_factory=list)  # m4a/aac files while PyAV is missing
     mulap_folders: list[tuple[Path, str]] = field(default_factory=list)
     unlistable: list[tuple[Path, str]] = field(default_factory=list)
 
     def report(self) -> None:
         if self.by_suffix:
-            log.info("skipped %d file(s) that are not audio by their suffix (%s)", sum(self.by_suffix.values()),
-                     ", ".join(f"{n} {sfx}" for sfx, n in sorted(self.by_suffix.items())))
+            log.info(
+                "skipped %d file(s) that are not audio by their suffix (%s)",
+                sum(self.by_suffix.values()),
+                ", ".join(f"{n} {sfx}" for sfx, n in sorted(self.by_suffix.items())),
+            )
         if self.need_pyav:
             log.warning("%s", self.unreadable())
         for folder, why in self.unlistable:

@@ -1,4 +1,5 @@
 """One function per `mulap` command: read the arguments, call the library, print what it made."""
+
 from __future__ import annotations
 
 import re
@@ -55,8 +56,15 @@ def cmd_prepare(args) -> None:
 
         if args.audio_dir is None or args.name is None:
             raise ValueError("usage: mulap prepare csv <labels.csv> <audio_dir> --name NAME")
-        report = prepare_csv(args.raw_dir, args.audio_dir, args.name, cfg.env.data_root, out_dir=args.out,
-                             num_workers=int(cfg.training.num_workers), seed=int(cfg.env.seed))
+        report = prepare_csv(
+            args.raw_dir,
+            args.audio_dir,
+            args.name,
+            cfg.env.data_root,
+            out_dir=args.out,
+            num_workers=int(cfg.training.num_workers),
+            seed=int(cfg.env.seed),
+        )
         print(report.summary())
         return
     spec = get_task(args.task)
@@ -125,10 +133,14 @@ def cmd_search(args) -> None:
         query = search.like_vector(model, args.like)
     else:
         search.check_text_query(model, args.query)
-    index, counts = search.build_or_update(model, folder, index_path, rebuild=args.rebuild,
-                                           num_workers=int(cfg.training.num_workers))
-    print(f"index {index.folder}: {len(index.files)} file(s) ({counts['added']} added, {counts['changed']} changed, "
-          f"{counts['removed']} removed, {counts['kept']} unchanged)", file=sys.stderr)
+    index, counts = search.build_or_update(
+        model, folder, index_path, rebuild=args.rebuild, num_workers=int(cfg.training.num_workers)
+    )
+    print(
+        f"index {index.folder}: {len(index.files)} file(s) ({counts['added']} added, {counts['changed']} changed, "
+        f"{counts['removed']} removed, {counts['kept']} unchanged)",
+        file=sys.stderr,
+    )
     for bad in index.failed:
         print(f"  unreadable, skipped: {bad['path']}: {bad['reason']}", file=sys.stderr)
     if args.like:
@@ -151,8 +163,10 @@ def cmd_zeroshot(args) -> None:
         from mulap.infra.files import atomic_write_text
 
         ds = load_task_data(cfg)
-        atomic_write_text(args.write_prompts, yaml.safe_dump(default_prompts(ds.task, list(ds.label_names)), sort_keys=False,
-                                                              allow_unicode=True))
+        atomic_write_text(
+            args.write_prompts,
+            yaml.safe_dump(default_prompts(ds.task, list(ds.label_names)), sort_keys=False, allow_unicode=True),
+        )
         print(f"default prompts of {args.task}: {args.write_prompts}")
         return
     model = _load_model(args.model, cfg)
@@ -163,8 +177,10 @@ def cmd_zeroshot(args) -> None:
     m = run_zeroshot(model, ds, emb, out, args.prompts, calibrate_classes=not args.raw)
     lo, hi = m["ci95"]
     raw = f" (raw cosines {m['value_raw']:.4f})" if m.get("value_raw") is not None else ""
-    print(f"{args.task} zero-shot ({model.name}): {m['primary_metric']}={m['value']:.4f} "
-          f"[95% {lo:.4f}, {hi:.4f}]{raw}, chance {m['chance']:.4f}; files in {out}")
+    print(
+        f"{args.task} zero-shot ({model.name}): {m['primary_metric']}={m['value']:.4f} "
+        f"[95% {lo:.4f}, {hi:.4f}]{raw}, chance {m['chance']:.4f}; files in {out}"
+    )
 
 
 def cmd_eval_retrieval(args) -> None:
@@ -176,13 +192,17 @@ def cmd_eval_retrieval(args) -> None:
     out = Path(args.out) if args.out else _model_out(model, cfg, "retrieval", args.split)
     write_retrieval(result, out)
     ch = result["chance"]
-    print(f"{result['n']} {args.split} clips ({model.name}); chance R@1/5/10 {ch['R@1']:.3f}/{ch['R@5']:.3f}/{ch['R@10']:.3f}, "
-          f"median rank {ch['median_rank']:.1f}")
+    print(
+        f"{result['n']} {args.split} clips ({model.name}); chance R@1/5/10 {ch['R@1']:.3f}/{ch['R@5']:.3f}/{ch['R@10']:.3f}, "
+        f"median rank {ch['median_rank']:.1f}"
+    )
     for d in ("t2a", "a2t"):
         for kind, m in result[d].items():
             if isinstance(m, dict):
-                print(f"  {d} {kind:<11} R@1 {m['R@1']:.3f}  R@5 {m['R@5']:.3f}  R@10 {m['R@10']:.3f}  "
-                      f"median rank {m['median_rank']:.1f}  mAP@10 {m['mAP@10']:.3f}")
+                print(
+                    f"  {d} {kind:<11} R@1 {m['R@1']:.3f}  R@5 {m['R@5']:.3f}  R@10 {m['R@10']:.3f}  "
+                    f"median rank {m['median_rank']:.1f}  mAP@10 {m['mAP@10']:.3f}"
+                )
     print(f"files in {out}")
 
 
@@ -212,6 +232,17 @@ def cmd_demo(args) -> None:
     run_demo(args.out, size=args.size, overrides=args.overrides, settings=settings)
 
 
-COMMANDS = {"pretrain": cmd_pretrain, "downstream": cmd_downstream, "eval": cmd_eval, "prepare": cmd_prepare,
-            "embed": cmd_embed, "tag": cmd_tag, "export": cmd_export, "search": cmd_search, "zeroshot": cmd_zeroshot,
-            "eval-retrieval": cmd_eval_retrieval, "data": cmd_data, "demo": cmd_demo}
+COMMANDS = {
+    "pretrain": cmd_pretrain,
+    "downstream": cmd_downstream,
+    "eval": cmd_eval,
+    "prepare": cmd_prepare,
+    "embed": cmd_embed,
+    "tag": cmd_tag,
+    "export": cmd_export,
+    "search": cmd_search,
+    "zeroshot": cmd_zeroshot,
+    "eval-retrieval": cmd_eval_retrieval,
+    "data": cmd_data,
+    "demo": cmd_demo,
+}

@@ -1,20 +1,21 @@
 """The `mulap` command. Thin: parses arguments and calls one function per subcommand.
 
-    mulap pretrain [--config FILE] [--pretrain_id ID] [key=value ...]
-    mulap downstream <pretrain_id> <task> [--downstream_id ID] [key=value ...]
-    mulap eval <pretrain_id> <downstream_id> [key=value ...]
-    mulap prepare <task> <raw_dir> [--out DIR] [key=value ...]
-    mulap prepare csv <labels.csv> <audio_dir> --name NAME [--out DIR]
-    mulap embed <pretrain_id|random|supervised_mtt|supervised_msd|backbone file> <audio...> -o OUT
-    mulap tag <audio...> [--model supervised_mtt|supervised_msd] [--top K] [-o tags.csv] [--taggram DIR]
-    mulap export <pretrain_id|experiment folder> <dir>
-    mulap search <model> <folder|index> "query" [--top K] [--rerank N] [--json] | --like song.mp3
-    mulap zeroshot <model> <task> [--prompts FILE] [--out DIR]
-    mulap eval-retrieval <model> <audiocaption dir> [--split test] [--rerank N]
-    mulap data demo [--out DIR] [--size small|default|large] [--seed N]
-    mulap data shard <audiocaption dir> <out> [--shard-size 500MB] [--format flac|npy] [--overwrite] [--workers N]
-    mulap demo [--out DIR]
+mulap pretrain [--config FILE] [--pretrain_id ID] [key=value ...]
+mulap downstream <pretrain_id> <task> [--downstream_id ID] [key=value ...]
+mulap eval <pretrain_id> <downstream_id> [key=value ...]
+mulap prepare <task> <raw_dir> [--out DIR] [key=value ...]
+mulap prepare csv <labels.csv> <audio_dir> --name NAME [--out DIR]
+mulap embed <pretrain_id|random|supervised_mtt|supervised_msd|backbone file> <audio...> -o OUT
+mulap tag <audio...> [--model supervised_mtt|supervised_msd] [--top K] [-o tags.csv] [--taggram DIR]
+mulap export <pretrain_id|experiment folder> <dir>
+mulap search <model> <folder|index> "query" [--top K] [--rerank N] [--json] | --like song.mp3
+mulap zeroshot <model> <task> [--prompts FILE] [--out DIR]
+mulap eval-retrieval <model> <audiocaption dir> [--split test] [--rerank N]
+mulap data demo [--out DIR] [--size small|default|large] [--seed N]
+mulap data shard <audiocaption dir> <out> [--shard-size 500MB] [--format flac|npy] [--overwrite] [--workers N]
+mulap demo [--out DIR]
 """
+
 from __future__ import annotations
 
 import os

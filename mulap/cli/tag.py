@@ -1,4 +1,5 @@
 """`mulap tag`: the musicnn taggers' tags of every audio file, as a table, a CSV and taggram PNGs."""
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,15 @@ def _png_names(files: Sequence[str]) -> list[str]:
     return names
 
 
-def run_tag(inputs: Sequence[str], model_name: str = "supervised_mtt", top: int = 5, out: str | Path | None = None,
-            taggram_dir: str | Path | None = None, batch_size: int = 32, progress: bool = True) -> list[FileTags]:
+def run_tag(
+    inputs: Sequence[str],
+    model_name: str = "supervised_mtt",
+    top: int = 5,
+    out: str | Path | None = None,
+    taggram_dir: str | Path | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> list[FileTags]:
     """`mulap tag`: tag every audio file under `inputs`; print a table, optionally write a CSV and taggram PNGs."""
     from tqdm.auto import tqdm
 

@@ -16,6 +16,7 @@ record); audio is decoded lazily. With `on_bad_sample: skip` a bad record or a c
 fails to decode is skipped and counted (the collate function reports the count per batch,
 the training module logs it) - never dropped silently.
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,11 +67,14 @@ def caption_for(phrasings: tuple[str, ...], seed: int, epoch: int, *position: in
 @dataclass
 class Skipped:
     """Marks an item that could not be used (on_bad_sample: skip)."""
+
     where: str
     reason: str
 
 
-def read_split(data_dir: str | Path, split: str, audio_dir: str = "audio", on_bad: str = "error") -> tuple[list[Pair], list[Skipped]]:
+def read_split(
+    data_dir: str | Path, split: str, audio_dir: str = "audio", on_bad: str = "error"
+) -> tuple[list[Pair], list[Skipped]]:
     """Parse and validate one split file. Returns the usable pairs and the skipped records."""
     if on_bad not in ("error", "skip"):
         raise DatasetError(f"on_bad_sample must be 'error' or 'skip', got {on_bad!r}")
@@ -88,7 +92,9 @@ def read_split(data_dir: str | Path, split: str, audio_dir: str = "audio", on_ba
     skipped: list[Skipped] = []
     seen: dict[str, int] = {}
     for i, rec in enumerate(records):
-        where = f"{path}, record {i}" + (f" (audio_id {rec.get('audio_id')!r})" if isinstance(rec, dict) and "audio_id" in rec else "")
+        where = f"{path}, record {i}" + (
+            f" (audio_id {rec.get('audio_id')!r})" if isinstance(rec, dict) and "audio_id" in rec else ""
+        )
         try:
             pairs.append(_check_record(rec, audio_root, seen, i))
         except DatasetError as exc:
@@ -153,8 +159,7 @@ def shuffle_captions(pairs: list[Pair], seed: int) -> list[Pair]:
     order = np.random.default_rng(seed).permutation(len(pairs))
     donor = np.empty_like(order)
     donor[order] = np.roll(order, 1)
-    return [replace(p, caption=pairs[int(donor[i])].caption, captions=pairs[int(donor[i])].captions)
-            for i, p in enumerate(pairs)]
+    return [replace(p, caption=pairs[int(donor[i])].caption, captions=pairs[int(donor[i])].captions) for i, p in enumerate(pairs)]
 
 
 class AudioCaptionDataset(Dataset):
@@ -164,10 +169,22 @@ class AudioCaptionDataset(Dataset):
     `caption_variants`: one of a record's phrasings per epoch (`caption_for`) instead of `caption`;
     `augment`: per-chunk augmentation (mulap.audio.augment). Both are for training splits."""
 
-    def __init__(self, data_dir: str | Path, split: str, sample_rate: int = 16_000, max_len_seconds: float = 20.0,
-                 chunk_seconds: float = 3.0, audio_dir: str = "audio", random_crop: bool = False,
-                 on_bad_sample: str = "error", max_clips: int | None = None, captions: str = "aligned", seed: int = 0,
-                 caption_variants: bool = False, augment: Augment | None = None):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        split: str,
+        sample_rate: int = 16_000,
+        max_len_seconds: float = 20.0,
+        chunk_seconds: float = 3.0,
+        audio_dir: str = "audio",
+        random_crop: bool = False,
+        on_bad_sample: str = "error",
+        max_clips: int | None = None,
+        captions: str = "aligned",
+        seed: int = 0,
+        caption_variants: bool = False,
+        augment: Augment | None = None,
+    ):
         self.pairs, self.skipped_records = read_split(data_dir, split, audio_dir, on_bad_sample)
         if not self.pairs:
             raise DatasetError(f"{Path(data_dir) / SPLIT_FILES[split]}: no usable records")
@@ -210,9 +227,16 @@ class AudioCaptionDataset(Dataset):
         return clip_item(pair.audio_id, caption, wave, self.chunk_len, self.max_chunks, rng, self.augment, aug_rng)
 
 
-def clip_item(audio_id: str, caption: str, wave: np.ndarray, chunk_len: int, max_chunks: int,
-              crop_rng: np.random.Generator | None, augment: Augment | None = None,
-              aug_rng: np.random.Generator | None = None) -> dict:
+def clip_item(
+    audio_id: str,
+    caption: str,
+    wave: np.ndarray,
+    chunk_len: int,
+    max_chunks: int,
+    crop_rng: np.random.Generator | None,
+    augment: Augment | None = None,
+    aug_rng: np.random.Generator | None = None,
+) -> dict:
     """One training item from a decoded clip [T]: a random `max_chunks` window drawn with `crop_rng` (None:
     the start), cut into chunks [max_chunks, chunk_len] with a mask of the real ones [max_chunks]; with
     `augment`, each real chunk shifted and augmented with draws from `aug_rng`."""
@@ -220,7 +244,7 @@ def clip_item(audio_id: str, caption: str, wave: np.ndarray, chunk_len: int, max
     start = 0
     if crop_rng is not None and len(wave) > window:
         start = int(crop_rng.integers(0, len(wave) - window + 1))  # as mulap.audio.chunks.random_crop draws it
-    chunks, mask = chunk_with_mask(wave[start:start + window], chunk_len, max_chunks)
+    chunks, mask = chunk_with_mask(wave[start : start + window], chunk_len, max_chunks)
     if augment is not None:
         assert aug_rng is not None  # augment comes with its draws
         chunks = augmented_chunks(wave, start, chunk_len, int(mask.sum()), max_chunks, augment, aug_rng)
@@ -247,12 +271,23 @@ class Collate:
         waves = torch.from_numpy(np.stack([it["chunks"][:n_chunks] for it in good]))
         mask = torch.from_numpy(np.stack([it["chunk_mask"][:n_chunks] for it in good]))
         captions = [it["caption"] for it in good]
-        enc = self.tokenizer(captions, padding=True, truncation=True, max_length=self.max_seq_length,
-                             return_special_tokens_mask=True, return_tensors="pt")
+        enc = self.tokenizer(
+            captions,
+            padding=True,
+            truncation=True,
+            max_length=self.max_seq_length,
+            return_special_tokens_mask=True,
+            return_tensors="pt",
+        )
         maskable = (enc["special_tokens_mask"] == 0) & (enc["attention_mask"] == 1)
         return {
-            "waveforms": waves, "chunk_mask": mask,
-            "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "maskable": maskable,
-            "audio_ids": [it["audio_id"] for it in good], "captions": captions,
-            "n_skipped": n_skipped, "empty": False,
+            "waveforms": waves,
+            "chunk_mask": mask,
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc["attention_mask"],
+            "maskable": maskable,
+            "audio_ids": [it["audio_id"] for it in good],
+            "captions": captions,
+            "n_skipped": n_skipped,
+            "empty": False,
         }

@@ -20,6 +20,7 @@ reason in `dataset.json["skipped"]` and in the returned report.
 `load_prepared(root)` reads it back as a `PreparedDataset`; `targets(ds, split)` stacks
 the targets of one split.
 """
+
 from __future__ import annotations
 
 import json
@@ -267,8 +268,14 @@ def _relative_source(path: Path, raw: Path) -> str:
         return str(path)
 
 
-def prepare(task: str, raw_dir: str | Path, out_dir: str | Path, num_workers: int = 2, progress: bool = True,
-            dataset: RawDataset | None = None) -> PrepareReport:
+def prepare(
+    task: str,
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    num_workers: int = 2,
+    progress: bool = True,
+    dataset: RawDataset | None = None,
+) -> PrepareReport:
     """Read `task`'s raw data in its publisher layout from `raw_dir` and write the prepared form to `out_dir`.
 
     num_workers: decoding threads (libsndfile and soxr release the GIL, so threads
@@ -315,9 +322,14 @@ def prepare(task: str, raw_dir: str | Path, out_dir: str | Path, num_workers: in
         reused += status == "reused"
         counts[rec.split] += 1
         total_samples += n
-        entry = {"id": rec.id, "split": rec.split, "audio": f"{AUDIO_DIR}/{rec.id}.npy",
-                 "target": _target_json(ds.task_type, rec.target), "num_samples": n,
-                 "source": _relative_source(rec.audio, raw)}
+        entry = {
+            "id": rec.id,
+            "split": rec.split,
+            "audio": f"{AUDIO_DIR}/{rec.id}.npy",
+            "target": _target_json(ds.task_type, rec.target),
+            "num_samples": n,
+            "source": _relative_source(rec.audio, raw),
+        }
         lines.append(json.dumps(entry, ensure_ascii=False))
     atomic_write_text(out / MANIFEST, "\n".join(lines) + ("\n" if lines else ""))
     meta = {
@@ -336,16 +348,30 @@ def prepare(task: str, raw_dir: str | Path, out_dir: str | Path, num_workers: in
     }
     atomic_write_text(out / DATASET_JSON, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return PrepareReport(
-        task=task, out_dir=out, counts=counts, decoded=decoded, reused=reused, skipped=skipped,
-        seconds=time.perf_counter() - start, audio_hours=total_samples / SAMPLE_RATE / 3600.0,
+        task=task,
+        out_dir=out,
+        counts=counts,
+        decoded=decoded,
+        reused=reused,
+        skipped=skipped,
+        seconds=time.perf_counter() - start,
+        audio_hours=total_samples / SAMPLE_RATE / 3600.0,
     )
 
 
 __all__ = ["prepare", "PrepareReport", "load_prepared", "PreparedDataset", "Item", "targets", "FORMAT_VERSION"]
 
 
-def prepare_csv(labels_csv: str | Path, audio_dir: str | Path, name: str, data_root: str | Path,
-                out_dir: str | Path | None = None, num_workers: int = 2, seed: int = 0, progress: bool = True):
+def prepare_csv(
+    labels_csv: str | Path,
+    audio_dir: str | Path,
+    name: str,
+    data_root: str | Path,
+    out_dir: str | Path | None = None,
+    num_workers: int = 2,
+    seed: int = 0,
+    progress: bool = True,
+):
     """`mulap prepare csv`: decode the listed files into <data_root>/datasets/csv_NAME (or out_dir); train on it
     with the task name csv:NAME. Returns prepare's PrepareReport."""
     out = Path(out_dir) if out_dir else Path(data_root) / "datasets" / dataset_folder(name)

@@ -24,6 +24,7 @@ a rank that ran dry. Because the plan is known in advance, a resumed run skips e
 the checkpoint says were consumed: shards they used up are not opened again and no sample of the
 epoch is repeated.
 """
+
 from __future__ import annotations
 
 import io
@@ -66,8 +67,18 @@ SHARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.tar")
 MIN_SAMPLE_BYTES = 1024  # a sample is at least two members, each with a 512-byte tar header
 MAX_SPLIT_SAMPLES = 10**8
 MAX_MEMBER_BYTES = 2**30  # the most one member may take in memory, read or decoded, whatever an index says
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30,
-          "TIB": 2**40}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 # our __len__ is exact: every worker yields the batches the plan gives it
@@ -117,8 +128,17 @@ def _previous_outputs(out: Path) -> list[Path]:
     return sorted(p for p in out.iterdir() if p.name == INDEX or _WRITTEN_NAME.match(p.name) or p.name.startswith(".shard-tmp"))
 
 
-def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500MB", fmt: str = "flac", overwrite: bool = False,
-                 audio_dir: str = "audio", sample_rate: int = 16_000, num_workers: int = 2, progress: bool = True) -> dict:
+def write_shards(
+    src: str | Path,
+    out: str | Path,
+    shard_size: int | str = "500MB",
+    fmt: str = "flac",
+    overwrite: bool = False,
+    audio_dir: str = "audio",
+    sample_rate: int = 16_000,
+    num_workers: int = 2,
+    progress: bool = True,
+) -> dict:
     """Convert every split of an audiocaption folder into tar shards + shards.json; returns the index.
 
     Audio is decoded and resampled once (16 kHz mono). Records or clips that cannot be used are
@@ -136,8 +156,10 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
     max_bytes = parse_size(shard_size)
     splits = [s for s, f in SPLIT_FILES.items() if (src / f).is_file()]
     if "train" not in splits:
-        raise DatasetError(f"{src}: no {SPLIT_FILES['train']} (expected the audiocaption layout: "
-                           f"{', '.join(SPLIT_FILES.values())} and {audio_dir}/)")
+        raise DatasetError(
+            f"{src}: no {SPLIT_FILES['train']} (expected the audiocaption layout: "
+            f"{', '.join(SPLIT_FILES.values())} and {audio_dir}/)"
+        )
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -146,15 +168,24 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
         stale = _previous_outputs(out)
         others = sorted(p.name for p in out.iterdir() if p not in stale)
         if others:
-            raise ValueError(f"{out} holds files that are not shards ({', '.join(others[:5])}); "
-                             "choose an empty folder (--overwrite only replaces shards and shards.json)")
+            raise ValueError(
+                f"{out} holds files that are not shards ({', '.join(others[:5])}); "
+                "choose an empty folder (--overwrite only replaces shards and shards.json)"
+            )
     else:
         stale = []
     read = {split: read_split(src, split, audio_dir, on_bad="skip") for split in splits}
     total = sum(len(pairs) for pairs, _ in read.values())
 
-    index: dict[str, Any] = {"format": INDEX_FORMAT, "audio_format": fmt, "sample_rate": sample_rate, "source": str(src.resolve()),
-             "created": time.strftime("%Y-%m-%d %H:%M:%S"), "splits": {}, "skipped": []}
+    index: dict[str, Any] = {
+        "format": INDEX_FORMAT,
+        "audio_format": fmt,
+        "sample_rate": sample_rate,
+        "source": str(src.resolve()),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "splits": {},
+        "skipped": [],
+    }
     written: list[Path] = []  # this run's files: removed if a write fails, so that the same command runs again
     target, done, payload = out, 0, 0  # the file being written; clips and bytes written so far
     writer: Any = None  # the open shard: webdataset's TarWriter
@@ -186,19 +217,27 @@ def write_shards(src: str | Path, out: str | Path, shard_size: int | str = "500M
                 current["bytes"] = final.stat().st_size
                 payload += current["bytes"] - current["payload"]  # the tar's padding: what a shard really takes
                 shards.append(current)
+
             # ruff: enable[B023]
 
             t0 = time.time()
             for n, (key, meta, audio, error, length) in enumerate(results, 1):
                 if error is not None:
                     log.warning("skipping %s record %s: %s", split, key, error)
-                    index["skipped"].append({"split": split, "where": f"{SPLIT_FILES[split]}, record {int(key)}", "reason": error})
+                    index["skipped"].append(
+                        {"split": split, "where": f"{SPLIT_FILES[split]}, record {int(key)}", "reason": error}
+                    )
                     continue
                 if current is None or current["payload"] >= max_bytes:
                     if current is not None:
                         close_current()
-                    current = {"name": f"{split}-{len(shards):06d}.tar", "samples": 0, "max_member_bytes": 0,
-                               "max_audio_samples": 0, "payload": 0}
+                    current = {
+                        "name": f"{split}-{len(shards):06d}.tar",
+                        "samples": 0,
+                        "max_member_bytes": 0,
+                        "max_audio_samples": 0,
+                        "payload": 0,
+                    }
                     target = out / current["name"]
                     written.append(out / f".shard-tmp-{current['name']}")
                     current["file"] = open(written[-1], "wb")
@@ -287,8 +326,10 @@ def read_index(data_dir: str | Path) -> dict:
                 raise ShardError(f"{at}: expected an object with name, samples and bytes, got {type(s).__name__}")
             name = s.get("name")
             if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
-                raise ShardError(f"{at}: name {name!r} is not a plain shard name (letters, digits, '.', '_' and '-', "
-                                 "starting with a letter or digit, ending in .tar)")
+                raise ShardError(
+                    f"{at}: name {name!r} is not a plain shard name (letters, digits, '.', '_' and '-', "
+                    "starting with a letter or digit, ending in .tar)"
+                )
             if name in names:
                 raise ShardError(f"{at}: name {name!r} is listed twice")
             names.add(name)
@@ -296,19 +337,24 @@ def read_index(data_dir: str | Path) -> dict:
                 if not _count(s.get(key)):
                     raise ShardError(f"{at} ({name}): {key} must be a whole number >= 0, got {s.get(key)!r}")
             if s["samples"] * MIN_SAMPLE_BYTES > s["bytes"]:
-                raise ShardError(f"{at} ({name}): {s['samples']} samples cannot fit in {s['bytes']} bytes (each takes at "
-                                 f"least {MIN_SAMPLE_BYTES}: two tar headers)")
+                raise ShardError(
+                    f"{at} ({name}): {s['samples']} samples cannot fit in {s['bytes']} bytes (each takes at "
+                    f"least {MIN_SAMPLE_BYTES}: two tar headers)"
+                )
             if s.get("max_member_bytes", 0) > s["bytes"]:
-                raise ShardError(f"{at} ({name}): max_member_bytes {s['max_member_bytes']} is more than the shard's "
-                                 f"{s['bytes']} bytes")
+                raise ShardError(
+                    f"{at} ({name}): max_member_bytes {s['max_member_bytes']} is more than the shard's {s['bytes']} bytes"
+                )
         total = sum(s["samples"] for s in shards)
         if not _count(entry.get("samples")):
             raise ShardError(f"{where}: split {split!r}: samples must be a whole number >= 0, got {entry.get('samples')!r}")
         if entry["samples"] != total:
             raise ShardError(f"{where}: split {split!r} says {entry['samples']} samples but its shards add up to {total}")
         if total > MAX_SPLIT_SAMPLES:
-            raise ShardError(f"{where}: split {split!r} has {total} samples, more than the {MAX_SPLIT_SAMPLES} a split may "
-                             "have (the epoch plan keeps about 110 bytes per sample in memory)")
+            raise ShardError(
+                f"{where}: split {split!r} has {total} samples, more than the {MAX_SPLIT_SAMPLES} a split may "
+                "have (the epoch plan keeps about 110 bytes per sample in memory)"
+            )
     return index
 
 
@@ -347,8 +393,10 @@ def verify_shards(index: dict, data_dir: str | Path, split: str, template: str |
         except FileNotFoundError:
             raise ShardError(f"{loc}: shard listed in the index {INDEX} is missing") from None
         if size != s["bytes"]:
-            raise ShardError(f"{loc}: {size} bytes but the index {INDEX} says {s['bytes']}: the shards do not match "
-                             "their index (re-run `mulap data shard`)")
+            raise ShardError(
+                f"{loc}: {size} bytes but the index {INDEX} says {s['bytes']}: the shards do not match "
+                "their index (re-run `mulap data shard`)"
+            )
 
 
 def open_shard(location: str):
@@ -370,7 +418,9 @@ def _split_even(total: int, parts: int) -> list[int]:
     return [(i + 1) * total // parts - i * total // parts for i in range(parts)]
 
 
-def stream_segments(counts: list[int], order: list[int], world_size: int, num_workers: int) -> list[list[list[tuple[int, int, int]]]]:
+def stream_segments(
+    counts: list[int], order: list[int], world_size: int, num_workers: int
+) -> list[list[list[tuple[int, int, int]]]]:
     """Cut the samples of the shards, concatenated in `order`, into world_size x num_workers
     contiguous ranges of equal size (+-1). Returns segments[rank][worker] = [(shard, start, stop), ...]."""
     cum = np.concatenate([[0], np.cumsum([counts[s] for s in order])]).astype(np.int64)
@@ -402,8 +452,10 @@ def batch_counts(sizes: list[list[int]], batch_size: int, where: str = "") -> li
     total = max(sum(r) for r in need)
     for r, rank in enumerate(sizes):
         if sum(rank) < total:
-            raise ShardError(f"{where}: {sum(rank)} sample(s) on rank {r} cannot fill the {total} batches every rank must "
-                             "yield; use fewer ranks or dataloader workers, or a smaller batch")
+            raise ShardError(
+                f"{where}: {sum(rank)} sample(s) on rank {r} cannot fill the {total} batches every rank must "
+                "yield; use fewer ranks or dataloader workers, or a smaller batch"
+            )
         while sum(need[r]) < total:  # one more batch for the worker whose batches are fullest
             k = max((k for k in range(len(rank)) if need[r][k] < rank[k]), key=lambda k: rank[k] / max(need[r][k], 1))
             need[r][k] += 1
@@ -424,14 +476,16 @@ def buffer_shuffle(items: Iterable, size: int, rng: np.random.Generator) -> Iter
     yield from buf
 
 
-def worker_plan(segments: list[tuple[int, int, int]], n_batches: int, buffer_size: int, rng: np.random.Generator | None) -> list[list[Item]]:
+def worker_plan(
+    segments: list[tuple[int, int, int]], n_batches: int, buffer_size: int, rng: np.random.Generator | None
+) -> list[list[Item]]:
     """The batches of one worker: its samples in stream order, buffer-shuffled when `rng` is given,
     cut into `n_batches` batches of equal size (+-1)."""
     stream = ((shard, pos) for shard, start, stop in segments for pos in range(start, stop))
     items = list(buffer_shuffle(stream, buffer_size, rng) if rng is not None else stream)
     out, i = [], 0
     for size in _split_even(len(items), n_batches) if n_batches else []:
-        out.append(items[i:i + size])
+        out.append(items[i : i + size])
         i += size
     return out
 
@@ -452,6 +506,7 @@ def consumed_per_worker(batches_done: int, per_worker: list[int]) -> list[int]:
 @dataclass(frozen=True)
 class Geometry:
     """What an epoch plan depends on besides the seed and the epoch."""
+
     samples: int
     world_size: int
     num_workers: int
@@ -470,11 +525,27 @@ class ShardDataset(IterableDataset):
     (ShardLoader does it): the epoch picks the plan, skip_batches the batches a resumed run has
     already trained on."""
 
-    def __init__(self, data_dir: str | Path, split: str, *, batch_size: int, rank: int = 0, world_size: int = 1,
-                 num_workers: int = 0, shuffle: bool = False, buffer_size: int = 500, seed: int = 0,
-                 sample_rate: int = 16_000, max_len_seconds: float = 20.0, chunk_seconds: float = 3.0,
-                 random_crop: bool = False, on_bad_sample: str = "error", shard_url: str | None = None,
-                 caption_variants: bool = False, augment: Augment | None = None):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        split: str,
+        *,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        shuffle: bool = False,
+        buffer_size: int = 500,
+        seed: int = 0,
+        sample_rate: int = 16_000,
+        max_len_seconds: float = 20.0,
+        chunk_seconds: float = 3.0,
+        random_crop: bool = False,
+        on_bad_sample: str = "error",
+        shard_url: str | None = None,
+        caption_variants: bool = False,
+        augment: Augment | None = None,
+    ):
         require("shards", "webdataset", "to read shards")  # here, not in the data loader's workers
         if on_bad_sample not in ("error", "skip"):
             raise DatasetError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
@@ -485,8 +556,14 @@ class ShardDataset(IterableDataset):
         self.data_dir, self.split, self.shard_url = str(data_dir), split, shard_url
         self.shards = self.index["splits"][split]["shards"]
         self.rank, self.seed = rank, seed
-        self.geometry = Geometry(self.index["splits"][split]["samples"], world_size, max(1, num_workers), batch_size,
-                                 buffer_size if shuffle else 0, shuffle)
+        self.geometry = Geometry(
+            self.index["splits"][split]["samples"],
+            world_size,
+            max(1, num_workers),
+            batch_size,
+            buffer_size if shuffle else 0,
+            shuffle,
+        )
         if self.geometry.samples == 0:
             raise ShardError(f"{_join(self.data_dir, INDEX)}: split {split!r} has no samples")
         self.index_rate = int(self.index.get("sample_rate", 16_000))
@@ -556,8 +633,10 @@ class ShardDataset(IterableDataset):
                 for key, files in _samples(_Bounded(stream, entry["bytes"]), *self._member_limit(entry)):
                     if pos >= stop:
                         if stop == entry["samples"]:
-                            raise ShardError(f"{loc}: more samples than the {entry['samples']} of the index {INDEX}: the shard "
-                                             "does not match its index (re-run `mulap data shard`)")
+                            raise ShardError(
+                                f"{loc}: more samples than the {entry['samples']} of the index {INDEX}: the shard "
+                                "does not match its index (re-run `mulap data shard`)"
+                            )
                         break
                     if pos >= start and (shard, pos) not in done:
                         yield (shard, pos), (f"{entry['name']}:{key}", files)
@@ -596,8 +675,10 @@ class ShardDataset(IterableDataset):
         for block in iter_blocks(where, self.sample_rate, npy_rate=self.index_rate, data=data):
             n += len(block)
             if n > limit:
-                raise DatasetError(f"{where}: decodes to more than {limit:,} samples ({limit / self.sample_rate:.1f} s), "
-                                   f"over the limit of {limit_from}")
+                raise DatasetError(
+                    f"{where}: decodes to more than {limit:,} samples ({limit / self.sample_rate:.1f} s), "
+                    f"over the limit of {limit_from}"
+                )
             blocks.append(block)
         return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
@@ -649,6 +730,7 @@ class _Bounded:
 @dataclass(frozen=True)
 class _BadMember:
     """A member that was not read (its sample is a bad sample)."""
+
     reason: str
 
 
@@ -663,8 +745,10 @@ def _meta_fields(meta, where: str) -> tuple[str, str, tuple[str, ...]]:
         raise DatasetError(f"{where}: expected a JSON object with audio_id and caption, got {type(meta).__name__}")
     audio_id, caption = meta.get("audio_id"), meta.get("caption")
     if isinstance(audio_id, bool) or not isinstance(audio_id, (str, int)) or not isinstance(caption, str):
-        raise DatasetError(f"{where}: audio_id must be text or a whole number and caption text, got "
-                           f"audio_id={audio_id!r:.40}, caption={caption!r:.40}")
+        raise DatasetError(
+            f"{where}: audio_id must be text or a whole number and caption text, got "
+            f"audio_id={audio_id!r:.40}, caption={caption!r:.40}"
+        )
     phrasings = meta.get("captions") or [caption]
     if not isinstance(phrasings, list) or not all(isinstance(c, str) for c in phrasings):
         raise DatasetError(f"{where}: captions must be a list of texts, got {phrasings!r:.40}")
@@ -697,7 +781,9 @@ def _samples(stream, limit: int, limit_from: str) -> Iterator[tuple[str, dict]]:
                 kind = "sparse file" if member.issparse() else "link" if member.issym() or member.islnk() else "special file"
                 problem = f"member {member.name} is a {kind}, not a plain file"
             elif member.size > limit:
-                problem = f"member {member.name} is {member.size:,} bytes by its tar header, over the limit of {limit:,} ({limit_from})"
+                problem = (
+                    f"member {member.name} is {member.size:,} bytes by its tar header, over the limit of {limit:,} ({limit_from})"
+                )
             if problem:
                 files[ext] = _BadMember(problem)
                 yield key, files
@@ -721,10 +807,23 @@ class ShardLoader(DataLoader):
 
     dataset: ShardDataset
 
-    def __init__(self, dataset: ShardDataset, collate_fn: Callable, num_workers: int, position: Callable[[], tuple[int, int]],
-                 resume: dict | None = None, worker_init_fn: Callable | None = None):
-        super().__init__(dataset, batch_size=None, num_workers=num_workers, collate_fn=collate_fn, persistent_workers=False,
-                         worker_init_fn=worker_init_fn)
+    def __init__(
+        self,
+        dataset: ShardDataset,
+        collate_fn: Callable,
+        num_workers: int,
+        position: Callable[[], tuple[int, int]],
+        resume: dict | None = None,
+        worker_init_fn: Callable | None = None,
+    ):
+        super().__init__(
+            dataset,
+            batch_size=None,
+            num_workers=num_workers,
+            collate_fn=collate_fn,
+            persistent_workers=False,
+            worker_init_fn=worker_init_fn,
+        )
         self.position = position
         self._resume = dict(resume) if resume else None
 
@@ -737,8 +836,13 @@ class ShardLoader(DataLoader):
                 skip = int(r["batches"])
                 log.info("resuming epoch %d of the shards after batch %d of %d", epoch, skip, len(self.dataset))
             else:
-                log.warning("the shard geometry changed since the checkpoint (%s -> %s): epoch %d restarts with a new plan, "
-                            "so some of its samples may be seen twice this epoch", r["geometry"], self._geometry(), epoch)
+                log.warning(
+                    "the shard geometry changed since the checkpoint (%s -> %s): epoch %d restarts with a new plan, "
+                    "so some of its samples may be seen twice this epoch",
+                    r["geometry"],
+                    self._geometry(),
+                    epoch,
+                )
         self.dataset.epoch, self.dataset.skip_batches = epoch, skip
         return super().__iter__()
 
@@ -768,10 +872,22 @@ def shard_dataset(cfg, split: str, train: bool, rank: int = 0, world_size: int =
     for key, neutral in (("train_clips", None), ("captions", "aligned")):
         if train and d.get(key, neutral) != neutral:
             raise ValueError(f"dataset_config.{key} is not available with dataset_config.format=shards")
-    return ShardDataset(d.data_dir, split, batch_size=int(t.batch_size), rank=rank, world_size=world_size,
-                        num_workers=int(t.num_workers), shuffle=train, buffer_size=int(d.get("shuffle_buffer", 500)),
-                        seed=int(cfg.env.seed), sample_rate=int(d.sample_rate), max_len_seconds=float(d.max_len_seconds),
-                        chunk_seconds=float(d.chunk_seconds), random_crop=train and bool(d.random_crop),
-                        on_bad_sample=d.on_bad_sample, shard_url=d.get("shard_url"),
-                        caption_variants=train and bool(d.get("caption_variants", True)),
-                        augment=Augment.from_config(d) if train else None)
+    return ShardDataset(
+        d.data_dir,
+        split,
+        batch_size=int(t.batch_size),
+        rank=rank,
+        world_size=world_size,
+        num_workers=int(t.num_workers),
+        shuffle=train,
+        buffer_size=int(d.get("shuffle_buffer", 500)),
+        seed=int(cfg.env.seed),
+        sample_rate=int(d.sample_rate),
+        max_len_seconds=float(d.max_len_seconds),
+        chunk_seconds=float(d.chunk_seconds),
+        random_crop=train and bool(d.random_crop),
+        on_bad_sample=d.on_bad_sample,
+        shard_url=d.get("shard_url"),
+        caption_variants=train and bool(d.get("caption_variants", True)),
+        augment=Augment.from_config(d) if train else None,
+    )

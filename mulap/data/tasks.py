@@ -5,6 +5,7 @@ folder name of the raw data (`raw_name`, as in the demo world's `raw/<raw_name>`
 default folder name of the prepared data (`dataset`, under `<data_root>/datasets/`),
 the task type, and the primary metric used for early stopping and reporting.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -49,17 +50,45 @@ TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (
         _tagging("mtt_tagging", load_mtt, "mtt", "mtt", "MagnaTagATune top-50 tagging"),
-        _tagging("jamendo_tagging", partial(load_jamendo, subset="top50tags"), "jamendo", "jamendo", "MTG-Jamendo top-50 tagging"),
+        _tagging(
+            "jamendo_tagging", partial(load_jamendo, subset="top50tags"), "jamendo", "jamendo", "MTG-Jamendo top-50 tagging"
+        ),
         _tagging("jamendo_genre", partial(load_jamendo, subset="genre"), "jamendo", "jamendo_genre", "MTG-Jamendo genre tagging"),
-        _tagging("jamendo_instrument", partial(load_jamendo, subset="instrument"), "jamendo", "jamendo_instrument",
-                 "MTG-Jamendo instrument tagging"),
-        _tagging("jamendo_moodtheme", partial(load_jamendo, subset="moodtheme"), "jamendo", "jamendo_moodtheme",
-                 "MTG-Jamendo mood/theme tagging"),
-        TaskSpec("emomusic_reg", load_emomusic, "emomusic", "emomusic", "regression", "r2", True,
-                 "Emomusic static arousal/valence regression"),
+        _tagging(
+            "jamendo_instrument",
+            partial(load_jamendo, subset="instrument"),
+            "jamendo",
+            "jamendo_instrument",
+            "MTG-Jamendo instrument tagging",
+        ),
+        _tagging(
+            "jamendo_moodtheme",
+            partial(load_jamendo, subset="moodtheme"),
+            "jamendo",
+            "jamendo_moodtheme",
+            "MTG-Jamendo mood/theme tagging",
+        ),
+        TaskSpec(
+            "emomusic_reg",
+            load_emomusic,
+            "emomusic",
+            "emomusic",
+            "regression",
+            "r2",
+            True,
+            "Emomusic static arousal/valence regression",
+        ),
         TaskSpec("fma_clf", load_fma, "fma", "fma", "multiclass", "accuracy", True, "FMA-small genre classification"),
-        TaskSpec("nsynth_clf", load_nsynth, "nsynth", "nsynth", "multiclass", "accuracy", True,
-                 "NSynth instrument-family classification"),
+        TaskSpec(
+            "nsynth_clf",
+            load_nsynth,
+            "nsynth",
+            "nsynth",
+            "multiclass",
+            "accuracy",
+            True,
+            "NSynth instrument-family classification",
+        ),
     )
 }
 
@@ -72,20 +101,22 @@ def get_task(name: str) -> TaskSpec:
     try:
         return TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown downstream task {name!r}; known tasks: {', '.join(TASKS)}, "
-                         f"or csv:NAME (your own, from `mulap prepare csv`)") from None
+        raise ValueError(
+            f"unknown downstream task {name!r}; known tasks: {', '.join(TASKS)}, or csv:NAME (your own, from `mulap prepare csv`)"
+        ) from None
 
 
 def csv_task_spec(task: str) -> TaskSpec:
     """The TaskSpec of `csv:NAME`. Its task type (and so its metric) is the prepared dataset's: `resolved()`."""
-    name = check_name(task[len(CSV_PREFIX):])
+    name = check_name(task[len(CSV_PREFIX) :])
     usage = f"mulap prepare csv <labels.csv> <audio_dir> --name {name}"
 
     def loader(raw_dir, *args, **kwargs):  # a csv task is read from a CSV and an audio folder, not one raw folder
         raise ValueError(f"{task} is prepared with `{usage}`")
 
-    return TaskSpec(task, loader, "labels.csv", dataset_folder(name), "any", "", True, f"your labelled audio ({name})",
-                    prepare_usage=usage)
+    return TaskSpec(
+        task, loader, "labels.csv", dataset_folder(name), "any", "", True, f"your labelled audio ({name})", prepare_usage=usage
+    )
 
 
 def _csv_resolved(spec: TaskSpec, task_type: str) -> TaskSpec:
@@ -96,6 +127,19 @@ def _csv_resolved(spec: TaskSpec, task_type: str) -> TaskSpec:
 
 
 __all__ = [
-    "TASKS", "TaskSpec", "get_task", "RawDataset", "Record", "Skipped", "DatasetError", "DatasetFormatError", "SPLITS", "TASK_TYPES",
-    "load_mtt", "load_jamendo", "load_emomusic", "load_fma", "load_nsynth",
+    "TASKS",
+    "TaskSpec",
+    "get_task",
+    "RawDataset",
+    "Record",
+    "Skipped",
+    "DatasetError",
+    "DatasetFormatError",
+    "SPLITS",
+    "TASK_TYPES",
+    "load_mtt",
+    "load_jamendo",
+    "load_emomusic",
+    "load_fma",
+    "load_nsynth",
 ]

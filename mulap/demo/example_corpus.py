@@ -8,6 +8,7 @@ mulap.demo.world), written to the default `dataset_config.data_dir` with a notic
 only built there, and only when that folder is absent or empty: a folder given by the
 user that holds no corpus is an error naming it, raised before training starts.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,9 +52,11 @@ def ensure_pretraining_corpus(cfg: DictConfig, progress: bool = True) -> Path:
             _wait_for(data_dir)
         return data_dir
     missing = [SPLIT_FILES[s] for s in ("train", "val") if not (data_dir / SPLIT_FILES[s]).is_file()]
-    raise DatasetError(f"{data_dir}: no pre-training corpus ({', '.join(missing)} missing); expected the seed's "
-                       f"audiocaption layout (audio/ + dataset_train.json, dataset_val.json, dataset_test.json), "
-                       f"set with dataset_config.data_dir=<folder>")
+    raise DatasetError(
+        f"{data_dir}: no pre-training corpus ({', '.join(missing)} missing); expected the seed's "
+        f"audiocaption layout (audio/ + dataset_train.json, dataset_val.json, dataset_test.json), "
+        f"set with dataset_config.data_dir=<folder>"
+    )
 
 
 def _rank() -> int:
@@ -74,9 +77,11 @@ def build_example_corpus(data_dir: str | Path, progress: bool = True) -> Path:
 
     require_all("demo", "to build the default example corpus")  # or give a corpus: dataset_config.data_dir=<folder>
     data_dir = Path(data_dir)
-    log.warning("%s holds no corpus: building the example corpus there (the small demo world's 24 captioned clips, "
-                "rendered once, about a minute on first use). Train on your own with dataset_config.data_dir=<folder>.",
-                data_dir)
+    log.warning(
+        "%s holds no corpus: building the example corpus there (the small demo world's 24 captioned clips, "
+        "rendered once, about a minute on first use). Train on your own with dataset_config.data_dir=<folder>.",
+        data_dir,
+    )
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = data_dir.with_name(f".{data_dir.name}.building")
     shutil.rmtree(staging, ignore_errors=True)

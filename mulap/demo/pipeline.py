@@ -9,6 +9,7 @@ evaluate, and report - offline, resumable stage by stage.
     <out>/stages.json                  finished stages and their seconds (a re-run skips them)
     <out>/results.json, report.md, plots/*.png   (mulap.demo.report; its prose in report.md.j2)
 """
+
 from __future__ import annotations
 
 import json
@@ -101,8 +102,10 @@ def _build_world(out: Path, world: Path, size: str, seed: int) -> None:
     from mulap.demo.world import build_demo
 
     summary = build_demo(world, size=size, seed=seed)
-    write_json(out / "world_render.json", {"build_seconds": round(summary.build_seconds, 1), "hours": summary.hours,
-                                           "sources": summary.render_costs})
+    write_json(
+        out / "world_render.json",
+        {"build_seconds": round(summary.build_seconds, 1), "hours": summary.hours, "sources": summary.render_costs},
+    )
 
 
 def _export(save_dir: Path, folder: Path) -> None:
@@ -148,8 +151,17 @@ def _language(out: Path, s, world: Path, data_root: Path, save_dir: Path, overri
         other = load_prepared(prepared)
     elif sf2:
         log.warning("zero-shot on another soundfont skipped: %s not found (Debian: apt-get install csound-soundfont)", sf2)
-    run_language(out, save_dir, world / "audiocaption", datasets, SHUFFLED_ID, int(cfg.env.seed),
-                 int(lang.get("rerank", 10)), other, int(cfg.training.num_workers))
+    run_language(
+        out,
+        save_dir,
+        world / "audiocaption",
+        datasets,
+        SHUFFLED_ID,
+        int(cfg.env.seed),
+        int(lang.get("rerank", 10)),
+        other,
+        int(cfg.training.num_workers),
+    )
 
 
 def _pretrain(cfg, name: str) -> None:
@@ -170,8 +182,11 @@ def _probe_runs(pretrain_id: str, init: str, tasks: list[str], seeds: list[int],
 
 
 def _missing_probes(pretrain_id: str, init: str, tasks: list[str], seeds: list[int], overrides: list[str]) -> list[str]:
-    return [did for _, did, _, folder in _probe_runs(pretrain_id, init, tasks, seeds, overrides)
-            if not (folder / "metrics.json").is_file()]
+    return [
+        did
+        for _, did, _, folder in _probe_runs(pretrain_id, init, tasks, seeds, overrides)
+        if not (folder / "metrics.json").is_file()
+    ]
 
 
 def _probe_all(pretrain_id: str, init: str, tasks: list[str], seeds: list[int], overrides: list[str]) -> None:

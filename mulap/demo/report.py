@@ -5,6 +5,7 @@ read back into results.json's entries, and report.md rendered from them through 
 Also the demo's naming of its runs (PRETRAIN_ID, MODEL_DIR, probe_id, variant_seeds), shared with the pipeline
 that writes them: the pipeline imports this module, never the other way round.
 """
+
 from __future__ import annotations
 
 import csv
@@ -104,8 +105,10 @@ def backbone_diagnostics(out: Path, s, variants: dict) -> dict:
             if kept.get("keys") != keys:
                 spec = get_task(task)
                 (y, a), (_, b) = scored[label, task], scored["random", task]
-                kept = {"keys": keys, "result": paired_bootstrap(spec.task_type, spec.primary_metric, y, a, b,
-                                                                 dataset(task).label_names)}
+                kept = {
+                    "keys": keys,
+                    "result": paired_bootstrap(spec.task_type, spec.primary_metric, y, a, b, dataset(task).label_names),
+                }
                 write_json(path, kept)
             vs_random.setdefault(label, {})[task] = kept["result"]
     return {"runs": rows, "vs_random": vs_random}
@@ -127,15 +130,21 @@ def collect(save_dir: Path, pretrain_id: str, tasks, inits, seeds) -> dict:
                     detail.append({k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
             vals = [v for v in values if v is not None]
             if vals:
-                table[task][init] = {"metric": spec.primary_metric, "mean": float(np.mean(vals)), "std": float(np.std(vals)),
-                                     "seeds": vals, "all_metrics": _mean_dicts(detail)}
+                table[task][init] = {
+                    "metric": spec.primary_metric,
+                    "mean": float(np.mean(vals)),
+                    "std": float(np.std(vals)),
+                    "seeds": vals,
+                    "all_metrics": _mean_dicts(detail),
+                }
     return table
 
 
 def _mean_dicts(dicts: list[dict]) -> dict:
     keys = sorted(set().union(*dicts)) if dicts else []
-    return {k: float(np.mean([d[k] for d in dicts if d.get(k) is not None])) for k in keys
-            if any(d.get(k) is not None for d in dicts)}
+    return {
+        k: float(np.mean([d[k] for d in dicts if d.get(k) is not None])) for k in keys if any(d.get(k) is not None for d in dicts)
+    }
 
 
 def verdicts(table: dict, a: str = "mulap", b: str = "random") -> dict:
@@ -173,8 +182,11 @@ def write_report(out: Path, s, variants: dict) -> dict:
     if len(variants) > 1:  # every recipe on the variants' probe seeds, the default recipe and the random backbone included
         vseeds = variant_seeds(s)
         ablation[f"{PRETRAIN_ID} (default recipe)"] = collect(save_dir, PRETRAIN_ID, tasks, ["mulap"], vseeds)
-        ablation["random init"] = {t: {"mulap": c["random"]} for t, c in collect(save_dir, PRETRAIN_ID, tasks, ["random"], vseeds).items()
-                                   if "random" in c}
+        ablation["random init"] = {
+            t: {"mulap": c["random"]}
+            for t, c in collect(save_dir, PRETRAIN_ID, tasks, ["random"], vseeds).items()
+            if "random" in c
+        }
         ablation.update({name: collect(save_dir, name, tasks, ["mulap"], vseeds) for name in variants if name != PRETRAIN_ID})
     plots_dir = out / "plots"
     plots_dir.mkdir(exist_ok=True)
@@ -182,16 +194,22 @@ def write_report(out: Path, s, variants: dict) -> dict:
     loss_curves = {k: v for k, v in curves.items() if not k.endswith("acc")}
     acc_curves = {k: v for k, v in curves.items() if k.endswith("acc")}
     plots.plot_curves(loss_curves, plots_dir / "pretrain_losses.png", title="pre-training losses", xlabel="epoch", ylabel="loss")
-    plots.plot_curves(acc_curves, plots_dir / "pretrain_accuracy.png", title="held-out ATM / MLM accuracy", xlabel="epoch",
-                      ylabel="accuracy")
+    plots.plot_curves(
+        acc_curves, plots_dir / "pretrain_accuracy.png", title="held-out ATM / MLM accuracy", xlabel="epoch", ylabel="accuracy"
+    )
     plots.plot_grouped_bars(table, plots_dir / "transfer.png")
     world = json.loads((out / "world" / "world.json").read_text()) if (out / "world" / "world.json").is_file() else {}
-    results = {"tasks": {t: {i: {k: v for k, v in cell.items() if k != "all_metrics"} for i, cell in row.items()}
-                         for t, row in table.items()},
-               "details": table, "mulap_vs_random": verdicts(table),
-               "supervised_vs_random": verdicts(table, "supervised_mtt", "random"), "ablation": ablation,
-               "diagnostics": backbone_diagnostics(out, s, variants),
-               "pretrain": {k: v[-1][1] for k, v in curves.items() if v}}
+    results = {
+        "tasks": {
+            t: {i: {k: v for k, v in cell.items() if k != "all_metrics"} for i, cell in row.items()} for t, row in table.items()
+        },
+        "details": table,
+        "mulap_vs_random": verdicts(table),
+        "supervised_vs_random": verdicts(table, "supervised_mtt", "random"),
+        "ablation": ablation,
+        "diagnostics": backbone_diagnostics(out, s, variants),
+        "pretrain": {k: v[-1][1] for k, v in curves.items() if v},
+    }
     from mulap.demo import language
 
     summary = language.read_summary(out)
@@ -200,8 +218,11 @@ def write_report(out: Path, s, variants: dict) -> dict:
     results["world_timbre"] = world_timbre(out, world)
     results["model"] = first_model(out)
     if results["diagnostics"]["vs_random"]:
-        plots.plot_intervals(results["diagnostics"]["vs_random"], plots_dir / "seedless_vs_random.png",
-                             title="ridge probe: backbone minus random init (95% paired-bootstrap interval)")
+        plots.plot_intervals(
+            results["diagnostics"]["vs_random"],
+            plots_dir / "seedless_vs_random.png",
+            title="ridge probe: backbone minus random init (95% paired-bootstrap interval)",
+        )
     lines = language.markdown(summary) + language.generalisation_lines(results["zeroshot_generalisation"])
     atomic_write_text(out / "report.md", _markdown(results, s, world, curves, lines))
     return results
@@ -215,10 +236,14 @@ def first_model(out: Path) -> dict:
     if not is_export(folder):
         return {}
     shown = _shown(folder)
-    return {"path": str(folder), "commands": [
-        f'mulap search {shown} ~/Music "a slow string quartet"',
-        f"mulap zeroshot {shown} nsynth_clf downstream.dataset_dir={_shown(out / 'data' / 'datasets' / 'nsynth')}",
-        f'python -c "import mulap; m = mulap.load(\'{shown}\'); print(m.embed_text([\'solo flute\']).shape)"']}
+    return {
+        "path": str(folder),
+        "commands": [
+            f'mulap search {shown} ~/Music "a slow string quartet"',
+            f"mulap zeroshot {shown} nsynth_clf downstream.dataset_dir={_shown(out / 'data' / 'datasets' / 'nsynth')}",
+            f"python -c \"import mulap; m = mulap.load('{shown}'); print(m.embed_text(['solo flute']).shape)\"",
+        ],
+    }
 
 
 def _shown(path: Path) -> str:
@@ -245,8 +270,13 @@ def world_timbre(out: Path, world: dict) -> dict:
 def _markdown(results: dict, s, world: dict, curves: dict, language_lines: Sequence[str] = ()) -> str:
     """report.md: the template filled with what `results` holds (plus the world, the pre-training curves and the
     lines of "What language taught")."""
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined,
-                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).parent),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     return env.get_template(TEMPLATE).render(report_context(results, s, world, curves, language_lines))
 
 
@@ -258,20 +288,30 @@ def report_context(results: dict, s, world: dict, curves: dict, language_lines=(
     sv = results.get("supervised_vs_random", {})
     v = results["mulap_vs_random"]
     return {
-        "generated": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine(),
+        "generated": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": _machine(),
         "model": _model_context(results.get("model") or {}, results.get("world_timbre") or {}),
         "timbre": _timbre_context(results.get("world_timbre") or {}),
-        "probe_seeds": list(s.probe_seeds), "inits": inits,
-        "transfer": [{"task": task, "metric": next(iter(row.values()))["metric"] if row else "",
-                      "cells": [row.get(i) for i in inits]} for task, row in details.items()],
-        "vs_random": [{"task": t, **x} for t, x in v.items()], "vs_random_wins": sum(1 for x in v.values() if x["wins"]),
-        "to_supervised": [{"task": t, "diff": row["mulap"]["mean"] - row["supervised_mtt"]["mean"]}
-                          for t, row in details.items() if "mulap" in row and "supervised_mtt" in row],
+        "probe_seeds": list(s.probe_seeds),
+        "inits": inits,
+        "transfer": [
+            {"task": task, "metric": next(iter(row.values()))["metric"] if row else "", "cells": [row.get(i) for i in inits]}
+            for task, row in details.items()
+        ],
+        "vs_random": [{"task": t, **x} for t, x in v.items()],
+        "vs_random_wins": sum(1 for x in v.values() if x["wins"]),
+        "to_supervised": [
+            {"task": t, "diff": row["mulap"]["mean"] - row["supervised_mtt"]["mean"]}
+            for t, row in details.items()
+            if "mulap" in row and "supervised_mtt" in row
+        ],
         "supervised_vs_random": [{"task": t, **x} for t, x in sv.items()],
         "supervised_wins": sum(x["wins"] for x in sv.values()),
-        "emomusic": [{"init": init, "arousal": c["all_metrics"]["r2_arousal"], "valence": c["all_metrics"]["r2_valence"]}
-                     for init, c in details.get("emomusic_reg", {}).items()
-                     if {"r2_arousal", "r2_valence"} <= set(c.get("all_metrics", {}))],
+        "emomusic": [
+            {"init": init, "arousal": c["all_metrics"]["r2_arousal"], "valence": c["all_metrics"]["r2_valence"]}
+            for init, c in details.get("emomusic_reg", {}).items()
+            if {"r2_arousal", "r2_valence"} <= set(c.get("all_metrics", {}))
+        ],
         "language_lines": list(language_lines),
         "seedless": _seedless_context(results.get("diagnostics", {}), tasks),
         "ablation": _ablation_context(results["ablation"], s, tasks),
@@ -284,8 +324,12 @@ def _model_context(model: dict, timbre: dict) -> dict | None:
     if not model:
         return None
     corpus = (timbre.get("files") or {}).get("audiocaption", {})
-    return {"path": model["path"], "commands": list(model["commands"]),
-            "corpus_clips": sum(corpus.values()), "corpus_sources": len(corpus)}
+    return {
+        "path": model["path"],
+        "commands": list(model["commands"]),
+        "corpus_clips": sum(corpus.values()),
+        "corpus_sources": len(corpus),
+    }
 
 
 def _timbre_context(t: dict) -> dict | None:
@@ -293,14 +337,26 @@ def _timbre_context(t: dict) -> dict | None:
         return None
     sources = sorted({s for row in t["files"].values() for s in row})
     render = t.get("render") or {}
-    return {"sources": sources,
-            "files": [{"dataset": dataset, "counts": [row.get(s, 0) for s in sources]} for dataset, row in t["files"].items()],
-            "descriptions": [{"name": n, "description": d.get("description"), "file": d.get("file"),
-                              "mb": d.get("bytes", 0) / 1e6} for n, d in t.get("sources", {}).items()],
-            "costs": [{"name": n, "jobs": int(c["jobs"]), "audio_h": c["audio_s"] / 3600, "synth_s": c["synth_s"],
-                       "ms_per_audio_s": 1000 * c["synth_s"] / max(c["audio_s"], 1e-9), "effects_s": c["effects_s"]}
-                      for n, c in render.get("sources", {}).items()],
-            "build_seconds": render.get("build_seconds", 0)}
+    return {
+        "sources": sources,
+        "files": [{"dataset": dataset, "counts": [row.get(s, 0) for s in sources]} for dataset, row in t["files"].items()],
+        "descriptions": [
+            {"name": n, "description": d.get("description"), "file": d.get("file"), "mb": d.get("bytes", 0) / 1e6}
+            for n, d in t.get("sources", {}).items()
+        ],
+        "costs": [
+            {
+                "name": n,
+                "jobs": int(c["jobs"]),
+                "audio_h": c["audio_s"] / 3600,
+                "synth_s": c["synth_s"],
+                "ms_per_audio_s": 1000 * c["synth_s"] / max(c["audio_s"], 1e-9),
+                "effects_s": c["effects_s"],
+            }
+            for n, c in render.get("sources", {}).items()
+        ],
+        "build_seconds": render.get("build_seconds", 0),
+    }
 
 
 def _seedless_context(diag: dict, tasks: list[str]) -> dict | None:
@@ -313,11 +369,20 @@ def _seedless_context(diag: dict, tasks: list[str]) -> dict | None:
         cells = []
         for t in tasks:
             r, d = row.get(t), vs.get(label, {}).get(t)
-            cells.append({"ridge": None if r is None else r.get("ridge_test"),
-                          "vs_random": d if d is not None and d["low"] is not None else None})
-        rows.append({"label": label, "cells": cells,
-                     "better": None if label == "random" else sum((d["low"] or 0) > 0 for d in vs.get(label, {}).values()),
-                     "participation_ratio": np.mean([r["participation_ratio"] for r in row.values()])})
+            cells.append(
+                {
+                    "ridge": None if r is None else r.get("ridge_test"),
+                    "vs_random": d if d is not None and d["low"] is not None else None,
+                }
+            )
+        rows.append(
+            {
+                "label": label,
+                "cells": cells,
+                "better": None if label == "random" else sum((d["low"] or 0) > 0 for d in vs.get(label, {}).values()),
+                "participation_ratio": np.mean([r["participation_ratio"] for r in row.values()]),
+            }
+        )
     return {"tasks": tasks, "rows": rows}
 
 
@@ -329,8 +394,13 @@ def _ablation_context(ablation: dict, s, tasks: list[str]) -> dict | None:
     rows = []
     for name, table in ablation.items():
         both = {t: {**rand.get(t, {}), **table.get(t, {})} for t in tasks}
-        rows.append({"name": name, "cells": [table.get(t, {}).get("mulap") for t in tasks],
-                     "wins": None if name == "random init" else sum(x["wins"] for x in verdicts(both).values())})
+        rows.append(
+            {
+                "name": name,
+                "cells": [table.get(t, {}).get("mulap") for t in tasks],
+                "wins": None if name == "random init" else sum(x["wins"] for x in verdicts(both).values()),
+            }
+        )
     seeds = variant_seeds(s)
     return {"seeds": seeds, "with_std": len(seeds) > 1, "tasks": tasks, "rows": rows}
 
@@ -342,10 +412,15 @@ def _world_context(world: dict) -> dict | None:
     splits: dict[str, int] = {}
     for piece in world.get("pieces", {}).values():
         splits[piece.get("split", "?")] = splits.get(piece.get("split", "?"), 0) + 1
-    return {"size": world.get("size"), "seed": world.get("seed"), "clips": len(corpus),
-            "hours": sum(c.get("duration_s", 0) for c in corpus.values()) / 3600,
-            "pieces": len(world.get("pieces", {})), "splits": splits,
-            "downstream": [{"name": k, "clips": len(world[k])} for k in ("mtt", "jamendo", "fma", "emomusic") if k in world]}
+    return {
+        "size": world.get("size"),
+        "seed": world.get("seed"),
+        "clips": len(corpus),
+        "hours": sum(c.get("duration_s", 0) for c in corpus.values()) / 3600,
+        "pieces": len(world.get("pieces", {})),
+        "splits": splits,
+        "downstream": [{"name": k, "clips": len(world[k])} for k in ("mtt", "jamendo", "fma", "emomusic") if k in world],
+    }
 
 
 def _machine() -> str:

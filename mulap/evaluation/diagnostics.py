@@ -9,6 +9,7 @@
 - `paired_bootstrap`: is backbone A better than B on the same test tracks? The difference of the
   metric over resamples of the test set (both scored on the same resample), with a 95% interval.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,8 +38,8 @@ def spectrum_stats(features: np.ndarray, top: int = 10) -> dict[str, float]:
     if x.shape[1] == 0:
         return {"participation_ratio": 0.0, f"top{top}_variance": 1.0}
     s = np.linalg.svd(x, compute_uv=False)
-    ev = s ** 2
-    return {"participation_ratio": float(ev.sum() ** 2 / (ev ** 2).sum()), f"top{top}_variance": float(ev[:top].sum() / ev.sum())}
+    ev = s**2
+    return {"participation_ratio": float(ev.sum() ** 2 / (ev**2).sum()), f"top{top}_variance": float(ev[:top].sum() / ev.sum())}
 
 
 def _targets_matrix(task_type: str, y: np.ndarray, k: int) -> np.ndarray:
@@ -47,9 +48,15 @@ def _targets_matrix(task_type: str, y: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(y, dtype=np.float64).reshape(len(y), -1)
 
 
-def ridge_probe(task_type: str, label_names: Sequence[str], metric: str, train: tuple[np.ndarray, np.ndarray],
-                valid: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                alphas: Sequence[float] = ALPHAS) -> dict[str, Any]:
+def ridge_probe(
+    task_type: str,
+    label_names: Sequence[str],
+    metric: str,
+    train: tuple[np.ndarray, np.ndarray],
+    valid: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    alphas: Sequence[float] = ALPHAS,
+) -> dict[str, Any]:
     """Fit Ridge on (features, targets) of train for each alpha, keep the best on valid by `metric`,
     and report {'alpha', 'valid', 'test', 'test_scores'} (multiclass targets one-hot, scores argmax)."""
     (xtr, ytr), (xva, yva), (xte, yte) = train, valid, test
@@ -68,16 +75,27 @@ def ridge_probe(task_type: str, label_names: Sequence[str], metric: str, train: 
     return {"alpha": alpha, "valid": v, "test": primary_value(task_type, metric, yte, scores, label_names), "test_scores": scores}
 
 
-def paired_bootstrap(task_type: str, metric: str | None, y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
-                     label_names: Sequence[str], n: int = 1000, seed: int = 0, value=None) -> dict[str, float | None]:
+def paired_bootstrap(
+    task_type: str,
+    metric: str | None,
+    y_true: np.ndarray,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    label_names: Sequence[str],
+    n: int = 1000,
+    seed: int = 0,
+    value=None,
+) -> dict[str, float | None]:
     """metric(A) - metric(B) on the test set ('diff'), and its 2.5/97.5 percentiles over `n` resamples of
     the test tracks with replacement ('low', 'high'; a resample where the metric is undefined is
     redrawn), plus the share of resamples where A is not better ('p_not_better'); all None when the
     metric is undefined on the test set. `value(y, scores)` replaces `metric` as the figure compared
     (e.g. a zero-shot figure that is not one of the probe metrics)."""
     if value is None:
+
         def value(y, s):
             return primary_value(task_type, metric, y, s, label_names)
+
     y_true, scores_a, scores_b = np.asarray(y_true), np.asarray(scores_a), np.asarray(scores_b)
     rng = np.random.default_rng(seed)
     diffs: list[float] = []
@@ -92,12 +110,17 @@ def paired_bootstrap(task_type: str, metric: str | None, y_true: np.ndarray, sco
     if a is None or b is None or not diffs:  # e.g. a test set without both classes of any tag
         return {"diff": None, "low": None, "high": None, "p_not_better": None}
     d = np.asarray(diffs)
-    return {"diff": float(a - b), "low": float(np.percentile(d, 2.5)), "high": float(np.percentile(d, 97.5)),
-            "p_not_better": float(np.mean(d <= 0))}
+    return {
+        "diff": float(a - b),
+        "low": float(np.percentile(d, 2.5)),
+        "high": float(np.percentile(d, 97.5)),
+        "p_not_better": float(np.mean(d <= 0)),
+    }
 
 
-def diagnose_features(features: np.ndarray, track: np.ndarray, ids: Sequence[str], ds, metric: str
-                      ) -> tuple[dict, np.ndarray, np.ndarray | None]:
+def diagnose_features(
+    features: np.ndarray, track: np.ndarray, ids: Sequence[str], ds, metric: str
+) -> tuple[dict, np.ndarray, np.ndarray | None]:
     """Spectrum and ridge probe of a prepared dataset's chunk features (`features` [N, D], `track` [N]
     indexing `ids`; `ds` a PreparedDataset). Returns (row, test targets, ridge test scores or None)."""
     from mulap.data.prepare import targets  # late: evaluation stays importable without the data package

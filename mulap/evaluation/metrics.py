@@ -23,6 +23,7 @@ Regression (y_true, y_score [N, D]; Emomusic D = 2 arousal, valence):
 
 Undefined values are None (JSON null), never NaN.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -126,8 +127,9 @@ def _mean_or_none(values: list[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def multilabel_metrics(y_true: np.ndarray, y_score: np.ndarray, label_names: Sequence[str],
-                       thresholds: np.ndarray | None = None) -> dict[str, Any]:
+def multilabel_metrics(
+    y_true: np.ndarray, y_score: np.ndarray, label_names: Sequence[str], thresholds: np.ndarray | None = None
+) -> dict[str, Any]:
     """Tagging metrics; see the module docstring."""
     y_true, y_score = _check_multilabel(y_true, y_score)
     n, k = y_true.shape
@@ -197,8 +199,11 @@ def multiclass_metrics(y_true: np.ndarray, y_score: np.ndarray, label_names: Seq
     if k > 5:
         out["top5_accuracy"] = float(top_k_accuracy_score(y_true, y_score, k=5, labels=labels))
     out["per_class"] = {
-        name: {"recall": float(recall[j]) if support[j] else None, "f1": float(f1[j]) if support[j] else None,
-               "support": int(support[j])}
+        name: {
+            "recall": float(recall[j]) if support[j] else None,
+            "f1": float(f1[j]) if support[j] else None,
+            "support": int(support[j]),
+        }
         for j, name in enumerate(label_names)
     }
     out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=labels).tolist()
@@ -222,8 +227,9 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: Sequ
     return out
 
 
-def compute_metrics(task_type: str, y_true: np.ndarray, y_score: np.ndarray, label_names: Sequence[str],
-                    thresholds: np.ndarray | None = None) -> dict[str, Any]:
+def compute_metrics(
+    task_type: str, y_true: np.ndarray, y_score: np.ndarray, label_names: Sequence[str], thresholds: np.ndarray | None = None
+) -> dict[str, Any]:
     """All metrics of a task type as a JSON-serialisable dict (scalars at the top level, details in
     'per_class', plus 'confusion_matrix' for multiclass). thresholds: multilabel only, see tune_thresholds."""
     label_names = list(label_names)
@@ -244,8 +250,15 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
 
 
 __all__ = [
-    "compute_metrics", "tune_thresholds", "aggregate_tracks", "primary_metric", "higher_is_better",
-    "multilabel_metrics", "multiclass_metrics", "regression_metrics", "scalar_metrics",
+    "compute_metrics",
+    "tune_thresholds",
+    "aggregate_tracks",
+    "primary_metric",
+    "higher_is_better",
+    "multilabel_metrics",
+    "multiclass_metrics",
+    "regression_metrics",
+    "scalar_metrics",
 ]
 
 

@@ -3,6 +3,7 @@
 Every function writes its figure under a temporary name in the target folder, renames it
 into place (no half-written PNG after a crash) and returns the path.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,9 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_per_class(scores: Mapping[str, float | None], path: str | Path, title: str = "", ylabel: str = "score",
-                   sort: bool = True) -> Path:
+def plot_per_class(
+    scores: Mapping[str, float | None], path: str | Path, title: str = "", ylabel: str = "score", sort: bool = True
+) -> Path:
     """Bar chart of one score per class (e.g. per-tag ROC-AUC); None values are drawn as gaps."""
     items = [(k, float(v)) for k, v in scores.items() if v is not None]
     if sort:
@@ -52,13 +54,19 @@ def plot_per_class(scores: Mapping[str, float | None], path: str | Path, title: 
         ax.axhline(float(np.mean(values)), color="tab:red", lw=1, ls="--", label=f"mean {np.mean(values):.3f}")
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False)
     left_out = len(scores) - len(items)
-    ax.set_title(f"{title}\n{len(items)} classes" + (f"; {left_out} undefined (no positive example)" if left_out else ""),
-                 fontsize=10)
+    ax.set_title(
+        f"{title}\n{len(items)} classes" + (f"; {left_out} undefined (no positive example)" if left_out else ""), fontsize=10
+    )
     return _save(fig, path)
 
 
-def plot_confusion_matrix(cm: np.ndarray | Sequence[Sequence[int]], label_names: Sequence[str], path: str | Path,
-                          title: str = "", normalize: bool = True) -> Path:
+def plot_confusion_matrix(
+    cm: np.ndarray | Sequence[Sequence[int]],
+    label_names: Sequence[str],
+    path: str | Path,
+    title: str = "",
+    normalize: bool = True,
+) -> Path:
     """Confusion matrix [K, K] (rows true class, columns predicted); colours are row shares (recall) when
     `normalize`. Every cell shows its count (and share); each true class's label carries its number of clips."""
     cm = np.asarray(cm, dtype=np.float64)
@@ -80,17 +88,33 @@ def plot_confusion_matrix(cm: np.ndarray | Sequence[Sequence[int]], label_names:
         for i in range(k):
             for j in range(k):
                 txt = f"{int(cm[i, j])}\n{shown[i, j]:.2f}" if normalize and support[i] else f"{int(cm[i, j])}"
-                ax.text(j, i, txt, ha="center", va="center", fontsize=6.5,
-                        color="white" if shown[i, j] > 0.5 * (shown.max() or 1) else "black")
+                ax.text(
+                    j,
+                    i,
+                    txt,
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="white" if shown[i, j] > 0.5 * (shown.max() or 1) else "black",
+                )
     correct = int(np.trace(cm))
     total = int(cm.sum())
-    ax.set_title(f"{title or 'confusion matrix'}\n{correct} of {total} clips correct"
-                 + (f" ({correct / total:.1%})" if total else ""), fontsize=10)
+    ax.set_title(
+        f"{title or 'confusion matrix'}\n{correct} of {total} clips correct" + (f" ({correct / total:.1%})" if total else ""),
+        fontsize=10,
+    )
     return _save(fig, path)
 
 
-def plot_pr_curves(y_true: np.ndarray, y_score: np.ndarray, label_names: Sequence[str], path: str | Path,
-                   tags: Sequence[str] | None = None, max_tags: int = 6, title: str = "") -> Path:
+def plot_pr_curves(
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    label_names: Sequence[str],
+    path: str | Path,
+    tags: Sequence[str] | None = None,
+    max_tags: int = 6,
+    title: str = "",
+) -> Path:
     """Precision-recall curves of a few tags: `tags`, else the `max_tags` most frequent ones with a positive.
 
     y_true, y_score [N, K].
@@ -111,7 +135,7 @@ def plot_pr_curves(y_true: np.ndarray, y_score: np.ndarray, label_names: Sequenc
         p, r, _ = precision_recall_curve(y_true[:, j], y_score[:, j])
         ap = average_precision_score(y_true[:, j], y_score[:, j])
         n_pos = int(y_true[:, j].sum())
-        line, = ax.step(r, p, where="post", label=f"{names[j]}: AP {ap:.2f}, {n_pos} of {len(y_true)} positive")
+        (line,) = ax.step(r, p, where="post", label=f"{names[j]}: AP {ap:.2f}, {n_pos} of {len(y_true)} positive")
         ax.axhline(n_pos / max(len(y_true), 1), color=line.get_color(), lw=0.7, ls=":")  # a random ranking's precision
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
@@ -119,14 +143,21 @@ def plot_pr_curves(y_true: np.ndarray, y_score: np.ndarray, label_names: Sequenc
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     if order:  # outside the axes, so it never covers a curve
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
-                  title="tag (dotted: chance)", title_fontsize=7)
+        ax.legend(
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            borderaxespad=0.0,
+            title="tag (dotted: chance)",
+            title_fontsize=7,
+        )
     ax.set_title(title or f"precision-recall, {len(order)} most frequent tags", fontsize=10)
     return _save(fig, path)
 
 
-def plot_regression_scatter(y_true: np.ndarray, y_pred: np.ndarray, label_names: Sequence[str], path: str | Path,
-                            title: str = "") -> Path:
+def plot_regression_scatter(
+    y_true: np.ndarray, y_pred: np.ndarray, label_names: Sequence[str], path: str | Path, title: str = ""
+) -> Path:
     """Predicted against true value, one panel per output (e.g. arousal, valence), with the identity line."""
     y_true = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)
     y_pred = np.asarray(y_pred, dtype=np.float64).reshape(len(y_pred), -1)
@@ -146,8 +177,13 @@ def plot_regression_scatter(y_true: np.ndarray, y_pred: np.ndarray, label_names:
     return _save(fig, path)
 
 
-def plot_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, title: str = "",
-                xlabel: str = "step", ylabel: str = "value") -> Path:
+def plot_curves(
+    curves: Mapping[str, Sequence[tuple[float, float]]],
+    path: str | Path,
+    title: str = "",
+    xlabel: str = "step",
+    ylabel: str = "value",
+) -> Path:
     """Training curves: {name: [(step, value), ...]} as lines on one axis (e.g. train loss, valid metric)."""
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for name, points in curves.items():
@@ -194,8 +230,9 @@ def panel_limits(means: Sequence[float], stds: Sequence[float], metric: str) -> 
     return (max(lo - pad, lo_range - 0.05 * pad), min(hi + pad, hi_range + 0.05 * pad))
 
 
-def transfer_figure(table: Mapping[str, Mapping[str, Mapping[str, Any]]],
-                    ylabel: str = "mean ± std over probe seeds") -> plt.Figure:
+def transfer_figure(
+    table: Mapping[str, Mapping[str, Mapping[str, Any]]], ylabel: str = "mean ± std over probe seeds"
+) -> plt.Figure:
     """{task: {backbone: {'mean', 'std', 'metric'}}} -> one panel per task with its own y-axis (the caller
     saves or closes it). Each backbone is a point with a std bar and its value printed; a value outside the
     panel (an R² of -130 next to 0.3s) sits on the axis edge as a triangle, its value printed."""
@@ -219,9 +256,15 @@ def transfer_figure(table: Mapping[str, Mapping[str, Mapping[str, Any]]],
                 ax.errorbar(x, mean, yerr=sd, fmt="o", color=colors[name], capsize=3, markersize=6)
             else:  # clipped: a triangle on the edge, pointing where the value is
                 ax.plot(x, shown, marker="v" if mean < lo else "^", color=colors[name], markersize=9, clip_on=False)
-            ax.annotate(f"{mean:.3f}" if abs(mean) < 100 else f"{mean:.0f}", (x, shown), textcoords="offset points",
-                        xytext=(0, -14) if mean > hi else (0, 9), ha="center",
-                        fontsize=7, fontweight="normal" if inside else "bold")
+            ax.annotate(
+                f"{mean:.3f}" if abs(mean) < 100 else f"{mean:.0f}",
+                (x, shown),
+                textcoords="offset points",
+                xytext=(0, -14) if mean > hi else (0, 9),
+                ha="center",
+                fontsize=7,
+                fontweight="normal" if inside else "bold",
+            )
         ax.set_ylim(lo, hi)
         ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_xticks(range(len(names)))
@@ -234,28 +277,40 @@ def transfer_figure(table: Mapping[str, Mapping[str, Mapping[str, Any]]],
     return fig
 
 
-def plot_grouped_bars(table: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str | Path,
-                      ylabel: str = "mean ± std over probe seeds") -> Path:
+def plot_grouped_bars(
+    table: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str | Path, ylabel: str = "mean ± std over probe seeds"
+) -> Path:
     """The demo's transfer.png: `transfer_figure` written as a PNG (one panel and y-axis per task)."""
     return _save(transfer_figure(table, ylabel), path)
 
 
-def plot_intervals(diffs: Mapping[str, Mapping[str, Mapping[str, float | None]]], path: str | Path,
-                   title: str = "difference to the reference with 95% interval") -> Path:
+def plot_intervals(
+    diffs: Mapping[str, Mapping[str, Mapping[str, float | None]]],
+    path: str | Path,
+    title: str = "difference to the reference with 95% interval",
+) -> Path:
     """Forest plot: {row (backbone/recipe): {panel (task): {'diff', 'low', 'high'}}}, one panel per task,
     one row per entry, a line at zero. Undefined entries (None) are left out."""
     rows = list(diffs)
     panels = list(dict.fromkeys(t for r in diffs.values() for t in r))  # first-seen order
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(2.6 * max(1, len(panels)) + 2, 0.35 * len(rows) + 2.0),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(panels)), figsize=(2.6 * max(1, len(panels)) + 2, 0.35 * len(rows) + 2.0), sharey=True, squeeze=False
+    )
     for ax, panel in zip(axes[0], panels):
         for i, row in enumerate(rows):
             d = diffs[row].get(panel)
             if d and d.get("diff") is not None and d.get("low") is not None:
                 diff, low, high = cast(float, d["diff"]), cast(float, d["low"]), cast(float, d["high"])  # set together
                 above = low > 0
-                ax.errorbar(diff, i, xerr=[[diff - low], [high - diff]], fmt="o",
-                            color="tab:green" if above else "tab:gray", capsize=2, markersize=4)
+                ax.errorbar(
+                    diff,
+                    i,
+                    xerr=[[diff - low], [high - diff]],
+                    fmt="o",
+                    color="tab:green" if above else "tab:gray",
+                    capsize=2,
+                    markersize=4,
+                )
         ax.axvline(0.0, color="black", linewidth=0.8)
         ax.set_title(panel, fontsize=9)
         ax.grid(alpha=0.3, axis="x")
@@ -266,16 +321,25 @@ def plot_intervals(diffs: Mapping[str, Mapping[str, Mapping[str, float | None]]]
     return _save(fig, path)
 
 
-__all__ = ["plot_per_class", "plot_confusion_matrix", "plot_pr_curves", "plot_regression_scatter", "plot_curves",
-           "plot_grouped_bars", "transfer_figure", "panel_limits", "metric_range", "plot_intervals"]
+__all__ = [
+    "plot_per_class",
+    "plot_confusion_matrix",
+    "plot_pr_curves",
+    "plot_regression_scatter",
+    "plot_curves",
+    "plot_grouped_bars",
+    "transfer_figure",
+    "panel_limits",
+    "metric_range",
+    "plot_intervals",
+]
 
 
 def plot_taggram(result: FileTags, tag_names: Sequence[str], path: str | Path, model_name: str = "") -> Path:
     """Tags x time image of one file (probabilities 0..1 per 3 s chunk), as musicnn's taggram."""
     k, t = len(tag_names), len(result.starts)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * t + 3.5), 0.16 * k + 1.6))
-    im = ax.imshow(result.taggram.T, aspect="auto", origin="upper", cmap="Blues", vmin=0.0, vmax=1.0,
-                   interpolation="nearest")
+    im = ax.imshow(result.taggram.T, aspect="auto", origin="upper", cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_yticks(range(k))
     ax.set_yticklabels(tag_names, fontsize=6)
     step = max(1, t // 12)

@@ -13,6 +13,7 @@ scores everything alike gets chance figures, never R@1 = 1:
 Chance (scores that carry no information, N candidates): R@K = K/N, median rank (N + 1)/2,
 mAP@10 = (1/N) * sum_{r=1}^{min(10, N)} 1/r.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -138,7 +139,7 @@ def reference_text_embeddings(texts: list[str]) -> np.ndarray:
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), 128):
-            b = tok(texts[i:i + 128], padding=True, truncation=True, max_length=64, return_tensors="pt")
+            b = tok(texts[i : i + 128], padding=True, truncation=True, max_length=64, return_tensors="pt")
             h = enc.run_layers(enc.embed(b["input_ids"]), additive_mask(b["attention_mask"], torch.float32), 0, 6)
             w = b["attention_mask"].unsqueeze(-1).float()
             out.append(((h * w).sum(1) / w.sum(1)).numpy())
@@ -150,8 +151,16 @@ def best_windows(model, chunk_feats, chunk_emb: np.ndarray, query: np.ndarray):
     return model.window_at(chunk_feats, int(np.argmax(chunk_emb @ query)))
 
 
-def evaluate_retrieval(model, data_dir, split: str = "test", rerank_n: int = 10, n_boot: int = 1000,
-                       num_workers: int = 2, progress: bool = True, audio_dir: str = "audio") -> dict:
+def evaluate_retrieval(
+    model,
+    data_dir,
+    split: str = "test",
+    rerank_n: int = 10,
+    n_boot: int = 1000,
+    num_workers: int = 2,
+    progress: bool = True,
+    audio_dir: str = "audio",
+) -> dict:
     """Text->audio and audio->text retrieval on an audiocaption split: contrastive scores, then (for models
     with a cross-encoder) the top `rerank_n` re-scored with `match`. Returns a JSON-ready dict with the
     metrics, their 95 % intervals, chance levels, the caption-ambiguity bound and per-query parts."""
@@ -165,8 +174,14 @@ def evaluate_retrieval(model, data_dir, split: str = "test", rerank_n: int = 10,
     pairs, skipped = read_split(data_dir, split, audio_dir, on_bad="skip")
     if len(pairs) < 2:
         raise ValueError(f"{data_dir}: the {split} split has {len(pairs)} usable record(s); retrieval needs at least 2")
-    feats, track, failures = extract(model.backbone, [p.audio_path for p in pairs], num_workers=num_workers,
-                                     progress=progress, desc=f"retrieval {split}", device=model.device)
+    feats, track, failures = extract(
+        model.backbone,
+        [p.audio_path for p in pairs],
+        num_workers=num_workers,
+        progress=progress,
+        desc=f"retrieval {split}",
+        device=model.device,
+    )
     if failures:
         raise AudioError(failures[0][0], f"{failures[0][1]} ({len(failures)} clip(s) of the {split} split unreadable)")
     n = len(pairs)
@@ -178,8 +193,14 @@ def evaluate_retrieval(model, data_dir, split: str = "test", rerank_n: int = 10,
     text = model.embed_text(captions)
     sim = audio @ text.T  # [clips, captions]
     rel = np.arange(n)
-    result = {"split": split, "n": n, "skipped_records": len(skipped), "model": model.name,
-              "chance": chance_levels(n), "caption_ambiguity_bound": caption_ambiguity_bound(reference_text_embeddings(captions))}
+    result = {
+        "split": split,
+        "n": n,
+        "skipped_records": len(skipped),
+        "model": model.name,
+        "chance": chance_levels(n),
+        "caption_ambiguity_bound": caption_ambiguity_bound(reference_text_embeddings(captions)),
+    }
     parts = {}
     for direction, scores in (("t2a", sim.T), ("a2t", sim)):
         parts[(direction, "contrastive")] = per_query(*query_ranks(scores, rel))
@@ -200,7 +221,8 @@ def evaluate_retrieval(model, data_dir, split: str = "test", rerank_n: int = 10,
     for direction in ("t2a", "a2t"):
         if (direction, "reranked") in parts:
             result[direction]["rerank_minus_contrastive_R@1_ci95"] = paired_difference_ci(
-                parts[(direction, "reranked")]["R@1"], parts[(direction, "contrastive")]["R@1"], n_boot)
+                parts[(direction, "reranked")]["R@1"], parts[(direction, "contrastive")]["R@1"], n_boot
+            )
     result["rerank_n"] = int(rerank_n) if (("t2a", "reranked") in parts) else 0
     result["_parts"] = parts
     return result
@@ -226,6 +248,11 @@ def write_retrieval(result: dict, out) -> dict:
     max_k = min(n, 50)
     curves = {f"{d} {kind}": recall_curve(p, max_k) for (d, kind), p in result["_parts"].items()}
     curves["chance"] = [(k, min(1.0, k / n)) for k in range(1, max_k + 1)]
-    plot_curves(curves, out / "plots" / "recall_at_k.png", title=f"retrieval on {n} {result['split']} clips ({result['model']})",
-                xlabel="K", ylabel="recall@K")
+    plot_curves(
+        curves,
+        out / "plots" / "recall_at_k.png",
+        title=f"retrieval on {n} {result['split']} clips ({result['model']})",
+        xlabel="K",
+        ylabel="recall@K",
+    )
     return public

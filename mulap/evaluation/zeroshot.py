@@ -19,6 +19,7 @@ each class's is the mean of its prompts' text embeddings. Scores are cosines:
 
 Metrics and files come from the same code as `mulap eval` (mulap.evaluation.outputs).
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,7 +49,7 @@ def class_embeddings(model, prompts: dict, labels: list[str]) -> np.ndarray:
     out, i = [], 0
     for c in labels:
         n = len(prompts[c])
-        m = emb[i:i + n].mean(0)
+        m = emb[i : i + n].mean(0)
         out.append(m / max(np.linalg.norm(m), 1e-12))
         i += n
     return np.stack(out)
@@ -84,8 +85,9 @@ def zero_shot_value(task_type: str, y: np.ndarray, s: np.ndarray, labels: list[s
     return primary_value(task_type, primary(task_type), y, s, labels)
 
 
-def bootstrap_interval(task_type: str, y: np.ndarray, s: np.ndarray, labels: list[str], n_boot: int = 500,
-                       seed: int = 0) -> list[float | None]:
+def bootstrap_interval(
+    task_type: str, y: np.ndarray, s: np.ndarray, labels: list[str], n_boot: int = 500, seed: int = 0
+) -> list[float | None]:
     """95 % percentile interval of the primary figure over test tracks resampled with replacement."""
     rng = np.random.default_rng(seed)
     vals = []
@@ -142,8 +144,9 @@ def track_means(emb, ds, split: str) -> tuple[np.ndarray, np.ndarray]:
     return (sums[idx] / counts[idx, None]).astype(np.float32), targets(ds, split)
 
 
-def run_zeroshot(model, ds, emb, out: Path, prompts_file: str | Path | None = None, n_boot: int = 500,
-                 calibrate_classes: bool = True) -> dict:
+def run_zeroshot(
+    model, ds, emb, out: Path, prompts_file: str | Path | None = None, n_boot: int = 500, calibrate_classes: bool = True
+) -> dict:
     """Zero-shot scores of a prepared dataset's valid and test splits, evaluated and written into `out`
     like `mulap eval` (metrics.json, metrics.tsv, predictions.npz, plots/), plus prompts.json.
     `calibrate_classes`: standardise class scores on the validation split (see the module docstring)."""
@@ -156,17 +159,22 @@ def run_zeroshot(model, ds, emb, out: Path, prompts_file: str | Path | None = No
     feats_t, y_t = track_means(emb, ds, "test")
     # one call for both splits: the prompts go through the text encoder once
     both = zero_shot_scores(model, np.concatenate([feats_v, feats_t]), ds.task_type, labels, prompts)
-    s_v, s_t = both[:len(feats_v)], both[len(feats_v):]
+    s_v, s_t = both[: len(feats_v)], both[len(feats_v) :]
     raw_t = s_t
     calibrated = calibrate_classes and ds.task_type != "regression"
     if calibrated:
         s_v, s_t = standardise(s_v, s_v), standardise(s_v, s_t)
     value = zero_shot_value(ds.task_type, y_t, s_t, labels)
-    extra = {"backbone": model.name, "zero_shot": True, "primary_metric": primary(ds.task_type), "value": value,
-             "ci95": bootstrap_interval(ds.task_type, y_t, s_t, labels, n_boot),
-             "chance": chance_level(ds.task_type, len(labels)),
-             "prompts": "file " + str(prompts_file) if prompts_file else "default",
-             "calibration": "class scores standardised on the validation split (no labels)" if calibrated else "none"}
+    extra = {
+        "backbone": model.name,
+        "zero_shot": True,
+        "primary_metric": primary(ds.task_type),
+        "value": value,
+        "ci95": bootstrap_interval(ds.task_type, y_t, s_t, labels, n_boot),
+        "chance": chance_level(ds.task_type, len(labels)),
+        "prompts": "file " + str(prompts_file) if prompts_file else "default",
+        "calibration": "class scores standardised on the validation split (no labels)" if calibrated else "none",
+    }
     if calibrated:
         extra["value_raw"] = zero_shot_value(ds.task_type, y_t, raw_t, labels)
     if ds.task_type == "regression":
@@ -178,6 +186,5 @@ def run_zeroshot(model, ds, emb, out: Path, prompts_file: str | Path | None = No
     metrics = evaluate_and_write(Path(out), ds, *scored, extra=extra)
     write_json(Path(out) / "prompts.json", prompts)
     # the test scores the figure comes from (paired comparisons between models) and the raw cosines
-    np.savez(Path(out) / "scores.npz", ids=np.array([it.id for it in ds.split("test")]), y_true=y_t, scores=s_t,
-             raw_scores=raw_t)
+    np.savez(Path(out) / "scores.npz", ids=np.array([it.id for it in ds.split("test")]), y_true=y_t, scores=s_t, raw_scores=raw_t)
     return metrics

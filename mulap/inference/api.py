@@ -17,6 +17,7 @@ Audio is taken at any sample rate (resampled with soxr to 16 kHz) and down-mixed
 `mulap embed` reads files; a track embedding is the mean of its 3 s chunk features (a trailing partial
 chunk is dropped unless it is the clip's only one, where it is zero-padded).
 """
+
 from __future__ import annotations
 
 import numbers
@@ -34,17 +35,27 @@ from mulap.models.musicnn import Musicnn
 SPACES = ("backbone", "joint")
 
 
-
 def backbone_features(backbone, chunks: torch.Tensor, batch_size: int, device) -> torch.Tensor:
     """The backbone on [B, chunk_samples] chunks, `batch_size` at a time, on `device` -> [B, D]."""
-    out = [backbone(chunks[i:i + batch_size].to(device)) for i in range(0, len(chunks), batch_size)]
+    out = [backbone(chunks[i : i + batch_size].to(device)) for i in range(0, len(chunks), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, backbone.out_dim, device=device)
+
 
 class Model:
     """A loaded backbone, optionally with MuLaP's text side. Build it with `mulap.load`."""
 
-    def __init__(self, name: str, backbone: Musicnn, device: torch.device, mulap=None, tokenizer=None,
-                 max_seq_length: int = 64, tagger=None, tag_names: list[str] | None = None, info: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        backbone: Musicnn,
+        device: torch.device,
+        mulap=None,
+        tokenizer=None,
+        max_seq_length: int = 64,
+        tagger=None,
+        tag_names: list[str] | None = None,
+        info: dict | None = None,
+    ):
         self.name = name
         self.device = device
         self.backbone = backbone.to(device).eval()
@@ -115,7 +126,7 @@ class Model:
         if len(wave) <= n:
             return cut_chunks(wave, n, 1, pad_last=True), np.zeros(1)
         starts = np.arange(0, len(wave) - n + 1, hop)
-        return np.stack([wave[s:s + n] for s in starts]), starts / SAMPLE_RATE
+        return np.stack([wave[s : s + n] for s in starts]), starts / SAMPLE_RATE
 
     # -- audio embeddings -------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -136,8 +147,9 @@ class Model:
         tracks = torch.stack([feats[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:])])
         return self._space(tracks, space)
 
-    def embed_chunks(self, audio, sample_rate, hop_seconds: float | None = None, space: str = "backbone",
-                     batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    def embed_chunks(
+        self, audio, sample_rate, hop_seconds: float | None = None, space: str = "backbone", batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One clip's chunk embeddings [T, D] and their start times in seconds [T]. `hop_seconds` < 3 gives
         overlapping chunks (musicnn's input_overlap); the default is the non-overlapping chunks of `embed`."""
         if isinstance(audio, (list, tuple)):
@@ -146,8 +158,14 @@ class Model:
         chunks, starts = self.chunks_of(wave, hop_seconds)
         return self._space(self.chunk_features(torch.from_numpy(chunks), batch_size), space), starts.astype(np.float64)
 
-    def embed_files(self, paths: Sequence[str | Path], batch_size: int = 32, space: str = "backbone",
-                    num_workers: int = 2, progress: bool = False) -> np.ndarray:
+    def embed_files(
+        self,
+        paths: Sequence[str | Path],
+        batch_size: int = 32,
+        space: str = "backbone",
+        num_workers: int = 2,
+        progress: bool = False,
+    ) -> np.ndarray:
         """Track embeddings [N, D] of audio files, in order: the numbers `mulap embed` writes. A file that
         cannot be read raises AudioError naming it."""
         from mulap.audio.io import AudioError
@@ -156,8 +174,9 @@ class Model:
         files = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
         if not files:
             raise ValueError("no files given")
-        feats, track, failures = extract(self.backbone, files, batch_chunks=batch_size, num_workers=num_workers,
-                                         progress=progress, device=self.device)
+        feats, track, failures = extract(
+            self.backbone, files, batch_chunks=batch_size, num_workers=num_workers, progress=progress, device=self.device
+        )
         if failures:
             raise AudioError(failures[0][0], f"{failures[0][1]} ({len(failures)} of {len(files)} file(s) could not be read)")
         chunk_feats = torch.from_numpy(feats)
@@ -175,11 +194,15 @@ class Model:
     def require_joint(self, what: str) -> None:
         """A ValueError naming the model when it has no joint audio-text space (text queries, zero-shot, retrieval)."""
         if self.mulap is None:
-            raise ValueError(f"{self.name} has no text side: {what} needs a pre-trained MuLaP model "
-                             "(a pre-training id, experiment folder or exported model)")
+            raise ValueError(
+                f"{self.name} has no text side: {what} needs a pre-trained MuLaP model "
+                "(a pre-training id, experiment folder or exported model)"
+            )
         if not self.mulap.has_joint_space:
-            raise ValueError(f"{self.name} was trained without the contrastive objective (the paper's recipe), so it has "
-                             f"no joint audio-text space for {what}; `match` still scores audio-text pairs")
+            raise ValueError(
+                f"{self.name} was trained without the contrastive objective (the paper's recipe), so it has "
+                f"no joint audio-text space for {what}; `match` still scores audio-text pairs"
+            )
 
     @torch.inference_mode()
     def project_audio(self, features) -> np.ndarray:
@@ -209,7 +232,7 @@ class Model:
         texts = [texts] if isinstance(texts, str) else list(texts)
         out = []
         for i in range(0, max(len(texts), 1), batch_size):
-            tok = self._tokens(texts[i:i + batch_size])
+            tok = self._tokens(texts[i : i + batch_size])
             out.append(self.mulap.embed_text_joint(tok["input_ids"], tok["attention_mask"]).float().cpu().numpy())
         return np.concatenate(out)
 
@@ -222,8 +245,10 @@ class Model:
             a = self.project_audio(a)
         for name, x in (("audio_emb", a), ("text_emb", t)):
             if x.shape[1] != self.joint_dim:
-                raise ValueError(f"{name} has {x.shape[1]} dimensions; expected {self.joint_dim} (joint space)"
-                                 + (f" or {self.embedding_dim} (backbone)" if name == "audio_emb" else ""))
+                raise ValueError(
+                    f"{name} has {x.shape[1]} dimensions; expected {self.joint_dim} (joint space)"
+                    + (f" or {self.embedding_dim} (backbone)" if name == "audio_emb" else "")
+                )
         a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
         t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
         return (a @ t.T).astype(np.float32)
@@ -242,7 +267,7 @@ class Model:
         for i, w in enumerate(waves):
             feats = self.chunk_features(torch.from_numpy(self.chunks_of(w)[0]))  # the chunks `embed` uses
             for start in range(0, len(feats), self.max_chunks):
-                windows.append(feats[start:start + self.max_chunks])
+                windows.append(feats[start : start + self.max_chunks])
                 owner.append(i)
         return self.match_features(windows, texts, owner, len(waves), batch_size)
 
@@ -251,11 +276,12 @@ class Model:
         moved back so it is full where the clip allows: what `match` scores for one moment."""
         assert self.max_chunks is not None  # a model with a text side (its audio transformer's window)
         lo = max(0, min(first, len(chunks) - self.max_chunks))
-        return chunks[lo:lo + self.max_chunks]
+        return chunks[lo : lo + self.max_chunks]
 
     @torch.inference_mode()
-    def match_features(self, windows: list[torch.Tensor], texts, owner: list[int], n_audio: int,
-                       batch_size: int = 64) -> np.ndarray:
+    def match_features(
+        self, windows: list[torch.Tensor], texts, owner: list[int], n_audio: int, batch_size: int = 64
+    ) -> np.ndarray:
         """`match` on backbone chunk features: windows (each [c <= max_chunks, D]) owned by clip `owner[k]`
         -> [n_audio, Nt], the best window per clip."""
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -274,8 +300,8 @@ class Model:
         feats = torch.zeros(len(windows), c, self.embedding_dim, device=self.device)
         mask = torch.zeros(len(windows), c, dtype=torch.bool, device=self.device)
         for k, w in enumerate(windows):
-            feats[k, :len(w)] = w.to(self.device)
-            mask[k, :len(w)] = True
+            feats[k, : len(w)] = w.to(self.device)
+            mask[k, : len(w)] = True
         return feats, mask
 
     @torch.inference_mode()
@@ -286,17 +312,18 @@ class Model:
         assert self.mulap is not None  # a model with a text side (match checks it)
         out = np.empty(len(windows), dtype=np.float32)
         for s in range(0, len(windows), batch_size):
-            ws = windows[s:s + batch_size]
+            ws = windows[s : s + batch_size]
             feats, mask = self.pad_windows(ws)
-            tok = self._tokens(texts[s:s + batch_size])
+            tok = self._tokens(texts[s : s + batch_size])
             logits = self.mulap.match_logits(feats, mask, tok["input_ids"], tok["attention_mask"])
-            out[s:s + len(ws)] = logits.float().softmax(-1)[:, 1].cpu().numpy()
+            out[s : s + len(ws)] = logits.float().softmax(-1)[:, 1].cpu().numpy()
         return out
 
 
 # -- loading -------------------------------------------------------------------------------------------------
-def load(name_or_path: str | Path, save_dir: str | Path | None = None, device: str | torch.device | None = None,
-         seed: int = 0) -> Model:
+def load(
+    name_or_path: str | Path, save_dir: str | Path | None = None, device: str | torch.device | None = None, seed: int = 0
+) -> Model:
     """A model by name or path:
 
     - ``"random"``: Musicnn with fresh weights (seeded);
@@ -330,8 +357,10 @@ def load(name_or_path: str | Path, save_dir: str | Path | None = None, device: s
         return Model(f"mulap:{path.name}", pre.model.backbone, dev, pre.model, pre.tokenizer, pre.max_seq_length, info=pre.info)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such model file or folder")
-    raise ModelLoadError(f"{path} is not a model: expected an exported model folder (config.json + model.safetensors), "
-                         "an experiment folder (config.yaml + checkpoints/) or a backbone .safetensors")
+    raise ModelLoadError(
+        f"{path} is not a model: expected an exported model folder (config.json + model.safetensors), "
+        "an experiment folder (config.yaml + checkpoints/) or a backbone .safetensors"
+    )
 
 
 def model_path(ref: str, save_dir: str | Path | None = None) -> Path:
@@ -351,8 +380,9 @@ def model_path(ref: str, save_dir: str | Path | None = None) -> Path:
     if candidate.exists():
         return candidate
     if not path.exists():
-        raise ModelLoadError(f"{ref!r} is not a model: not random/{'/'.join(SUPERVISED)}, not a file or folder, and no "
-                             f"pre-training {candidate}")
+        raise ModelLoadError(
+            f"{ref!r} is not a model: not random/{'/'.join(SUPERVISED)}, not a file or folder, and no pre-training {candidate}"
+        )
     return path
 
 
@@ -360,7 +390,9 @@ def model_path(ref: str, save_dir: str | Path | None = None) -> Path:
 def _check_rate(sample_rate) -> int:
     if sample_rate is None:
         raise ValueError("sample_rate is required (the rate of the audio you pass, e.g. 44100); it is never guessed")
-    real = isinstance(sample_rate, numbers.Real) and not isinstance(sample_rate, bool)  # not narrowed: typeshed's Real has no __int__
+    real = isinstance(sample_rate, numbers.Real) and not isinstance(
+        sample_rate, bool
+    )  # not narrowed: typeshed's Real has no __int__
     if not real or float(sample_rate) != int(sample_rate) or int(sample_rate) <= 0:
         raise ValueError(f"sample_rate must be a positive whole number of samples per second, got {sample_rate!r}")
     return int(sample_rate)
@@ -379,8 +411,10 @@ def _to_mono_16k(clip, rate: int, name: str) -> np.ndarray:
     clip = np.asarray(clip, dtype=np.float32)
     if clip.ndim == 2:
         if clip.shape[0] > clip.shape[1]:
-            raise ValueError(f"{name} has shape {clip.shape}, which looks like [samples, channels]: pass [channels, samples] "
-                             f"(x.T), or a list of 1-D clips for a batch")
+            raise ValueError(
+                f"{name} has shape {clip.shape}, which looks like [samples, channels]: pass [channels, samples] "
+                f"(x.T), or a list of 1-D clips for a batch"
+            )
         clip = clip.mean(axis=0)
     elif clip.ndim != 1:
         raise ValueError(f"{name} has shape {clip.shape}: expected 1-D mono or 2-D [channels, samples]")

@@ -40,6 +40,7 @@ def single_process(model: Musicnn, paths: list[Path], parts_dir: Path | None = N
     """The default extractor: `extract` in this process (`parts_dir` is for extractors that use several)."""
     return extract(model, paths, **kw)
 
+
 # -- the cache -----------------------------------------------------------------------------
 @dataclass
 class ChunkEmbeddings:
@@ -50,7 +51,6 @@ class ChunkEmbeddings:
     ids: list[str]
     key: str
     computed: bool  # False when read from the cache
-
 
 
 def cache_key(backbone_hash: str, manifest: Path, chunk_samples: int, sample_rate: int, precision: str = "32") -> str:
@@ -119,8 +119,10 @@ def _load_array(folder_fd: int, name: str, record: dict | None) -> np.ndarray:
             raise _Damaged(f"{name} has {size} bytes, its header says {offset + count * dtype.itemsize} (truncated?)")
         if record is not None:
             if size != record.get("bytes") or list(shape) != record.get("shape") or dtype.str != record.get("dtype"):
-                raise _Damaged(f"{name} ({size} bytes, shape {list(shape)}, {dtype.str}) is not the file meta.json "
-                               f"records ({record.get('bytes')} bytes, shape {record.get('shape')}, {record.get('dtype')})")
+                raise _Damaged(
+                    f"{name} ({size} bytes, shape {list(shape)}, {dtype.str}) is not the file meta.json "
+                    f"records ({record.get('bytes')} bytes, shape {record.get('shape')}, {record.get('dtype')})"
+                )
         fh.seek(0)
         header = fh.read(offset)
         array = np.fromfile(fh, dtype=dtype, count=count)
@@ -197,16 +199,29 @@ def _move_damaged(folder: Path, problem: str) -> None:
     except FileNotFoundError:  # another process moved it first
         return
     except OSError as exc:
-        log.warning("cache entry %s is damaged (%s) and could not be moved aside (%s); it is not used", folder, problem,
-                    exc.strerror or exc)
+        log.warning(
+            "cache entry %s is damaged (%s) and could not be moved aside (%s); it is not used",
+            folder,
+            problem,
+            exc.strerror or exc,
+        )
         return
     log.warning("cache entry %s is damaged (%s); moved to %s, it is computed again", folder, problem, aside.name)
 
 
-def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifest: Path, cache_root: str | Path,
-                      num_workers: int = 2, progress: bool = True, desc: str = "embedding",
-                      device: torch.device | str | None = None, precision: str = "32",
-                      extractor: Extractor | None = None) -> ChunkEmbeddings | None:
+def cached_embeddings(
+    model: Musicnn,
+    ids: list[str],
+    paths: list[Path],
+    manifest: Path,
+    cache_root: str | Path,
+    num_workers: int = 2,
+    progress: bool = True,
+    desc: str = "embedding",
+    device: torch.device | str | None = None,
+    precision: str = "32",
+    extractor: Extractor | None = None,
+) -> ChunkEmbeddings | None:
     """Embeddings of `paths` (tracks `ids`), from `<cache_root>/<key>/` or computed once and stored there.
     The key covers the backbone weights, the dataset manifest, chunking and the precision.
     extractor: how to compute a missing entry: `extract` in this process (the default), or the caller's
@@ -219,15 +234,30 @@ def cached_embeddings(model: Musicnn, ids: list[str], paths: list[Path], manifes
         if found.ids == list(ids):
             return found
         log.warning("cache %s does not match the requested tracks; recomputing", folder)
-    result = (extractor or single_process)(model, paths, num_workers=num_workers, progress=progress, desc=desc,
-                                           device=device, precision=precision, parts_dir=Path(cache_root) / f".{key}.parts")
+    result = (extractor or single_process)(
+        model,
+        paths,
+        num_workers=num_workers,
+        progress=progress,
+        desc=desc,
+        device=device,
+        precision=precision,
+        parts_dir=Path(cache_root) / f".{key}.parts",
+    )
     if result is None:  # a rank other than 0 of an externally launched job: rank 0 writes the entry
         return None
     features, track, failures = result
     if failures:
-        raise AudioError(failures[0][0], f"{failures[0][1]} ({len(failures)} clip(s) could not be embedded; re-run `mulap prepare`)")
-    meta = {"ids": list(ids), "manifest": str(manifest), "dim": int(features.shape[1]), "precision": precision,
-            "backbone_config": model.config.to_dict()}
+        raise AudioError(
+            failures[0][0], f"{failures[0][1]} ({len(failures)} clip(s) could not be embedded; re-run `mulap prepare`)"
+        )
+    meta = {
+        "ids": list(ids),
+        "manifest": str(manifest),
+        "dim": int(features.shape[1]),
+        "precision": precision,
+        "backbone_config": model.config.to_dict(),
+    }
     return _publish(folder, ChunkEmbeddings(features, track, list(ids), key, True), meta)
 
 
@@ -273,10 +303,22 @@ def _publish(folder: Path, mine: ChunkEmbeddings, meta: dict) -> ChunkEmbeddings
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when it was renamed into place
 
 
-def dataset_embeddings(model: Musicnn, ds, cfg, progress: bool = True, extractor: Extractor | None = None) -> ChunkEmbeddings | None:
+def dataset_embeddings(
+    model: Musicnn, ds, cfg, progress: bool = True, extractor: Extractor | None = None
+) -> ChunkEmbeddings | None:
     """The chunk embeddings of a prepared dataset's tracks (`mulap.data.prepare.PreparedDataset`), from the cache under
     `env.save_dir`, on the device and in the precision the run config asks for (`extraction_settings`)."""
     device, precision = extraction_settings(cfg)
-    return cached_embeddings(model, [it.id for it in ds.items], [it.audio_path for it in ds.items], ds.root / MANIFEST,
-                             embedding_cache_root(cfg.env.save_dir), int(cfg.training.num_workers), progress,
-                             desc=f"embedding {ds.task}", device=device, precision=precision, extractor=extractor)
+    return cached_embeddings(
+        model,
+        [it.id for it in ds.items],
+        [it.audio_path for it in ds.items],
+        ds.root / MANIFEST,
+        embedding_cache_root(cfg.env.save_dir),
+        int(cfg.training.num_workers),
+        progress,
+        desc=f"embedding {ds.task}",
+        device=device,
+        precision=precision,
+        extractor=extractor,
+    )

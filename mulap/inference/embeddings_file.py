@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 OUTPUT_SUFFIXES = (".npz", ".parquet")
 
+
 # -- the `mulap embed` command -------------------------------------------------------------
 def check_output_path(out: str | Path, suffixes: tuple[str, ...] = OUTPUT_SUFFIXES) -> Path:
     """Refuse an output name with another suffix before any work is done."""
@@ -30,9 +31,9 @@ def check_output_path(out: str | Path, suffixes: tuple[str, ...] = OUTPUT_SUFFIX
     return out
 
 
-
-def embed_files(model_ref: str, inputs: list[str], out: str | Path, cfg, batch_size: int = 64,
-                extractor: Extractor = single_process) -> Path:
+def embed_files(
+    model_ref: str, inputs: list[str], out: str | Path, cfg, batch_size: int = 64, extractor: Extractor = single_process
+) -> Path:
     """Chunk- and track-level (mean over chunks) embeddings of audio files -> .npz or .parquet (float32).
     The model comes from `mulap.load`, as in the Python API. The output name and the inputs are checked
     before the model is loaded. `extractor`: the caller's choice of one process or several (see `mulap.inference.cache`)."""
@@ -41,8 +42,16 @@ def embed_files(model_ref: str, inputs: list[str], out: str | Path, cfg, batch_s
     device, precision = extraction_settings(cfg)
     loaded = load(model_ref, save_dir=cfg.env.save_dir, device=device, seed=int(cfg.env.seed))
     model, desc = loaded.backbone, loaded.name
-    result = extractor(model, files, batch_chunks=batch_size, num_workers=int(cfg.training.num_workers), desc="embed",
-                       device=device, precision=precision, parts_dir=out.with_name(f".{out.name}.parts"))
+    result = extractor(
+        model,
+        files,
+        batch_chunks=batch_size,
+        num_workers=int(cfg.training.num_workers),
+        desc="embed",
+        device=device,
+        precision=precision,
+        parts_dir=out.with_name(f".{out.name}.parts"),
+    )
     if result is None:  # not rank 0: rank 0 writes the output
         return out
     features, track, failures = result
@@ -58,8 +67,9 @@ def embed_files(model_ref: str, inputs: list[str], out: str | Path, cfg, batch_s
     return out
 
 
-def write_embeddings(out: Path, names: list[str], ok: list[int], features: np.ndarray, track: np.ndarray,
-                     track_feats: np.ndarray, desc: str) -> None:
+def write_embeddings(
+    out: Path, names: list[str], ok: list[int], features: np.ndarray, track: np.ndarray, track_feats: np.ndarray, desc: str
+) -> None:
     """The `mulap embed` output, atomically: a temp file next to `out`, renamed over it once complete. A failed
     write (full disk, read-only, forbidden) is a one-line WriteError naming `out` (with the space free and about the
     space needed) and leaves no temp file; so does an interrupt."""
@@ -68,8 +78,15 @@ def write_embeddings(out: Path, names: list[str], ok: list[int], features: np.nd
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".npz":
             chunk_in_track = np.concatenate([np.arange((track == i).sum()) for i in ok]) if ok else np.zeros(0, np.int64)
-            np.savez(tmp, files=np.array(names), track_embeddings=track_feats, chunk_embeddings=features,
-                     chunk_track=np.searchsorted(np.array(ok), track), chunk_index=chunk_in_track, backbone=np.array(desc))
+            np.savez(
+                tmp,
+                files=np.array(names),
+                track_embeddings=track_feats,
+                chunk_embeddings=features,
+                chunk_track=np.searchsorted(np.array(ok), track),
+                chunk_index=chunk_in_track,
+                backbone=np.array(desc),
+            )
         else:  # .parquet: one row per track and per chunk, embedding a fixed-size list of float32
             _write_parquet(tmp, names, ok, features, track, track_feats, desc)
         with open(tmp, "rb") as fh:  # on disk before the rename makes it the output
@@ -83,8 +100,9 @@ def write_embeddings(out: Path, names: list[str], ok: list[int], features: np.nd
     fsync_dir(out.parent)
 
 
-def _write_parquet(path: Path, names: list[str], ok: list[int], features: np.ndarray, track: np.ndarray,
-                   track_feats: np.ndarray, desc: str) -> None:
+def _write_parquet(
+    path: Path, names: list[str], ok: list[int], features: np.ndarray, track: np.ndarray, track_feats: np.ndarray, desc: str
+) -> None:
     pa = require("parquet", "pyarrow", "to write .parquet")
     pq = require("parquet", "pyarrow.parquet", "to write .parquet")
 
@@ -97,7 +115,12 @@ def _write_parquet(path: Path, names: list[str], ok: list[int], features: np.nda
         vectors += [track_feats[j][None], rows]
     flat = np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, features.shape[1]), np.float32)
     embedding = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float32()), flat.shape[1])
-    table = pa.table({"file": pa.array(files_col, pa.string()), "level": pa.array(level, pa.string()),
-                      "chunk": pa.array(chunk, pa.int32()), "embedding": embedding})
+    table = pa.table(
+        {
+            "file": pa.array(files_col, pa.string()),
+            "level": pa.array(level, pa.string()),
+            "chunk": pa.array(chunk, pa.int32()),
+            "embedding": embedding,
+        }
+    )
     pq.write_table(table.replace_schema_metadata({"backbone": desc, "chunk_seconds": "3.0"}), path)
-

@@ -85,11 +85,17 @@ def embed_chunk_batch(model: Musicnn, chunks: list[np.ndarray], device: torch.de
         return model(x).float().cpu().numpy()
 
 
-
 @torch.inference_mode()
-def extract(model: Musicnn, paths: list[Path], batch_chunks: int = 64, num_workers: int = 2, desc: str = "embedding",
-            progress: bool = True, device: str | torch.device | None = None,
-            precision: str = "32") -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+def extract(
+    model: Musicnn,
+    paths: list[Path],
+    batch_chunks: int = 64,
+    num_workers: int = 2,
+    desc: str = "embedding",
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    precision: str = "32",
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Embed every chunk of every clip. Returns (features [N_chunks, D] float32, track index [N_chunks],
     failures [(path, reason)]), in clip order. Clips are decoded block by block in parallel workers and
     embedded as they are read (memory stays bounded whatever a file's duration); chunks are batched
@@ -104,8 +110,13 @@ def extract(model: Musicnn, paths: list[Path], batch_chunks: int = 64, num_worke
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
     chunk_len = model.config.chunk_samples
-    loader = DataLoader(_StreamedChunks(paths, chunk_len, model.config.sample_rate), batch_size=None,
-                        num_workers=min(num_workers, len(paths)), collate_fn=_collate, worker_init_fn=worker_exits_on_sigterm)
+    loader = DataLoader(
+        _StreamedChunks(paths, chunk_len, model.config.sample_rate),
+        batch_size=None,
+        num_workers=min(num_workers, len(paths)),
+        collate_fn=_collate,
+        worker_init_fn=worker_exits_on_sigterm,
+    )
     per_clip: dict[int, list[np.ndarray]] = {}
     failed: dict[int, str] = {}
     pending: list[tuple[int, np.ndarray]] = []
@@ -136,11 +147,13 @@ def extract(model: Musicnn, paths: list[Path], batch_chunks: int = 64, num_worke
     bar.close()
     done = [i for i in sorted(per_clip) if i not in failed]
     features = np.concatenate([np.concatenate(per_clip[i]) for i in done]) if done else np.zeros((0, model.out_dim), np.float32)
-    track_index = (np.concatenate([np.full(sum(len(f) for f in per_clip[i]), i, dtype=np.int64) for i in done])
-                   if done else np.zeros(0, np.int64))
+    track_index = (
+        np.concatenate([np.full(sum(len(f) for f in per_clip[i]), i, dtype=np.int64) for i in done])
+        if done
+        else np.zeros(0, np.int64)
+    )
     failures = [(str(paths[i]), failed[i]) for i in sorted(failed)]
     return features, track_index, failures
-
 
 
 class DeviceError(ValueError, RuntimeError):
@@ -159,5 +172,3 @@ def extraction_settings(cfg) -> tuple[torch.device, str]:
         raise DeviceError(f"training.device={want} but torch sees no CUDA device (use training.device=auto or cpu)")
     cuda = want in ("gpu", "cuda") or (want == "auto" and torch.cuda.is_available())
     return torch.device("cuda" if cuda else "cpu"), "bf16" if str(cfg.training.precision).startswith("bf16") else "32"
-
-

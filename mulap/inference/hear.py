@@ -18,6 +18,7 @@ Torch tensors in and out, on the device the model was moved to (`model.to("cuda"
   the clip's length), zero-padded beyond the clip's ends. Musicnn sees 3 s at a time, so neighbouring
   timestamps share most of their window: the embedding varies smoothly, not at 50 ms resolution.
 """
+
 from __future__ import annotations
 
 import torch
@@ -66,7 +67,9 @@ def load_model(model_file_path: str = "", **kwargs) -> HearModel:
     known = {"save_dir", "seed", "device"}
     unknown = set(kwargs) - known
     if unknown:
-        raise ValueError(f"unknown load_model argument(s) {sorted(unknown)}; known: hop_ms, batch_size, {', '.join(sorted(known))}")
+        raise ValueError(
+            f"unknown load_model argument(s) {sorted(unknown)}; known: hop_ms, batch_size, {', '.join(sorted(known))}"
+        )
     return HearModel(load(str(model_file_path) or DEFAULT_MODEL, **kwargs), hop_ms=hop_ms, batch_size=batch_size)
 
 
@@ -74,8 +77,9 @@ def _check_audio(audio, model: HearModel) -> torch.Tensor:
     if not isinstance(model, HearModel):
         raise ValueError(f"model must come from mulap.inference.hear.load_model, got {type(model).__name__}")
     if not torch.is_tensor(audio):
-        raise ValueError(f"audio must be a torch tensor [n_sounds, n_samples] at {model.sample_rate} Hz, "
-                         f"got {type(audio).__name__}")
+        raise ValueError(
+            f"audio must be a torch tensor [n_sounds, n_samples] at {model.sample_rate} Hz, got {type(audio).__name__}"
+        )
     if audio.ndim != 2:
         raise ValueError(f"audio must be [n_sounds, n_samples] at {model.sample_rate} Hz, got shape {tuple(audio.shape)}")
     if not audio.is_floating_point():
@@ -96,7 +100,7 @@ def get_scene_embeddings(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
     if full == 0:  # shorter than one chunk: one zero-padded chunk, as mulap embed
         chunks = torch.nn.functional.pad(audio, (0, c - samples)).reshape(n, 1, c)
     else:
-        chunks = audio[:, :full * c].reshape(n, full, c)
+        chunks = audio[:, : full * c].reshape(n, full, c)
     feats = model.chunk_features(chunks.reshape(-1, c)).reshape(n, chunks.shape[1], -1)
     return feats.mean(1).to(audio.device)
 
@@ -122,7 +126,7 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
     pairs = torch.cartesian_prod(torch.arange(n, device=audio.device), torch.arange(len(ts), device=audio.device))
     feats = []
     for k in range(0, len(pairs), model.batch_size):  # windows cut one batch at a time: memory stays batch x 3 s
-        clip, t = pairs[k:k + model.batch_size].unbind(1)
+        clip, t = pairs[k : k + model.batch_size].unbind(1)
         feats.append(model.chunk_features(padded[clip[:, None], offsets[t][:, None] + span[None, :]]))
     emb = torch.cat(feats).reshape(n, len(ts), -1)
     return emb.to(audio.device), ts.float().to(audio.device).expand(n, -1).contiguous()

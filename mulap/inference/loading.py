@@ -13,6 +13,7 @@ Both are read as folders someone else may have written: every file's problem is 
 the file (and the key); configs go through the typed schema and its size limits (mulap.infra.config_schema), and
 the network is built only once its weights are known to be in the weights file (mulap.models.weight_files).
 """
+
 from __future__ import annotations
 
 import glob
@@ -46,8 +47,8 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 @dataclass
 class PretrainedMuLaP:
-    model: MuLaP               # in eval mode
-    tokenizer: Any             # transformers BertTokenizerFast
+    model: MuLaP  # in eval mode
+    tokenizer: Any  # transformers BertTokenizerFast
     max_seq_length: int
     info: dict = field(default_factory=dict)  # provenance: source, steps, objectives, losses ...
 
@@ -68,8 +69,9 @@ def weights_checkpoint(exp_dir: Path) -> Path:
 
     found = best_checkpoint(exp_dir)
     if found is None:
-        raise ModelLoadError(f"{exp_dir}: no intact checkpoint in {exp_dir / 'checkpoints'} (the pre-training has not "
-                             "taken an optimizer step)")
+        raise ModelLoadError(
+            f"{exp_dir}: no intact checkpoint in {exp_dir / 'checkpoints'} (the pre-training has not taken an optimizer step)"
+        )
     return found
 
 
@@ -119,7 +121,7 @@ def _skeleton_config(model_config: DictConfig, backbone_config: dict) -> DictCon
 
 
 def strip_prefix(state: dict, prefix: str = "model.") -> dict:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def experiment_config(path: Path) -> DictConfig:
@@ -156,8 +158,12 @@ def load_experiment(exp_dir: str | Path, checkpoint: str | Path | None = None) -
     model = build_to_fit(lambda: MuLaP(mc, text_config=text_config), tensor_shapes(state), ckpt, str(exp_dir / "config.yaml"))
     model.load_state_dict(state, strict=False)  # names and shapes checked by build_to_fit
     info = experiment_info(exp_dir, cfg, ckpt, saved)
-    return PretrainedMuLaP(model.eval(), load_tokenizer(cfg.model_config.text.pretrained),
-                           int(cfg.model_config.text.max_seq_length), info | {"model_config": OmegaConf.to_container(mc)})
+    return PretrainedMuLaP(
+        model.eval(),
+        load_tokenizer(cfg.model_config.text.pretrained),
+        int(cfg.model_config.text.max_seq_length),
+        info | {"model_config": OmegaConf.to_container(mc)},
+    )
 
 
 def _count(value) -> int | None:
@@ -170,8 +176,10 @@ def experiment_info(exp_dir: Path, cfg: DictConfig, ckpt: Path, saved: dict) -> 
     obj = cfg.model_config.objectives
     corpus = Path(str(cfg.dataset_config.data_dir))
     return {
-        "source": str(exp_dir.resolve()), "checkpoint": ckpt.name,
-        "epoch": _count(saved.get("epoch")), "global_step": _count(saved.get("global_step")),
+        "source": str(exp_dir.resolve()),
+        "checkpoint": ckpt.name,
+        "epoch": _count(saved.get("epoch")),
+        "global_step": _count(saved.get("global_step")),
         "objectives": {k: float(obj[k].weight) for k in ("mlm", "atm", "mam", "contrastive") if obj[k].enabled},
         "corpus": {"path": str(corpus)},  # clip counts: corpus_sizes, read when a model card is written
         "final_validation": final_validation(exp_dir),
@@ -255,9 +263,15 @@ def export_model(source: PretrainedMuLaP, out_dir: str | Path, overwrite: bool =
         info = {k: v for k, v in source.info.items() if k not in ("model_config", "export")}  # the provenance
         if "corpus" in info:  # counted here, not on every load
             info["corpus"] = {**info["corpus"], "clips": corpus_sizes(info["corpus"]["path"])}
-        config = {"format": EXPORT_FORMAT, "mulap_version": mulap_version(), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                  "model_config": source.info["model_config"], "text_config": source.model.text.config.to_dict(),
-                  "max_seq_length": source.max_seq_length, "provenance": info}
+        config = {
+            "format": EXPORT_FORMAT,
+            "mulap_version": mulap_version(),
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "model_config": source.info["model_config"],
+            "text_config": source.model.text.config.to_dict(),
+            "max_seq_length": source.max_seq_length,
+            "provenance": info,
+        }
         config["model_config"]["text"]["pretrained"] = None  # rebuilt from text_config, weights from the file
         write_json(tmp / CONFIG_FILE, config)
         save_safetensors(module_tensors(source.model), tmp / WEIGHTS_FILE, metadata={"format": EXPORT_FORMAT})
@@ -317,13 +331,16 @@ def load_export(folder: str | Path) -> PretrainedMuLaP:
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(f"{weights}: cannot read the weights ({first_line(exc)})") from None
     if missing or unexpected:
-        raise ModelLoadError(f"{weights}: weights do not fit config.json (missing {sorted(missing)[:4]}, "
-                             f"unexpected {sorted(unexpected)[:4]})")
+        raise ModelLoadError(
+            f"{weights}: weights do not fit config.json (missing {sorted(missing)[:4]}, unexpected {sorted(unexpected)[:4]})"
+        )
     tokenizer = read_tokenizer(folder)
     vocab = config["text_config"]["vocab_size"]
     if len(tokenizer) > vocab:  # its ids would index past the word embeddings
-        raise ModelLoadError(f"{folder}: the tokenizer has {len(tokenizer)} tokens, more than the {vocab} of "
-                             f"{CONFIG_FILE}'s text_config.vocab_size")
+        raise ModelLoadError(
+            f"{folder}: the tokenizer has {len(tokenizer)} tokens, more than the {vocab} of "
+            f"{CONFIG_FILE}'s text_config.vocab_size"
+        )
     info = dict(config["provenance"], model_config=config["model_config"], export=str(folder.resolve()))
     return PretrainedMuLaP(model.eval(), tokenizer, int(config["max_seq_length"]), info)
 
@@ -345,29 +362,32 @@ def model_card(config: dict) -> str:
 
     dim = MusicnnConfig.from_dict(mc["audio"]["musicnn"]).out_dim
     epochs = p.get("epoch")
-    text_line = (f'text = model.embed_text(["calm piano"])         # [1, {mc["objectives"]["contrastive"]["dim"]}] joint space'
-                 if joint else "# trained without the contrastive objective: no joint space (match() still works)")
+    text_line = (
+        f'text = model.embed_text(["calm piano"])         # [1, {mc["objectives"]["contrastive"]["dim"]}] joint space'
+        if joint
+        else "# trained without the contrastive objective: no joint space (match() still works)"
+    )
     return f"""# mulap model
 
 A MuLaP model (Musicnn audio backbone + audio transformer, BERT text branch, co-attention) exported by
-mulap {config['mulap_version']} on {config['created']}.
+mulap {config["mulap_version"]} on {config["created"]}.
 
 ```python
 import mulap
-model = mulap.load("{'<this folder>'}")
+model = mulap.load("{"<this folder>"}")
 emb = model.embed(audio, sample_rate)            # [N, {dim}] backbone features (transfer)
 {text_line}
 ```
 
 | | |
 |---|---|
-| source experiment | `{p.get('source', '?')}` ({p.get('checkpoint', '?')}) |
-| corpus | `{corpus.get('path', '?')}`: {counts} |
-| training | {'?' if epochs is None else epochs + 1} epoch(s), {p.get('global_step')} optimizer steps |
+| source experiment | `{p.get("source", "?")}` ({p.get("checkpoint", "?")}) |
+| corpus | `{corpus.get("path", "?")}`: {counts} |
+| training | {"?" if epochs is None else epochs + 1} epoch(s), {p.get("global_step")} optimizer steps |
 | objectives | {objectives} |
-| joint audio-text space | {'yes, ' + str(mc['objectives']['contrastive']['dim']) + '-d' if joint else 'no'} |
-| text branch | {config['text_config'].get('num_hidden_layers')} layers, {config['text_config'].get('hidden_size')} wide |
-| audio | 16 kHz mono, 3 s chunks, up to {mc['audio']['max_chunks']} chunks per clip in the transformer |
+| joint audio-text space | {"yes, " + str(mc["objectives"]["contrastive"]["dim"]) + "-d" if joint else "no"} |
+| text branch | {config["text_config"].get("num_hidden_layers")} layers, {config["text_config"].get("hidden_size")} wide |
+| audio | 16 kHz mono, 3 s chunks, up to {mc["audio"]["max_chunks"]} chunks per clip in the transformer |
 
 Final validation metrics:
 
@@ -396,8 +416,9 @@ def resolve_backbone(ref: str, save_dir: str | Path, seed: int = 0, like: Musicn
     else:
         path = backbone_file(save_dir, ref)
         if not path.is_file():
-            raise FileNotFoundError(f"no pre-trained backbone for {ref!r}: {path} does not exist "
-                                    "(run `mulap pretrain` first, or use random / supervised_mtt / supervised_msd)")
+            raise FileNotFoundError(
+                f"no pre-trained backbone for {ref!r}: {path} does not exist "
+                "(run `mulap pretrain` first, or use random / supervised_mtt / supervised_msd)"
+            )
         model, desc = load_backbone(path), f"mulap:{ref}"
     return model.eval(), desc
-

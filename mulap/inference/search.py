@@ -23,6 +23,7 @@ Ranking is exact (a matrix-vector product over all tracks, then a partial sort);
 moment is its highest-scoring 3 s chunk. Beyond a few million tracks use an approximate index
 (FAISS / hnswlib) on tracks.npy.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,14 +57,14 @@ class SearchError(ValueError):
 
 @dataclass
 class Index:
-    root: Path                 # the music folder (paths in `files` are relative to it)
-    folder: Path               # where the index lives
+    root: Path  # the music folder (paths in `files` are relative to it)
+    folder: Path  # where the index lives
     model_id: str
-    space: str                 # "joint" | "backbone"
-    files: list[dict]          # {path, size, mtime_ns, n_chunks, offset}
-    failed: list[dict]         # {path, size, mtime_ns, reason}
-    tracks: np.ndarray         # [N, D] float32
-    chunks: np.ndarray         # [M, D] float16
+    space: str  # "joint" | "backbone"
+    files: list[dict]  # {path, size, mtime_ns, n_chunks, offset}
+    failed: list[dict]  # {path, size, mtime_ns, reason}
+    tracks: np.ndarray  # [N, D] float32
+    chunks: np.ndarray  # [M, D] float16
     chunk_seconds: float = 3.0
 
     @property
@@ -130,8 +131,10 @@ def resolve_folder(folder: str | Path, index: str | Path | None = None) -> tuple
     if idx.name != INDEX_DIR:
         claimed = _read_meta(idx / "index.json").get("root")
         if not isinstance(claimed, str) or Path(claimed).resolve() != idx.parent:
-            raise SearchError(f"{folder} is an index kept outside the music folder it was built for ({claimed!r} by its "
-                              f"index.json): search it as `mulap search MODEL <music folder> --index {folder}`")
+            raise SearchError(
+                f"{folder} is an index kept outside the music folder it was built for ({claimed!r} by its "
+                f"index.json): search it as `mulap search MODEL <music folder> --index {folder}`"
+            )
     return idx.parent, idx
 
 
@@ -140,15 +143,19 @@ def _check_index_folder(folder: Path, root: Path) -> None:
     from mulap.audio.scan import mulap_folder
 
     if folder == root or root.is_relative_to(folder):
-        raise SearchError(f"--index {folder}: the index cannot be the music folder or hold it; give a folder of its own "
-                          f"(e.g. {default_index_folder(root)})")
+        raise SearchError(
+            f"--index {folder}: the index cannot be the music folder or hold it; give a folder of its own "
+            f"(e.g. {default_index_folder(root)})"
+        )
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise SearchError(f"--index {folder}: exists and is not a folder; give a new folder (or an index folder)")
     if folder.is_dir():
         names = {p.name for p in folder.iterdir()}
         if names and mulap_folder(folder, names) != "a search index":
-            raise SearchError(f"--index {folder}: the folder holds files and no mulap index; the index is swapped in "
-                              "whole and would replace them, so give a new or empty folder")
+            raise SearchError(
+                f"--index {folder}: the folder holds files and no mulap index; the index is swapped in "
+                "whole and would replace them, so give a new or empty folder"
+            )
 
 
 def _clean_leftovers(folder: Path) -> None:
@@ -172,8 +179,13 @@ def _clean_leftovers(folder: Path) -> None:
     except OSError:
         unknown = []
     if unknown:
-        log.info("%d folder(s) left by an interrupted index write next to %s (%s); mulap does not read them, "
-                 "delete them to free the space", len(unknown), folder, ", ".join(unknown[:3]))
+        log.info(
+            "%d folder(s) left by an interrupted index write next to %s (%s); mulap does not read them, "
+            "delete them to free the space",
+            len(unknown),
+            folder,
+            ", ".join(unknown[:3]),
+        )
 
 
 # -- reading (everything checked) --------------------------------------------------------------------------
@@ -216,7 +228,10 @@ def _check_entries(path: Path, meta: dict) -> int:
     if not isinstance(meta.get("failed", []), list):
         raise _bad(path, f"'failed' is a {_json_type(meta['failed'])}, expected a list")
     offset, seen = 0, set()
-    for key, fields in (("files", ("path", "size", "mtime_ns", "n_chunks", "offset")), ("failed", ("path", "size", "mtime_ns", "reason"))):
+    for key, fields in (
+        ("files", ("path", "size", "mtime_ns", "n_chunks", "offset")),
+        ("failed", ("path", "size", "mtime_ns", "reason")),
+    ):
         for i, e in enumerate(meta.get(key, [])):
             at = f"{key}[{i}]"
             if not isinstance(e, dict):
@@ -235,8 +250,10 @@ def _check_entries(path: Path, meta: dict) -> int:
                     raise _bad(path, f"{at}: {e['path']!r} is listed twice")
                 seen.add(e["path"])
                 if e["offset"] != offset:
-                    raise _bad(path, f"{at}.offset is {e['offset']}, expected {offset} (each file's chunk rows follow "
-                                     "the previous file's)")
+                    raise _bad(
+                        path,
+                        f"{at}.offset is {e['offset']}, expected {offset} (each file's chunk rows follow the previous file's)",
+                    )
                 offset += e["n_chunks"]
     return offset
 
@@ -267,8 +284,17 @@ def read_index(folder: Path, root: Path | None = None) -> Index | None:
     n_chunks = _check_entries(meta_path, meta)
     tracks = _load_rows(folder / "tracks.npy", np.float32, len(meta["files"]))
     chunks = _load_rows(folder / "chunks.npy", np.float16, n_chunks, tracks.shape[1])
-    return Index(Path(root) if root is not None else folder.resolve().parent, folder, meta["model"], meta["space"],
-                 meta["files"], meta.get("failed", []), tracks, chunks, float(meta.get("chunk_seconds", 3.0)))
+    return Index(
+        Path(root) if root is not None else folder.resolve().parent,
+        folder,
+        meta["model"],
+        meta["space"],
+        meta["files"],
+        meta.get("failed", []),
+        tracks,
+        chunks,
+        float(meta.get("chunk_seconds", 3.0)),
+    )
 
 
 # -- building / updating -----------------------------------------------------------------------------------
@@ -307,12 +333,22 @@ class _Rows:
             e["n_chunks"], e["offset"] = len(self.chunks[i]), offset
             offset += len(self.chunks[i])
             files.append(e)
-        return (files, [self.tracks[i] for i in order], [self.chunks[i] for i in order],
-                sorted(self.failed, key=lambda f: f["path"]))
+        return (
+            files,
+            [self.tracks[i] for i in order],
+            [self.chunks[i] for i in order],
+            sorted(self.failed, key=lambda f: f["path"]),
+        )
 
 
-def build_or_update(model, root: str | Path, index_folder: str | Path | None = None, rebuild: bool = False,
-                    num_workers: int = 2, progress: bool = True) -> tuple[Index, dict]:
+def build_or_update(
+    model,
+    root: str | Path,
+    index_folder: str | Path | None = None,
+    rebuild: bool = False,
+    num_workers: int = 2,
+    progress: bool = True,
+) -> tuple[Index, dict]:
     """The index of `root`, brought up to date. Returns (index, counts of added/changed/removed/kept/failed).
     Saved as it goes (see the module docstring): after an interruption the same call embeds only the
     files that were not saved yet."""
@@ -326,11 +362,15 @@ def build_or_update(model, root: str | Path, index_folder: str | Path | None = N
     dim = _dim(model, space)
     old = None if rebuild else read_index(folder, root)
     if old is not None and old.model_id != model_id:
-        raise SearchError(f"the index in {folder} was built by another model ({old.model_id.split('#')[0]}); "
-                          f"rebuild it for {model.name} with --rebuild (or use --index for a second index)")
+        raise SearchError(
+            f"the index in {folder} was built by another model ({old.model_id.split('#')[0]}); "
+            f"rebuild it for {model.name} with --rebuild (or use --index for a second index)"
+        )
     if old is not None and (old.space != space or old.tracks.shape[1] != dim):
-        raise _bad(folder / "index.json", f"space {old.space} of {old.tracks.shape[1]} dimensions, but {model.name} "
-                                           f"gives {space} vectors of {dim}")
+        raise _bad(
+            folder / "index.json",
+            f"space {old.space} of {old.tracks.shape[1]} dimensions, but {model.name} gives {space} vectors of {dim}",
+        )
     now = _scan(root, folder)
     prev = {f["path"]: f for f in old.files} if old else {}
     prev_failed = {f["path"]: f for f in old.failed} if old else {}
@@ -341,9 +381,13 @@ def build_or_update(model, root: str | Path, index_folder: str | Path | None = N
     keep = [p for p, st in now.items() if same(prev.get(p), st)]
     still_failed = [prev_failed[p] for p, st in now.items() if same(prev_failed.get(p), st)]
     todo = [p for p, st in now.items() if not same(prev.get(p), st) and not same(prev_failed.get(p), st)]
-    counts = {"kept": len(keep), "added": sum(p not in prev and p not in prev_failed for p in todo),
-              "changed": sum(p in prev or p in prev_failed for p in todo), "removed": sum(p not in now for p in prev),
-              "failed": 0}
+    counts = {
+        "kept": len(keep),
+        "added": sum(p not in prev and p not in prev_failed for p in todo),
+        "changed": sum(p in prev or p in prev_failed for p in todo),
+        "removed": sum(p not in now for p in prev),
+        "failed": 0,
+    }
     if old is not None and not todo and counts["removed"] == 0:
         counts["failed"] = len(still_failed)
         return old, counts
@@ -354,13 +398,13 @@ def build_or_update(model, root: str | Path, index_folder: str | Path | None = N
         for p in keep:
             e = old.files[at[p]]
             rows.files.append(dict(e))
-            rows.tracks.append(old.tracks[at[p]:at[p] + 1])
-            rows.chunks.append(old.chunks[e["offset"]:e["offset"] + e["n_chunks"]])
+            rows.tracks.append(old.tracks[at[p] : at[p] + 1])
+            rows.chunks.append(old.chunks[e["offset"] : e["offset"] + e["n_chunks"]])
     meta = {"format": FORMAT, "model": model_id, "space": space, "root": str(root), "chunk_seconds": model.chunk_seconds}
     last_save, save_cost, done, saved = time.monotonic(), 0.0, 0, False
     try:
         for start in range(0, len(todo), BLOCK_FILES):
-            block = todo[start:start + BLOCK_FILES]
+            block = todo[start : start + BLOCK_FILES]
             t, c, per_file, bad = _embed_block(model, space, root, block, num_workers, progress)
             read = iter(zip(t, c))
             with signals_deferred():  # a block's rows join the index whole (an interrupt comes after)
@@ -404,8 +448,9 @@ def _embed_block(model, space: str, root: Path, block: list[str], num_workers: i
     from mulap.inference.extract import extract
 
     paths = [root / p for p in block]
-    feats, track, failures = extract(model.backbone, paths, num_workers=num_workers, progress=progress,
-                                     desc="indexing", device=model.device)
+    feats, track, failures = extract(
+        model.backbone, paths, num_workers=num_workers, progress=progress, desc="indexing", device=model.device
+    )
     reasons = {str(path): reason for path, reason in failures}
     feats_t = torch.from_numpy(feats)
     tracks, chunks, bad = [], [], {}
@@ -439,11 +484,12 @@ def _write_rows(path: Path, pieces, dtype, dim: int) -> None:
     dtype = np.dtype(dtype)
     n = sum(len(p) for p in pieces)
     with open(path, "wb") as fh:
-        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                                                  "shape": (n, dim)})
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (n, dim)}
+        )
         for piece in pieces:
             for s in range(0, len(piece), _WRITE_ROWS):
-                fh.write(np.ascontiguousarray(piece[s:s + _WRITE_ROWS], dtype=dtype).data)
+                fh.write(np.ascontiguousarray(piece[s : s + _WRITE_ROWS], dtype=dtype).data)
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -455,8 +501,15 @@ def _save(folder: Path, meta: dict, rows: _Rows, dim: int) -> None:
 
 def _write_index(index: Index) -> None:
     """Write `index` (its arrays whole) into `index.folder`, then open its arrays memory-mapped."""
-    meta = {"format": FORMAT, "model": index.model_id, "space": index.space, "root": str(index.root),
-            "chunk_seconds": index.chunk_seconds, "files": index.files, "failed": index.failed}
+    meta = {
+        "format": FORMAT,
+        "model": index.model_id,
+        "space": index.space,
+        "root": str(index.root),
+        "chunk_seconds": index.chunk_seconds,
+        "files": index.files,
+        "failed": index.failed,
+    }
     _write_folder(index.folder, meta, [index.tracks], [index.chunks], int(index.tracks.shape[1]))
     index.tracks = np.load(index.folder / "tracks.npy", mmap_mode="r")
     index.chunks = np.load(index.folder / "chunks.npy", mmap_mode="r")
@@ -513,7 +566,7 @@ def rank(index: Index, query: np.ndarray, top: int = 10) -> list[Hit]:
     hits = []
     for r, i in enumerate(best, 1):
         f = index.files[i]
-        rows = np.asarray(index.chunks[f["offset"]:f["offset"] + f["n_chunks"]], dtype=np.float32)
+        rows = np.asarray(index.chunks[f["offset"] : f["offset"] + f["n_chunks"]], dtype=np.float32)
         c = int(np.argmax(rows @ q)) if len(rows) else 0
         start = c * index.chunk_seconds
         hits.append(Hit(r, float(scores[i]), str(index.root / f["path"]), start, start + index.chunk_seconds))
@@ -524,10 +577,12 @@ def check_text_query(model, query: str, space: str | None = None) -> None:
     """Refuse a text query that cannot be answered (empty; a model or index without a joint audio-text space)
     before anything is indexed."""
     if not isinstance(query, str) or not query.strip():
-        raise SearchError("the query is empty: give a description, e.g. \"calm solo piano\"")
+        raise SearchError('the query is empty: give a description, e.g. "calm solo piano"')
     if (space or space_of(model)) != "joint":
-        raise SearchError(f"{model.name} has no joint audio-text space: text search needs a pre-trained MuLaP model "
-                          "(use --like song.mp3 for music-to-music search)")
+        raise SearchError(
+            f"{model.name} has no joint audio-text space: text search needs a pre-trained MuLaP model "
+            "(use --like song.mp3 for music-to-music search)"
+        )
 
 
 def search_text(model, index: Index, query: str, top: int = 10, rerank: int = 0) -> list[Hit]:
@@ -560,7 +615,7 @@ def rerank_hits(model, hits: list[Hit], query: str) -> list[Hit]:
         return hits
     probs = model.match_features(windows, [query], list(range(len(windows))), len(windows))[:, 0]
     rescored = []
-    for (k, p) in zip(owner, probs):
+    for k, p in zip(owner, probs):
         h = hits[k]
         rescored.append(Hit(0, float(p), h.file, h.start, h.end, contrastive=h.score))
     missing = [h for k, h in enumerate(hits) if k not in owner]

@@ -9,6 +9,7 @@ of its 3 s chunks [T, 50] (the chunks `mulap embed` uses); its tags are the mean
     result = tag_file(model, "song.mp3")            # FileTags: .probabilities [50], .taggram [T, 50], .starts [T]
     top_tags(result.probabilities, model.tag_names, 3)
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,7 +53,7 @@ def taggram(model, wave, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     out = []
     with torch.inference_mode():
         for i in range(0, len(chunks), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(chunks[i:i + batch_size])).to(model.device)
+            batch = torch.from_numpy(np.ascontiguousarray(chunks[i : i + batch_size])).to(model.device)
             out.append(model.tagger(batch).float().cpu().numpy())
     return np.concatenate(out), np.asarray(starts, dtype=np.float64)
 

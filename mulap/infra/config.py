@@ -7,6 +7,7 @@ override is merged. Every value is then checked against the typed schema in
 `mulap.infra.config_schema` (types, ranges, known names), so a mistake is refused before
 a run writes anything.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -20,7 +21,9 @@ from mulap.infra.config_schema import MusicnnConfig
 from mulap.infra.files import atomic_write_text
 from mulap.infra.paths import PATH_KEYS, resolve_default
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # mulap/configs (package data); ./configs at the project root links here
+CONFIG_DIR = (
+    Path(__file__).resolve().parents[1] / "configs"
+)  # mulap/configs (package data); ./configs at the project root links here
 
 
 class ConfigError(ValueError):
@@ -55,7 +58,6 @@ def _resolve_section(value, group: str) -> DictConfig:
 
 def _fill_musicnn_defaults(model_config: DictConfig) -> None:
     """Spell out every Musicnn setting, so they can be overridden one by one and are saved with each run."""
-
 
     audio = model_config.get("audio")
     if audio is None:
@@ -121,8 +123,9 @@ def _merge_file(base: DictConfig, path: Path) -> DictConfig:
         raise ConfigError(f"{path}: unknown config key {exc.full_key!r}") from None
 
 
-def load_config(config_file: str | Path | None = None, overrides: Iterable[str] = (), extra: dict | None = None,
-                validate: bool = True) -> DictConfig:
+def load_config(
+    config_file: str | Path | None = None, overrides: Iterable[str] = (), extra: dict | None = None, validate: bool = True
+) -> DictConfig:
     """Defaults <- `config_file` (a full or partial config) <- `overrides` (key=value), checked against the
     schema (`validate`; ConfigError naming the key and its allowed values or range).
 

@@ -13,6 +13,7 @@ schema checks the config.json of an exported model (`check_export`) and the Musi
 backbone file (`check_musicnn`), files someone else may have written, where a few bytes could otherwise
 ask for unbounded memory.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,9 +26,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, S
 from pydantic_core import ErrorDetails
 
 # -- value types ----------------------------------------------------------------------------------
-Count = Annotated[StrictInt, Field(ge=1)]          # >= 1
+Count = Annotated[StrictInt, Field(ge=1)]  # >= 1
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
-Positive = Annotated[float, Field(gt=0)]           # finite (allow_inf_nan=False below), > 0
+Positive = Annotated[float, Field(gt=0)]  # finite (allow_inf_nan=False below), > 0
 NonNeg = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 Dropout = Annotated[float, Field(ge=0, lt=1)]
@@ -43,22 +44,22 @@ Seed = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]
 # "big" one), filters up to 129 frames, 200 dense units and 50 tags. What the bounds allow together can
 # still be large: an export's weights must also fit its file (mulap.models.weight_files), so the memory a
 # model takes is bounded by the size of its weights on disk.
-MAX_LAYERS = 48               # transformer layers (and co-attention layers): 4x bert-base, 2x bert-large
-MAX_WIDTH = 4096              # hidden sizes, pooler and joint-space dims: 4x bert-large
-MAX_HEADS = 64                # attention heads: 4x bert-large
-MAX_FFN = 16384               # feed-forward sizes: 4x bert-large
-MAX_VOCAB = 262_144           # 2^18 tokens: 8x bert-base, above multilingual BERT's 119547
-MAX_TOKEN_TYPES = 16          # BERT's segment types (it uses 2)
-MAX_POSITIONS = 8192          # text positions and max_seq_length: 16x BERT's 512
-MAX_CHUNKS = 4096             # 3 s chunks in the audio transformer's window: over 3 hours
-MAX_CHANNELS = 4096           # Musicnn conv channels and dense units: 8x the big musicnn's 512
-MAX_KERNEL = 1024             # Musicnn filter lengths in frames (musicnn's longest: 129)
-MAX_FILTERS = 16              # filters per Musicnn front-end branch (musicnn: 2 timbral, 3 temporal)
-MAX_MELS = 512                # mel bands (musicnn: 96); the filterbank is built even for a weightless model
-MAX_FFT = 16384               # STFT size in samples (musicnn: 512); with MAX_MELS a 33 MB filterbank at most
-MAX_SAMPLE_RATE = 384_000     # the highest rate audio interfaces record at (musicnn: 16000)
+MAX_LAYERS = 48  # transformer layers (and co-attention layers): 4x bert-base, 2x bert-large
+MAX_WIDTH = 4096  # hidden sizes, pooler and joint-space dims: 4x bert-large
+MAX_HEADS = 64  # attention heads: 4x bert-large
+MAX_FFN = 16384  # feed-forward sizes: 4x bert-large
+MAX_VOCAB = 262_144  # 2^18 tokens: 8x bert-base, above multilingual BERT's 119547
+MAX_TOKEN_TYPES = 16  # BERT's segment types (it uses 2)
+MAX_POSITIONS = 8192  # text positions and max_seq_length: 16x BERT's 512
+MAX_CHUNKS = 4096  # 3 s chunks in the audio transformer's window: over 3 hours
+MAX_CHANNELS = 4096  # Musicnn conv channels and dense units: 8x the big musicnn's 512
+MAX_KERNEL = 1024  # Musicnn filter lengths in frames (musicnn's longest: 129)
+MAX_FILTERS = 16  # filters per Musicnn front-end branch (musicnn: 2 timbral, 3 temporal)
+MAX_MELS = 512  # mel bands (musicnn: 96); the filterbank is built even for a weightless model
+MAX_FFT = 16384  # STFT size in samples (musicnn: 512); with MAX_MELS a 33 MB filterbank at most
+MAX_SAMPLE_RATE = 384_000  # the highest rate audio interfaces record at (musicnn: 16000)
 MAX_CHUNK_SAMPLES = 16000 * 600  # ten minutes at 16 kHz in one chunk (musicnn: 3 s)
-MAX_TAGS = 100_000            # tagging outputs (musicnn: 50)
+MAX_TAGS = 100_000  # tagging outputs (musicnn: 50)
 
 
 # one alias a bound (written out: a type checker reads an Annotated alias, not what a function returns)
@@ -83,8 +84,11 @@ def _limit_batches(v: Any, allow_zero: bool) -> Any:
     if isinstance(v, int) and v < low:
         raise ValueError(f"must be a number of batches >= {low}, or a share as a float in (0, 1]")
     if isinstance(v, float) and not ((0 <= v if allow_zero else 0 < v) and v <= 1):
-        raise ValueError(f"must be a share of the batches in ({'[' if allow_zero else '('}0, 1] (or an int count)"
-                         .replace("((", "(").replace("([", "["))
+        raise ValueError(
+            f"must be a share of the batches in ({'[' if allow_zero else '('}0, 1] (or an int count)".replace("((", "(").replace(
+                "([", "["
+            )
+        )
     return v
 
 
@@ -175,7 +179,9 @@ class AugmentConfig(Section):
     def _snr_range(self):
         lo, hi = self.noise_snr_db
         if lo > hi:
-            raise ValueError(f"dataset_config.augment.noise_snr_db must be [low, high] with low <= high (got {self.noise_snr_db})")
+            raise ValueError(
+                f"dataset_config.augment.noise_snr_db must be [low, high] with low <= high (got {self.noise_snr_db})"
+            )
         return self
 
 
@@ -199,7 +205,9 @@ class DatasetConfig(Section):
     @model_validator(mode="after")
     def _chunk_fits(self):
         if self.chunk_seconds > self.max_len_seconds:
-            raise ValueError(f"dataset_config.chunk_seconds ({self.chunk_seconds}) must not exceed max_len_seconds ({self.max_len_seconds})")
+            raise ValueError(
+                f"dataset_config.chunk_seconds ({self.chunk_seconds}) must not exceed max_len_seconds ({self.max_len_seconds})"
+            )
         return self
 
 
@@ -217,6 +225,7 @@ class Attention(Section):
 class Musicnn(Section):
     """Every setting of mulap.models.musicnn.MusicnnConfig (a test checks the two list the same keys); one not
     given takes its default there, as MusicnnConfig.from_dict does (`audio.musicnn={timbral_channels: 8}`)."""
+
     sample_rate: Annotated[StrictInt, Field(ge=1000, le=MAX_SAMPLE_RATE)]
     n_fft: Annotated[StrictInt, Field(ge=2, le=MAX_FFT)]
     hop_length: Annotated[StrictInt, Field(ge=1, le=MAX_FFT)]
@@ -351,11 +360,15 @@ class ModelConfig(Section):
     def _layers_exist(self):
         t, a = self.coattention.t_biattention_id, self.coattention.a_biattention_id
         if len(t) != len(a):
-            raise ValueError(f"model_config.coattention.t_biattention_id and a_biattention_id must have the same length ({t} vs {a})")
+            raise ValueError(
+                f"model_config.coattention.t_biattention_id and a_biattention_id must have the same length ({t} vs {a})"
+            )
         if any(i > self.text.num_layers for i in t):
             raise ValueError(f"model_config.coattention.t_biattention_id {t}: the text branch has {self.text.num_layers} layers")
         if any(i >= self.audio.num_layers for i in a):
-            raise ValueError(f"model_config.coattention.a_biattention_id {a}: the audio branch has {self.audio.num_layers} layers (0-based ids)")
+            raise ValueError(
+                f"model_config.coattention.a_biattention_id {a}: the audio branch has {self.audio.num_layers} layers (0-based ids)"
+            )
         return self
 
 
@@ -391,8 +404,10 @@ class Config(Section):
         d, audio = self.dataset_config, self.model_config_.audio
         chunks = max(1, int(d.max_len_seconds // d.chunk_seconds))
         if chunks > audio.max_chunks:
-            raise ValueError(f"dataset_config.max_len_seconds={d.max_len_seconds} gives {chunks} chunks of {d.chunk_seconds} s, "
-                             f"more than model_config.audio.max_chunks={audio.max_chunks} (raise max_chunks or shorten max_len_seconds)")
+            raise ValueError(
+                f"dataset_config.max_len_seconds={d.max_len_seconds} gives {chunks} chunks of {d.chunk_seconds} s, "
+                f"more than model_config.audio.max_chunks={audio.max_chunks} (raise max_chunks or shorten max_len_seconds)"
+            )
         return self
 
 
@@ -408,6 +423,7 @@ def _activation(v: Any) -> Any:
 class TextConfig(BaseModel):
     """The text branch's BertConfig as transformers writes it. The keys that size the network are checked;
     the others are transformers' business (passed to BertConfig as they are)."""
+
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     vocab_size: Annotated[StrictInt, Field(ge=1, le=MAX_VOCAB)]
     hidden_size: Width
@@ -425,8 +441,10 @@ class TextConfig(BaseModel):
     @model_validator(mode="after")
     def _consistent(self):
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"text_config.hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
-                             f"({self.num_attention_heads})")
+            raise ValueError(
+                f"text_config.hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
+                f"({self.num_attention_heads})"
+            )
         if self.pad_token_id is not None and self.pad_token_id >= self.vocab_size:
             raise ValueError(f"text_config.pad_token_id ({self.pad_token_id}) must be below vocab_size ({self.vocab_size})")
         return self
@@ -439,6 +457,7 @@ class Corpus(Section):
 
 class Provenance(Section):
     """Where the weights came from (mulap.inference.loading.experiment_info); shown in the model card."""
+
     source: str | None = None
     checkpoint: str | None = None
     epoch: NonNegInt | None = None
@@ -460,8 +479,10 @@ class ExportConfig(Section):
     @model_validator(mode="after")
     def _fits(self):
         if self.max_seq_length > self.text_config.max_position_embeddings:
-            raise ValueError(f"max_seq_length ({self.max_seq_length}) is more than text_config.max_position_embeddings "
-                             f"({self.text_config.max_position_embeddings})")
+            raise ValueError(
+                f"max_seq_length ({self.max_seq_length}) is more than text_config.max_position_embeddings "
+                f"({self.text_config.max_position_embeddings})"
+            )
         if self.model_config_.audio.init != "random":  # the weights are in model.safetensors, never read from elsewhere
             raise ValueError(f"model_config.audio.init must be 'random' in an export (got {self.model_config_.audio.init!r})")
         return self
@@ -474,7 +495,9 @@ class SchemaError(ValueError):
 
 def _key(loc: tuple) -> str:
     # pydantic adds the name of a type or validator to a location inside a union / Annotated: keep the keys
-    parts = [str(p) for p in loc if isinstance(p, int) or "[" not in str(p) and str(p) not in ("int", "float", "str", "list", "none")]
+    parts = [
+        str(p) for p in loc if isinstance(p, int) or "[" not in str(p) and str(p) not in ("int", "float", "str", "list", "none")
+    ]
     key = ".".join(parts).replace("model_config_", "model_config")
     return key
 
@@ -591,9 +614,7 @@ class MusicnnConfig:
     @property
     def frontend_channels(self) -> int:
         """Channels out of the front end (561 for the defaults)."""
-        return self.timbral_channels * len(self.timbral_height_fractions) + self.temporal_channels * len(
-            self.temporal_lengths
-        )
+        return self.timbral_channels * len(self.timbral_height_fractions) + self.temporal_channels * len(self.temporal_lengths)
 
     @property
     def out_dim(self) -> int:

@@ -12,6 +12,7 @@ by mulap.evaluation.metrics) is counted and summarised once at the end of the co
 
 Only the CLI calls `setup`: a library leaves logging to its caller.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -34,8 +35,13 @@ KNOWN_CHATTER = (
     r"The '(train|val|test)_dataloader' does not have many workers",
 )
 # Lightning log lines that are advertising or say "no TPU/HPU" on every run
-_DROPPED_LOG_LINES = ("💡 Tip", "TPU available", "HPU available", "GPU available: False",
-                      "Loading `train_dataloader` to estimate number of stepping batches")
+_DROPPED_LOG_LINES = (
+    "💡 Tip",
+    "TPU available",
+    "HPU available",
+    "GPU available: False",
+    "Loading `train_dataloader` to estimate number of stepping batches",
+)
 
 _HANDLER_NAME = "mulap-console"
 
@@ -46,7 +52,8 @@ class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         name = "lightning" if record.name.startswith("lightning") else record.name
         return f"{record.levelname} {name}: {record.getMessage()}" + (
-            "\n" + self.formatException(record.exc_info) if record.exc_info else "")
+            "\n" + self.formatException(record.exc_info) if record.exc_info else ""
+        )
 
 
 class _DropChatter(logging.Filter):
@@ -88,9 +95,11 @@ class WarningTally:
         names = "/".join(c.__name__ for c in self.categories)
         top = "; ".join(f"{n}x {msg}" for msg, n in self.counts.most_common(3))
         more = f"; and {len(self.counts) - 3} other message(s)" if len(self.counts) > 3 else ""
-        return (f"scikit-learn raised {names} {total} time(s): {top}{more}. A metric is undefined for a tag or class "
-                f"with no positive (or no negative) example in a split; mulap leaves it out of the macro averages "
-                f"and reports it as null.")
+        return (
+            f"scikit-learn raised {names} {total} time(s): {top}{more}. A metric is undefined for a tag or class "
+            f"with no positive (or no negative) example in a split; mulap leaves it out of the macro averages "
+            f"and reports it as null."
+        )
 
 
 _tally: WarningTally | None = None

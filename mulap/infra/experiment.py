@@ -9,6 +9,7 @@
 Reading needs torch only (no Lightning): inference loads a model's best weights through `best_checkpoint`.
 Writing checkpoints is training's (mulap.training.checkpoints).
 """
+
 from __future__ import annotations
 
 import logging
@@ -108,6 +109,7 @@ def verify_integrity(path: str | Path) -> str | None:
 @dataclass
 class Resume:
     """The checkpoint a run resumes from, and what was passed over on the way (newest first)."""
+
     info: CheckpointInfo
     passed_over: list[str] = field(default_factory=list)
 
@@ -198,6 +200,7 @@ def best_checkpoint(exp_dir: str | Path) -> Path | None:
 
 def _warn_passed_over(folder: Path, passed_over: list[str], chosen: Path | None) -> None:
     if passed_over:
-        instead = (f"using {chosen.name} instead: other weights than the best by val/loss" if chosen
-                   else "no intact checkpoint is left")
+        instead = (
+            f"using {chosen.name} instead: other weights than the best by val/loss" if chosen else "no intact checkpoint is left"
+        )
         log.warning("%s: passed over %s; %s", folder, "; ".join(passed_over), instead)

@@ -7,6 +7,7 @@ installed it raises `MissingExtra`, which says which extra brings it and the com
 
     mulap demo needs the demo extra (music21 is not installed): pip install 'mulap[demo]'
 """
+
 from __future__ import annotations
 
 import importlib

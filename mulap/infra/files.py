@@ -1,6 +1,7 @@
 """Atomic file writes: a temporary name in the same folder, then a rename, so a crash never
 leaves a half-written config, manifest, report or results file. Write failures (disk full,
 read-only, permission denied) come out as one `WriteError` naming the path."""
+
 from __future__ import annotations
 
 import errno
@@ -119,8 +120,14 @@ def dead_writer_temps(folder: str | Path, name: str | None = None) -> list[tuple
     found = []
     for entry in entries:
         m = _TEMP.match(entry.name)
-        if (m and (name is None or m["name"] == name.lstrip(".")) and m["host"] == WRITER_HOST
-                and not pid_alive(int(m["pid"])) and entry.is_dir() and not entry.is_symlink()):
+        if (
+            m
+            and (name is None or m["name"] == name.lstrip("."))
+            and m["host"] == WRITER_HOST
+            and not pid_alive(int(m["pid"]))
+            and entry.is_dir()
+            and not entry.is_symlink()
+        ):
             found.append((entry, m["kind"]))
     return found
 

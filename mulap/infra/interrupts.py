@@ -9,6 +9,7 @@ Lightning handles both signals itself while it trains: Ctrl-C ends `fit` with `s
 context is the KeyboardInterrupt), SIGTERM sets `trainer.received_sigterm` and stops at the end of the batch with a
 `SIGTERMException` (a SystemExit). `signal_of` reads all of these.
 """
+
 from __future__ import annotations
 
 import contextlib

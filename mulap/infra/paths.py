@@ -12,6 +12,7 @@ line, `--config` file) always mean what a shell means: relative to the current f
 What a run records (an experiment's config.yaml) holds them made absolute (`recorded_config`): a later
 reader (`mulap export` from another folder) does not know which folder they were relative to.
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ the same message whichever dataset it is in.
 Errors: `DatasetError` is the base of every dataset problem (a ValueError, so the CLI prints it
 as one line); `DatasetFormatError` is a file that does not have the expected format.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -134,8 +135,10 @@ def csv_rows(path: str | Path, text: str | None = None, **fmtparams) -> Iterator
             return
         except csv.Error as exc:
             if "field larger than field limit" in str(exc):
-                reason = (f"a field longer than {csv.field_size_limit():,} characters (the csv module's limit); "
-                          "usually an opening double quote without its closing one")
+                reason = (
+                    f"a field longer than {csv.field_size_limit():,} characters (the csv module's limit); "
+                    "usually an opening double quote without its closing one"
+                )
             else:
                 reason = f"malformed CSV: {exc}"
             raise DatasetFormatError(path, reason, line=start) from None
@@ -198,5 +201,17 @@ class FirstSeen:
         return key in self.places
 
 
-__all__ = ["DatasetError", "DatasetFormatError", "where", "decode_text", "read_bytes", "read_text", "check_utf8",
-           "text_lines", "csv_rows", "read_json", "line_of", "FirstSeen"]
+__all__ = [
+    "DatasetError",
+    "DatasetFormatError",
+    "where",
+    "decode_text",
+    "read_bytes",
+    "read_text",
+    "check_utf8",
+    "text_lines",
+    "csv_rows",
+    "read_json",
+    "line_of",
+    "FirstSeen",
+]

@@ -5,6 +5,7 @@
 backbone file written by `save_backbone` (safetensors + the config that built it, so the
 variant - filter lengths, front-end compression, BN eps - travels with the weights).
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ In each layer audio queries attend to text keys/values and text queries attend t
 audio keys/values (inner size `hidden_size`, `num_heads` heads); each side then has
 its own output projection with residual + LayerNorm, and its own feed-forward block.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,11 @@ class _CrossAttention(nn.Module):
     def forward(self, q: torch.Tensor, kv: torch.Tensor, kv_mask: torch.Tensor) -> torch.Tensor:
         """q [B, Nq, Dq], kv [B, Nk, Dk], kv_mask additive [B, 1, 1, Nk] -> [B, Nq, inner]."""
         out = F.scaled_dot_product_attention(
-            self._split(self.query(q)), self._split(self.key(kv)), self._split(self.value(kv)),
-            attn_mask=kv_mask.to(q.dtype), dropout_p=self.dropout if self.training else 0.0,
+            self._split(self.query(q)),
+            self._split(self.key(kv)),
+            self._split(self.value(kv)),
+            attn_mask=kv_mask.to(q.dtype),
+            dropout_p=self.dropout if self.training else 0.0,
         )
         b, h, n, d = out.shape
         return out.transpose(1, 2).reshape(b, n, h * d)
@@ -62,8 +66,16 @@ class _FeedForward(nn.Module):
 
 
 class CoAttentionLayer(nn.Module):
-    def __init__(self, audio_dim: int, text_dim: int, hidden_size: int = 1024, num_heads: int = 8,
-                 audio_ffn: int = 1024, text_ffn: int = 3072, dropout: float = 0.1):
+    def __init__(
+        self,
+        audio_dim: int,
+        text_dim: int,
+        hidden_size: int = 1024,
+        num_heads: int = 8,
+        audio_ffn: int = 1024,
+        text_ffn: int = 3072,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         self.audio_from_text = _CrossAttention(audio_dim, text_dim, hidden_size, num_heads, dropout)
         self.text_from_audio = _CrossAttention(text_dim, audio_dim, hidden_size, num_heads, dropout)
@@ -72,8 +84,9 @@ class CoAttentionLayer(nn.Module):
         self.audio_ffn = _FeedForward(audio_dim, audio_ffn, dropout)
         self.text_ffn = _FeedForward(text_dim, text_ffn, dropout)
 
-    def forward(self, audio: torch.Tensor, audio_mask: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, audio: torch.Tensor, audio_mask: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """audio [B, Na, Da], text [B, Nt, Dt]; masks additive [B, 1, 1, N]. Returns both updated."""
         a_ctx = self.audio_from_text(audio, text, text_mask)
         t_ctx = self.text_from_audio(text, audio, audio_mask)

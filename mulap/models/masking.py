@@ -2,6 +2,7 @@
 
 All take an optional torch.Generator so statistics can be tested and runs repeated.
 """
+
 from __future__ import annotations
 
 import torch
@@ -9,8 +10,14 @@ import torch
 IGNORE = -100
 
 
-def mask_tokens(input_ids: torch.Tensor, maskable: torch.Tensor, mask_id: int, vocab_size: int, prob: float = 0.15,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    input_ids: torch.Tensor,
+    maskable: torch.Tensor,
+    mask_id: int,
+    vocab_size: int,
+    prob: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT masking. input_ids [B, L]; maskable [B, L] bool (real, non-special tokens).
 
     `prob` of the maskable tokens are chosen; of those 80% become [MASK], 10% a random
@@ -42,8 +49,13 @@ def choose_masked_chunks(chunk_mask: torch.Tensor, prob: float = 0.15, generator
     return chosen & (n_real >= 2) & ~all_hidden
 
 
-def sample_negatives(input_ids: torch.Tensor, prob: float = 0.5, similarity: torch.Tensor | None = None,
-                     temperature: float = 0.1, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_negatives(
+    input_ids: torch.Tensor,
+    prob: float = 0.5,
+    similarity: torch.Tensor | None = None,
+    temperature: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Choose, for each pair, whether its caption is swapped for another clip's.
 
     input_ids [B, L] (captions as token ids, used to rule out identical captions);

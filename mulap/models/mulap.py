@@ -3,6 +3,7 @@ poolers, fusion and the pre-training heads (MLM, ATM, masked audio, optional con
 
 The model code never names a device; the trainer places it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,10 @@ class AudioEmbeddings(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         n = tokens.shape[1]
         if n > self.position.num_embeddings:
-            raise ValueError(f"{n - 1} chunks per clip but the model has position embeddings for {self.position.num_embeddings - 1}"
-                             " (raise model_config.audio.max_chunks or lower max_len_seconds)")
+            raise ValueError(
+                f"{n - 1} chunks per clip but the model has position embeddings for {self.position.num_embeddings - 1}"
+                " (raise model_config.audio.max_chunks or lower max_len_seconds)"
+            )
         pos = self.position.weight[:n].unsqueeze(0)
         return self.dropout(self.norm(self.project(tokens) + pos))
 
@@ -103,8 +106,9 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def contrastive_loss(a_emb: torch.Tensor, t_emb: torch.Tensor, scale: torch.Tensor,
-                     gather: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def contrastive_loss(
+    a_emb: torch.Tensor, t_emb: torch.Tensor, scale: torch.Tensor, gather: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric InfoNCE between L2-normalised audio and text embeddings [B, D]; returns (loss, accuracy).
 
     With `gather`, whenever a process group of more than one rank is running (DDP), every rank
@@ -131,11 +135,11 @@ def _untouched(head: nn.Module, zero: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Encoded:
-    audio: torch.Tensor        # [B, 1+C, Ha] audio stream output
-    text: torch.Tensor         # [B, L, Ht] text stream output
+    audio: torch.Tensor  # [B, 1+C, Ha] audio stream output
+    text: torch.Tensor  # [B, L, Ht] text stream output
     pooled_audio: torch.Tensor  # [B, P]
-    pooled_text: torch.Tensor   # [B, P]
-    fused: torch.Tensor         # [B, P]
+    pooled_text: torch.Tensor  # [B, P]
+    fused: torch.Tensor  # [B, P]
 
 
 class MuLaP(nn.Module):
@@ -152,8 +156,9 @@ class MuLaP(nn.Module):
         self.audio_embeddings = AudioEmbeddings(feat, a.hidden_size, a.max_chunks, a.dropout)
         audio_cfg = bert_config(a.hidden_size, a.num_layers, a.num_heads, a.intermediate_size, a.dropout)
         self.audio_layers = nn.ModuleList(BertLayer(audio_cfg) for _ in range(a.num_layers))
-        self.text = TextEncoder(t.pretrained, t.num_layers, t.hidden_size, t.num_heads, t.intermediate_size, t.dropout,
-                                config=text_config)
+        self.text = TextEncoder(
+            t.pretrained, t.num_layers, t.hidden_size, t.num_heads, t.intermediate_size, t.dropout, config=text_config
+        )
         if t.freeze:
             for p in self.text.parameters():
                 p.requires_grad_(False)
@@ -161,8 +166,15 @@ class MuLaP(nn.Module):
         self._check_schedule(len(self.audio_layers), len(self.text.layers))
         th = self.text.hidden_size
         self.coattention = nn.ModuleList(
-            CoAttentionLayer(a.hidden_size, th, co.hidden_size, co.num_heads, a.intermediate_size,
-                             self.text.config.intermediate_size, co.dropout)
+            CoAttentionLayer(
+                a.hidden_size,
+                th,
+                co.hidden_size,
+                co.num_heads,
+                a.intermediate_size,
+                self.text.config.intermediate_size,
+                co.dropout,
+            )
             for _ in self.t_ids
         )
         self.audio_pooler = Pooler(a.hidden_size, mc.pooler.size)
@@ -188,7 +200,9 @@ class MuLaP(nn.Module):
 
     def _check_schedule(self, n_audio: int, n_text: int) -> None:
         if len(self.t_ids) != len(self.a_ids):
-            raise ValueError(f"coattention.t_biattention_id {list(self.t_ids)} and a_biattention_id {list(self.a_ids)} must have the same length")
+            raise ValueError(
+                f"coattention.t_biattention_id {list(self.t_ids)} and a_biattention_id {list(self.a_ids)} must have the same length"
+            )
         for name, ids, n in (("t_biattention_id", self.t_ids, n_text), ("a_biattention_id", self.a_ids, n_audio)):
             if list(ids) != sorted(ids) or any(i < 0 or i > n for i in ids):
                 raise ValueError(f"coattention.{name} {list(ids)} must be increasing layer positions in 0..{n}")
@@ -221,8 +235,14 @@ class MuLaP(nn.Module):
         return (features * w).sum(1) / w.sum(1).clamp_min(1.0)
 
     # -- the two streams -----------------------------------------------------------------
-    def encode(self, features: torch.Tensor, chunk_mask: torch.Tensor, text_hidden: torch.Tensor, attention_mask: torch.Tensor,
-               hidden_chunks: torch.Tensor | None = None) -> Encoded:
+    def encode(
+        self,
+        features: torch.Tensor,
+        chunk_mask: torch.Tensor,
+        text_hidden: torch.Tensor,
+        attention_mask: torch.Tensor,
+        hidden_chunks: torch.Tensor | None = None,
+    ) -> Encoded:
         """features [B, C, F]; text_hidden [B, L, Ht] = text stream already run up to its first co-attention.
 
         `hidden_chunks` [B, C] bool: chunks zeroed at the input (masked audio modelling); the
@@ -243,8 +263,9 @@ class MuLaP(nn.Module):
         fused = pa * pt if self.fusion == "mul" else pa + pt
         return Encoded(audio, text, pa, pt, fused)
 
-    def audio_input(self, features: torch.Tensor, chunk_mask: torch.Tensor,
-                    hidden_chunks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def audio_input(
+        self, features: torch.Tensor, chunk_mask: torch.Tensor, hidden_chunks: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The audio stream's input: [global token, chunks] embedded [B, 1 + C, Ha] and its additive attention
         mask (the global token always attends)."""
         visible = chunk_mask if hidden_chunks is None else chunk_mask & ~hidden_chunks
@@ -276,8 +297,9 @@ class MuLaP(nn.Module):
         """Backbone features [..., F] (a chunk's, or the mean of a clip's chunks) -> L2-normalised [..., d]."""
         return F.normalize(self.audio_proj(features), dim=-1)
 
-    def embed_text_joint(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                         lower: torch.Tensor | None = None) -> torch.Tensor:
+    def embed_text_joint(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, lower: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Captions [B, L] -> L2-normalised [B, d]: the whole text stack on its own (no co-attention), mean-pooled
         over real tokens, then projected. Untrained, the pooled vector is the packaged sentence encoder's own
         embedding (all-MiniLM-L6-v2 is trained for mean pooling), so the text side starts from a good sentence space.
@@ -291,16 +313,19 @@ class MuLaP(nn.Module):
         w = attention_mask.to(h.dtype).unsqueeze(-1)
         return F.normalize(self.text_proj((h * w).sum(1) / w.sum(1).clamp_min(1.0)), dim=-1)
 
-    def match_logits(self, features: torch.Tensor, chunk_mask: torch.Tensor, input_ids: torch.Tensor,
-                     attention_mask: torch.Tensor) -> torch.Tensor:
+    def match_logits(
+        self, features: torch.Tensor, chunk_mask: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         """The audio-text matching head on pairs: features [B, C, F], chunk_mask [B, C], captions [B, L] ->
         logits [B, 2] (index 1 = the caption belongs to the audio)."""
         low = self.text_lower(input_ids, attention_mask)
         enc = self.encode(features, chunk_mask, low, attention_mask)
         prior = None
         if hasattr(self, "atm_similarity_scale"):
-            prior = (self.embed_audio_joint(self.global_token(features, chunk_mask))
-                     * self.embed_text_joint(input_ids, attention_mask, lower=low)).sum(-1)
+            prior = (
+                self.embed_audio_joint(self.global_token(features, chunk_mask))
+                * self.embed_text_joint(input_ids, attention_mask, lower=low)
+            ).sum(-1)
         return self.atm_logits(enc.fused, prior)
 
     def atm_logits(self, fused: torch.Tensor, cosine: torch.Tensor | None = None) -> torch.Tensor:
@@ -325,8 +350,9 @@ class MuLaP(nn.Module):
 
         mlm_on = obj.mlm.enabled
         if mlm_on:
-            ids, mlm_labels = mask_tokens(ids, batch["maskable"], mask_id, self.text.word_embeddings.num_embeddings,
-                                          obj.mlm.prob, generator)
+            ids, mlm_labels = mask_tokens(
+                ids, batch["maskable"], mask_id, self.text.word_embeddings.num_embeddings, obj.mlm.prob, generator
+            )
         text_low = self.text_lower(ids, attn)
 
         # contrastive (the joint space): the clip's mean backbone feature, and one random real chunk of it (so a

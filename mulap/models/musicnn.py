@@ -91,8 +91,9 @@ class TimbralBranch(nn.Module):
         self.bn = nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
         self.order, self.impl = order, impl
 
-    def forward_fused(self, u: torch.Tensor, o: torch.Tensor, g: torch.Tensor, b: torch.Tensor,
-                      shared: dict | None = None) -> torch.Tensor:
+    def forward_fused(
+        self, u: torch.Tensor, o: torch.Tensor, g: torch.Tensor, b: torch.Tensor, shared: dict | None = None
+    ) -> torch.Tensor:
         """The same map from the input BN's parts: u ``[N, n_mels, T + width - 1]`` normalised mel
         (zero time padding), o ``[T + width - 1]`` 1 on real frames, g/b the input BN's weight/bias;
         the branch's input is ``g * u + b * o``. -> ``[N, channels, T]``."""
@@ -238,8 +239,16 @@ class Musicnn(nn.Module):
         bn = self.input_bn
         factor, batch_stats, _ = bn_update_factor(bn)
         track = not bn.training or bn.track_running_stats
-        return F.batch_norm(mel.unsqueeze(1), bn.running_mean if track else None, bn.running_var if track else None,
-                            None, None, batch_stats, factor, bn.eps)
+        return F.batch_norm(
+            mel.unsqueeze(1),
+            bn.running_mean if track else None,
+            bn.running_var if track else None,
+            None,
+            None,
+            batch_stats,
+            factor,
+            bn.eps,
+        )
 
     @staticmethod
     def pool(features: torch.Tensor) -> torch.Tensor:

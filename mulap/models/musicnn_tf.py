@@ -264,8 +264,7 @@ def musicnn_checkpoint_dir(name: str) -> Path:
     spec = importlib.util.find_spec("musicnn")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "the 'musicnn' package is not installed; install its checkpoint files with "
-            "`pip install --no-deps musicnn==0.1.0`"
+            "the 'musicnn' package is not installed; install its checkpoint files with `pip install --no-deps musicnn==0.1.0`"
         )
     # Never import musicnn itself: its modules import TensorFlow.
     path = Path(list(spec.submodule_search_locations)[0]) / name

@@ -1,4 +1,5 @@
 """Probes on top of backbone features: logistic regression (one Linear) or an MLP."""
+
 from __future__ import annotations
 
 import torch

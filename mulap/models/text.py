@@ -5,6 +5,7 @@ Loaded from a local Hugging Face directory or name, from the BERT inside the
 with the configured sizes (`pretrained: null`). The layers are transformers'
 own `BertLayer`s, run one at a time so co-attention can be interleaved.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -111,8 +112,16 @@ def bert_config(hidden_size: int, num_layers: int, num_heads: int, intermediate_
 class TextEncoder(nn.Module):
     """BERT embeddings + `num_layers` BertLayers; `embed` and `layers[i]` are called by the MuLaP encoder."""
 
-    def __init__(self, pretrained: str | None, num_layers: int, hidden_size: int = 768, num_heads: int = 12,
-                 intermediate_size: int = 3072, dropout: float = 0.1, config: dict | None = None):
+    def __init__(
+        self,
+        pretrained: str | None,
+        num_layers: int,
+        hidden_size: int = 768,
+        num_heads: int = 12,
+        intermediate_size: int = 3072,
+        dropout: float = 0.1,
+        config: dict | None = None,
+    ):
         """`config`: a full BertConfig dict (an exported model's); builds that architecture with fresh weights
         (they are loaded afterwards), so loading an export needs neither network nor the packaged BERT."""
         super().__init__()
@@ -124,13 +133,17 @@ class TextEncoder(nn.Module):
         elif path is not None:
             try:
                 with _quiet_transformers():  # its load report lists the unused pooler: expected here
-                    bert = BertModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False, attn_implementation="sdpa")
+                    bert = BertModel.from_pretrained(
+                        path, local_files_only=True, add_pooling_layer=False, attn_implementation="sdpa"
+                    )
             except OSError as exc:
                 raise ValueError(f"cannot load a BERT from {path!r} offline: {exc}") from None
             if num_layers > bert.config.num_hidden_layers:
                 raise ValueError(f"text.num_layers={num_layers} but {path} has only {bert.config.num_hidden_layers} layers")
         else:
-            cfg = bert_config(hidden_size, num_layers, num_heads, intermediate_size, dropout, vocab_size=30522, max_position_embeddings=512)
+            cfg = bert_config(
+                hidden_size, num_layers, num_heads, intermediate_size, dropout, vocab_size=30522, max_position_embeddings=512
+            )
             bert = BertModel(cfg, add_pooling_layer=False)
         self.config = bert.config
         self.embeddings = bert.embeddings

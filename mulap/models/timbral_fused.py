@@ -168,8 +168,9 @@ def _stream_max(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, spec:
     return torch.cat(vals) + bias.to(acc), (torch.cat(idxs) if with_index else None)
 
 
-def _batch_stats(sums: dict[str, torch.Tensor], kmat: torch.Tensor, bias: torch.Tensor, g: torch.Tensor,
-                 b: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch_stats(
+    sums: dict[str, torch.Tensor], kmat: torch.Tensor, bias: torch.Tensor, g: torch.Tensor, b: torch.Tensor, count: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and biased variance of y over all positions, from the Gram sums (float64):
     sum y = K s1q + M bias, sum y^2 = diag(K Pqq K^T) + 2 bias (K s1q) + M bias^2, for x = g u + b o."""
     k, bb = kmat.double(), bias.double()
@@ -269,8 +270,7 @@ class _FusedTimbral(torch.autograd.Function):
         d_weight = d_w.view(c, w, h).permute(0, 2, 1).unsqueeze(1).to(weight.dtype)
         d_g = (kmat * g_u).sum().reshape(g.shape).to(g.dtype)
         d_b = (kmat * g_o).sum().reshape(b.shape).to(b.dtype)
-        return (None, None, d_g, d_b, d_weight, d_bias, d_gamma.to(bn_weight.dtype), d_beta.to(bn_weight.dtype),
-                None, None, None)
+        return (None, None, d_g, d_b, d_weight, d_bias, d_gamma.to(bn_weight.dtype), d_beta.to(bn_weight.dtype), None, None, None)
 
 
 def _gram_sums(u: torch.Tensor, o: torch.Tensor, spec: TimbralSpec) -> dict[str, torch.Tensor]:
@@ -324,16 +324,33 @@ def _gram_sums(u: torch.Tensor, o: torch.Tensor, spec: TimbralSpec) -> dict[str,
     return {"puu": puu, "puo": puo, "poo": poo, "s1u": s1u, "s1o": s1o}
 
 
-def timbral_fused(u: torch.Tensor, o: torch.Tensor, g: torch.Tensor, b: torch.Tensor, conv: torch.nn.Conv2d,
-                  bn: torch.nn.modules.batchnorm._BatchNorm, order: str, shared: dict | None = None) -> torch.Tensor:
+def timbral_fused(
+    u: torch.Tensor,
+    o: torch.Tensor,
+    g: torch.Tensor,
+    b: torch.Tensor,
+    conv: torch.nn.Conv2d,
+    bn: torch.nn.modules.batchnorm._BatchNorm,
+    order: str,
+    shared: dict | None = None,
+) -> torch.Tensor:
     """Fused ``conv -> BN -> ReLU -> max over frequency`` (or ``conv -> ReLU -> BN -> max`` without
     autograd). u ``[N, bands, Tp]`` (normalised input, zero time padding), o ``[Tp]`` (1 on real
     frames), g/b the input BatchNorm's affine parameters (``[1]``) -> ``[N, C, T]``."""
     height, width = conv.kernel_size
     factor, batch_stats, update = bn_update_factor(bn)
     dt = torch.get_autocast_dtype(u.device.type) if torch.is_autocast_enabled(u.device.type) else u.dtype
-    spec = TimbralSpec(height, width, bn.eps, batch_stats, factor, update, order=order, compute_dtype=dt,
-                       shared=shared if shared is not None else {})
+    spec = TimbralSpec(
+        height,
+        width,
+        bn.eps,
+        batch_stats,
+        factor,
+        update,
+        order=order,
+        compute_dtype=dt,
+        shared=shared if shared is not None else {},
+    )
     weight = conv.weight
     bias = conv.bias if conv.bias is not None else weight.new_zeros(weight.shape[0])
     bn_w = bn.weight if bn.weight is not None else weight.new_ones(weight.shape[0])
@@ -343,8 +360,9 @@ def timbral_fused(u: torch.Tensor, o: torch.Tensor, g: torch.Tensor, b: torch.Te
         if order == "conv_bn_relu":
             if not spec.needs_grad:  # inference: the same computation, no graph
                 with torch.no_grad():
-                    return _FusedTimbral.forward(None, u, o, g, b, weight, bias, bn_w, bn_b, bn.running_mean,
-                                                 bn.running_var, spec)
+                    return _FusedTimbral.forward(
+                        None, u, o, g, b, weight, bias, bn_w, bn_b, bn.running_mean, bn.running_var, spec
+                    )
             return _FusedTimbral.apply(u, o, g, b, weight, bias, bn_w, bn_b, bn.running_mean, bn.running_var, spec)
         if spec.needs_grad:
             raise RuntimeError("the fused timbral op trains only the conv_bn_relu order; use timbral_impl='time_taps'")

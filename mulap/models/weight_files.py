@@ -9,6 +9,7 @@ meta device, no memory) shows that every tensor it allocates is in the weights f
 config next to the weights (an export's config.json, an experiment's config.yaml) cannot make mulap allocate
 more than the weights file holds, and weights that do not fit are named before anything is loaded.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -71,8 +72,11 @@ def fit_problem(skeleton: nn.Module, stored: Mapping[str, tuple[int, ...] | None
     also = {name: names for names in tied.values() for name in names}
     missing = [k for k in expected if k not in stored and not any(o in stored for o in also.get(k, ()))]
     unexpected = sorted(set(stored) - set(expected))
-    wrong = [f"{k} is {'not a tensor' if stored[k] is None else list(stored[k] or ())}, the config makes it {list(v)}"
-             for k, v in expected.items() if k in stored and stored[k] != v]
+    wrong = [
+        f"{k} is {'not a tensor' if stored[k] is None else list(stored[k] or ())}, the config makes it {list(v)}"
+        for k, v in expected.items()
+        if k in stored and stored[k] != v
+    ]
     parts = []
     if missing:
         parts.append(f"{len(missing)} tensor(s) missing: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
@@ -86,8 +90,7 @@ def fit_problem(skeleton: nn.Module, stored: Mapping[str, tuple[int, ...] | None
 M = TypeVar("M", bound=nn.Module)
 
 
-def build_to_fit(build: Callable[[], M], stored: Mapping[str, tuple[int, ...] | None], weights: Path,
-                 config: str) -> M:
+def build_to_fit(build: Callable[[], M], stored: Mapping[str, tuple[int, ...] | None], weights: Path, config: str) -> M:
     """`build()` (fresh weights, to be loaded from `weights` next), once its weightless copy fits `stored`.
     Raises ModelLoadError naming `weights`, `config` (where the architecture was read) and what does not fit."""
     with torch.device("meta"):

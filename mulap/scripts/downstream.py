@@ -2,6 +2,7 @@
 
 Same arguments as `mulap downstream`.
 """
+
 import sys
 from pathlib import Path
 

@@ -2,6 +2,7 @@
 
 Same arguments as `mulap eval`.
 """
+
 import sys
 from pathlib import Path
 

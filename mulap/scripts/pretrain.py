@@ -2,6 +2,7 @@
 
 Same arguments as `mulap pretrain`.
 """
+
 import sys
 from pathlib import Path
 

@@ -14,6 +14,7 @@ folder fsynced), so a file under a ``.ckpt`` name is always complete. A resume o
 checks the CRC of every record of the newest one, falls back to the newest one that is intact, and moves
 a damaged file aside (``<name>.corrupt``) so that nothing trusts it later.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,6 @@ from mulap.infra.files import fsync_dir, is_write_problem, unlink_quietly, write
 from mulap.infra.interrupts import signals_deferred
 
 log = logging.getLogger(__name__)
-
 
 
 def temp_path(path: Path) -> Path:
@@ -141,8 +141,11 @@ def _newest_saved_step(trainer, floor: int) -> int:
     signal interrupted is committed first, then the signal raises before the callback has noted it)."""
     committed = getattr(trainer.strategy.checkpoint_io, "committed", {})
     steps = [floor] + [step for name, step in committed.items() if name != INTERRUPTED]
-    steps += [cb._last_global_step_saved for cb in trainer.checkpoint_callbacks
-              if isinstance(cb, ModelCheckpoint) and not cb.save_weights_only]
+    steps += [
+        cb._last_global_step_saved
+        for cb in trainer.checkpoint_callbacks
+        if isinstance(cb, ModelCheckpoint) and not cb.save_weights_only
+    ]
     return max(steps)
 
 
@@ -151,8 +154,14 @@ class StepCheckpoint(ModelCheckpoint):
     later, after validation; a state saved between the two would resume into an ambiguous place)."""
 
     def __init__(self, dirpath: Path, every_n_steps: int):
-        super().__init__(dirpath=dirpath, filename=Path(STEP).stem, every_n_train_steps=every_n_steps, save_top_k=1,
-                         monitor=None, enable_version_counter=False)
+        super().__init__(
+            dirpath=dirpath,
+            filename=Path(STEP).stem,
+            every_n_train_steps=every_n_steps,
+            save_top_k=1,
+            monitor=None,
+            enable_version_counter=False,
+        )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if batch_idx + 1 >= trainer.num_training_batches:
@@ -184,7 +193,9 @@ class InterruptedCheckpoint(Checkpoint):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         step, newest = trainer.global_step, _newest_saved_step(trainer, self.resumed_step)
         if step <= newest:
-            log.info("no %s: global step %d holds no training beyond the checkpoints on disk (step %d)", INTERRUPTED, step, newest)
+            log.info(
+                "no %s: global step %d holds no training beyond the checkpoints on disk (step %d)", INTERRUPTED, step, newest
+            )
             return
         if is_write_problem(exception):
             log.debug("no %s: the run stopped on a write error (%s)", INTERRUPTED, exception)  # the CLI's error line says it
@@ -212,10 +223,18 @@ def checkpoint_callbacks(ckpt_dir: Path, every_n_steps: int | None, resumed_step
     The best callback comes first: the full states written after it in the same epoch then record its
     updated best score, so a resumed run never overwrites best.ckpt with a worse epoch."""
     callbacks: list[Checkpoint] = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename=Path(BEST).stem, monitor="val/loss", mode="min", save_top_k=1,
-                        save_weights_only=True, enable_version_counter=False),
-        ModelCheckpoint(dirpath=ckpt_dir, filename=Path(LAST).stem, monitor=None, save_top_k=1, every_n_epochs=1,
-                        enable_version_counter=False),
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename=Path(BEST).stem,
+            monitor="val/loss",
+            mode="min",
+            save_top_k=1,
+            save_weights_only=True,
+            enable_version_counter=False,
+        ),
+        ModelCheckpoint(
+            dirpath=ckpt_dir, filename=Path(LAST).stem, monitor=None, save_top_k=1, every_n_epochs=1, enable_version_counter=False
+        ),
     ]
     if every_n_steps:
         callbacks.append(StepCheckpoint(ckpt_dir, int(every_n_steps)))

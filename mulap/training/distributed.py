@@ -1,4 +1,5 @@
 """Multi-process helpers shared by pre-training and extraction."""
+
 from __future__ import annotations
 
 import logging
@@ -18,6 +19,10 @@ class FailFast(L.Callback):
 
     def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            log.error("rank %d failed (%s: %s); leaving the process group so that every rank stops",
-                      dist.get_rank(), type(exception).__name__, exception)
+            log.error(
+                "rank %d failed (%s: %s); leaving the process group so that every rank stops",
+                dist.get_rank(),
+                type(exception).__name__,
+                exception,
+            )
             dist.destroy_process_group()

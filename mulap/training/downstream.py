@@ -7,6 +7,7 @@ draws one random chunk per training track (the cached form of "random 3 s crops"
 validation metric scores every chunk and averages the chunk outputs per track.
 Fine-tune mode trains the backbone too, on random 3 s crops of the waveforms.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -98,8 +99,8 @@ def backbone_for(cfg: DictConfig, pretrain_id: str) -> tuple[Musicnn, str]:
 @dataclass
 class SplitFeatures:
     features: torch.Tensor  # [N_chunks, D]
-    track: np.ndarray       # [N_chunks] -> 0..n_tracks-1
-    targets: np.ndarray     # per track
+    track: np.ndarray  # [N_chunks] -> 0..n_tracks-1
+    targets: np.ndarray  # per track
 
 
 def split_features(emb, ds: PreparedDataset, split: str) -> SplitFeatures:
@@ -148,9 +149,18 @@ def _batch_as_is(batch):
 class ProbeModule(L.LightningModule):
     """Probe (and in fine-tune mode the backbone) with the task's loss; validation = track-level task metric."""
 
-    def __init__(self, task_type: str, label_names: list[str], probe: Probe, metric: str, cfg: DictConfig,
-                 val_track: np.ndarray, val_targets: np.ndarray, target_stats: tuple[np.ndarray, np.ndarray] | None = None,
-                 backbone: Musicnn | None = None):
+    def __init__(
+        self,
+        task_type: str,
+        label_names: list[str],
+        probe: Probe,
+        metric: str,
+        cfg: DictConfig,
+        val_track: np.ndarray,
+        val_targets: np.ndarray,
+        target_stats: tuple[np.ndarray, np.ndarray] | None = None,
+        backbone: Musicnn | None = None,
+    ):
         super().__init__()
         self.task_type, self.label_names, self.metric_name, self.cfg = task_type, label_names, metric, cfg
         self.probe, self.backbone = probe, backbone
@@ -251,8 +261,9 @@ def all_chunks(paths: list[Path], chunk_len: int) -> tuple[torch.Tensor, np.ndar
 
 
 # -- the commands --------------------------------------------------------------------------------
-def run_downstream(pretrain_id: str, task: str, downstream_id: str | None = None, config_file=None, overrides=(),
-                   progress: bool = True) -> str:
+def run_downstream(
+    pretrain_id: str, task: str, downstream_id: str | None = None, config_file=None, overrides=(), progress: bool = True
+) -> str:
     """Train the probe; writes config.yaml, probe.safetensors, probe.json, logs/ and summary.json."""
     cfg = downstream_config(task, config_file, overrides)
     downstream_id = downstream_id or f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -267,8 +278,18 @@ def run_downstream(pretrain_id: str, task: str, downstream_id: str | None = None
         return _train_probe(cfg, pretrain_id, task, downstream_id, out, spec, ds, backbone, backbone_desc, progress)
 
 
-def _train_probe(cfg: DictConfig, pretrain_id: str, task: str, downstream_id: str, out: Path, spec, ds: PreparedDataset,
-                 backbone: Musicnn, backbone_desc: str, progress: bool) -> str:
+def _train_probe(
+    cfg: DictConfig,
+    pretrain_id: str,
+    task: str,
+    downstream_id: str,
+    out: Path,
+    spec,
+    ds: PreparedDataset,
+    backbone: Musicnn,
+    backbone_desc: str,
+    progress: bool,
+) -> str:
     d = cfg.downstream
     L.seed_everything(int(d.seed), workers=True, verbose=False)
     t0 = time.time()
@@ -279,8 +300,9 @@ def _train_probe(cfg: DictConfig, pretrain_id: str, task: str, downstream_id: st
         train, valid = split_features(emb, ds, "train"), split_features(emb, ds, "valid")
         probe = Probe(train.features.shape[1], _out_dim(ds), d.probe, d.hidden, d.dropout)
         probe.set_standardisation(train.features)
-        train_loader = DataLoader(RandomChunkPerTrack(train, y_train), batch_size=d.batch_size, shuffle=True,
-                                  collate_fn=_batch_as_is)
+        train_loader = DataLoader(
+            RandomChunkPerTrack(train, y_train), batch_size=d.batch_size, shuffle=True, collate_fn=_batch_as_is
+        )
         val_loader = DataLoader(TensorDataset(valid.features), batch_size=4096)
         val_track, module_backbone = valid.track, None
         extraction = {"cache_key": emb.key, "computed": emb.computed}
@@ -292,38 +314,76 @@ def _train_probe(cfg: DictConfig, pretrain_id: str, task: str, downstream_id: st
         with torch.no_grad():
             sample_x, _ = all_chunks(train_paths[:64], chunk_len)
             probe.set_standardisation(backbone.eval()(sample_x[:256]))
-        train_loader = DataLoader(RandomCropPerTrack(train_paths, y_train, chunk_len), batch_size=d.batch_size, shuffle=True,
-                                  num_workers=int(cfg.training.num_workers))
+        train_loader = DataLoader(
+            RandomCropPerTrack(train_paths, y_train, chunk_len),
+            batch_size=d.batch_size,
+            shuffle=True,
+            num_workers=int(cfg.training.num_workers),
+        )
         val_loader = DataLoader(TensorDataset(val_x), batch_size=64)
         module_backbone, extraction = backbone.train(), {}
     else:
         raise ConfigError(f"downstream.mode must be 'frozen' or 'finetune', got {d.mode!r}")
-    module = ProbeModule(ds.task_type, ds.label_names, probe, spec.primary_metric, cfg, val_track, val_targets,
-                         target_stats, module_backbone)
+    module = ProbeModule(
+        ds.task_type, ds.label_names, probe, spec.primary_metric, cfg, val_track, val_targets, target_stats, module_backbone
+    )
     monitor = f"val/{spec.primary_metric}"
-    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="max", save_top_k=1,
-                           save_weights_only=True, enable_version_counter=False)
+    ckpt = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode="max",
+        save_top_k=1,
+        save_weights_only=True,
+        enable_version_counter=False,
+    )
     callbacks = [ckpt, EarlyStopping(monitor=monitor, mode="max", patience=int(d.patience))]
     if progress and d.mode == "frozen":  # fine-tuning keeps Lightning's per-batch bar (its batches take seconds)
         callbacks.append(EpochProgress(f"probe {task} ({backbone_desc})", monitor))
-    trainer = L.Trainer(accelerator=cfg.training.device, devices=1, max_epochs=int(d.epochs), logger=CSVLogger(out, name="", version="logs"),
-                        plugins=[AtomicCheckpointIO()], callbacks=callbacks,
-                        enable_progress_bar=progress and d.mode == "finetune", enable_model_summary=False,
-                        num_sanity_val_steps=0, log_every_n_steps=1, deterministic=False)
+    trainer = L.Trainer(
+        accelerator=cfg.training.device,
+        devices=1,
+        max_epochs=int(d.epochs),
+        logger=CSVLogger(out, name="", version="logs"),
+        plugins=[AtomicCheckpointIO()],
+        callbacks=callbacks,
+        enable_progress_bar=progress and d.mode == "finetune",
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        deterministic=False,
+    )
     # a frozen-mode step is a tiny MLP on a batch of cached vectors: extra intra-op threads only add
     # synchronisation (10x slower epochs when other processes load the cores), so it runs on one
     with _intra_op_threads(1 if d.mode == "frozen" else None):
         trainer.fit(module, train_loader, val_loader)
     state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
-    meta = {"task": task, "task_type": ds.task_type, "label_names": ds.label_names, "in_dim": int(probe.mean.shape[0]),
-            "out_dim": _out_dim(ds), "kind": d.probe, "hidden": int(d.hidden), "mode": d.mode, "backbone": backbone_desc,
-            "pretrain_id": pretrain_id, "target_mean": None if target_stats is None else target_stats[0].tolist(),
-            "target_std": None if target_stats is None else target_stats[1].tolist()}
+    meta = {
+        "task": task,
+        "task_type": ds.task_type,
+        "label_names": ds.label_names,
+        "in_dim": int(probe.mean.shape[0]),
+        "out_dim": _out_dim(ds),
+        "kind": d.probe,
+        "hidden": int(d.hidden),
+        "mode": d.mode,
+        "backbone": backbone_desc,
+        "pretrain_id": pretrain_id,
+        "target_mean": None if target_stats is None else target_stats[0].tolist(),
+        "target_std": None if target_stats is None else target_stats[1].tolist(),
+    }
     _save_probe(out, module, meta)
-    summary = {"downstream_id": downstream_id, "task": task, "backbone": backbone_desc, "metric": spec.primary_metric,
-               "best_val": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
-               "epochs_run": int(trainer.current_epoch), "seconds": round(time.time() - t0, 2), **extraction}
+    summary = {
+        "downstream_id": downstream_id,
+        "task": task,
+        "backbone": backbone_desc,
+        "metric": spec.primary_metric,
+        "best_val": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
+        "epochs_run": int(trainer.current_epoch),
+        "seconds": round(time.time() - t0, 2),
+        **extraction,
+    }
     write_json(out / "summary.json", summary)
     log.info("%s on %s: best validation %s = %s", task, backbone_desc, spec.primary_metric, summary["best_val"])
     return downstream_id
@@ -363,14 +423,14 @@ def load_probe(folder: Path) -> tuple[Probe, dict]:
         raise FileNotFoundError(f"no trained probe in {folder} (run `mulap downstream` first)")
     meta = json.loads((folder / "probe.json").read_text())
     probe = Probe(meta["in_dim"], meta["out_dim"], meta["kind"], meta["hidden"])
-    state = {k[len("probe."):]: v for k, v in load_file(str(path)).items()}
+    state = {k[len("probe.") :]: v for k, v in load_file(str(path)).items()}
     probe.load_state_dict(state)
     return probe.eval(), meta
 
 
 @torch.inference_mode()
 def _predict(probe: Probe, features: torch.Tensor, track: np.ndarray, n_tracks: int, meta: dict) -> np.ndarray:
-    out = torch.cat([probe(features[i:i + 4096]) for i in range(0, len(features), 4096)]).numpy()
+    out = torch.cat([probe(features[i : i + 4096]) for i in range(0, len(features), 4096)]).numpy()
     stats = None if meta["target_mean"] is None else (np.array(meta["target_mean"]), np.array(meta["target_std"]))
     return aggregate_tracks(outputs_to_scores(meta["task_type"], out, stats), track, n_tracks)
 
@@ -392,7 +452,7 @@ def run_eval(pretrain_id: str, downstream_id: str, overrides=(), progress: bool 
         for split in ("valid", "test"):
             x, track = all_chunks([it.audio_path for it in ds.split(split)], backbone.config.chunk_samples)
             with torch.inference_mode():
-                feats = torch.cat([backbone(x[i:i + 64]) for i in range(0, len(x), 64)])
+                feats = torch.cat([backbone(x[i : i + 64]) for i in range(0, len(x), 64)])
             splits[split] = SplitFeatures(feats, track, targets(ds, split))
     else:
         backbone, _ = backbone_for(cfg, pretrain_id)
@@ -401,8 +461,13 @@ def run_eval(pretrain_id: str, downstream_id: str, overrides=(), progress: bool 
     bar.update(1)
     preds = {s: _predict(probe, f.features, f.track, len(f.targets), meta) for s, f in splits.items()}
     bar.update(1)
-    metrics = evaluate_and_write(folder, ds, (splits["valid"].targets, preds["valid"]), (splits["test"].targets, preds["test"]),
-                                 {"backbone": meta["backbone"]})
+    metrics = evaluate_and_write(
+        folder,
+        ds,
+        (splits["valid"].targets, preds["valid"]),
+        (splits["test"].targets, preds["test"]),
+        {"backbone": meta["backbone"]},
+    )
     bar.update(1)
     bar.close()
     scalars = scalar_metrics(metrics)

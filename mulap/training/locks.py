@@ -6,6 +6,7 @@ left by a process that is gone - its pid is dead on this host, or nobody holds t
 reused - is taken over with a notice. A record from another host is never taken over automatically:
 the message says how to clear it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,8 +52,9 @@ def _read_record(fd: int) -> dict | None:
 
 
 def _describe(rec: dict) -> str:
-    return (f"pid {rec.get('pid')} on host {rec.get('host')}, started {rec.get('started')}"
-            + (f" ({rec.get('command')})" if rec.get("command") else ""))
+    return f"pid {rec.get('pid')} on host {rec.get('host')}, started {rec.get('started')}" + (
+        f" ({rec.get('command')})" if rec.get("command") else ""
+    )
 
 
 @contextlib.contextmanager
@@ -107,13 +109,19 @@ def _acquire(path: Path, what: str) -> int:
             pid = holder.get("pid")
             alive = same_host and isinstance(pid, int) and pid_alive(pid)
             if not same_host:  # this host cannot tell whether that process still runs
-                raise RunLockError(f"{what} is in use by another run: {_describe(holder)}; lock file {path} "
-                                   "(if that run is over, delete the file)")
+                raise RunLockError(
+                    f"{what} is in use by another run: {_describe(holder)}; lock file {path} "
+                    "(if that run is over, delete the file)"
+                )
             if alive and locked is not True:
                 raise RunLockError(f"{what} is in use by another run: {_describe(holder)}; lock file {path}")
             log.warning("%s: taking over a stale lock (%s; that process is gone)", what, _describe(holder))
-        record = {"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                  "command": " ".join(sys.argv)[:500]}
+        record = {
+            "pid": os.getpid(),
+            "host": host,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join(sys.argv)[:500],
+        }
         data = (json.dumps(record) + "\n").encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)

@@ -6,6 +6,7 @@ and repairs a row cut off by a killed process. TensorBoard event files are never
 its own file; a resumed run marks its first step (``purge_step``) so TensorBoard shows the steps it
 repeats once.
 """
+
 from __future__ import annotations
 
 import csv

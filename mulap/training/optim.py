@@ -1,4 +1,5 @@
 """Optimiser and schedule shared by pre-training and fine-tuning."""
+
 from __future__ import annotations
 
 import torch
@@ -8,8 +9,9 @@ from transformers import get_linear_schedule_with_warmup
 NO_DECAY_TYPES = (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.Embedding)
 
 
-def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
-                 lr_scales: dict[nn.Module, float] | None = None) -> list[dict]:
+def param_groups(
+    model: nn.Module, weight_decay: float, lr: float | None = None, lr_scales: dict[nn.Module, float] | None = None
+) -> list[dict]:
     """AdamW groups: decay on weight matrices/kernels, none on biases, norms and embeddings' LayerNorm.
 
     Groups are built by module type (not by name patterns), so every trainable parameter
@@ -35,8 +37,16 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
     return out
 
 
-def adamw_with_warmup(model: nn.Module, lr: float, weight_decay: float, betas, eps: float, total_steps: int, warmup_ratio: float,
-                      lr_scales: dict[nn.Module, float] | None = None):
+def adamw_with_warmup(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    betas,
+    eps: float,
+    total_steps: int,
+    warmup_ratio: float,
+    lr_scales: dict[nn.Module, float] | None = None,
+):
     opt = torch.optim.AdamW(param_groups(model, weight_decay, lr, lr_scales), lr=lr, betas=tuple(betas), eps=eps)
     total = max(1, int(total_steps))
     sched = get_linear_schedule_with_warmup(opt, int(round(warmup_ratio * total)), total)

@@ -5,6 +5,7 @@ A run is checked before it writes anything (config schema, dataset splits, model
 holds the experiment's lock, resumes from the newest intact checkpoint (mulap.training.checkpoints) and
 continues exactly: the data order and every step's random draws are functions of the seed and the
 position in training (mulap.training.resumable), and the logs keep the whole history."""
+
 from __future__ import annotations
 
 import contextlib
@@ -46,8 +47,18 @@ from mulap.training.optim import adamw_with_warmup
 from mulap.training.resumable import EpochSampler, step_seed
 
 log = logging.getLogger(__name__)
-OBJECTIVE_KEYS = ("loss", "mlm", "atm", "mam", "contrastive", "contrastive_chunk", "mlm_acc", "atm_acc", "contrastive_acc",
-                  "fused_spread")
+OBJECTIVE_KEYS = (
+    "loss",
+    "mlm",
+    "atm",
+    "mam",
+    "contrastive",
+    "contrastive_chunk",
+    "mlm_acc",
+    "atm_acc",
+    "contrastive_acc",
+    "fused_spread",
+)
 # val/fused_spread below this: the cross-encoder's pooled vectors no longer differ across pairs (untrained ~0.04;
 # the collapsed demo recipe 2.4e-4; see benchmarks/cross_encoder_spread.py)
 COLLAPSED_SPREAD = 2e-3
@@ -66,10 +77,28 @@ class AudioCaptionDataModule(L.LightningDataModule):
         d = self.cfg.dataset_config
         if d.get("format") == "shards":  # streamed; each rank plans its part of every epoch
             return shard_dataset(self.cfg, split, train, *self._ranks())
-        controls = {"max_clips": d.get("train_clips"), "captions": d.get("captions", "aligned"), "seed": int(self.cfg.env.seed),
-                    "caption_variants": bool(d.get("caption_variants", True)), "augment": Augment.from_config(d)} if train else {}
-        return AudioCaptionDataset(d.data_dir, split, d.sample_rate, d.max_len_seconds, d.chunk_seconds, d.audio_dir,
-                                   random_crop=train and d.random_crop, on_bad_sample=d.on_bad_sample, **controls)
+        controls = (
+            {
+                "max_clips": d.get("train_clips"),
+                "captions": d.get("captions", "aligned"),
+                "seed": int(self.cfg.env.seed),
+                "caption_variants": bool(d.get("caption_variants", True)),
+                "augment": Augment.from_config(d),
+            }
+            if train
+            else {}
+        )
+        return AudioCaptionDataset(
+            d.data_dir,
+            split,
+            d.sample_rate,
+            d.max_len_seconds,
+            d.chunk_seconds,
+            d.audio_dir,
+            random_crop=train and d.random_crop,
+            on_bad_sample=d.on_bad_sample,
+            **controls,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         # shards are planned per rank: datasets opened before the trainer existed (the early check in
@@ -89,13 +118,28 @@ class AudioCaptionDataModule(L.LightningDataModule):
         t = self.cfg.training
         if isinstance(ds, ShardDataset):  # batches come from the dataset; the train loader's state resumes mid-epoch
             if sampler == "train":
-                self.shard_loader = ShardLoader(ds, self.collate, t.num_workers, lambda: trained_batches(self.trainer),
-                                                resume=getattr(self, "shard_resume", None), worker_init_fn=self._worker_init())
+                self.shard_loader = ShardLoader(
+                    ds,
+                    self.collate,
+                    t.num_workers,
+                    lambda: trained_batches(self.trainer),
+                    resume=getattr(self, "shard_resume", None),
+                    worker_init_fn=self._worker_init(),
+                )
                 return self.shard_loader
-            return DataLoader(ds, batch_size=None, num_workers=t.num_workers, collate_fn=self.collate,
-                              worker_init_fn=self._worker_init())
-        return DataLoader(ds, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers, collate_fn=self.collate,
-                          drop_last=False, persistent_workers=False, worker_init_fn=self._worker_init())
+            return DataLoader(
+                ds, batch_size=None, num_workers=t.num_workers, collate_fn=self.collate, worker_init_fn=self._worker_init()
+            )
+        return DataLoader(
+            ds,
+            batch_size=t.batch_size,
+            sampler=sampler,
+            num_workers=t.num_workers,
+            collate_fn=self.collate,
+            drop_last=False,
+            persistent_workers=False,
+            worker_init_fn=self._worker_init(),
+        )
 
     def _worker_init(self):
         # a SIGTERM to the whole process group ends the workers quietly; the run stops through Lightning
@@ -115,8 +159,10 @@ class AudioCaptionDataModule(L.LightningDataModule):
         state = getattr(self, "_resume_state", None)
         if state:
             if state.get("world_size", world) != world or state.get("batch_size") != int(self.cfg.training.batch_size):
-                log.warning("resuming with another batch size or process count than the checkpoint's: the interrupted "
-                            "epoch continues approximately (its remaining order is kept, the split differs)")
+                log.warning(
+                    "resuming with another batch size or process count than the checkpoint's: the interrupted "
+                    "epoch continues approximately (its remaining order is kept, the split differs)"
+                )
             self.sampler.resume(state["epoch"], state["batches_done"], state.get("batch_size", int(self.cfg.training.batch_size)))
             self._resume_state = None
         return self._loader(self.train_set, self.sampler)
@@ -141,8 +187,12 @@ class AudioCaptionDataModule(L.LightningDataModule):
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed  # type: ignore[attr-defined]
         if done >= trainer.num_training_batches:
             epoch, done = epoch + 1, 0
-        return {"epoch": int(epoch), "batches_done": int(done), "batch_size": int(self.cfg.training.batch_size),
-                "world_size": int(trainer.world_size)}
+        return {
+            "epoch": int(epoch),
+            "batches_done": int(done),
+            "batch_size": int(self.cfg.training.batch_size),
+            "world_size": int(trainer.world_size),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         # called before the train loader is built (Lightning restores the datamodule first)
@@ -187,8 +237,15 @@ class PretrainModule(L.LightningModule):
         bs = batch["waveforms"].shape[0]
         for k in OBJECTIVE_KEYS:
             if k in out:
-                self.log(f"{stage}/{k}", out[k].detach(), batch_size=bs, prog_bar=k == "loss", sync_dist=stage == "val",
-                         on_step=stage == "train", on_epoch=True)
+                self.log(
+                    f"{stage}/{k}",
+                    out[k].detach(),
+                    batch_size=bs,
+                    prog_bar=k == "loss",
+                    sync_dist=stage == "val",
+                    on_step=stage == "train",
+                    on_epoch=True,
+                )
         return out["loss"]
 
     def on_train_batch_start(self, batch, batch_idx):
@@ -216,17 +273,32 @@ class PretrainModule(L.LightningModule):
     def on_validation_epoch_end(self):
         self._log_skipped("val")
         spread = self.trainer.callback_metrics.get("val/fused_spread")
-        if spread is not None and not self.trainer.sanity_checking and float(spread) < COLLAPSED_SPREAD and not self._told_collapse:
+        if (
+            spread is not None
+            and not self.trainer.sanity_checking
+            and float(spread) < COLLAPSED_SPREAD
+            and not self._told_collapse
+        ):
             self._told_collapse = True
-            log.warning("val/fused_spread %.1e: the cross-encoder has collapsed (every audio-caption pair leaves it as about "
-                        "the same vector, so matching and masked audio modelling stop learning); lower "
-                        "model_config.coattention.lr_scale (the demo uses 0.2 at training.lr=5e-4)", float(spread))
+            log.warning(
+                "val/fused_spread %.1e: the cross-encoder has collapsed (every audio-caption pair leaves it as about "
+                "the same vector, so matching and masked audio modelling stop learning); lower "
+                "model_config.coattention.lr_scale (the demo uses 0.2 at training.lr=5e-4)",
+                float(spread),
+            )
 
     def configure_optimizers(self):
         t = self.cfg.training
-        opt, sched = adamw_with_warmup(self.model, t.lr, t.weight_decay, t.betas, t.eps,
-                                       self.trainer.estimated_stepping_batches, t.warmup_ratio,
-                                       lr_scales(self.model, self.cfg.model_config))
+        opt, sched = adamw_with_warmup(
+            self.model,
+            t.lr,
+            t.weight_decay,
+            t.betas,
+            t.eps,
+            self.trainer.estimated_stepping_batches,
+            t.warmup_ratio,
+            lr_scales(self.model, self.cfg.model_config),
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -245,23 +317,41 @@ def build_trainer(cfg: DictConfig, exp_dir: Path, extra_callbacks=(), resume: Re
     # TensorBoard: a resumed run starts its own event file and marks the step it resumes from (purge_step), so the
     # steps it repeats after a crash are shown once; the earlier files stay
     tb_kwargs: dict[str, Any] = {"purge_step": resume.info.global_step} if resume else {}
-    loggers = [HistoryCSVLogger(exp_dir / "logs", name="", version="csv"),
-               HistoryTensorBoardLogger(exp_dir / "logs", name="", version="tb", **tb_kwargs)]
+    loggers = [
+        HistoryCSVLogger(exp_dir / "logs", name="", version="csv"),
+        HistoryTensorBoardLogger(exp_dir / "logs", name="", version="tb", **tb_kwargs),
+    ]
     try:
         return L.Trainer(
-            accelerator=t.device, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
-            max_epochs=t.epochs, accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val,
-            limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
-            log_every_n_steps=t.log_every_n_steps, callbacks=callbacks, logger=loggers,
-            enable_progress_bar=bool(t.progress_bar), deterministic=t.deterministic, default_root_dir=exp_dir,
-            num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
+            accelerator=t.device,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            precision=t.precision,
+            max_epochs=t.epochs,
+            accumulate_grad_batches=t.accumulate_grad_batches,
+            gradient_clip_val=t.gradient_clip_val,
+            limit_train_batches=t.limit_train_batches,
+            limit_val_batches=t.limit_val_batches,
+            log_every_n_steps=t.log_every_n_steps,
+            callbacks=callbacks,
+            logger=loggers,
+            enable_progress_bar=bool(t.progress_bar),
+            deterministic=t.deterministic,
+            default_root_dir=exp_dir,
+            num_sanity_val_steps=0,
+            plugins=[AtomicCheckpointIO()],
+            use_distributed_sampler=False,
         )
     except MisconfigurationException as exc:  # e.g. training.device=gpu on a machine without one: a setting to change
         raise ConfigError(f"training.device/devices/strategy/precision: {exc}") from None
 
 
 # expected on every resume; the DataModule's state (not the loader's) makes a mid-epoch resume exact
-for _pattern in (r"Checkpoint directory .* exists and is not empty", r".*resuming from a checkpoint that ended before the epoch ended"):
+for _pattern in (
+    r"Checkpoint directory .* exists and is not empty",
+    r".*resuming from a checkpoint that ended before the epoch ended",
+):
     warnings.filterwarnings("ignore", message=_pattern)
 
 
@@ -294,8 +384,9 @@ def run_pretraining(cfg: DictConfig, pretrain_id: str, extra_callbacks=()) -> Pa
             if signum is not None:
                 raise _interrupted(exp_dir, trainer, signum, owner) from None
             if owner:
-                _append_runs_log(exp_dir, f"stopped at global step {trainer.global_step}: {type(exc).__name__}: "
-                                          f"{one_line(exc)}", quiet=True)
+                _append_runs_log(
+                    exp_dir, f"stopped at global step {trainer.global_step}: {type(exc).__name__}: {one_line(exc)}", quiet=True
+                )
             if isinstance(exc, OSError) and is_write_problem(exc):
                 raise write_error(exc, exc.filename or exp_dir) from None
             raise
@@ -333,8 +424,7 @@ def _ctrl_c_restored():
 def _interrupted(exp_dir: Path, trainer: L.Trainer, signum: int, owner: bool) -> Interrupted:
     """The run stopped on a signal: runs.log says so with the state kept, which the same command resumes from."""
     kept = resume_checkpoint(exp_dir, clean=False, quiet=True)
-    what = (f"kept checkpoints/{kept.path.name} (global step {kept.info.global_step})" if kept
-            else "no checkpoint kept yet")
+    what = f"kept checkpoints/{kept.path.name} (global step {kept.info.global_step})" if kept else "no checkpoint kept yet"
     where = f"at global step {trainer.global_step}"
     if owner:
         _append_runs_log(exp_dir, f"stopped {where}: interrupted ({signal_name(signum)}); {what}", quiet=True)
@@ -365,7 +455,7 @@ def export_backbones(module: PretrainModule, exp_dir: Path, pretrain_id: str) ->
     if best is not None:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         prefix = "model.backbone."
-        module.model.backbone.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        module.model.backbone.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
         save_backbone(module.model.backbone, exp_dir / "backbone.safetensors", f"mulap:{pretrain_id}:best:{best.name}")
     else:
         save_backbone(module.model.backbone, exp_dir / "backbone.safetensors", f"mulap:{pretrain_id}:last")

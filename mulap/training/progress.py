@@ -3,6 +3,7 @@
 Lightning's own bar counts batches, and a frozen-probe epoch is a handful of batches of
 cached vectors that pass in milliseconds; what a user waits for is the epochs.
 """
+
 from __future__ import annotations
 
 import lightning as L
@@ -16,8 +17,9 @@ class EpochProgress(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.is_global_zero:
-            self.bar = tqdm(total=trainer.max_epochs, initial=trainer.current_epoch, desc=self.desc, unit="epoch",
-                            dynamic_ncols=True)
+            self.bar = tqdm(
+                total=trainer.max_epochs, initial=trainer.current_epoch, desc=self.desc, unit="epoch", dynamic_ncols=True
+            )
 
     def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self.bar is None or trainer.sanity_checking:

@@ -1,5 +1,6 @@
 """Randomness a resumed run replays exactly: the data order of every epoch and the draws of every step
 are functions of the seed and the position in training, not of a random stream's history."""
+
 from __future__ import annotations
 
 import math
@@ -45,7 +46,7 @@ class EpochSampler(Sampler[int]):
             order = list(range(self.n))
         total = self.per_rank * self.world_size
         order += order[: total - self.n]  # equal shards: repeat the first few (as DistributedSampler)
-        return order[self.rank:total:self.world_size]
+        return order[self.rank : total : self.world_size]
 
     def __iter__(self):
         skip, self.skip = self.skip, 0

@@ -1,5 +1,6 @@
 """Pre-training augmentation (mulap.audio.augment): each kind changes the chunks as specified, the draws are
 a function of (seed, epoch, index), and with augmentation off the items are what they always were."""
+
 import numpy as np
 import pytest
 
@@ -18,16 +19,16 @@ def _wave(seconds: float = 8.0, seed: int = 0) -> np.ndarray:
 
 
 def _one(wave, aug: Augment, seed=0, start=0, max_chunks=2):
-    n_real = int(chunk_with_mask(wave[start:start + max_chunks * L], L, max_chunks)[1].sum())
+    n_real = int(chunk_with_mask(wave[start : start + max_chunks * L], L, max_chunks)[1].sum())
     return augmented_chunks(wave, start, L, n_real, max_chunks, aug, np.random.default_rng(seed))
 
 
 def test_gain_alone_scales_each_chunk_within_its_range():
     wave = _wave()
     out = _one(wave, Augment(**{**NONE, "gain_db": 6.0}))
-    ratios_db = [20 * np.log10(np.abs(out[i]).max() / np.abs(wave[i * L:(i + 1) * L]).max()) for i in range(2)]
+    ratios_db = [20 * np.log10(np.abs(out[i]).max() / np.abs(wave[i * L : (i + 1) * L]).max()) for i in range(2)]
     for i, r in enumerate(ratios_db):
-        assert np.allclose(out[i], wave[i * L:(i + 1) * L] * 10 ** (r / 20), atol=1e-6)  # a pure gain
+        assert np.allclose(out[i], wave[i * L : (i + 1) * L] * 10 ** (r / 20), atol=1e-6)  # a pure gain
         assert 0.05 < abs(r) <= 6.0
     assert abs(ratios_db[0] - ratios_db[1]) > 1e-3  # one draw per chunk
 
@@ -37,7 +38,7 @@ def test_shift_alone_cuts_each_chunk_nearby_from_the_clip():
     out = _one(wave, Augment(**{**NONE, "shift_seconds": 0.25}), start=SR)
     for i in range(2):
         place = SR + i * L
-        ks = [k for k in range(-4000, 4001) if np.array_equal(out[i], wave[place + k: place + k + L])]
+        ks = [k for k in range(-4000, 4001) if np.array_equal(out[i], wave[place + k : place + k + L])]
         assert len(ks) == 1 and ks[0] != 0  # moved, by at most 0.25 s, taken from the clip's own audio
     # past the clip's ends there is silence: a one-chunk clip moved by k keeps |k| zeros at one end
     out = _one(_wave(3.0), Augment(**{**NONE, "shift_seconds": 0.25}), seed=3, max_chunks=1)
@@ -58,7 +59,7 @@ def test_noise_alone_is_mild_and_at_the_drawn_snr():
     wave = _wave()
     out = _one(wave, Augment(**{**NONE, "noise_prob": 1.0, "noise_snr_db": (20.0, 40.0)}))
     for i in range(2):
-        clean = wave[i * L:(i + 1) * L]
+        clean = wave[i * L : (i + 1) * L]
         snr = 10 * np.log10(np.mean(clean**2) / np.mean((out[i] - clean) ** 2))
         assert 19.5 < snr < 40.5
 
@@ -102,8 +103,10 @@ def test_config_keys_are_typed_and_reach_the_dataset(tmp_path):
     aug = Augment.from_config(cfg.dataset_config)
     assert aug == Augment(gain_db=3.0)
     assert Augment.from_config(load_config(None).dataset_config) is None  # off by default
-    for bad, words in (("dataset_config.augment.noise_prob=1.5", "noise_prob must be less than or equal to 1"),
-                       ("dataset_config.augment.noise_snr_db=[40,20]", "low <= high"),
-                       ("dataset_config.augment.gain=3", "unknown config key")):
+    for bad, words in (
+        ("dataset_config.augment.noise_prob=1.5", "noise_prob must be less than or equal to 1"),
+        ("dataset_config.augment.noise_snr_db=[40,20]", "low <= high"),
+        ("dataset_config.augment.gain=3", "unknown config key"),
+    ):
         with pytest.raises(ConfigError, match=words):
             load_config(None, [bad])

@@ -1,4 +1,5 @@
 """Audio loading: formats, rates, channels, errors; chunking."""
+
 import sys
 
 import numpy as np
@@ -55,7 +56,7 @@ def test_chunking_pads_and_masks_short_clips():
     chunks, mask = chunk_with_mask(wave, 48000, 6)
     assert chunks.shape == (6, 48000) and mask.tolist() == [True, True, True, False, False, False]
     assert chunks[2, 99] == wave[-1] and chunks[2, 100:].sum() == 0
-    assert np.array_equal(chunks[:2].reshape(-1), wave[: 96000])
+    assert np.array_equal(chunks[:2].reshape(-1), wave[:96000])
     short = cut_chunks(np.ones(1000, np.float32), 48000)
     assert short.shape == (1, 48000)
     long_chunks, long_mask = chunk_with_mask(np.ones(48000 * 10, np.float32), 48000, 6)
@@ -151,13 +152,16 @@ def test_unknown_binary_npy_behind_wav_and_m4a_are_named(tmp_path):
         load_audio(m4a)
 
 
-@pytest.mark.parametrize("dtype,values,expected", [
-    ("int16", [16384, -32768, 32767], [0.5, -1.0, 32767 / 32768]),
-    ("int32", [2**30, -2**31], [0.5, -1.0]),
-    ("int8", [64, -128], [0.5, -1.0]),
-    ("uint8", [192, 0, 128], [0.5, -1.0, 0.0]),  # 8-bit WAV convention: offset binary
-    ("uint16", [49152, 0], [0.5, -1.0]),
-])
+@pytest.mark.parametrize(
+    "dtype,values,expected",
+    [
+        ("int16", [16384, -32768, 32767], [0.5, -1.0, 32767 / 32768]),
+        ("int32", [2**30, -(2**31)], [0.5, -1.0]),
+        ("int8", [64, -128], [0.5, -1.0]),
+        ("uint8", [192, 0, 128], [0.5, -1.0, 0.0]),  # 8-bit WAV convention: offset binary
+        ("uint16", [49152, 0], [0.5, -1.0]),
+    ],
+)
 def test_integer_npy_is_scaled_by_its_dtype_range(tmp_path, dtype, values, expected):
     np.save(tmp_path / "x.npy", np.asarray(values * 100, dtype=dtype))
     np.testing.assert_allclose(load_audio(tmp_path / "x.npy")[: len(values)], expected, rtol=1e-6)
@@ -193,15 +197,18 @@ def _sweep(seconds: float, sr: int) -> np.ndarray:
 
 def _best_lag_correlation(x: np.ndarray, ref: np.ndarray, max_lag: int = 1100) -> tuple[float, int]:
     n = min(len(x), len(ref)) - max_lag
-    return max((float(np.corrcoef(x[lag:lag + n], ref[:n])[0, 1]), lag) for lag in range(max_lag))
+    return max((float(np.corrcoef(x[lag : lag + n], ref[:n])[0, 1]), lag) for lag in range(max_lag))
 
 
-@pytest.mark.parametrize("name,codec,fmt,sr,stereo", [
-    ("aac.m4a", "aac", None, 44100, True),      # iTunes' AAC
-    ("alac.m4a", "alac", None, 48000, True),    # Apple Lossless in m4a
-    ("adts.aac", "aac", "adts", 16000, False),  # a raw AAC stream (ADTS frames), at 16 kHz: a whole-sample lag
-    ("alac.caf", "alac", "caf", 44100, False),  # ALAC in CAF: libsndfile refuses FFmpeg's, PyAV reads it
-])
+@pytest.mark.parametrize(
+    "name,codec,fmt,sr,stereo",
+    [
+        ("aac.m4a", "aac", None, 44100, True),  # iTunes' AAC
+        ("alac.m4a", "alac", None, 48000, True),  # Apple Lossless in m4a
+        ("adts.aac", "aac", "adts", 16000, False),  # a raw AAC stream (ADTS frames), at 16 kHz: a whole-sample lag
+        ("alac.caf", "alac", "caf", 44100, False),  # ALAC in CAF: libsndfile refuses FFmpeg's, PyAV reads it
+    ],
+)
 def test_pyav_containers_decode_to_the_source(tmp_path, name, codec, fmt, sr, stereo):
     pytest.importorskip("av")
     seconds = 4.0
@@ -217,7 +224,7 @@ def test_pyav_containers_decode_to_the_source(tmp_path, name, codec, fmt, sr, st
     else:
         corr, lag = _best_lag_correlation(out, ref)
         assert corr > 0.99 and lag in ((0, 1024) if fmt == "adts" else (0,)), (corr, lag)  # ADTS keeps the priming
-        level = np.sqrt(np.mean(out[lag:lag + len(ref) - 1100] ** 2)) / np.sqrt(np.mean(ref[:len(ref) - 1100] ** 2))
+        level = np.sqrt(np.mean(out[lag : lag + len(ref) - 1100] ** 2)) / np.sqrt(np.mean(ref[: len(ref) - 1100] ** 2))
         assert 0.95 < level < 1.05, level
     blocks = list(iter_blocks(path, block_seconds=0.5))  # streamed: bounded blocks, the same samples
     assert len(blocks) >= 8
@@ -234,8 +241,11 @@ def test_truncated_and_damaged_m4a_are_named(tmp_path):
         assert abs(len(load_audio(full)) / 16000 - 10.0) < 0.1
     cut = tmp_path / "cut.m4a"
     cut.write_bytes(fast.read_bytes()[: fast.stat().st_size // 3])
-    with pytest.raises(AudioError, match=r"damaged or truncated MP4/M4A audio data after [23]\.\d\d s of the 10\.00 s "
-                                         r"its header declares") as err:
+    with pytest.raises(
+        AudioError,
+        match=r"damaged or truncated MP4/M4A audio data after [23]\.\d\d s of the 10\.00 s "
+        r"its header declares",
+    ) as err:
         load_audio(cut)
     assert err.value.path == str(cut)
     cut.write_bytes(late.read_bytes()[: late.stat().st_size // 3])  # no index at all
@@ -251,8 +261,11 @@ def test_without_pyav_m4a_is_not_supported_and_says_what_to_install(tmp_path, mo
     monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError
     m4a = tmp_path / "song.m4a"
     m4a.write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00" + bytes(200))
-    with pytest.raises(AudioError, match=r"song\.m4a: MP4/M4A audio is not supported: PyAV is not installed "
-                                         r"\(pip install av\), or convert it to wav, flac, ogg or mp3"):
+    with pytest.raises(
+        AudioError,
+        match=r"song\.m4a: MP4/M4A audio is not supported: PyAV is not installed "
+        r"\(pip install av\), or convert it to wav, flac, ogg or mp3",
+    ):
         load_audio(m4a)
     adts = tmp_path / "song.aac"
     adts.write_bytes(bytes([0xFF, 0xF1, 0x50, 0x80]) + bytes(300))

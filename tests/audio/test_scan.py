@@ -1,5 +1,6 @@
 """The folder scan (mulap.audio.scan): hidden and mulap-written folders are never music; m4a/AAC are read with
 PyAV and counted at WARNING without it."""
+
 from __future__ import annotations
 
 import json
@@ -28,18 +29,18 @@ def _npy(path, shape=(4, 8)):
 def test_hidden_and_mulap_folders_are_never_music(tmp_path, caplog):
     music = tmp_path / "music"
     want = [_wav(music / "a.wav"), _wav(music / "sub" / "b.wav")]
-    _wav(music / ".hidden" / "c.wav")                             # a hidden folder
+    _wav(music / ".hidden" / "c.wav")  # a hidden folder
     for leftover in (".mulap-index", ".mulap-index.tmp-1a2b3c4d", ".mulap-index.old-5e6f7a8b", ".x.npz.parts"):
-        _npy(music / leftover / "chunks.npy")                     # mulap's own folders (all hidden)
-    named = music / "my-index"                                    # an index under a visible name (--index)
+        _npy(music / leftover / "chunks.npy")  # mulap's own folders (all hidden)
+    named = music / "my-index"  # an index under a visible name (--index)
     _npy(named / "tracks.npy")
     _npy(named / "chunks.npy")
     (named / "index.json").write_text(json.dumps({"format": "mulap-index-1", "files": []}, indent=2))
-    marked = music / "half-index"                                 # index.json alone, but mulap's
+    marked = music / "half-index"  # index.json alone, but mulap's
     marked.mkdir()
     (marked / "index.json").write_text(json.dumps({"format": "mulap-index-1", "files": []}, indent=2))
     _npy(marked / "x.npy")
-    entry = music / "save" / "cache" / "embeddings" / "0123abcd"   # an embedding cache entry
+    entry = music / "save" / "cache" / "embeddings" / "0123abcd"  # an embedding cache entry
     _npy(entry / "features.npy")
     _npy(entry / "track.npy", (4,))
     (entry / "meta.json").write_text("{}")
@@ -82,13 +83,18 @@ def test_without_pyav_m4a_files_are_counted_and_named_at_warning(tmp_path, monke
     with caplog.at_level(logging.INFO, logger="mulap.audio.scan"):
         assert list_audio([tmp_path]) == [wav]
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert [r.getMessage() for r in warned] == [(  # the first three named
-        f"1 .aac file(s), 3 .m4a file(s) not read ({tmp_path}/a.m4a, {tmp_path}/b.m4a, {tmp_path}/c.M4A, ... (+1 more)): "
-        "PyAV is not installed (pip install av)")]
+    assert [r.getMessage() for r in warned] == [
+        (  # the first three named
+            f"1 .aac file(s), 3 .m4a file(s) not read ({tmp_path}/a.m4a, {tmp_path}/b.m4a, {tmp_path}/c.M4A, ... (+1 more)): "
+            "PyAV is not installed (pip install av)"
+        )
+    ]
     assert "not audio by their suffix" not in caplog.text
     wav.unlink()
     (tmp_path / "a.m4a").unlink()
     with pytest.raises(FileNotFoundError) as err:
         list_audio([tmp_path])
-    assert (f"1 .aac file(s), 2 .m4a file(s) not read ({tmp_path}/b.m4a, {tmp_path}/c.M4A, {tmp_path}/d.aac): "
-            "PyAV is not installed (pip install av)") in str(err.value)
+    assert (
+        f"1 .aac file(s), 2 .m4a file(s) not read ({tmp_path}/b.m4a, {tmp_path}/c.M4A, {tmp_path}/d.aac): "
+        "PyAV is not installed (pip install av)"
+    ) in str(err.value)

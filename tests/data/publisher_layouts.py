@@ -7,6 +7,7 @@ split lists; MTG-Jamendo's split-0 TSVs with tags continuing tab-separated; Emom
 static_annotations.csv + songs_info.csv; FMA's tracks.csv with two header rows and the
 `track_id` index row; NSynth's examples.json keyed by note_str.
 """
+
 from __future__ import annotations
 
 import csv
@@ -93,21 +94,53 @@ JAMENDO_HEADER = "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS"
 JAMENDO_ROWS = {
     "train": [
         ("track_0000215", "artist_000014", "album_000031", "15/215.mp3", "151.4", ["genre---metal"]),
-        ("track_1048592", "artist_424343", "album_123552", "92/1048592.mp3", "238.2",
-         ["genre---alternative", "genre---electronic", "instrument---bass", "instrument---drummachine",
-          "instrument---drums", "instrument---electricguitar", "instrument---synthesizer", "instrument---voice",
-          "mood/theme---energetic"]),
-        ("track_1048681", "artist_359617", "album_123563", "81/1048681.mp3", "189.3",
-         ["genre---hiphop", "instrument---computer", "instrument---piano", "mood/theme---emotional"]),
+        (
+            "track_1048592",
+            "artist_424343",
+            "album_123552",
+            "92/1048592.mp3",
+            "238.2",
+            [
+                "genre---alternative",
+                "genre---electronic",
+                "instrument---bass",
+                "instrument---drummachine",
+                "instrument---drums",
+                "instrument---electricguitar",
+                "instrument---synthesizer",
+                "instrument---voice",
+                "mood/theme---energetic",
+            ],
+        ),
+        (
+            "track_1048681",
+            "artist_359617",
+            "album_123563",
+            "81/1048681.mp3",
+            "189.3",
+            ["genre---hiphop", "instrument---computer", "instrument---piano", "mood/theme---emotional"],
+        ),
     ],
     "validation": [
         ("track_0786434", "artist_368880", "album_092222", "34/786434.mp3", "460.8", ["genre---electronic", "genre---house"]),
-        ("track_0131600", "artist_338036", "album_018552", "00/131600.mp3", "107.0",
-         ["genre---instrumentalpop", "genre---pop", "instrument---guitar"]),
+        (
+            "track_0131600",
+            "artist_338036",
+            "album_018552",
+            "00/131600.mp3",
+            "107.0",
+            ["genre---instrumentalpop", "genre---pop", "instrument---guitar"],
+        ),
     ],
     "test": [
-        ("track_1267124", "artist_366613", "album_151421", "24/1267124.mp3", "161.8",
-         ["genre---classical", "genre---soundtrack", "instrument---piano", "mood/theme---emotional", "mood/theme---relaxing"]),
+        (
+            "track_1267124",
+            "artist_366613",
+            "album_151421",
+            "24/1267124.mp3",
+            "161.8",
+            ["genre---classical", "genre---soundtrack", "instrument---piano", "mood/theme---emotional", "mood/theme---relaxing"],
+        ),
         ("track_0003524", "artist_000530", "album_000552", "24/3524.mp3", "266.1", ["genre---metal", "mood/theme---melodic"]),
     ],
 }
@@ -157,8 +190,18 @@ def build_emomusic(root: Path, missing_audio: int | None = None) -> Path:
             w.writerow([sid, a, 0.9, v, 1.1])
     with open(ann / "songs_info.csv", "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["song_id", "file_name", "Artist", "Song title", "start of the segment (min.sec)",
-                    "end of the segment (min.sec)", "Genre", "Mediaeval 2013 set"])
+        w.writerow(
+            [
+                "song_id",
+                "file_name",
+                "Artist",
+                "Song title",
+                "start of the segment (min.sec)",
+                "end of the segment (min.sec)",
+                "Genre",
+                "Mediaeval 2013 set",
+            ]
+        )
         for sid, artist, mset, _, _ in EMO_SONGS:
             w.writerow([sid, f"{sid}.mp3", artist, f"Song {sid}", "0.30", "1.15", "Rock", mset])
         w.writerow([999, "999.mp3", "Nobody", "No annotation", "0.0", "0.45", "Pop", "development"])
@@ -187,8 +230,15 @@ FMA_TRACKS = [
 
 def fma_tracks_csv(rows=FMA_TRACKS, bad_split: bool = False) -> str:
     """tracks.csv text: two header rows, then the index-name row, as pandas' to_csv writes it."""
-    cols = [("album", "comments"), ("album", "title"), ("artist", "name"), ("set", "split"), ("set", "subset"),
-            ("track", "genre_top"), ("track", "title")]
+    cols = [
+        ("album", "comments"),
+        ("album", "title"),
+        ("artist", "name"),
+        ("set", "split"),
+        ("set", "subset"),
+        ("track", "genre_top"),
+        ("track", "title"),
+    ]
     out = [",".join([""] + [c[0] for c in cols]), ",".join([""] + [c[1] for c in cols]), "track_id" + "," * len(cols)]
     for tid, subset, split, genre in rows:
         split = "trainning" if bad_split and tid == 5 else split
@@ -212,12 +262,19 @@ def build_fma(root: Path) -> Path:
 
 FAMILIES = ["bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "synth_lead", "vocal"]
 NSYNTH = {
-    "train": [("bass_synthetic_033-022-050", 0, "synthetic"), ("keyboard_acoustic_004-060-025", 4, "acoustic"),
-              ("synth_lead_synthetic_000-100-075", 9, "synthetic"), ("vocal_acoustic_000-055-127", 10, "acoustic"),
-              ("guitar_electronic_022-071-100", 3, "electronic")],
+    "train": [
+        ("bass_synthetic_033-022-050", 0, "synthetic"),
+        ("keyboard_acoustic_004-060-025", 4, "acoustic"),
+        ("synth_lead_synthetic_000-100-075", 9, "synthetic"),
+        ("vocal_acoustic_000-055-127", 10, "acoustic"),
+        ("guitar_electronic_022-071-100", 3, "electronic"),
+    ],
     "valid": [("bass_synthetic_034-030-100", 0, "synthetic"), ("keyboard_electronic_001-021-127", 4, "electronic")],
-    "test": [("guitar_acoustic_010-040-050", 3, "acoustic"), ("vocal_synthetic_003-070-075", 10, "synthetic"),
-             ("bass_electronic_018-045-127", 0, "electronic")],
+    "test": [
+        ("guitar_acoustic_010-040-050", 3, "acoustic"),
+        ("vocal_synthetic_003-070-075", 10, "synthetic"),
+        ("bass_electronic_018-045-127", 0, "electronic"),
+    ],
 }
 
 
@@ -225,10 +282,19 @@ def nsynth_record(note_str: str, fam: int, source: str) -> dict:
     inst = note_str.rsplit("-", 2)[0]
     pitch, vel = (int(x) for x in note_str.rsplit("-", 2)[1:])
     return {
-        "note": zlib.crc32(note_str.encode()) % 300000, "note_str": note_str, "instrument": 1, "instrument_str": inst,
-        "pitch": pitch, "velocity": vel, "sample_rate": 16000, "qualities": [0] * 10, "qualities_str": [],
-        "instrument_family": fam, "instrument_family_str": FAMILIES[fam],
-        "instrument_source": ["acoustic", "electronic", "synthetic"].index(source), "instrument_source_str": source,
+        "note": zlib.crc32(note_str.encode()) % 300000,
+        "note_str": note_str,
+        "instrument": 1,
+        "instrument_str": inst,
+        "pitch": pitch,
+        "velocity": vel,
+        "sample_rate": 16000,
+        "qualities": [0] * 10,
+        "qualities_str": [],
+        "instrument_family": fam,
+        "instrument_family_str": FAMILIES[fam],
+        "instrument_source": ["acoustic", "electronic", "synthetic"].index(source),
+        "instrument_source_str": source,
     }
 
 

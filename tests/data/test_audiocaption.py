@@ -1,4 +1,5 @@
 """The seed's audiocaption format: reading, batching, and every kind of bad input."""
+
 import json
 
 import numpy as np
@@ -114,6 +115,7 @@ def _with_phrasings(ds_dir, n: int = 4) -> dict[str, list[str]]:
         for r in recs:
             r["captions"] = [r["caption"]] + [f"{r['caption']}, said another way ({k})" for k in range(1, n)]
             out[r["audio_id"]] = r["captions"]
+
     _rewrite(ds_dir, add)
     return out
 

@@ -1,4 +1,5 @@
 """`mulap prepare csv`: your own labelled audio as a task (csv:NAME) that downstream/eval take like the built-in ones."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,19 @@ def test_single_label_with_seeded_80_10_10_split(pitched, tmp_path):
     assert [r.split for r in again.records] == [r.split for r in ds.records]
     assert [r.split for r in load_csv_labels(labels, audio, seed=4).records] != [r.split for r in ds.records]
 
-    report = main(["prepare", "csv", str(labels), str(audio), "--name", "pitch", f"env.data_root={tmp_path / 'data'}",
-                   "env.seed=3", "training.num_workers=0"])
+    report = main(
+        [
+            "prepare",
+            "csv",
+            str(labels),
+            str(audio),
+            "--name",
+            "pitch",
+            f"env.data_root={tmp_path / 'data'}",
+            "env.seed=3",
+            "training.num_workers=0",
+        ]
+    )
     assert report == 0
     prepared = load_prepared(tmp_path / "data" / "datasets" / "csv_pitch", check_files=True)
     assert prepared.task == "csv:pitch" and prepared.task_type == "multiclass"
@@ -69,9 +81,12 @@ def test_random_split_sizes():
 def test_multilabel_tags_and_split_column(tmp_path):
     names = [f"c{i}.flac" for i in range(6)]
     audio = _audio(tmp_path / "a", names)
-    labels = _csv(tmp_path / "l.csv", "file,tags,split,comment\n"
-                  "c0.flac,piano; calm,train,x\nc1.flac,guitar,train,\nc2.flac,,val,\n"
-                  "c3.flac,piano;guitar,validation,\nc4.flac,calm,test,\nc5.flac,guitar,TEST,\n")
+    labels = _csv(
+        tmp_path / "l.csv",
+        "file,tags,split,comment\n"
+        "c0.flac,piano; calm,train,x\nc1.flac,guitar,train,\nc2.flac,,val,\n"
+        "c3.flac,piano;guitar,validation,\nc4.flac,calm,test,\nc5.flac,guitar,TEST,\n",
+    )
     ds = load_csv_labels(labels, audio)
     assert ds.task_type == "multilabel" and ds.label_names == ["calm", "guitar", "piano"]
     assert [r.split for r in ds.records] == ["train", "train", "valid", "valid", "test", "test"]
@@ -80,17 +95,20 @@ def test_multilabel_tags_and_split_column(tmp_path):
     assert spec.primary_metric == "roc_auc_macro" and spec.dataset == "csv_mine"
 
 
-@pytest.mark.parametrize("text, match", [
-    ("name,label\na.wav,x\n", "no 'file' column"),
-    ("file,label,tags\na.wav,x,y\n", "exactly one of the columns"),
-    ("file,class\na.wav,x\n", "exactly one of the columns"),
-    ("file,label\n", "no rows"),
-    ("file,label\na.wav,x\nb.wav,\n", r"line 3: empty label for 'b.wav'"),
-    ("file,label,split\na.wav,x,train\nb.wav,y,dev\n", r"line 3: split 'dev'"),
-    ("file,label\na.wav,x\nb.wav,y\na.wav,y\n", r"line 4: file 'a.wav' listed twice \(first on line 2\)"),
-    ("file,label,split\na.wav,x,train\nb.wav,y,test\n", "no valid files"),
-    ("file,tags\na.wav,\nb.wav,\nc.wav,\n", "every 'tags' cell is empty"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("name,label\na.wav,x\n", "no 'file' column"),
+        ("file,label,tags\na.wav,x,y\n", "exactly one of the columns"),
+        ("file,class\na.wav,x\n", "exactly one of the columns"),
+        ("file,label\n", "no rows"),
+        ("file,label\na.wav,x\nb.wav,\n", r"line 3: empty label for 'b.wav'"),
+        ("file,label,split\na.wav,x,train\nb.wav,y,dev\n", r"line 3: split 'dev'"),
+        ("file,label\na.wav,x\nb.wav,y\na.wav,y\n", r"line 4: file 'a.wav' listed twice \(first on line 2\)"),
+        ("file,label,split\na.wav,x,train\nb.wav,y,test\n", "no valid files"),
+        ("file,tags\na.wav,\nb.wav,\nc.wav,\n", "every 'tags' cell is empty"),
+    ],
+)
 def test_bad_csv_is_a_clear_error_with_its_line(tmp_path, text, match):
     audio = _audio(tmp_path / "a", ["a.wav", "b.wav", "c.wav"])
     labels = _csv(tmp_path / "labels.csv", text)
@@ -110,7 +128,9 @@ def test_a_file_name_the_os_refuses_is_listed_as_missing(tmp_path):
 def test_missing_audio_files_are_all_named(tmp_path, capsys):
     audio = _audio(tmp_path / "a", ["here.wav"])
     labels = _csv(tmp_path / "labels.csv", "file,label\nhere.wav,x\ngone.wav,y\nsub/also gone.mp3,x\n")
-    with pytest.raises(FileNotFoundError, match=r"2 of 3 listed audio file\(s\) not found: line 3: .*gone.wav; line 4: .*also gone.mp3"):
+    with pytest.raises(
+        FileNotFoundError, match=r"2 of 3 listed audio file\(s\) not found: line 3: .*gone.wav; line 4: .*also gone.mp3"
+    ):
         load_csv_labels(labels, audio)
     # the CLI prints it as one line, and nothing is written
     assert main(["prepare", "csv", str(labels), str(audio), "--name", "x", f"env.data_root={tmp_path / 'data'}"]) == 2
@@ -130,8 +150,21 @@ def test_downstream_and_eval_take_a_csv_task(pitched, tmp_path, capsys):
     labels, audio = pitched
     env = [f"env.data_root={tmp_path / 'data'}", f"env.save_dir={tmp_path / 'save'}", "training.num_workers=0"]
     assert main(["prepare", "csv", str(labels), str(audio), "--name", "pitch", *env]) == 0
-    assert main(["downstream", "random", "csv:pitch", "--downstream_id", "p1", "downstream.epochs=15",
-                 "downstream.probe=linear", *env]) == 0
+    assert (
+        main(
+            [
+                "downstream",
+                "random",
+                "csv:pitch",
+                "--downstream_id",
+                "p1",
+                "downstream.epochs=15",
+                "downstream.probe=linear",
+                *env,
+            ]
+        )
+        == 0
+    )
     run = tmp_path / "save" / "experiments" / "random" / "downstream" / "p1"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["task"] == "csv:pitch" and summary["metric"] == "accuracy"
@@ -144,10 +177,13 @@ def test_downstream_and_eval_take_a_csv_task(pitched, tmp_path, capsys):
     assert "mulap prepare csv <labels.csv> <audio_dir> --name other" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("data, match", [
-    (b"file,label\na.wav,x\nb.wav,caf\xe9\n", r"line 3: not UTF-8 text: byte 0xe9"),
-    (b'file,label\na.wav,x\nb.wav,"unclosed\n' + b"y" * (131_073) + b"\n", r"line 3: a field longer than"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"file,label\na.wav,x\nb.wav,caf\xe9\n", r"line 3: not UTF-8 text: byte 0xe9"),
+        (b'file,label\na.wav,x\nb.wav,"unclosed\n' + b"y" * (131_073) + b"\n", r"line 3: a field longer than"),
+    ],
+)
 def test_undecodable_or_malformed_csv_names_its_line(tmp_path, data, match):
     audio = _audio(tmp_path / "a", ["a.wav", "b.wav"])
     labels = tmp_path / "labels.csv"

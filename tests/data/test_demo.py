@@ -1,5 +1,6 @@
 """The offline demo world (mulap.demo.world): formats, determinism, splits, and that the
 audio is sampled-instrument music whose labels agree with what it sounds like."""
+
 from __future__ import annotations
 
 import csv
@@ -33,6 +34,7 @@ def _annotation_files(root: Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- formats
+
 
 def test_audiocaption_json_parses_and_every_audio_path_exists(demo_world):
     root = demo_world / "audiocaption"
@@ -76,8 +78,12 @@ def test_downstream_layouts_read_as_their_publishers_ship_them(demo_world):
             on = {rows[0][j] for j in range(1, len(row) - 1) if row[j] == "1"}
             assert {t for t, b in zip(tags, binary[int(ix)]) if b} == on & set(tags)
     # Jamendo: header, ids, tags after DURATION, category files hold only their category
-    for variant, prefix in (("autotagging_top50tags", ""), ("autotagging_genre", "genre---"),
-                            ("autotagging_instrument", "instrument---"), ("autotagging_moodtheme", "mood/theme---")):
+    for variant, prefix in (
+        ("autotagging_top50tags", ""),
+        ("autotagging_genre", "genre---"),
+        ("autotagging_instrument", "instrument---"),
+        ("autotagging_moodtheme", "mood/theme---"),
+    ):
         for split in ("train", "validation", "test"):
             lines = (raw / f"jamendo/data/splits/split-0/{variant}-{split}.tsv").read_text().splitlines()
             assert lines[0] == "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS"
@@ -119,6 +125,7 @@ def test_downstream_layouts_read_as_their_publishers_ship_them(demo_world):
 
 # ----------------------------------------------------------------------------- determinism and splits
 
+
 def test_same_seed_gives_byte_identical_files(demo_world, tmp_path):
     again = tmp_path / "again"
     build_demo(again, size="small", seed=0, progress=False)
@@ -129,8 +136,11 @@ def test_same_seed_gives_byte_identical_files(demo_world, tmp_path):
     annotations = {p.relative_to(demo_world) for p in a}
 
     def audio_digests(root: Path) -> dict[Path, str]:
-        return {p.relative_to(root): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
-                if p.suffix in (".npy", ".wav", ".mp3") and p.relative_to(root) not in annotations}
+        return {
+            p.relative_to(root): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.suffix in (".npy", ".wav", ".mp3") and p.relative_to(root) not in annotations
+        }
 
     da, db = audio_digests(demo_world), audio_digests(again)
     assert da.keys() == db.keys() and len(da) > 100
@@ -154,7 +164,11 @@ def test_no_piece_and_no_note_source_in_two_splits(demo_world):
     for split in ("train", "valid", "test"):
         for entry in np.load(raw / f"mtt/split/mtat/{split}.npy"):
             note("mtt", world["mtt"][clip_ids[int(str(entry).split("\t")[0])]], split)
-        for line in (raw / f"jamendo/data/splits/split-0/autotagging-{'validation' if split == 'valid' else split}.tsv").read_text().splitlines()[1:]:
+        for line in (
+            (raw / f"jamendo/data/splits/split-0/autotagging-{'validation' if split == 'valid' else split}.tsv")
+            .read_text()
+            .splitlines()[1:]
+        ):
             note("jamendo", world["jamendo"][str(int(line.split("\t")[0][6:]))], split)
     df = pd.read_csv(raw / "fma/fma_metadata/tracks.csv", index_col=0, header=[0, 1])
     for tid, s in df[("set", "split")].items():
@@ -171,8 +185,10 @@ def test_no_piece_and_no_note_source_in_two_splits(demo_world):
     for p in world["pieces"].values():
         assert all(q["split"] == p["split"] for q in world["pieces"].values() if q["group"] == p["group"])
     # NSynth: an instrument (note source) lives in one split; synth_lead only in train, as in the real data
-    inst = {s: {e["instrument_str"] for e in json.loads((raw / f"nsynth/nsynth-{s}/examples.json").read_text()).values()}
-            for s in ("train", "valid", "test")}
+    inst = {
+        s: {e["instrument_str"] for e in json.loads((raw / f"nsynth/nsynth-{s}/examples.json").read_text()).values()}
+        for s in ("train", "valid", "test")
+    }
     assert not (inst["train"] & inst["valid"]) and not (inst["train"] & inst["test"]) and not (inst["valid"] & inst["test"])
     fams = {s: {i.split("_")[0] if not i.startswith("synth_lead") else "synth_lead" for i in v} for s, v in inst.items()}
     assert "synth_lead" in fams["train"] and "synth_lead" not in fams["valid"] | fams["test"]
@@ -186,12 +202,13 @@ def test_sizes_and_bad_size():
 
 # ----------------------------------------------------------------------------- the sound
 
+
 def _harmonic_envelope(x: np.ndarray, pitch: int, n_harmonics: int = 12) -> np.ndarray:
     """The spectral envelope sampled at the harmonics of `pitch`: dB of partials 1..K re the strongest."""
-    seg = x[int(0.1 * SR): int(1.1 * SR)] * np.hanning(SR)
+    seg = x[int(0.1 * SR) : int(1.1 * SR)] * np.hanning(SR)
     mag = np.abs(np.fft.rfft(seg))  # 1 Hz bins
     f0 = 440 * 2 ** ((pitch - 69) / 12)
-    h = np.array([mag[int(round(k * f0)) - 3: int(round(k * f0)) + 4].max() for k in range(1, n_harmonics + 1)])
+    h = np.array([mag[int(round(k * f0)) - 3 : int(round(k * f0)) + 4].max() for k in range(1, n_harmonics + 1)])
     db = 20 * np.log10(h + 1e-9)
     return np.maximum(db - db.max(), -60.0)
 
@@ -217,7 +234,7 @@ def _pitch_check(x: np.ndarray, pitch: int, n_harmonics: int = 4) -> tuple[float
     The search window keeps octave ambiguity (a weak fundamental) out of the question while a
     note a semitone, a tone or a fifth away from its label is still caught.
     """
-    seg = x[int(0.05 * SR): int(1.55 * SR)]
+    seg = x[int(0.05 * SR) : int(1.55 * SR)]
     n = 1 << 16
     mag = np.abs(np.fft.rfft(seg * np.hanning(len(seg)), n))
     mag[: int(20 * n / SR)] = 0  # ignore the DC offset of some samples
@@ -286,7 +303,8 @@ def second_source(tmp_path, monkeypatch) -> str:
 
 
 def test_a_world_is_rendered_through_several_soundfonts_recorded_per_clip_and_never_the_test_one(
-        tmp_path, monkeypatch, second_source):
+    tmp_path, monkeypatch, second_source
+):
     loaded = []  # every soundfont file a synthesizer is asked for while the world renders
     real = render._loaded
 
@@ -315,8 +333,10 @@ def test_a_world_is_rendered_through_several_soundfonts_recorded_per_clip_and_ne
     assert not any(timbre.is_reserved(p) for p in files) and str(Path(CSOUND).resolve()) not in files
 
 
-@pytest.mark.parametrize("name", ["sf_GMbank.sf2", "FluidR3_GM.sf2", "FluidR3_GS.sf2", "FluidR3Mono_GM.sf3",
-                                  "MuseScore_General.sf3", "MuseScore_General.sf2"])
+@pytest.mark.parametrize(
+    "name",
+    ["sf_GMbank.sf2", "FluidR3_GM.sf2", "FluidR3_GS.sf2", "FluidR3Mono_GM.sf3", "MuseScore_General.sf3", "MuseScore_General.sf2"],
+)
 def test_reserved_soundfonts_are_refused_for_the_world(tmp_path, monkeypatch, name):
     bank = tmp_path / name
     bank.write_bytes(b"RIFF")
@@ -346,8 +366,9 @@ def test_reserved_soundfonts_are_refused_for_the_world(tmp_path, monkeypatch, na
 
 
 def test_without_opl3_the_world_falls_back_to_timgm6mb_with_one_warning(tmp_path, monkeypatch, caplog):
-    monkeypatch.setitem(timbre.WORLD_SOURCES, "opl3", timbre.Source("opl3", "x", str(tmp_path / "absent.sf2"),
-                                                                   "apt-get install opl3-soundfont"))
+    monkeypatch.setitem(
+        timbre.WORLD_SOURCES, "opl3", timbre.Source("opl3", "x", str(tmp_path / "absent.sf2"), "apt-get install opl3-soundfont")
+    )
     with caplog.at_level("WARNING", logger="mulap.demo.world.timbre"):
         sources = timbre.available_sources()
     assert list(sources) == ["timgm6mb"]
@@ -389,4 +410,4 @@ def test_timbre_draws_and_effects_do_what_they_say():
     click[100] = 1.0
     room = timbre.Timbre("t", "t.sf2", 0, 1, 0, 0, (), 0, 0, 0.3, 0.8, 7, 0)
     wet = timbre.apply_effects(click, SR, room)
-    assert np.abs(wet[int(0.3 * SR):int(0.5 * SR)]).max() > 1e-3  # a tail long after the click
+    assert np.abs(wet[int(0.3 * SR) : int(0.5 * SR)]).max() > 1e-3  # a tail long after the click

@@ -1,4 +1,5 @@
 """Each downstream loader on hand-made fixtures in its publisher's exact layout."""
+
 from __future__ import annotations
 
 import hashlib
@@ -77,7 +78,9 @@ def test_jamendo_top50_with_many_tags(tmp_path):
     assert recs["track_0786434"].split == "valid"
 
 
-@pytest.mark.parametrize("subset,prefix", [("genre", "genre---"), ("instrument", "instrument---"), ("moodtheme", "mood/theme---")])
+@pytest.mark.parametrize(
+    "subset,prefix", [("genre", "genre---"), ("instrument", "instrument---"), ("moodtheme", "mood/theme---")]
+)
 def test_jamendo_category_subsets(tmp_path, subset, prefix):
     raw = pl.build_jamendo(tmp_path / "jamendo")
     ds = TASKS[f"jamendo_{subset}"].loader(raw)
@@ -134,8 +137,10 @@ def test_emomusic_jukemir_split_and_targets(tmp_path):
 
 def test_emomusic_given_jukemir_metadata_wins(tmp_path):
     raw = pl.build_emomusic(tmp_path / "emomusic")
-    meta = {f"{sid:04d}": {"split": "valid" if sid == 2 else "test" if sid > 1000 else "train", "y": [0, 0]}
-            for sid, *_ in pl.EMO_SONGS}
+    meta = {
+        f"{sid:04d}": {"split": "valid" if sid == 2 else "test" if sid > 1000 else "train", "y": [0, 0]}
+        for sid, *_ in pl.EMO_SONGS
+    }
     (raw / "emomusic.json").write_text(json.dumps(meta))
     recs = _by_id(load_emomusic(raw))
     assert recs["2"].split == "valid" and recs["3"].split == "train" and recs["1001"].split == "test"
@@ -211,8 +216,16 @@ def test_nsynth_inconsistent_family_names_record(tmp_path):
 
 
 def test_registry(tmp_path):
-    assert set(TASKS) == {"mtt_tagging", "jamendo_tagging", "jamendo_genre", "jamendo_instrument", "jamendo_moodtheme",
-                          "emomusic_reg", "fma_clf", "nsynth_clf"}
+    assert set(TASKS) == {
+        "mtt_tagging",
+        "jamendo_tagging",
+        "jamendo_genre",
+        "jamendo_instrument",
+        "jamendo_moodtheme",
+        "emomusic_reg",
+        "fma_clf",
+        "nsynth_clf",
+    }
     assert get_task("jamendo_genre").raw_name == "jamendo" and get_task("jamendo_genre").dataset == "jamendo_genre"
     assert get_task("emomusic_reg").task_type == "regression"
     with pytest.raises(ValueError, match="known tasks"):

@@ -14,6 +14,7 @@ so CI is repeatable). A long run:
 
 (random seeds; with MULAP_FUZZ_STATS the outcome counts per parser are written there as JSON).
 """
+
 from __future__ import annotations
 
 import json
@@ -33,12 +34,50 @@ from tests.data import publisher_layouts as pl
 from tests.helpers import make_audiocaption
 
 EXAMPLES = int(os.environ.get("MULAP_FUZZ_EXAMPLES", "25"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize="MULAP_FUZZ_EXAMPLES" not in os.environ,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize="MULAP_FUZZ_EXAMPLES" not in os.environ,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 
-SPECIAL = [b"\xff", b"\xfe\xff", b"\x00", b"\xc3", b"\xe2\x82", b"\xef\xbb\xbf", b'"', b"'", b"\t", b",", b";", b"\n", b"\r\n",
-           b"\r", b"{", b"}", b"[", b"]", b":", b"---", b"-1", b"1e999", b"NaN", b"9" * 40, b"\\", b"\\u00", b" ", b"\x93NUMPY"]
-OPS = ["flip"] * 3 + ["insert"] * 4 + ["delete"] * 2 + ["truncate", "dup_line", "dup_line", "swap_lines", "long_field", "garbage", "empty"]
+SPECIAL = [
+    b"\xff",
+    b"\xfe\xff",
+    b"\x00",
+    b"\xc3",
+    b"\xe2\x82",
+    b"\xef\xbb\xbf",
+    b'"',
+    b"'",
+    b"\t",
+    b",",
+    b";",
+    b"\n",
+    b"\r\n",
+    b"\r",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b"---",
+    b"-1",
+    b"1e999",
+    b"NaN",
+    b"9" * 40,
+    b"\\",
+    b"\\u00",
+    b" ",
+    b"\x93NUMPY",
+]
+OPS = (
+    ["flip"] * 3
+    + ["insert"] * 4
+    + ["delete"] * 2
+    + ["truncate", "dup_line", "dup_line", "swap_lines", "long_field", "garbage", "empty"]
+)
 
 
 @st.composite
@@ -109,10 +148,16 @@ PARSERS = {
 STATS: dict[str, Counter] = defaultdict(Counter)
 SAMPLES: dict[str, dict[str, str]] = defaultdict(dict)  # parser -> kind -> first message seen
 KINDS = [  # (kind, pattern of the message), first match wins
-    ("encoding", r"not UTF-8"), ("field too long", r"longer than [\d,]+ characters"), ("duplicate id", r"duplicate|appears twice"),
-    ("invalid JSON", r"invalid JSON|not jukemir"), ("malformed CSV", r"malformed CSV|cannot be parsed"),
-    ("header", r"header|missing column|header rows"), ("field count", r"\d+ fields"), ("empty", r"empty file|no usable|no track"),
-    ("npy", r"\.npy|string array|not UTF-8"), ("value", r"."),
+    ("encoding", r"not UTF-8"),
+    ("field too long", r"longer than [\d,]+ characters"),
+    ("duplicate id", r"duplicate|appears twice"),
+    ("invalid JSON", r"invalid JSON|not jukemir"),
+    ("malformed CSV", r"malformed CSV|cannot be parsed"),
+    ("header", r"header|missing column|header rows"),
+    ("field count", r"\d+ fields"),
+    ("empty", r"empty file|no usable|no track"),
+    ("npy", r"\.npy|string array|not UTF-8"),
+    ("value", r"."),
 ]
 
 
@@ -147,4 +192,5 @@ def test_damaged_metadata_gives_only_our_errors_naming_the_file(worlds, name):
     print(f"fuzz {name}: {sum(STATS[name].values())} examples, {dict(STATS[name])}, 0 uncaught")
     if os.environ.get("MULAP_FUZZ_STATS"):
         Path(os.environ["MULAP_FUZZ_STATS"]).write_text(
-            json.dumps({"counts": {k: dict(v) for k, v in STATS.items()}, "samples": SAMPLES}, indent=1))
+            json.dumps({"counts": {k: dict(v) for k, v in STATS.items()}, "samples": SAMPLES}, indent=1)
+        )

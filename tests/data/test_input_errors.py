@@ -4,6 +4,7 @@ Non-UTF-8 bytes name the file, line and byte offset; a CSV field over the csv mo
 names the line where its row starts; a duplicate id names both places; unreadable audio in a
 publisher's dataset is skipped with what is really wrong (empty, not audio, truncated).
 """
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,7 @@ def test_a_byte_that_is_not_utf8_names_file_line_and_offset(tmp_path, name):
     path.write_bytes(data[:at] + b"\xff" + data[at:])  # e.g. a Latin-1 export
     with pytest.raises(DatasetFormatError) as err:
         read(root)
-    assert str(err.value) == (f"{path}, line 3: not UTF-8 text: byte 0xff at byte offset {at} (column 2); "
-                              "save the file as UTF-8")
+    assert str(err.value) == (f"{path}, line 3: not UTF-8 text: byte 0xff at byte offset {at} (column 2); save the file as UTF-8")
 
 
 @pytest.mark.parametrize("name,line", [("mtt_csv", 4), ("emomusic_static_csv", 3), ("emomusic_info_csv", 5)])
@@ -82,7 +82,9 @@ def test_a_csv_field_over_the_csv_limit_names_the_line(tmp_path, name, line):
     fields[-1] = '"' + "x" * 140_000 + '"'
     lines[line - 1] = sep.join(fields)
     path.write_text("\n".join(lines))
-    with pytest.raises(DatasetFormatError, match=rf"^{re.escape(str(path))}, line {line}: a field longer than 131,072 characters"):
+    with pytest.raises(
+        DatasetFormatError, match=rf"^{re.escape(str(path))}, line {line}: a field longer than 131,072 characters"
+    ):
         read(root)
 
 
@@ -112,8 +114,11 @@ def _dup_case(name, tmp_path):
         recs = json.loads((root / "dataset_train.json").read_text())
         recs[3]["audio_id"] = recs[1]["audio_id"]
         (root / "dataset_train.json").write_text(json.dumps(recs))
-        return root, lambda r: read_split(r, "train"), (
-            rf"dataset_train\.json, record 3 .*duplicate audio_id '{recs[1]['audio_id']}': first at record 1")
+        return (
+            root,
+            lambda r: read_split(r, "train"),
+            (rf"dataset_train\.json, record 3 .*duplicate audio_id '{recs[1]['audio_id']}': first at record 1"),
+        )
     if name == "mtt_csv":
         root = pl.build_mtt(tmp_path / "mtt")
         path = root / "annotations_final.csv"
@@ -125,20 +130,36 @@ def _dup_case(name, tmp_path):
         d = root / "split/mtat"
         first = str(np.load(d / "train.npy")[0])
         np.save(d / "test.npy", np.asarray([*np.load(d / "test.npy").tolist(), first]))
-        return root, load_mtt, (rf"test\.npy, record '4': duplicate annotation row '{first.split()[0]}': "
-                                rf"first at {re.escape(str(d / 'train.npy'))}, record '0'$")
+        return (
+            root,
+            load_mtt,
+            (
+                rf"test\.npy, record '4': duplicate annotation row '{first.split()[0]}': "
+                rf"first at {re.escape(str(d / 'train.npy'))}, record '0'$"
+            ),
+        )
     if name == "jamendo_tsv":
         root = pl.build_jamendo(tmp_path / "jamendo")
         train, test = root / JAMENDO_SPLITS.format("train"), root / JAMENDO_SPLITS.format("test")
         test.write_text(test.read_text() + train.read_text().split("\n")[2] + "\n")
-        return root, load_jamendo, (rf"{re.escape(str(test))}, line 4: duplicate TRACK_ID 'track_1048592': "
-                                    rf"first at {re.escape(str(train))}, line 3$")
+        return (
+            root,
+            load_jamendo,
+            (
+                rf"{re.escape(str(test))}, line 4: duplicate TRACK_ID 'track_1048592': "
+                rf"first at {re.escape(str(train))}, line 3$"
+            ),
+        )
     if name.startswith("emomusic"):
         root = pl.build_emomusic(tmp_path / "emo")
         path = root / ("annotations/static_annotations.csv" if name == "emomusic_static_csv" else "annotations/songs_info.csv")
         lines = path.read_text().split("\n")
         path.write_text("\n".join(lines[:5] + [lines[3]] + lines[5:]))
-        return root, load_emomusic, rf"{re.escape(str(path))}, line 6: duplicate song_id '4': first at {re.escape(str(path))}, line 4$"
+        return (
+            root,
+            load_emomusic,
+            rf"{re.escape(str(path))}, line 6: duplicate song_id '4': first at {re.escape(str(path))}, line 4$",
+        )
     if name == "fma_tracks_csv":
         root = pl.build_fma(tmp_path / "fma")
         path = root / "fma_metadata/tracks.csv"
@@ -162,13 +183,31 @@ def _dup_case(name, tmp_path):
         key = "keyboard_acoustic_004-060-025"
         data[key] = json.loads(train.read_text())[key]
         test.write_text(json.dumps(data))
-        return root, load_nsynth, (rf"{re.escape(str(test))}, record '{key}': duplicate note_str '{key}': "
-                                   rf"first at {re.escape(str(train))}, record '{key}'$")
+        return (
+            root,
+            load_nsynth,
+            (
+                rf"{re.escape(str(test))}, record '{key}': duplicate note_str '{key}': "
+                rf"first at {re.escape(str(train))}, record '{key}'$"
+            ),
+        )
     raise AssertionError(name)
 
 
-@pytest.mark.parametrize("name", ["pretrain_json", "mtt_csv", "mtt_split", "jamendo_tsv", "emomusic_static_csv", "emomusic_info_csv",
-                                  "fma_tracks_csv", "nsynth_json_one_file", "nsynth_json_two_splits"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pretrain_json",
+        "mtt_csv",
+        "mtt_split",
+        "jamendo_tsv",
+        "emomusic_static_csv",
+        "emomusic_info_csv",
+        "fma_tracks_csv",
+        "nsynth_json_one_file",
+        "nsynth_json_two_splits",
+    ],
+)
 def test_a_duplicate_id_names_both_places(tmp_path, name):
     root, read, expected = _dup_case(name, tmp_path)
     with pytest.raises(DatasetError, match=expected):
@@ -199,8 +238,10 @@ def test_prepare_skips_unusable_audio_saying_what_is_wrong(tmp_path):
     reasons = {s["file"].rsplit("/", 1)[-1]: s["reason"] for s in report.skipped}
     assert reasons["2.mp3"] == "empty file (0 bytes)"
     assert reasons["3.mp3"] == "not audio: a text file (starts with '<html><body>Rate limit exceeded</body></')"
-    assert re.fullmatch(r"truncated: 1\.\d\d s decoded of the 8\.00 s its MP3 header declares \(an incomplete download or copy\?\)",
-                        reasons["5.mp3"])
+    assert re.fullmatch(
+        r"truncated: 1\.\d\d s decoded of the 8\.00 s its MP3 header declares \(an incomplete download or copy\?\)",
+        reasons["5.mp3"],
+    )
     assert "4.mp3" not in reasons
     assert sum(report.counts.values()) == len(pl.EMO_SONGS) - 3
 

@@ -1,4 +1,5 @@
 """prepare(): publisher layout -> 16 kHz arrays + manifest, idempotent, every skipped file reported."""
+
 from __future__ import annotations
 
 import json

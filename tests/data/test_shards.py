@@ -1,6 +1,7 @@
 """Tar shards: conversion, the epoch plan (every sample once across ranks x workers, equal batch
 counts), mid-epoch resume, object-storage style URLs, and bad input (corrupt member, an index that
 does not match its shards, a non-empty output folder)."""
+
 import errno
 import io
 import json
@@ -72,8 +73,17 @@ def test_every_sample_once_per_epoch_across_2_ranks_x_2_workers(tiny_shards, sha
     for epoch in (0, 1):
         seen, lengths = [], set()
         for rank in (0, 1):
-            ds = ShardDataset(tiny_shards, "train", batch_size=2, rank=rank, world_size=2, num_workers=2, shuffle=True,
-                              buffer_size=3, max_len_seconds=9)
+            ds = ShardDataset(
+                tiny_shards,
+                "train",
+                batch_size=2,
+                rank=rank,
+                world_size=2,
+                num_workers=2,
+                shuffle=True,
+                buffer_size=3,
+                max_len_seconds=9,
+            )
             ds.epoch = epoch
             batches = list(DataLoader(ds, batch_size=None, num_workers=2, collate_fn=list))
             assert len(batches) == len(ds) and all(1 <= len(b) <= 2 for b in batches)
@@ -154,7 +164,7 @@ def test_resume_skips_consumed_batches_and_does_not_reopen_used_shards(tiny_shar
         ds = ShardDataset(tiny_shards, "train", **kw)
         ds.skip_batches = j
         skips = sh.consumed_per_worker(j, ds.per_worker[0])
-        consumed = {item for k in (0, 1) for b in ds.plan(0, 0, k)[:skips[k]] for item in b}
+        consumed = {item for k in (0, 1) for b in ds.plan(0, 0, k)[: skips[k]] for item in b}
         used_up = {s["name"] for i, s in enumerate(shards) if all((i, p) in consumed for p in range(s["samples"]))}
         opened.clear()
         for k in (0, 1):  # each worker's part, read in this process so that the patched opener sees it
@@ -186,7 +196,7 @@ def test_corrupt_member_is_counted_and_skipped_with_its_name(tiny_shards, tmp_pa
     name = read_index(out)["splits"]["val"]["shards"][0]["name"]
     raw = bytearray((out / name).read_bytes())
     start = raw.index(b"fLaC")  # the first member's audio: garble its stream info and frames, keep its size
-    raw[start:start + 2000] = bytes(2000)
+    raw[start : start + 2000] = bytes(2000)
     (out / name).write_bytes(bytes(raw))
     ds = ShardDataset(out, "val", batch_size=4, on_bad_sample="skip")
     with caplog.at_level(logging.WARNING):
@@ -276,8 +286,22 @@ def test_pipe_commands_get_the_shard_name_shell_quoted(tiny_shards, tmp_path, mo
     assert sh.shard_location(tiny_shards, name, "https://host/c/{name}") == f"https://host/c/{name}"
 
 
-@pytest.mark.parametrize("name", ["train-000000.tar; touch PWNED", "$(touch PWNED).tar", "-rf.tar", ".hidden.tar", "a b.tar",
-                                  "shard.tar\n", "shard", "../x.tar", "x\x00.tar", 7, None])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "train-000000.tar; touch PWNED",
+        "$(touch PWNED).tar",
+        "-rf.tar",
+        ".hidden.tar",
+        "a b.tar",
+        "shard.tar\n",
+        "shard",
+        "../x.tar",
+        "x\x00.tar",
+        7,
+        None,
+    ],
+)
 def test_index_names_that_are_not_plain_file_names_are_refused(tiny_shards, tmp_path, name):
     out = _copy(tiny_shards, tmp_path)
     index = read_index(out)
@@ -294,6 +318,7 @@ def _set(path, value):
         for k in path[:-1]:
             d = d[k]
         d[path[-1]] = value
+
     return mutate
 
 
@@ -303,17 +328,32 @@ def _huge_count(index):
     val["samples"] = sum(s["samples"] for s in val["shards"])
 
 
-@pytest.mark.parametrize("what,mutate,says", [
-    ("a text sample rate", _set(["sample_rate"], "x"), "sample_rate must be a whole number"),
-    ("a zero sample rate", _set(["sample_rate"], 0), "sample_rate must be a whole number"),
-    ("a fractional sample rate", _set(["sample_rate"], 22050.5), "sample_rate must be a whole number"),
-    ("a bool sample count", _set(["splits", "val", "shards", 0, "samples"], True), "samples must be a whole number >= 0, got True"),
-    ("a negative size", _set(["splits", "val", "shards", 0, "bytes"], -1), "bytes must be a whole number >= 0, got -1"),
-    ("a split count as text", _set(["splits", "val", "samples"], "4"), "split 'val': samples must be a whole number >= 0, got '4'"),
-    ("more samples than the bytes can hold (accepted before: the epoch plan lists them all)", _huge_count, "cannot fit in"),
-    ("a largest member over the shard size", _set(["splits", "val", "shards", 0, "max_member_bytes"], 10**12), "max_member_bytes"),
-    ("a shard that is a list", _set(["splits", "val", "shards", 0], ["val-000000.tar"]), "expected an object"),
-])
+@pytest.mark.parametrize(
+    "what,mutate,says",
+    [
+        ("a text sample rate", _set(["sample_rate"], "x"), "sample_rate must be a whole number"),
+        ("a zero sample rate", _set(["sample_rate"], 0), "sample_rate must be a whole number"),
+        ("a fractional sample rate", _set(["sample_rate"], 22050.5), "sample_rate must be a whole number"),
+        (
+            "a bool sample count",
+            _set(["splits", "val", "shards", 0, "samples"], True),
+            "samples must be a whole number >= 0, got True",
+        ),
+        ("a negative size", _set(["splits", "val", "shards", 0, "bytes"], -1), "bytes must be a whole number >= 0, got -1"),
+        (
+            "a split count as text",
+            _set(["splits", "val", "samples"], "4"),
+            "split 'val': samples must be a whole number >= 0, got '4'",
+        ),
+        ("more samples than the bytes can hold (accepted before: the epoch plan lists them all)", _huge_count, "cannot fit in"),
+        (
+            "a largest member over the shard size",
+            _set(["splits", "val", "shards", 0, "max_member_bytes"], 10**12),
+            "max_member_bytes",
+        ),
+        ("a shard that is a list", _set(["splits", "val", "shards", 0], ["val-000000.tar"]), "expected an object"),
+    ],
+)
 def test_a_tampered_index_is_one_line_naming_the_index(tiny_shards, tmp_path, what, mutate, says):
     """shards.json from someone else: wrong types, negative or impossible counts are refused at opening
     (they were a ValueError naming no file, a message that misread them, or accepted)."""
@@ -411,7 +451,9 @@ def test_a_sparse_member_of_6_gb_in_a_tiny_shard_is_a_bad_sample_not_a_memory_er
     import sys
 
     out = _copy(tiny_shards, tmp_path)
-    shard, member = _replace_member(out, "val", "00000001.flac", lambda name: _sparse_header(name, 6 * 2**30) + bytes(512), drop_max=True)
+    shard, member = _replace_member(
+        out, "val", "00000001.flac", lambda name: _sparse_header(name, 6 * 2**30) + bytes(512), drop_max=True
+    )
     assert (out / shard).stat().st_size < 300_000
     run = subprocess.run([sys.executable, "-c", _BOUNDED_READ, str(out)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -443,8 +485,9 @@ def test_a_member_that_is_not_a_plain_file_of_sane_size_is_a_bad_sample(tiny_sha
     if kind == "link":
         assert "is a link, not a plain file" in msg
     else:
-        assert f"{6 * 2**30:,} bytes by its tar header, over the limit of" in msg and "the largest member shards.json records" in msg
-
+        assert (
+            f"{6 * 2**30:,} bytes by its tar header, over the limit of" in msg and "the largest member shards.json records" in msg
+        )
 
 
 def test_member_names_that_climb_out_or_are_absolute_write_nothing(tiny_shards, tmp_path, monkeypatch):
@@ -470,6 +513,7 @@ def test_member_names_that_climb_out_or_are_absolute_write_nothing(tiny_shards, 
     assert len(items) == 4 and not any(isinstance(it, Skipped) for it in items)
     assert sorted(tmp_path.rglob("*")) == before and not (tmp_path.parent / "escaped").exists()  # ../../../ of a/b
 
+
 def test_member_limits_from_the_index_and_the_hard_cap(tiny_shards, tmp_path, monkeypatch):
     """`mulap data shard` records each shard's largest member; a member over it is a bad sample naming
     shard:key and both sizes. An index from before (no max_member_bytes) stays readable, its members
@@ -486,14 +530,18 @@ def test_member_limits_from_the_index_and_the_hard_cap(tiny_shards, tmp_path, mo
         list(ShardDataset(out, "val", batch_size=4))
     key = biggest.split(".")[0]
     assert str(err.value).startswith(f"{entry['name']}:{key}: member {biggest} is ")
-    assert f"is {sizes[biggest]:,} bytes by its tar header, over the limit of {sizes[biggest] - 1:,} (the largest member" in str(err.value)
+    assert f"is {sizes[biggest]:,} bytes by its tar header, over the limit of {sizes[biggest] - 1:,} (the largest member" in str(
+        err.value
+    )
     items = [it for b in ShardDataset(out, "val", batch_size=4, on_bad_sample="skip") for it in b]
     assert len(items) == 4 and any(isinstance(it, Skipped) and it.where == f"{entry['name']}:{key}" for it in items)
 
     for s in (s for split in index["splits"].values() for s in split["shards"]):
         del s["max_member_bytes"]  # an index written before the field
     (out / sh.INDEX).write_text(json.dumps(index))
-    assert _ids(list(ShardDataset(out, "val", batch_size=4))) == [r for r in _ids(list(ShardDataset(tiny_shards, "val", batch_size=4)))]
+    assert _ids(list(ShardDataset(out, "val", batch_size=4))) == [
+        r for r in _ids(list(ShardDataset(tiny_shards, "val", batch_size=4)))
+    ]
     monkeypatch.setattr(sh, "MAX_MEMBER_BYTES", 1000)
     with pytest.raises(DatasetError, match="over the limit of 1,000 .the most mulap reads into memory for one member"):
         list(ShardDataset(out, "val", batch_size=4))
@@ -507,23 +555,29 @@ def test_a_shard_stream_longer_than_its_index_says_is_refused(tiny_shards, tmp_p
     entry["bytes"] = entry["bytes"] // 2
     entry["max_member_bytes"] = min(entry.get("max_member_bytes", 0), entry["bytes"])
     (out / sh.INDEX).write_text(json.dumps(index))
-    items = [it for b in ShardDataset(out, "val", batch_size=4, on_bad_sample="skip", shard_url=f"pipe:cat {out}/{{name}}")
-             for it in b]
+    items = [
+        it for b in ShardDataset(out, "val", batch_size=4, on_bad_sample="skip", shard_url=f"pipe:cat {out}/{{name}}") for it in b
+    ]
     bad = [it for it in items if isinstance(it, Skipped)]
     assert len(items) == 4 and bad and all("longer than the" in it.reason for it in bad)
 
 
-@pytest.mark.parametrize("text,says", [
-    (b"[1, 2]", "expected a JSON object with audio_id and caption, got list"),
-    (b'"a caption"', "got str"),
-    (b'{"audio_id": "a", "caption": null}', "caption text, got audio_id='a', caption=None"),
-    (b'{"audio_id": [1], "caption": "c"}', "audio_id must be text or a whole number"),
-    (b"[" * 100_000, "nested too deeply"),  # a RecursionError out of the DataLoader before
-    (b'{"audio_id": "a", "caption": "\xff"}', "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "text,says",
+    [
+        (b"[1, 2]", "expected a JSON object with audio_id and caption, got list"),
+        (b'"a caption"', "got str"),
+        (b'{"audio_id": "a", "caption": null}', "caption text, got audio_id='a', caption=None"),
+        (b'{"audio_id": [1], "caption": "c"}', "audio_id must be text or a whole number"),
+        (b"[" * 100_000, "nested too deeply"),  # a RecursionError out of the DataLoader before
+        (b'{"audio_id": "a", "caption": "\xff"}', "not UTF-8"),
+    ],
+)
 def test_a_member_json_that_is_not_the_expected_object_is_a_bad_sample(tiny_shards, tmp_path, text, says):
     out = _copy(tiny_shards, tmp_path)
-    shard, _ = _replace_member(out, "val", "00000000.json", lambda name: _header(name, len(text)) + text + bytes(-len(text) % 512))
+    shard, _ = _replace_member(
+        out, "val", "00000000.json", lambda name: _header(name, len(text)) + text + bytes(-len(text) % 512)
+    )
     with pytest.raises(DatasetError) as err:
         list(ShardDataset(out, "val", batch_size=4))
     assert str(err.value).startswith(f"{shard}:00000000.json") and says in str(err.value) and "\n" not in str(err.value)
@@ -551,19 +605,29 @@ class _FillingDisk:
 
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # no "Exception ignored" from a tar stream
-def test_a_full_disk_during_data_shard_is_one_line_keeps_nothing_and_the_command_then_works(shard_source, tmp_path, monkeypatch,
-                                                                                           capsys):
+def test_a_full_disk_during_data_shard_is_one_line_keeps_nothing_and_the_command_then_works(
+    shard_source, tmp_path, monkeypatch, capsys
+):
     out = tmp_path / "out"
     left = [250_000]  # a few shards fit, then the disk is full
     real_open = open
-    monkeypatch.setattr(sh, "open", lambda path, mode="r", *a, **k: _FillingDisk(real_open(path, mode, *a, **k), left)
-                        if "w" in mode else real_open(path, mode, *a, **k), raising=False)
+    monkeypatch.setattr(
+        sh,
+        "open",
+        lambda path, mode="r", *a, **k: (
+            _FillingDisk(real_open(path, mode, *a, **k), left) if "w" in mode else real_open(path, mode, *a, **k)
+        ),
+        raising=False,
+    )
     cli = ["data", "shard", str(shard_source), str(out), "--shard-size", "50kB", "--workers", "0"]
     assert main(cli) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
-    assert re.fullmatch(rf"mulap data: error: cannot write {re.escape(str(out))}/(train|val|test)-\d{{6}}\.tar: no space left on "
-                        r"device \([0-9.]+ [KMGT]?B free, about [0-9.]+ [KMGT]?B needed\)", err), err
+    assert re.fullmatch(
+        rf"mulap data: error: cannot write {re.escape(str(out))}/(train|val|test)-\d{{6}}\.tar: no space left on "
+        r"device \([0-9.]+ [KMGT]?B free, about [0-9.]+ [KMGT]?B needed\)",
+        err,
+    ), err
     assert sorted(p.name for p in out.iterdir()) == []  # no shard without its index, no temp file: the folder is as it was
     monkeypatch.undo()  # space freed
     assert main(cli) == 0
@@ -588,8 +652,14 @@ def test_ctrl_c_during_data_shard_keeps_nothing_so_the_same_command_runs_again(s
     out = tmp_path / "out"
     left = [250_000]  # a few shards are written, then Ctrl-C
     real_open = open
-    monkeypatch.setattr(sh, "open", lambda path, mode="r", *a, **k: _InterruptedDisk(real_open(path, mode, *a, **k), left)
-                        if "w" in mode else real_open(path, mode, *a, **k), raising=False)
+    monkeypatch.setattr(
+        sh,
+        "open",
+        lambda path, mode="r", *a, **k: (
+            _InterruptedDisk(real_open(path, mode, *a, **k), left) if "w" in mode else real_open(path, mode, *a, **k)
+        ),
+        raising=False,
+    )
     cli = ["data", "shard", str(shard_source), str(out), "--shard-size", "50kB", "--workers", "0"]
     assert main(cli) == 130
     err = capsys.readouterr().err.strip().splitlines()
@@ -606,8 +676,10 @@ def tmpfs_600k(tmp_path):
     mounting is not allowed (as tests/training/test_run_safety.py's small_tmpfs)."""
     mnt = tmp_path / "tmpfs"
     mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)], capture_output=True).returncode != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         yield mnt
@@ -648,7 +720,9 @@ def test_a_small_member_that_decodes_to_hours_is_a_bad_sample(tiny_shards, tmp_p
     out = _copy(tiny_shards, tmp_path)
     longest = read_index(out)["splits"]["val"]["shards"][0]["max_audio_samples"]
     assert 0 < longest < 16_000 * 30
-    shard, member = _replace_member(out, "val", "00000001.flac", lambda name: _header(name, len(bomb)) + bomb + bytes(-len(bomb) % 512))
+    shard, member = _replace_member(
+        out, "val", "00000001.flac", lambda name: _header(name, len(bomb)) + bomb + bytes(-len(bomb) % 512)
+    )
     with pytest.raises(DatasetError) as err:
         list(ShardDataset(out, "val", batch_size=4))
     assert str(err.value).startswith(f"{shard}:00000001.flac: decodes to more than {longest + 16:,} samples")

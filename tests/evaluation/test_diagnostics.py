@@ -9,7 +9,7 @@ def test_spectrum_stats_matches_correlation_eigenvalues():
     x = rng.normal(size=(400, 12)) @ rng.normal(size=(12, 12)) + rng.normal(size=12) * 5
     ev = np.linalg.eigvalsh(np.corrcoef(x.T))[::-1]
     stats = spectrum_stats(x, top=3)
-    assert stats["participation_ratio"] == pytest.approx(ev.sum() ** 2 / (ev ** 2).sum(), rel=1e-6)
+    assert stats["participation_ratio"] == pytest.approx(ev.sum() ** 2 / (ev**2).sum(), rel=1e-6)
     assert stats["top3_variance"] == pytest.approx(ev[:3].sum() / ev.sum(), rel=1e-6)
 
 
@@ -52,7 +52,7 @@ def test_paired_bootstrap_separates_a_better_predictor_from_an_equal_one():
     rng = np.random.default_rng(4)
     y = rng.integers(0, 3, size=300)
     truth = np.eye(3)[y]
-    good = truth + rng.normal(0, 0.6, size=truth.shape)   # ~85 % accurate
+    good = truth + rng.normal(0, 0.6, size=truth.shape)  # ~85 % accurate
     worse = truth + rng.normal(0, 1.2, size=truth.shape)  # ~55 % accurate
     names = ["a", "b", "c"]
     res = paired_bootstrap("multiclass", "accuracy", y, good, worse, names, n=300)

@@ -1,4 +1,5 @@
 """Every metric against scikit-learn computed inline on the same arrays."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Plots write real PNG files atomically and return their path."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,12 +52,18 @@ def test_plot_errors(tmp_path):
 
 
 def test_grouped_bars_and_intervals(tmp_path):
-    table = {"mtt": {"mulap": {"mean": 0.84, "std": 0.01, "metric": "roc_auc_macro"},
-                     "random": {"mean": 0.83, "std": 0.02, "metric": "roc_auc_macro"}},
-             "nsynth": {"mulap": {"mean": 0.5, "std": 0.05, "metric": "accuracy"}}}
+    table = {
+        "mtt": {
+            "mulap": {"mean": 0.84, "std": 0.01, "metric": "roc_auc_macro"},
+            "random": {"mean": 0.83, "std": 0.02, "metric": "roc_auc_macro"},
+        },
+        "nsynth": {"mulap": {"mean": 0.5, "std": 0.05, "metric": "accuracy"}},
+    }
     _check_png(plot_grouped_bars(table, tmp_path / "bars.png"), tmp_path)
-    diffs = {"mulap": {"mtt": {"diff": 0.01, "low": -0.01, "high": 0.03}, "nsynth": {"diff": None, "low": None, "high": None}},
-             "supervised": {"mtt": {"diff": 0.05, "low": 0.02, "high": 0.08}, "nsynth": {"diff": 0.2, "low": 0.1, "high": 0.3}}}
+    diffs = {
+        "mulap": {"mtt": {"diff": 0.01, "low": -0.01, "high": 0.03}, "nsynth": {"diff": None, "low": None, "high": None}},
+        "supervised": {"mtt": {"diff": 0.05, "low": 0.02, "high": 0.08}, "nsynth": {"diff": 0.2, "low": 0.1, "high": 0.3}},
+    }
     _check_png(plot_intervals(diffs, tmp_path / "forest.png"), tmp_path)
 
 
@@ -68,10 +75,15 @@ def test_transfer_panels_have_their_own_axes_and_clip_outliers(tmp_path):
     def cell(mean, std, metric):
         return {"mean": mean, "std": std, "metric": metric}
 
-    table = {"mtt_tagging": {"mulap": cell(0.842, 0.004, "roc_auc_macro"), "random": cell(0.838, 0.004, "roc_auc_macro")},
-             "emomusic_reg": {"mulap": cell(0.32, 0.01, "r2"), "random": cell(-130.2, 20.0, "r2"),
-                              "supervised_mtt": cell(0.378, 0.03, "r2")},
-             "nsynth_clf": {"mulap": cell(0.48, 0.02, "accuracy"), "random": cell(float("nan"), 0.0, "accuracy")}}
+    table = {
+        "mtt_tagging": {"mulap": cell(0.842, 0.004, "roc_auc_macro"), "random": cell(0.838, 0.004, "roc_auc_macro")},
+        "emomusic_reg": {
+            "mulap": cell(0.32, 0.01, "r2"),
+            "random": cell(-130.2, 20.0, "r2"),
+            "supervised_mtt": cell(0.378, 0.03, "r2"),
+        },
+        "nsynth_clf": {"mulap": cell(0.48, 0.02, "accuracy"), "random": cell(float("nan"), 0.0, "accuracy")},
+    }
     fig = transfer_figure(table)
     try:
         mtt, emo, nsynth = fig.axes[:3]

@@ -1,4 +1,5 @@
 """Retrieval metrics against hand computations (ties included), chance levels, re-ranking, the ambiguity bound."""
+
 import numpy as np
 import pytest
 
@@ -16,12 +17,14 @@ from mulap.evaluation.retrieval import (
 
 def test_metrics_equal_a_hand_computation():
     # 4 queries x 5 candidates; relevant = the diagonal (query i -> candidate i)
-    s = np.array([
-        [0.9, 0.1, 0.2, 0.3, 0.0],   # own first: rank 1
-        [0.8, 0.5, 0.9, 0.1, 0.2],   # two above: rank 3
-        [0.1, 0.2, 0.3, 0.4, 0.5],   # two above: rank 3
-        [0.4, 0.4, 0.4, 0.4, 0.4],   # all tied: rank uniform on 1..5, expected 3
-    ])
+    s = np.array(
+        [
+            [0.9, 0.1, 0.2, 0.3, 0.0],  # own first: rank 1
+            [0.8, 0.5, 0.9, 0.1, 0.2],  # two above: rank 3
+            [0.1, 0.2, 0.3, 0.4, 0.5],  # two above: rank 3
+            [0.4, 0.4, 0.4, 0.4, 0.4],  # all tied: rank uniform on 1..5, expected 3
+        ]
+    )
     m = retrieval_metrics(s, np.arange(4), ks=(1, 2, 5))
     # R@1: 1, 0, 0, 1/5 ; R@2: 1, 0, 0, 2/5 ; R@5: all 1
     assert m["R@1"] == pytest.approx((1 + 0 + 0 + 0.2) / 4)

@@ -1,4 +1,5 @@
 """mulap zeroshot on the small demo world: the same metric code as `mulap eval`, prompts files, errors."""
+
 import json
 
 import numpy as np
@@ -67,11 +68,13 @@ def test_standardising_on_validation_removes_a_class_prior():
     from mulap.evaluation.zeroshot import standardise
 
     rng = np.random.default_rng(0)
+
     def split(n):
         y = rng.integers(0, 4, n)
         s = rng.normal(0, 0.05, (n, 4)) + 0.2 * np.eye(4)[y]
         s[:, 2] += 0.5  # class 2's prompts are close to everything
         return y, s
+
     (_y_v, s_v), (y_t, s_t) = split(400), split(400)
     assert np.mean(s_t.argmax(1) == y_t) < 0.3
     z = standardise(s_v, s_t)
@@ -87,7 +90,9 @@ def test_default_prompts_are_ensembles_with_synonyms():
     assert {w for w in ("clarinet", "oboe", "saxophone") if any(w in t for t in p["reed"])} == {"clarinet", "oboe", "saxophone"}
     assert all(len(v) >= 4 for v in p.values())
     j = default_prompts("jamendo_tagging", ["genre---hiphop", "instrument---electricguitar", "mood/theme---happy"])
-    assert any("hip hop" in t for t in j["genre---hiphop"]) and any("electric guitar" in t for t in j["instrument---electricguitar"])
+    assert any("hip hop" in t for t in j["genre---hiphop"]) and any(
+        "electric guitar" in t for t in j["instrument---electricguitar"]
+    )
     e = default_prompts("emomusic_reg", ["arousal", "valence"])
     assert set(e["arousal"]) == {"high", "low"} and e["valence"]["low"]
 
@@ -99,8 +104,14 @@ def test_default_prompts_use_an_before_vowel_sounds():
     assert "an organ" in p["organ"] and "a single note played on an oboe" in p["reed"]
     assert "the sound of an electric piano" in p["keyboard"]
     assert not [t for v in p.values() for t in v if " a o" in f" {t}" or " a e" in f" {t}"]
-    for text, want in (("a ukulele", "a ukulele"), ("a european song", "a european song"), ("a upbeat song", "an upbeat song"),
-                       ("a unison choir", "a unison choir"), ("A accordion", "An accordion"), ("a one-man band", "a one-man band")):
+    for text, want in (
+        ("a ukulele", "a ukulele"),
+        ("a european song", "a european song"),
+        ("a upbeat song", "an upbeat song"),
+        ("a unison choir", "a unison choir"),
+        ("A accordion", "An accordion"),
+        ("a one-man band", "a one-man band"),
+    ):
         assert with_articles(text) == want
 
 
@@ -134,12 +145,32 @@ def test_zeroshot_in_python(prepared, tiny_mulap):
     save_dir, pid = tiny_mulap
     model = mulap.load(pid, save_dir=save_dir, device="cpu")
     ds = load_prepared(prepared / "datasets" / "nsynth")
-    emb = cached_embeddings(model.backbone, [it.id for it in ds.items], [it.audio_path for it in ds.items],
-                            ds.root / "manifest.jsonl", save_dir / "cache" / "embeddings", 0, False)
+    emb = cached_embeddings(
+        model.backbone,
+        [it.id for it in ds.items],
+        [it.audio_path for it in ds.items],
+        ds.root / "manifest.jsonl",
+        save_dir / "cache" / "embeddings",
+        0,
+        False,
+    )
     feats, y = track_means(emb, ds, "test")
     s = zero_shot_scores(model, feats, ds.task_type, ds.label_names, task_prompts(ds.task, ds.task_type, ds.label_names, None))
     assert s.shape == (len(y), 11) and np.all(np.abs(s) <= 1 + 1e-5)
     out = prepared / "zs_python"
-    assert main(["zeroshot", pid, "nsynth_clf", "--out", str(out), f"env.data_root={prepared}", f"env.save_dir={save_dir}",
-                 "training.num_workers=0"]) == 0
+    assert (
+        main(
+            [
+                "zeroshot",
+                pid,
+                "nsynth_clf",
+                "--out",
+                str(out),
+                f"env.data_root={prepared}",
+                f"env.save_dir={save_dir}",
+                "training.num_workers=0",
+            ]
+        )
+        == 0
+    )
     np.testing.assert_allclose(s, np.load(out / "scores.npz")["raw_scores"], rtol=1e-5, atol=1e-6)  # the files' numbers

@@ -1,5 +1,6 @@
 """A frozen backbone is frozen in training too: its BatchNorm keeps the running statistics it came with
 (batch statistics would make its features depend on the batch, and the running ones would drift)."""
+
 import pytest
 import torch
 

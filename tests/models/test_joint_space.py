@@ -1,5 +1,6 @@
 """The joint audio-text space can be learnt and is what the API serves: a tiny MuLaP trained a few hundred
 steps on eight captioned clips retrieves each clip from its own caption through Model.embed_text/embed."""
+
 import numpy as np
 import torch
 
@@ -16,22 +17,31 @@ CLIPS = [(f0, bright, loud) for f0 in (110.0, 440.0) for bright in (True, False)
 
 
 def _caption(f0, bright, loud):
-    return (f"a {'bright' if bright else 'dull'} {'loud' if loud else 'quiet'} tone in a "
-            f"{'low' if f0 < 200 else 'high'} register")
+    return f"a {'bright' if bright else 'dull'} {'loud' if loud else 'quiet'} tone in a {'low' if f0 < 200 else 'high'} register"
 
 
 def test_tiny_model_retrieves_each_clip_from_its_caption():
     torch.manual_seed(0)
-    cfg = load_config(None, TINY_MODEL + ["model_config.audio.max_chunks=2", "dataset_config.max_len_seconds=6",
-                                          "model_config.audio.freeze_backbone=true",
-                                          "model_config.audio.dropout=0.0", "model_config.text.dropout=0.0",
-                                          "model_config.coattention.dropout=0.0"])
+    cfg = load_config(
+        None,
+        TINY_MODEL
+        + [
+            "model_config.audio.max_chunks=2",
+            "dataset_config.max_len_seconds=6",
+            "model_config.audio.freeze_backbone=true",
+            "model_config.audio.dropout=0.0",
+            "model_config.text.dropout=0.0",
+            "model_config.coattention.dropout=0.0",
+        ],
+    )
     net = MuLaP(cfg.model_config)
     tok = load_tokenizer(None)
     waves = [tone(6.0, f0, bright=b, loud=loud) for f0, b, loud in CLIPS]
     captions = [_caption(*c) for c in CLIPS]
-    items = [{"audio_id": str(i), "caption": c, "chunks": w.reshape(2, 48000), "chunk_mask": np.ones(2, bool)}
-             for i, (w, c) in enumerate(zip(waves, captions))]
+    items = [
+        {"audio_id": str(i), "caption": c, "chunks": w.reshape(2, 48000), "chunk_mask": np.ones(2, bool)}
+        for i, (w, c) in enumerate(zip(waves, captions))
+    ]
     batch = Collate(tok)(items)
     model = Model("tiny", net.backbone, torch.device("cpu"), net, tok)
 

@@ -1,4 +1,5 @@
 """Statistics of the pre-training corruptions over many draws."""
+
 import torch
 
 from mulap.models.masking import IGNORE, choose_masked_chunks, mask_tokens, sample_negatives

@@ -128,12 +128,17 @@ def test_loaded_values_equal_raw_bytes(mtt, mtt_raw) -> None:
     w = model.backbone.timbral[0].conv.weight.detach().numpy()  # [out, in, freq, time]
     for o, f, t in [(0, 0, 0), (203, 37, 6), (17, 5, 3)]:
         assert w[o, 0, f, t] == k[t, f, 0, o]
-    assert np.array_equal(model.backbone.temporal[0].conv.weight.detach().numpy()[:, 0, :], mtt_raw["conv2d_2/kernel"][:, 0, 0, :].T)
+    assert np.array_equal(
+        model.backbone.temporal[0].conv.weight.detach().numpy()[:, 0, :], mtt_raw["conv2d_2/kernel"][:, 0, 0, :].T
+    )
     assert np.array_equal(model.backbone.input_bn.running_var.numpy(), mtt_raw["batch_normalization/moving_variance"])
     assert np.array_equal(model.head.output.weight.detach().numpy(), mtt_raw["dense_1/kernel"].T)
     # dense rows reordered from TF's interleaved (max_c, mean_c) to our [max..., mean...]
     assert np.array_equal(model.head.dense.weight.detach().numpy()[:, 753], mtt_raw["dense/kernel"][1])
-    assert read_checkpoint(musicnn_checkpoint_dir("MTT_musicnn"), ["dense/bias"])["dense/bias"].tolist() == mtt_raw["dense/bias"].tolist()
+    assert (
+        read_checkpoint(musicnn_checkpoint_dir("MTT_musicnn"), ["dense/bias"])["dense/bias"].tolist()
+        == mtt_raw["dense/bias"].tolist()
+    )
 
 
 # ----------------------------------------------------------------------------- numpy TF graph
@@ -148,7 +153,10 @@ def _np_musicnn(mel_tf: np.ndarray, W: dict[str, np.ndarray]) -> tuple[np.ndarra
         return np.maximum(x, 0.0)
 
     def conv(name, windows, spec):
-        return np.einsum(spec, windows, W[name + "/kernel"][..., 0, :] if W[name + "/kernel"].ndim == 4 else W[name + "/kernel"]) + W[name + "/bias"]
+        return (
+            np.einsum(spec, windows, W[name + "/kernel"][..., 0, :] if W[name + "/kernel"].ndim == 4 else W[name + "/kernel"])
+            + W[name + "/bias"]
+        )
 
     T = mel_tf.shape[0]
     x = bn(mel_tf.astype(np.float64)[:, :, None], 0)[:, :, 0]  # [T, 96]

@@ -1,6 +1,7 @@
 """The objectives can be learnt: a tiny model overfits eight captioned clips on MLM alone and on
 audio-text matching alone. Catches wiring bugs (labels misaligned with logits, negatives that leak
 the answer or carry none) that a falling total loss would not."""
+
 import pytest
 import torch
 
@@ -11,12 +12,20 @@ from mulap.models.text import load_tokenizer
 from tests.helpers import TINY_MODEL, make_audiocaption
 
 MASK_ID = 103  # bert-base-uncased [MASK]
-NO_DROPOUT = ["model_config.objectives.contrastive.enabled=false", "model_config.audio.dropout=0.0", "model_config.text.dropout=0.0",
-              "model_config.coattention.dropout=0.0",
-              "model_config.audio.freeze_backbone=true"]
+NO_DROPOUT = [
+    "model_config.objectives.contrastive.enabled=false",
+    "model_config.audio.dropout=0.0",
+    "model_config.text.dropout=0.0",
+    "model_config.coattention.dropout=0.0",
+    "model_config.audio.freeze_backbone=true",
+]
 ONLY = {
-    "mlm": ["model_config.objectives.atm.enabled=false", "model_config.objectives.mam.enabled=false",
-            "model_config.objectives.mlm.weight=1.0", "model_config.objectives.mlm.prob=0.3"],
+    "mlm": [
+        "model_config.objectives.atm.enabled=false",
+        "model_config.objectives.mam.enabled=false",
+        "model_config.objectives.mlm.weight=1.0",
+        "model_config.objectives.mlm.prob=0.3",
+    ],
     "atm": ["model_config.objectives.mlm.enabled=false", "model_config.objectives.mam.enabled=false"],
 }
 
@@ -41,8 +50,10 @@ def test_objective_overfits_eight_clips(batch, objective, lr, steps):
     def accuracy() -> float:  # fixed masks / negatives, several draws
         model.eval()
         with torch.no_grad():
-            accs = [model.pretraining_losses(batch, MASK_ID, torch.Generator().manual_seed(10_000 + k))[f"{objective}_acc"]
-                    for k in range(8)]
+            accs = [
+                model.pretraining_losses(batch, MASK_ID, torch.Generator().manual_seed(10_000 + k))[f"{objective}_acc"]
+                for k in range(8)
+            ]
         model.train()
         return float(torch.stack(accs).mean())
 

@@ -1,4 +1,5 @@
 """The text branch against transformers.BertModel on the same (packaged MiniLM) weights."""
+
 import torch
 from transformers import BertModel
 

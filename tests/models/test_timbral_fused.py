@@ -1,5 +1,6 @@
 """The fused timbral op (timbral_impl='fused') against the plain Conv2d modules, in float64 so that
 any mismatch in the math (not rounding) shows: values, every gradient, BatchNorm running statistics."""
+
 from __future__ import annotations
 
 import pytest

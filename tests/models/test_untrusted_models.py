@@ -3,6 +3,7 @@ limits before anything is built (2a, 4a); damaged weights, tokenizers, configs a
 file (4c, 5f, 10); a damaged best.ckpt is passed over with a warning (5a); killed exports' temp folders are cleaned
 (5e); weights get the umask's permissions (7c); a full disk during export is one WriteError (4e); the model card
 finds a relative corpus from any folder (7b)."""
+
 from __future__ import annotations
 
 import errno
@@ -67,6 +68,7 @@ def set_key(dotted: str, value):
         for p in parents:
             node = node[p]
         node[leaf] = value
+
     return change
 
 
@@ -77,6 +79,7 @@ def del_key(dotted: str):
         for p in parents:
             node = node[p]
         del node[leaf]
+
     return change
 
 
@@ -102,18 +105,33 @@ def one_line_naming(exc: BaseException, *parts: str) -> str:
 
 
 # -- 2a: size limits, checked before anything is allocated ----------------------------------------------
-@pytest.mark.parametrize("key,value,expected", [
-    ("model_config.audio.num_layers", 100000, "model_config.audio.num_layers must be less than or equal to 48 (got 100000)"),
-    ("text_config.vocab_size", 200_000_000, "text_config.vocab_size must be less than or equal to 262144"),
-    ("text_config.max_position_embeddings", 10**8, "text_config.max_position_embeddings must be less than or equal to 8192"),
-    ("text_config.intermediate_size", 10**9, "text_config.intermediate_size must be less than or equal to 16384"),
-    ("model_config.audio.hidden_size", 10**6, "model_config.audio.hidden_size must be less than or equal to 4096"),
-    ("model_config.audio.max_chunks", 10**9, "model_config.audio.max_chunks must be less than or equal to 4096"),
-    ("model_config.coattention.t_biattention_id", [1] * 100000, "model_config.coattention.t_biattention_id must have at most 48 items"),
-    ("model_config.audio.musicnn.timbral_channels", 10**7, "model_config.audio.musicnn.timbral_channels must be less than or equal to 4096"),
-    ("model_config.audio.musicnn.n_fft", 2**30, "model_config.audio.musicnn.n_fft must be less than or equal to 16384"),
-    ("model_config.objectives.contrastive.dim", 10**8, "model_config.objectives.contrastive.dim must be less than or equal to 4096"),
-])
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("model_config.audio.num_layers", 100000, "model_config.audio.num_layers must be less than or equal to 48 (got 100000)"),
+        ("text_config.vocab_size", 200_000_000, "text_config.vocab_size must be less than or equal to 262144"),
+        ("text_config.max_position_embeddings", 10**8, "text_config.max_position_embeddings must be less than or equal to 8192"),
+        ("text_config.intermediate_size", 10**9, "text_config.intermediate_size must be less than or equal to 16384"),
+        ("model_config.audio.hidden_size", 10**6, "model_config.audio.hidden_size must be less than or equal to 4096"),
+        ("model_config.audio.max_chunks", 10**9, "model_config.audio.max_chunks must be less than or equal to 4096"),
+        (
+            "model_config.coattention.t_biattention_id",
+            [1] * 100000,
+            "model_config.coattention.t_biattention_id must have at most 48 items",
+        ),
+        (
+            "model_config.audio.musicnn.timbral_channels",
+            10**7,
+            "model_config.audio.musicnn.timbral_channels must be less than or equal to 4096",
+        ),
+        ("model_config.audio.musicnn.n_fft", 2**30, "model_config.audio.musicnn.n_fft must be less than or equal to 16384"),
+        (
+            "model_config.objectives.contrastive.dim",
+            10**8,
+            "model_config.objectives.contrastive.dim must be less than or equal to 4096",
+        ),
+    ],
+)
 def test_export_sizes_over_the_limits_are_refused_before_anything_is_built(copy_export, nothing_built, key, value, expected):
     path = edit_config(copy_export, set_key(key, value))
     start = time.perf_counter()
@@ -162,34 +180,46 @@ def test_experiment_backbone_metadata_over_the_limits_is_refused(copy_experiment
     from safetensors.torch import save_file
 
     for name in ("backbone.safetensors", "backbone_last.safetensors"):
-        save_file({"x": torch.zeros(1)}, str(copy_experiment / name),
-                  metadata={"config": json.dumps({"temporal_lengths": [1000] * 10**5})})
+        save_file(
+            {"x": torch.zeros(1)},
+            str(copy_experiment / name),
+            metadata={"config": json.dumps({"temporal_lengths": [1000] * 10**5})},
+        )
     with pytest.raises(ModelLoadError) as err:
         mulap.load(copy_experiment, device="cpu")
     one_line_naming(err.value, str(copy_experiment / "backbone.safetensors"), "temporal_lengths must have at most 16 items")
 
 
 # -- 4a: a tampered config.json is one line naming the file and the key -----------------------------------
-@pytest.mark.parametrize("change,expected", [
-    (del_key("model_config.audio.hidden_size"), "model_config.audio.hidden_size is missing"),
-    (del_key("text_config"), "text_config is missing"),
-    (del_key("max_seq_length"), "max_seq_length is missing"),
-    (set_key("model_config.audio.num_layers", "two"), "model_config.audio.num_layers must be a valid integer (got 'two')"),
-    (set_key("model_config.audio", [1, 2]), "model_config.audio must be a valid dictionary"),
-    (set_key("text_config", "bert"), "text_config must be a valid dictionary"),
-    (set_key("model_config.objectives.contrastive.enabled", "yes"), "model_config.objectives.contrastive.enabled must be a valid boolean"),
-    (set_key("model_config.audio.musicnn.mel_scale", 3), "model_config.audio.musicnn.mel_scale must be 'htk' or 'slaney'"),
-    (set_key("model_config.audio.musicnn.bogus", 1), "model_config.audio.musicnn.bogus is not a known key"),
-    (set_key("text_config.hidden_act", "rm -rf"), "text_config.hidden_act must be one of transformers' activations"),
-    (set_key("text_config.num_attention_heads", 5), "text_config.hidden_size (32) must be a multiple of num_attention_heads (5)"),
-    (set_key("text_config.pad_token_id", 10**5), "text_config.pad_token_id (100000) must be below vocab_size"),
-    (set_key("max_seq_length", 600), "max_seq_length (600) is more than text_config.max_position_embeddings (512)"),
-    (set_key("model_config.audio.init", "supervised_msd"), "model_config.audio.init must be 'random' in an export"),
-    (set_key("provenance.epoch", "one"), "provenance.epoch must be a valid integer"),
-    (set_key("provenance.objectives", ["mlm"]), "provenance.objectives must be a valid dictionary"),
-    (lambda c: [c], "expected a JSON object at the top level, not a list"),
-    (lambda c: "mulap", "expected a JSON object at the top level, not a str"),
-])
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (del_key("model_config.audio.hidden_size"), "model_config.audio.hidden_size is missing"),
+        (del_key("text_config"), "text_config is missing"),
+        (del_key("max_seq_length"), "max_seq_length is missing"),
+        (set_key("model_config.audio.num_layers", "two"), "model_config.audio.num_layers must be a valid integer (got 'two')"),
+        (set_key("model_config.audio", [1, 2]), "model_config.audio must be a valid dictionary"),
+        (set_key("text_config", "bert"), "text_config must be a valid dictionary"),
+        (
+            set_key("model_config.objectives.contrastive.enabled", "yes"),
+            "model_config.objectives.contrastive.enabled must be a valid boolean",
+        ),
+        (set_key("model_config.audio.musicnn.mel_scale", 3), "model_config.audio.musicnn.mel_scale must be 'htk' or 'slaney'"),
+        (set_key("model_config.audio.musicnn.bogus", 1), "model_config.audio.musicnn.bogus is not a known key"),
+        (set_key("text_config.hidden_act", "rm -rf"), "text_config.hidden_act must be one of transformers' activations"),
+        (
+            set_key("text_config.num_attention_heads", 5),
+            "text_config.hidden_size (32) must be a multiple of num_attention_heads (5)",
+        ),
+        (set_key("text_config.pad_token_id", 10**5), "text_config.pad_token_id (100000) must be below vocab_size"),
+        (set_key("max_seq_length", 600), "max_seq_length (600) is more than text_config.max_position_embeddings (512)"),
+        (set_key("model_config.audio.init", "supervised_msd"), "model_config.audio.init must be 'random' in an export"),
+        (set_key("provenance.epoch", "one"), "provenance.epoch must be a valid integer"),
+        (set_key("provenance.objectives", ["mlm"]), "provenance.objectives must be a valid dictionary"),
+        (lambda c: [c], "expected a JSON object at the top level, not a list"),
+        (lambda c: "mulap", "expected a JSON object at the top level, not a str"),
+    ],
+)
 def test_a_tampered_export_config_is_one_line_naming_the_file_and_the_key(copy_export, change, expected):
     path = edit_config(copy_export, change)
     with pytest.raises(ModelLoadError) as err:
@@ -197,11 +227,14 @@ def test_a_tampered_export_config_is_one_line_naming_the_file_and_the_key(copy_e
     one_line_naming(err.value, str(path), expected)
 
 
-@pytest.mark.parametrize("content,expected", [
-    (b"{\"format\": ", "line 1: invalid JSON"),
-    (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
-    (b"{\"format\": \"mulap-model-1\", \"x\": \"\xff\"}", "not UTF-8 text"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b'{"format": ', "line 1: invalid JSON"),
+        (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+        (b'{"format": "mulap-model-1", "x": "\xff"}', "not UTF-8 text"),
+    ],
+)
 def test_an_unparsable_export_config_names_the_file(copy_export, content, expected):
     (copy_export / "config.json").write_bytes(content)
     with pytest.raises(ModelLoadError) as err:
@@ -221,7 +254,7 @@ def test_the_cli_prints_a_tampered_export_as_one_line(copy_export, tmp_path, cap
 def _header(path: Path) -> tuple[dict, bytes]:
     raw = path.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
-    return json.loads(raw[8:8 + n]), raw[8 + n:]
+    return json.loads(raw[8 : 8 + n]), raw[8 + n :]
 
 
 def _write_header(path: Path, header: dict, data: bytes) -> None:
@@ -258,13 +291,16 @@ def _reshaped_tensor(path: Path) -> None:  # consistent file, a [a, b] tensor st
     _write_header(path, header, data)
 
 
-@pytest.mark.parametrize("damage,expected", [
-    (_truncate, "cannot read the weights (SafetensorError"),
-    (_garbage, "cannot read the weights (SafetensorError"),
-    (_lying_header, "cannot read the weights (SafetensorError"),
-    (_renamed_tensor, "1 tensor(s) missing: audio_layers."),
-    (_reshaped_tensor, "of another shape"),
-])
+@pytest.mark.parametrize(
+    "damage,expected",
+    [
+        (_truncate, "cannot read the weights (SafetensorError"),
+        (_garbage, "cannot read the weights (SafetensorError"),
+        (_lying_header, "cannot read the weights (SafetensorError"),
+        (_renamed_tensor, "1 tensor(s) missing: audio_layers."),
+        (_reshaped_tensor, "of another shape"),
+    ],
+)
 def test_damaged_export_weights_are_one_line_naming_the_file(copy_export, damage, expected):
     damage(copy_export / "model.safetensors")
     with pytest.raises(ModelLoadError) as err:
@@ -287,16 +323,23 @@ def test_a_corrupt_backbone_file_in_an_experiment_is_one_line_naming_it(copy_exp
 def test_backbone_metadata_that_is_not_a_config_is_named(tmp_path):
     from safetensors.torch import save_file
 
-    cases = {"none.safetensors": {}, "json.safetensors": {"config": "{oops"}, "list.safetensors": {"config": "[1, 2]"},
-             "type.safetensors": {"config": json.dumps({"n_mels": "many"})}}
-    expected = {"none.safetensors": "no Musicnn config in its metadata", "json.safetensors": "not valid JSON",
-                "list.safetensors": "is a list, not an object", "type.safetensors": "n_mels must be a valid integer"}
+    cases = {
+        "none.safetensors": {},
+        "json.safetensors": {"config": "{oops"},
+        "list.safetensors": {"config": "[1, 2]"},
+        "type.safetensors": {"config": json.dumps({"n_mels": "many"})},
+    }
+    expected = {
+        "none.safetensors": "no Musicnn config in its metadata",
+        "json.safetensors": "not valid JSON",
+        "list.safetensors": "is a list, not an object",
+        "type.safetensors": "n_mels must be a valid integer",
+    }
     for name, meta in cases.items():
         save_file({"x": torch.zeros(1)}, str(tmp_path / name), metadata=meta)
         with pytest.raises(ValueError) as err:
             load_backbone(tmp_path / name)
         one_line_naming(err.value, str(tmp_path / name), expected[name])
-
 
 
 def _header_bomb(path: Path) -> None:  # the 8-byte header length says 4 EiB: nothing may be allocated for it
@@ -321,6 +364,7 @@ def test_safetensors_header_bombs_are_refused_naming_the_file(copy_export, tmp_p
     one_line_naming(err.value, str(copy_export / "model.safetensors"), "SafetensorError")
     assert time.perf_counter() - start < 5.0
 
+
 def test_experiment_weights_of_another_shape_are_one_line(copy_experiment):
     best = copy_experiment / "checkpoints" / "best.ckpt"
     saved = torch.load(best, weights_only=True)
@@ -330,7 +374,6 @@ def test_experiment_weights_of_another_shape_are_one_line(copy_experiment):
     with pytest.raises(ModelLoadError) as err:
         mulap.load(copy_experiment, device="cpu")
     one_line_naming(err.value, str(best), "do not fit", key.removeprefix("model."), "[3, 3]")
-
 
 
 class _RunsCode:
@@ -357,6 +400,7 @@ def test_experiment_weights_that_would_run_code_are_refused_naming_the_file(copy
     one_line_naming(err.value, f"no intact checkpoint in {copy_experiment / 'checkpoints'}")
     assert len(ckpts) >= 2 and not marker.exists()
 
+
 # -- 5a: a damaged best.ckpt --------------------------------------------------------------------------------
 def test_a_damaged_best_checkpoint_is_passed_over_with_a_warning(copy_experiment, caplog):
     best = copy_experiment / "checkpoints" / "best.ckpt"
@@ -369,14 +413,17 @@ def test_a_damaged_best_checkpoint_is_passed_over_with_a_warning(copy_experiment
 
 
 # -- 5f: the tokenizer ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,content,expected", [
-    ("tokenizer.json", b"{not json", "tokenizer.json, line 1: invalid JSON"),
-    ("tokenizer.json", b"[1, 2]", "tokenizer.json: expected a JSON object, not a list"),
-    ("tokenizer.json", json.dumps({"version": "1.0", "model": {"type": "Nope"}}).encode(), "tokenizer.json: not a tokenizer"),
-    ("tokenizer_config.json", b"{nope", "tokenizer_config.json, line 1: invalid JSON"),
-    ("tokenizer_config.json", b"[1]", "tokenizer_config.json: expected a JSON object"),
-    ("tokenizer_config.json", json.dumps({"do_lower_case": "yes"}).encode(), "tokenizer_config.json"),
-])
+@pytest.mark.parametrize(
+    "name,content,expected",
+    [
+        ("tokenizer.json", b"{not json", "tokenizer.json, line 1: invalid JSON"),
+        ("tokenizer.json", b"[1, 2]", "tokenizer.json: expected a JSON object, not a list"),
+        ("tokenizer.json", json.dumps({"version": "1.0", "model": {"type": "Nope"}}).encode(), "tokenizer.json: not a tokenizer"),
+        ("tokenizer_config.json", b"{nope", "tokenizer_config.json, line 1: invalid JSON"),
+        ("tokenizer_config.json", b"[1]", "tokenizer_config.json: expected a JSON object"),
+        ("tokenizer_config.json", json.dumps({"do_lower_case": "yes"}).encode(), "tokenizer_config.json"),
+    ],
+)
 def test_a_malformed_tokenizer_names_the_file(copy_export, name, content, expected):
     (copy_export / name).write_bytes(content)
     with pytest.raises(ModelLoadError) as err:
@@ -476,8 +523,9 @@ def test_weights_get_the_umask_permissions_like_every_other_file(tiny_mulap, tmp
     save_dir, pid = tiny_mulap
     umask(mask)
     out = export_model(load_experiment(save_dir / "experiments" / pid), tmp_path / "shared")
-    backbone = save_backbone(Musicnn(MusicnnConfig(timbral_channels=4, temporal_channels=2, backend_channels=4)),
-                             tmp_path / "backbone.safetensors")
+    backbone = save_backbone(
+        Musicnn(MusicnnConfig(timbral_channels=4, temporal_channels=2, backend_channels=4)), tmp_path / "backbone.safetensors"
+    )
     expected = 0o666 & ~mask
     for path in (out / "model.safetensors", out / "config.json", out / "tokenizer.json", backbone):
         assert path.stat().st_mode & 0o777 == expected, (path.name, oct(path.stat().st_mode & 0o777))
@@ -524,9 +572,17 @@ def test_the_model_card_counts_a_relative_corpus_when_exported_from_another_fold
     make_tone_corpus(work / "corpus", n_train=4, n_val=2)
     elsewhere.mkdir()
     monkeypatch.chdir(work)
-    quick = ["training.epochs=1", "training.limit_train_batches=1", "training.limit_val_batches=1", "training.batch_size=2",
-             "training.num_workers=0", "training.progress_bar=false", "dataset_config.max_len_seconds=3",
-             "model_config.audio.max_chunks=1", *TINY_MODEL]
+    quick = [
+        "training.epochs=1",
+        "training.limit_train_batches=1",
+        "training.limit_val_batches=1",
+        "training.batch_size=2",
+        "training.num_workers=0",
+        "training.progress_bar=false",
+        "dataset_config.max_len_seconds=3",
+        "model_config.audio.max_chunks=1",
+        *TINY_MODEL,
+    ]
     assert main(["pretrain", "--pretrain_id", "rel", "env.save_dir=save", "dataset_config.data_dir=corpus", *quick]) == 0
     monkeypatch.chdir(elsewhere)
     assert main(["export", str(work / "save" / "experiments" / "rel"), "out"]) == 0

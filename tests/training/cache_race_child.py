@@ -10,6 +10,7 @@ one line of JSON: {"outcomes": per round "placed" (this process's entry was rena
 "theirs" (it found the other's complete entry at publishing and used it) or "hit" (the entry was
 already there when it looked), "sums": [feature sum per round]}.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,13 @@ def main() -> None:
     model = Musicnn(MusicnnConfig(timbral_channels=4, temporal_channels=2, backend_channels=4)).eval()
     used_theirs = []
     logging.getLogger("mulap.inference.cache").setLevel(logging.INFO)
-    logging.getLogger("mulap.inference.cache").addHandler(type("H", (logging.Handler,), {
-        "emit": lambda self, rec: used_theirs.append(rec.getMessage()) if "another process" in rec.getMessage() else None})())
+    logging.getLogger("mulap.inference.cache").addHandler(
+        type(
+            "H",
+            (logging.Handler,),
+            {"emit": lambda self, rec: used_theirs.append(rec.getMessage()) if "another process" in rec.getMessage() else None},
+        )()
+    )
     current = {"round": 0}
 
     def mode(r: int) -> str:
@@ -54,6 +60,7 @@ def main() -> None:
             if mode(current["round"]) == "publish" and ".tmp" in Path(src).name:
                 barrier(work / "gates" / str(current["round"]))
             return real(src, dst)
+
         return move
 
     os.rename, os.replace = gated(os.rename), gated(os.replace)
@@ -63,8 +70,9 @@ def main() -> None:
         if mode(r) == "start":
             barrier(work / "gates" / str(r))
         before = len(used_theirs)
-        got = embed.cached_embeddings(model, [p.stem for p in paths], paths, clips / "manifest.jsonl", work / str(r),
-                                      num_workers=0, progress=False)
+        got = embed.cached_embeddings(
+            model, [p.stem for p in paths], paths, clips / "manifest.jsonl", work / str(r), num_workers=0, progress=False
+        )
         outcomes.append("hit" if not got.computed else "theirs" if len(used_theirs) > before else "placed")
         sums.append(float(got.features.astype("float64").sum()))
     print(json.dumps({"outcomes": outcomes, "sums": sums}))

@@ -1,5 +1,6 @@
 """Crash trials shared by the tests and tools/fault_injection.py: a run is killed by SIGKILL at some point,
 the same command is run again, and the result is checked against an uninterrupted run with the same seed."""
+
 from __future__ import annotations
 
 import csv
@@ -17,10 +18,17 @@ WORKER = Path(__file__).with_name("resume_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_worker(corpus: Path, save_dir: Path, pretrain_id: str, fault: str = "none", timeout: float = 600) -> subprocess.CompletedProcess:
+def run_worker(
+    corpus: Path, save_dir: Path, pretrain_id: str, fault: str = "none", timeout: float = 600
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, str(WORKER), str(corpus), str(save_dir), pretrain_id, fault],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, str(WORKER), str(corpus), str(save_dir), pretrain_id, fault],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def final_weights(exp: Path) -> dict[str, torch.Tensor]:
@@ -87,8 +95,9 @@ def resume_in_process(corpus: Path, save_dir: Path, name: str) -> str | None:
     return None
 
 
-def run_trial(corpus: Path, save_dir: Path, name: str, fault: str, reference: dict[str, torch.Tensor],
-              in_process: bool = False) -> Trial:
+def run_trial(
+    corpus: Path, save_dir: Path, name: str, fault: str, reference: dict[str, torch.Tensor], in_process: bool = False
+) -> Trial:
     """Run with `fault`, then the same command again (in a new process, or in this one with `in_process`)."""
     trial = Trial(fault)
     first = run_worker(corpus, save_dir, name, fault)

@@ -1,4 +1,5 @@
 """Run by test_pretrain: 2-process DDP on CPU (gloo); each rank saves its parameters at the end."""
+
 import sys
 from pathlib import Path
 
@@ -23,9 +24,22 @@ class SaveParams(L.Callback):
 
 if __name__ == "__main__":
     corpus, out = Path(sys.argv[1]), Path(sys.argv[2])
-    cfg = load_config(None, [f"env.save_dir={out}", f"dataset_config.data_dir={corpus}", "training.epochs=1",
-                             "training.batch_size=2", "training.num_workers=0", "training.progress_bar=false",
-                             "training.device=cpu", "training.devices=2", "training.strategy=ddp",
-                             "dataset_config.max_len_seconds=6", "model_config.audio.max_chunks=2",
-                             "model_config.objectives.contrastive.enabled=true", *TINY_MODEL])  # gathered negatives
+    cfg = load_config(
+        None,
+        [
+            f"env.save_dir={out}",
+            f"dataset_config.data_dir={corpus}",
+            "training.epochs=1",
+            "training.batch_size=2",
+            "training.num_workers=0",
+            "training.progress_bar=false",
+            "training.device=cpu",
+            "training.devices=2",
+            "training.strategy=ddp",
+            "dataset_config.max_len_seconds=6",
+            "model_config.audio.max_chunks=2",
+            "model_config.objectives.contrastive.enabled=true",
+            *TINY_MODEL,
+        ],
+    )  # gathered negatives
     run_pretraining(cfg, "ddp", extra_callbacks=[SaveParams(out)])

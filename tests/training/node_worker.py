@@ -1,5 +1,6 @@
 """Run by torchrun in test_multinode: `python -m mulap pretrain <args>` (the CLI's own entry point), with
 one callback added that saves this rank's parameters when training ends, so the test can compare ranks."""
+
 import sys
 from pathlib import Path
 
@@ -16,8 +17,10 @@ class SaveParams(L.Callback):
 
     def on_train_end(self, trainer, module):
         params = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-        torch.save({"step": trainer.global_step, "world_size": trainer.world_size, "params": params},
-                   self.out / f"params_rank{trainer.global_rank}.pt")
+        torch.save(
+            {"step": trainer.global_step, "world_size": trainer.world_size, "params": params},
+            self.out / f"params_rank{trainer.global_rank}.pt",
+        )
 
 
 if __name__ == "__main__":

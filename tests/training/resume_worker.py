@@ -7,6 +7,7 @@ file cut to the share F of its bytes) | rotate:J (between the hard link and the 
 last.ckpt) | commit:J (the J-th checkpoint complete in its temp file, not yet renamed) | time:S (S seconds
 after training started, wherever the run is). SIGKILL cannot be caught: nothing of mulap runs after it.
 """
+
 import os
 import signal
 import sys
@@ -23,10 +24,20 @@ from mulap.training import checkpoints
 from mulap.training.pretrain import run_pretraining
 from tests.helpers import TINY_MODEL
 
-SETTINGS = ["training.batch_size=2", "training.num_workers=0", "training.progress_bar=false", "training.lr=3e-3",
-            "training.warmup_ratio=0.0", "training.epochs=2", "training.deterministic=true", "training.log_every_n_steps=1",
-            "training.checkpoint_every_n_steps=1", "dataset_config.max_len_seconds=6", "model_config.audio.max_chunks=2",
-            "model_config.objectives.contrastive.enabled=true"]
+SETTINGS = [
+    "training.batch_size=2",
+    "training.num_workers=0",
+    "training.progress_bar=false",
+    "training.lr=3e-3",
+    "training.warmup_ratio=0.0",
+    "training.epochs=2",
+    "training.deterministic=true",
+    "training.log_every_n_steps=1",
+    "training.checkpoint_every_n_steps=1",
+    "dataset_config.max_len_seconds=6",
+    "model_config.audio.max_chunks=2",
+    "model_config.objectives.contrastive.enabled=true",
+]
 
 
 def die() -> None:
@@ -61,6 +72,7 @@ class TimeTraining(L.Callback):
         def counting(io, *args, **kwargs):
             save(io, *args, **kwargs)
             self.writes += 1
+
         checkpoints.AtomicCheckpointIO.save_checkpoint = counting
 
     def on_train_start(self, trainer, module):

@@ -1,5 +1,6 @@
 """Checkpoint files without training: atomic writes and rotation, choosing what to resume from, the best weights,
 the run lock and the metrics history (issue 11, failures 1, 2, 4 and 5 at the file level)."""
+
 import csv
 import errno
 import io
@@ -23,8 +24,15 @@ from mulap.training.loggers import HistoryCSVLogger
 
 def full_state(step: int, fill: float = 0.0) -> dict:
     """The shape of a Lightning full checkpoint (what resume needs), small."""
-    return {"epoch": step // 3, "global_step": step, "state_dict": {"model.w": torch.full((64, 64), fill + step)},
-            "loops": {"fit_loop": {}}, "optimizer_states": [{"state": {}}], "lr_schedulers": [], "callbacks": {}}
+    return {
+        "epoch": step // 3,
+        "global_step": step,
+        "state_dict": {"model.w": torch.full((64, 64), fill + step)},
+        "loops": {"fit_loop": {}},
+        "optimizer_states": [{"state": {}}],
+        "lr_schedulers": [],
+        "callbacks": {},
+    }
 
 
 def weights_only(step: int) -> dict:
@@ -161,7 +169,6 @@ def test_nothing_usable_means_a_fresh_start(tmp_path):
     assert (folder / "last.ckpt.corrupt").exists()
 
 
-
 class RunsCode:
     """A pickle payload: loading it with pickle's full power creates `marker` (a stand-in for any code)."""
 
@@ -188,6 +195,7 @@ def test_a_checkpoint_that_would_run_code_is_never_loaded(tmp_path):
     assert resume.path.name == "last.prev.ckpt" and "last.ckpt: unreadable (UnpicklingError" in resume.describe()
     assert experiment.best_checkpoint(tmp_path).name == "last.prev.ckpt"
     assert not marker.exists()
+
 
 def test_best_checkpoint_prefers_best_then_legacy_names_then_last(tmp_path):
     folder = tmp_path / "checkpoints"
@@ -234,8 +242,12 @@ HOLDER = textwrap.dedent("""
 
 def test_a_second_run_is_refused_naming_the_holder_and_a_dead_holder_is_taken_over(tmp_path, caplog):
     lock = tmp_path / "exp" / "run.lock"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunLockError) as err:
@@ -268,8 +280,16 @@ def test_a_record_with_a_dead_pid_is_stale_and_one_from_another_host_is_not(tmp_
             pass
 
 
-@pytest.mark.parametrize("env,owner", [({}, True), ({"LOCAL_RANK": "1"}, False), ({"RANK": "0", "LOCAL_RANK": "0"}, True),
-                                       ({"NODE_RANK": "1"}, False), ({"SLURM_PROCID": "3"}, False)])
+@pytest.mark.parametrize(
+    "env,owner",
+    [
+        ({}, True),
+        ({"LOCAL_RANK": "1"}, False),
+        ({"RANK": "0", "LOCAL_RANK": "0"}, True),
+        ({"NODE_RANK": "1"}, False),
+        ({"SLURM_PROCID": "3"}, False),
+    ],
+)
 def test_only_the_first_process_of_a_ddp_run_owns_the_experiment(monkeypatch, env, owner):
     for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         monkeypatch.delenv(var, raising=False)

@@ -1,6 +1,7 @@
 """kill -9 of a pre-training process, then the same command again: the run resumes to a valid state and ends with
 exactly the weights of an uninterrupted run (same seed, CPU, deterministic algorithms). Issue 11, failures 1, 2, 5.
 tools/fault_injection.py runs many more random trials and prints the counts."""
+
 import random
 
 import pytest
@@ -26,8 +27,11 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(world, kind):
     at a random time after training started (wherever the run is then)."""
     corpus, save, reference = world
     rng = random.Random()
-    fault = {"step": f"step:{rng.randint(1, 7)}", "write": f"write:{rng.randint(1, 8)}:{rng.uniform(0.05, 0.95):.2f}",
-             "time": f"time:{rng.uniform(0.2, 3.0):.2f}"}[kind]
+    fault = {
+        "step": f"step:{rng.randint(1, 7)}",
+        "write": f"write:{rng.randint(1, 8)}:{rng.uniform(0.05, 0.95):.2f}",
+        "time": f"time:{rng.uniform(0.2, 3.0):.2f}",
+    }[kind]
     trial = run_trial(corpus, save, f"trial-{kind}", fault, reference, in_process=True)
     assert trial.finished and not trial.problems, (fault, trial.problems)
     assert trial.equal, f"{fault}: resumed from {trial.resumed_from}, final weights differ from the uninterrupted run"

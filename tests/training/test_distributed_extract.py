@@ -1,6 +1,7 @@
 """Extraction over 2 processes (Lightning's predict loop, spawned on CPU) gives exactly the embeddings of
 one process, merged in input order: `mulap embed ... training.devices=2` as a plain command, and the
 frozen-probe embedding cache."""
+
 import functools
 import os
 import subprocess
@@ -28,8 +29,13 @@ def test_embed_command_on_two_processes_equals_one(tmp_path, capsys):
     assert main(["embed", "random", str(audio), "-o", str(one), *common]) == 0
     assert "1 failed" in capsys.readouterr().out
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "mulap", "embed", "random", str(audio), "-o", str(two), *common,
-                           "training.devices=2"], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mulap", "embed", "random", str(audio), "-o", str(two), *common, "training.devices=2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1 failed" in proc.stdout and "MEMBER: 2/2" in proc.stderr
     a, b = np.load(one), np.load(two)
@@ -47,8 +53,16 @@ def test_embedding_cache_on_two_processes_equals_one(tmp_path):
     feats, track, failures = extract(model, files, num_workers=0, progress=False)
     manifest = root / "dataset_train.json"
     ids = [f.stem for f in files]
-    emb = cached_embeddings(model, ids, files, manifest, tmp_path / "cache", num_workers=0, progress=False,
-                            extractor=functools.partial(extract_distributed, processes={"devices": 2, "num_nodes": 1, "strategy": "auto"}))
+    emb = cached_embeddings(
+        model,
+        ids,
+        files,
+        manifest,
+        tmp_path / "cache",
+        num_workers=0,
+        progress=False,
+        extractor=functools.partial(extract_distributed, processes={"devices": 2, "num_nodes": 1, "strategy": "auto"}),
+    )
     assert emb.computed and failures == []
     np.testing.assert_array_equal(emb.features, feats)
     np.testing.assert_array_equal(emb.track, track)

@@ -1,4 +1,5 @@
 """Transfer on the small demo world: prepare -> downstream probe -> eval, the embedding cache, embed."""
+
 import json
 
 import numpy as np
@@ -49,17 +50,23 @@ def test_frozen_probe_second_run_uses_cache(prepared, tmp_path, monkeypatch):
     third = json.loads((tmp_path / "experiments/random/downstream/c/summary.json").read_text())
     assert third["computed"] is True and third["cache_key"] != first["cache_key"]
     # nor features extracted in another precision
-    assert main(["downstream", "random", "nsynth_clf", "--downstream_id", "d", *env, *SETTINGS, "training.precision=bf16-mixed"]) == 0
+    assert (
+        main(["downstream", "random", "nsynth_clf", "--downstream_id", "d", *env, *SETTINGS, "training.precision=bf16-mixed"])
+        == 0
+    )
     fourth = json.loads((tmp_path / "experiments/random/downstream/d/summary.json").read_text())
     assert fourth["computed"] is True and fourth["cache_key"] not in (first["cache_key"], third["cache_key"])
     assert json.loads((tmp_path / "cache/embeddings" / fourth["cache_key"] / "meta.json").read_text())["precision"] == "bf16"
 
 
-@pytest.mark.parametrize("task,expected", [
-    ("nsynth_clf", ["accuracy", "f1_macro"]),
-    ("mtt_tagging", ["roc_auc_macro", "pr_auc_macro", "roc_auc_micro", "pr_auc_micro", "f1_macro"]),
-    ("emomusic_reg", ["r2", "r2_arousal", "r2_valence"]),
-])
+@pytest.mark.parametrize(
+    "task,expected",
+    [
+        ("nsynth_clf", ["accuracy", "f1_macro"]),
+        ("mtt_tagging", ["roc_auc_macro", "pr_auc_macro", "roc_auc_micro", "pr_auc_micro", "f1_macro"]),
+        ("emomusic_reg", ["r2", "r2_arousal", "r2_valence"]),
+    ],
+)
 def test_downstream_then_eval_writes_metrics_and_plots(prepared, tmp_path, task, expected):
     env = [f"env.data_root={prepared}", f"env.save_dir={tmp_path}"]
     assert main(["downstream", "supervised_mtt", task, "--downstream_id", "run", *env, *SETTINGS]) == 0
@@ -78,15 +85,32 @@ def test_downstream_then_eval_writes_metrics_and_plots(prepared, tmp_path, task,
 
 def test_finetune_mode_trains_backbone(prepared, tmp_path):
     env = [f"env.data_root={prepared}", f"env.save_dir={tmp_path}"]
-    assert main(["downstream", "random", "nsynth_clf", "--downstream_id", "ft", *env, "downstream.mode=finetune",
-                 "downstream.epochs=1", "training.num_workers=0", "downstream.batch_size=8"]) == 0
+    assert (
+        main(
+            [
+                "downstream",
+                "random",
+                "nsynth_clf",
+                "--downstream_id",
+                "ft",
+                *env,
+                "downstream.mode=finetune",
+                "downstream.epochs=1",
+                "training.num_workers=0",
+                "downstream.batch_size=8",
+            ]
+        )
+        == 0
+    )
     folder = tmp_path / "experiments/random/downstream/ft"
     from mulap.models.backbone import load_backbone
 
     tuned = load_backbone(folder / "backbone.safetensors")
     torch.manual_seed(42)
     fresh = Musicnn(tuned.config)
-    changed = [k for k, v in tuned.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, fresh.state_dict()[k])]
+    changed = [
+        k for k, v in tuned.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, fresh.state_dict()[k])
+    ]
     assert any("bn" not in k.lower() and "norm" not in k.lower() for k in changed)
     assert main(["eval", "random", "ft", f"env.save_dir={tmp_path}"]) == 0
     assert (folder / "metrics.json").is_file()

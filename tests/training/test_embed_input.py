@@ -1,6 +1,7 @@
 """Input side of embedding extraction (issue 11, items 8 and 9): long files are streamed block by
 block and give the chunks of a whole-file decode; a file that fails midway contributes nothing;
 concurrent writers of one cache entry never crash."""
+
 from __future__ import annotations
 
 import errno
@@ -53,8 +54,12 @@ def test_stream_chunks_equal_the_chunks_of_a_whole_file_decode(tmp_path):
 
 
 def test_extract_streams_files_in_workers_and_drops_a_file_that_fails_midway(tmp_path):
-    paths = [_write(tmp_path / "a.wav", 65.0, 44100, seed=0), _write(tmp_path / "b.flac", 4.0, 22050, 1, seed=1),
-             tmp_path / "cut.wav", _write(tmp_path / "c.mp3", 7.0, 48000, seed=2)]
+    paths = [
+        _write(tmp_path / "a.wav", 65.0, 44100, seed=0),
+        _write(tmp_path / "b.flac", 4.0, 22050, 1, seed=1),
+        tmp_path / "cut.wav",
+        _write(tmp_path / "c.mp3", 7.0, 48000, seed=2),
+    ]
     full = _write(tmp_path / "full.wav", 60.0, 16000, channels=1, seed=3)
     paths[2].write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.7)])  # 42 of 60 s: fails after a block was sent
     torch.manual_seed(0)
@@ -116,13 +121,15 @@ def test_an_entry_for_other_tracks_is_replaced(tmp_path):
     clips = _clips(tmp_path / "clips")
     paths = sorted(clips.glob("*.npy"))
     model = _tiny_model()
-    first = cached_embeddings(model, ["a", "b", "c"], paths, clips / "manifest.jsonl", tmp_path / "cache", num_workers=0, progress=False)
-    again = cached_embeddings(model, ["clip0", "clip1", "clip2"], paths, clips / "manifest.jsonl", tmp_path / "cache",
-                              num_workers=0, progress=False)
+    first = cached_embeddings(
+        model, ["a", "b", "c"], paths, clips / "manifest.jsonl", tmp_path / "cache", num_workers=0, progress=False
+    )
+    again = cached_embeddings(
+        model, ["clip0", "clip1", "clip2"], paths, clips / "manifest.jsonl", tmp_path / "cache", num_workers=0, progress=False
+    )
     assert again.computed and again.key == first.key
     assert read_cached(tmp_path / "cache", first.key).ids == ["clip0", "clip1", "clip2"]
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [first.key]
-
 
 
 def test_temp_folders_of_killed_cache_writers_are_removed_live_and_other_host_ones_left(tmp_path):
@@ -137,17 +144,21 @@ def test_temp_folders_of_killed_cache_writers_are_removed_live_and_other_host_on
     proc.wait()
     dead, live = proc.pid, os.getppid()
     cache = tmp_path / "cache"
-    names = {"dead": f".0123abcd.tmp-{WRITER_HOST}-{dead}-0badc0de",
-             "dead_old": f".0123abcd.old-{WRITER_HOST}-{dead}-0badc0df",
-             "live": f".0123abcd.tmp-{WRITER_HOST}-{live}-0badc0e0",
-             "other_host": f".0123abcd.tmp-elsewhere-{dead}-0badc0e1"}
+    names = {
+        "dead": f".0123abcd.tmp-{WRITER_HOST}-{dead}-0badc0de",
+        "dead_old": f".0123abcd.old-{WRITER_HOST}-{dead}-0badc0df",
+        "live": f".0123abcd.tmp-{WRITER_HOST}-{live}-0badc0e0",
+        "other_host": f".0123abcd.tmp-elsewhere-{dead}-0badc0e1",
+    }
     for name in names.values():
         (cache / name).mkdir(parents=True)
         np.save(cache / name / "features.npy", np.zeros((2, 4), np.float32))
-    got = cached_embeddings(_tiny_model(), ["clip0", "clip1", "clip2"], paths, clips / "manifest.jsonl", cache,
-                            num_workers=0, progress=False)
+    got = cached_embeddings(
+        _tiny_model(), ["clip0", "clip1", "clip2"], paths, clips / "manifest.jsonl", cache, num_workers=0, progress=False
+    )
     assert got.computed
     assert sorted(p.name for p in cache.iterdir()) == sorted([got.key, names["live"], names["other_host"]])
+
 
 def _small_tmpfs(path):
     """A 64 kB tmpfs at `path` when we may mount one (root), else None."""
@@ -165,8 +176,10 @@ def test_a_full_disk_is_reported_as_such(tmp_path, monkeypatch):
     small = _small_tmpfs(tmp_path / "small")
     try:
         if small is None:  # no tmpfs: the OS's answer to a full disk, injected
+
             def full(*args, **kwargs):
                 raise OSError(errno.ENOSPC, "No space left on device")
+
             monkeypatch.setattr(embed.np, "save", full)
             root = tmp_path / "cache"
         else:
@@ -178,7 +191,9 @@ def test_a_full_disk_is_reported_as_such(tmp_path, monkeypatch):
                     pass
             root = small / "cache"
         with pytest.raises(WriteError) as err:
-            cached_embeddings(model, ["clip0", "clip1", "clip2"], paths, clips / "manifest.jsonl", root, num_workers=0, progress=False)
+            cached_embeddings(
+                model, ["clip0", "clip1", "clip2"], paths, clips / "manifest.jsonl", root, num_workers=0, progress=False
+            )
         msg = str(err.value)
         assert "\n" not in msg  # the CLI prints it as one line, in the checkpoints' form
         assert msg.startswith(f"cannot write {root}") and "no space left on device" in msg and "needed" in msg
@@ -213,8 +228,12 @@ def _cut_meta(entry):
     (entry / "meta.json").write_text(text[: len(text) // 2])
 
 
-DAMAGE = {"truncated": (_cut_features, "features.npy has "), "crc": (_flip_a_feature_byte, "features.npy: CRC-32 mismatch"),
-          "rows": (_one_row_short, "do not match (one row per chunk)"), "meta": (_cut_meta, "meta.json is not readable JSON")}
+DAMAGE = {
+    "truncated": (_cut_features, "features.npy has "),
+    "crc": (_flip_a_feature_byte, "features.npy: CRC-32 mismatch"),
+    "rows": (_one_row_short, "do not match (one row per chunk)"),
+    "meta": (_cut_meta, "meta.json is not readable JSON"),
+}
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))

@@ -1,4 +1,5 @@
 """mulap.inference.extract.extract: the bf16 option gives the float32 features to bf16 accuracy, same layout."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,11 +30,14 @@ def test_bf16_extraction_matches_float32(tmp_path) -> None:
         extract(model, paths, num_workers=0, progress=False, precision="fp8")
 
 
-@pytest.mark.parametrize("device,precision,expected", [
-    ("cpu", "32-true", ("cpu", "32")),
-    ("cpu", "bf16-mixed", ("cpu", "bf16")),
-    ("auto", "32-true", ("cuda" if torch.cuda.is_available() else "cpu", "32")),
-])
+@pytest.mark.parametrize(
+    "device,precision,expected",
+    [
+        ("cpu", "32-true", ("cpu", "32")),
+        ("cpu", "bf16-mixed", ("cpu", "bf16")),
+        ("auto", "32-true", ("cuda" if torch.cuda.is_available() else "cpu", "32")),
+    ],
+)
 def test_extraction_settings_follow_the_run_config(device, precision, expected) -> None:
     cfg = OmegaConf.create({"training": {"device": device, "precision": precision}})
     dev, prec = extraction_settings(cfg)

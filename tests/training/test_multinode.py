@@ -1,6 +1,7 @@
 """Two "nodes" on this machine: two `torchrun --nnodes 2 --node_rank {0,1}` commands, one process each,
 pre-train from shards over gloo through the `mulap pretrain` CLI. Both ranks end with the same
 parameters; a rank that fails takes the other one down with it instead of leaving it waiting."""
+
 import os
 import signal
 import socket
@@ -16,10 +17,21 @@ from tests.helpers import TINY_MODEL
 
 WORKER = Path(__file__).with_name("node_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["training.epochs=1", "training.batch_size=2", "training.num_workers=0", "training.progress_bar=false",
-        "training.device=cpu", "training.devices=1", "training.num_nodes=2", "training.strategy=ddp",
-        "dataset_config.format=shards", "dataset_config.max_len_seconds=6", "model_config.audio.max_chunks=2",
-        "model_config.objectives.contrastive.enabled=true", *TINY_MODEL]
+ARGS = [
+    "training.epochs=1",
+    "training.batch_size=2",
+    "training.num_workers=0",
+    "training.progress_bar=false",
+    "training.device=cpu",
+    "training.devices=1",
+    "training.num_nodes=2",
+    "training.strategy=ddp",
+    "dataset_config.format=shards",
+    "dataset_config.max_len_seconds=6",
+    "model_config.audio.max_chunks=2",
+    "model_config.objectives.contrastive.enabled=true",
+    *TINY_MODEL,
+]
 
 
 def _free_port() -> int:
@@ -31,14 +43,38 @@ def _free_port() -> int:
 def _two_nodes(out: Path, overrides: list[str], timeout: float = 240) -> list[tuple[int | None, str]]:
     """(exit code or None when it had to be killed at `timeout`, output) of each node's torchrun."""
     port = str(_free_port())
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
     logs = [out / f"node{rank}.log" for rank in (0, 1)]
-    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
-                               "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port,
-                               str(WORKER), str(out), "pretrain", "--pretrain_id", "mn", *overrides],
-                              env=env, stdout=open(logs[rank], "w"), stderr=subprocess.STDOUT, start_new_session=True)
-             for rank in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--node_rank",
+                str(rank),
+                "--nproc_per_node",
+                "1",
+                "--master_addr",
+                "127.0.0.1",
+                "--master_port",
+                port,
+                str(WORKER),
+                str(out),
+                "pretrain",
+                "--pretrain_id",
+                "mn",
+                *overrides,
+            ],
+            env=env,
+            stdout=open(logs[rank], "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for rank in (0, 1)
+    ]
     deadline = time.monotonic() + timeout
     codes = []
     for p in procs:
@@ -82,7 +118,7 @@ def test_a_failing_rank_takes_the_job_down(tiny_shards, tmp_path):
     at = -1
     for _ in range(first[1] + 1):  # the flac of that position
         at = raw.index(b"fLaC", at + 1)
-    raw[at:at + 2000] = bytes(2000)
+    raw[at : at + 2000] = bytes(2000)
     (data / name).write_bytes(bytes(raw))
     nodes = _two_nodes(tmp_path, [f"env.save_dir={tmp_path / 'save'}", f"dataset_config.data_dir={data}", *ARGS], timeout=180)
     (code0, log0), (code1, log1) = nodes

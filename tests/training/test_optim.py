@@ -1,4 +1,5 @@
 """AdamW parameter groups: every trainable parameter once, decay by module type, per-module learning-rate scales."""
+
 from torch import nn
 
 from mulap.training.optim import adamw_with_warmup, param_groups
@@ -39,14 +40,28 @@ def test_pretraining_lr_scales_cover_the_text_branch_and_the_cross_encoder():
     from mulap.training.pretrain import lr_scales
     from tests.helpers import TINY_MODEL
 
-    cfg = load_config(None, [*TINY_MODEL, "model_config.coattention.lr_scale=0.2", "model_config.text.lr_scale=0.1",
-                             "model_config.objectives.contrastive.enabled=true"])
+    cfg = load_config(
+        None,
+        [
+            *TINY_MODEL,
+            "model_config.coattention.lr_scale=0.2",
+            "model_config.text.lr_scale=0.1",
+            "model_config.objectives.contrastive.enabled=true",
+        ],
+    )
     net = MuLaP(cfg.model_config)
     groups = param_groups(net, 0.01, lr=1e-3, lr_scales=lr_scales(net, cfg.model_config))
     lr_of = {id(p): g.get("lr", 1e-3) for g in groups for p in g["params"]}
     cross = (net.audio_embeddings, net.audio_layers, net.coattention, net.audio_pooler, net.text_pooler)
-    for module, want in [*[(m, 2e-4) for m in cross], (net.text, 1e-4), (net.backbone, 1e-3), (net.audio_proj, 1e-3),
-                         (net.text_proj, 1e-3), (net.atm_head, 1e-3), (net.mam_head, 1e-3)]:
+    for module, want in [
+        *[(m, 2e-4) for m in cross],
+        (net.text, 1e-4),
+        (net.backbone, 1e-3),
+        (net.audio_proj, 1e-3),
+        (net.text_proj, 1e-3),
+        (net.atm_head, 1e-3),
+        (net.mam_head, 1e-3),
+    ]:
         assert {round(lr_of[id(p)], 12) for p in module.parameters()} == {want}, module
     assert lr_of[id(net.logit_scale)] == 1e-3
     # the MLM head decodes with the text branch's word embeddings (shared): they learn at the text rate

@@ -1,4 +1,5 @@
 """One-batch-scale CPU runs of pre-training: loss goes down, the folder is written, resume, DDP."""
+
 import csv
 import math
 import subprocess
@@ -16,8 +17,15 @@ from mulap.models.text import load_tokenizer
 from mulap.training.pretrain import run_pretraining
 from tests.helpers import TINY_MODEL, make_audiocaption
 
-BASE = ["training.batch_size=4", "training.num_workers=0", "training.progress_bar=false", "training.lr=3e-3",
-        "training.warmup_ratio=0.0", "dataset_config.max_len_seconds=9", "model_config.audio.max_chunks=3"]
+BASE = [
+    "training.batch_size=4",
+    "training.num_workers=0",
+    "training.progress_bar=false",
+    "training.lr=3e-3",
+    "training.warmup_ratio=0.0",
+    "dataset_config.max_len_seconds=9",
+    "model_config.audio.max_chunks=3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +43,32 @@ def _val_losses(exp: Path) -> list[float]:
 
 
 def test_tiny_pretraining_lowers_loss_and_writes_experiment(corpus, tmp_path, capsys):
-    args = ["pretrain", "--pretrain_id", "tiny", f"env.save_dir={tmp_path}", f"dataset_config.data_dir={corpus}",
-            "training.epochs=6", *BASE, *TINY_MODEL,
-            # 18 steps cannot teach audio-text matching; MLM can learn in that time, so it leads the sum here
-            "model_config.objectives.mlm.weight=1.0",
-            # the tiny text branch is random: train it at the full rate (the default 0.1 suits pretrained BERT)
-            "model_config.text.lr_scale=1.0"]
+    args = [
+        "pretrain",
+        "--pretrain_id",
+        "tiny",
+        f"env.save_dir={tmp_path}",
+        f"dataset_config.data_dir={corpus}",
+        "training.epochs=6",
+        *BASE,
+        *TINY_MODEL,
+        # 18 steps cannot teach audio-text matching; MLM can learn in that time, so it leads the sum here
+        "model_config.objectives.mlm.weight=1.0",
+        # the tiny text branch is random: train it at the full rate (the default 0.1 suits pretrained BERT)
+        "model_config.text.lr_scale=1.0",
+    ]
     assert main(args) == 0
     assert "pretrain_id: tiny" in capsys.readouterr().out
     exp = tmp_path / "experiments" / "tiny"
-    for name in ("config.yaml", "checkpoints/last.ckpt", "checkpoints/last.prev.ckpt", "checkpoints/best.ckpt",
-                 "backbone.safetensors", "backbone_last.safetensors", "logs/csv/metrics.csv"):
+    for name in (
+        "config.yaml",
+        "checkpoints/last.ckpt",
+        "checkpoints/last.prev.ckpt",
+        "checkpoints/best.ckpt",
+        "backbone.safetensors",
+        "backbone_last.safetensors",
+        "logs/csv/metrics.csv",
+    ):
         assert (exp / name).is_file(), name
     assert not (exp / "run.lock").exists()
     # the best epoch's weights only, in Lightning's save_weights_only format; last.ckpt is the full resume state
@@ -89,6 +112,7 @@ def test_resume_continues_at_saved_step_with_same_optimizer_state(corpus, tmp_pa
                     opt = trainer.optimizers[0].state_dict()
                     seen["exp_avg"] = {k: v["exp_avg"].clone() for k, v in opt["state"].items()}
                     seen["lr_step"] = trainer.lr_scheduler_configs[0].scheduler.last_epoch
+
             self.cb = _CB()
 
     probe = Probe()
@@ -106,9 +130,16 @@ def test_resume_continues_at_saved_step_with_same_optimizer_state(corpus, tmp_pa
 
 
 def test_nothing_masked_gives_zero_terms_not_nan(corpus):
-    cfg = load_config(None, TINY_MODEL + ["model_config.objectives.mlm.prob=0.0", "model_config.objectives.mam.prob=0.0",
-                                          "model_config.objectives.contrastive.enabled=true",
-                                          "model_config.objectives.atm.negatives=hard"])
+    cfg = load_config(
+        None,
+        TINY_MODEL
+        + [
+            "model_config.objectives.mlm.prob=0.0",
+            "model_config.objectives.mam.prob=0.0",
+            "model_config.objectives.contrastive.enabled=true",
+            "model_config.objectives.atm.negatives=hard",
+        ],
+    )
     model = MuLaP(cfg.model_config)
     ds = AudioCaptionDataset(corpus, "val", max_len_seconds=9)
     batch = Collate(load_tokenizer(None))([ds[0], ds[1]])
@@ -124,7 +155,9 @@ DDP_SCRIPT = Path(__file__).with_name("ddp_worker.py")
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_end_with_equal_parameters(corpus, tmp_path):
-    proc = subprocess.run([sys.executable, str(DDP_SCRIPT), str(corpus), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(DDP_SCRIPT), str(corpus), str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sums = sorted(tmp_path.glob("params_rank*.pt"))
     assert len(sums) == 2
@@ -142,8 +175,16 @@ def test_a_collapsed_cross_encoder_is_reported_after_the_first_validation(corpus
     from mulap.training import pretrain
 
     monkeypatch.setattr(pretrain, "COLLAPSED_SPREAD", 1e9)
-    args = ["pretrain", "--pretrain_id", "collapse", f"env.save_dir={tmp_path}", f"dataset_config.data_dir={corpus}",
-            "training.epochs=1", *BASE, *TINY_MODEL]
+    args = [
+        "pretrain",
+        "--pretrain_id",
+        "collapse",
+        f"env.save_dir={tmp_path}",
+        f"dataset_config.data_dir={corpus}",
+        "training.epochs=1",
+        *BASE,
+        *TINY_MODEL,
+    ]
     with caplog.at_level("WARNING", logger="mulap.training.pretrain"):
         assert main(args) == 0
     warned = [r.getMessage() for r in caplog.records if "fused_spread" in r.getMessage()]
@@ -160,11 +201,21 @@ def test_a_frozen_backbone_comes_out_of_pretraining_unchanged(corpus, tmp_path):
     from mulap.models.musicnn import Musicnn, MusicnnConfig
 
     torch.manual_seed(1)
-    start = save_backbone(Musicnn(MusicnnConfig(timbral_channels=8, temporal_channels=4, backend_channels=8)),
-                          tmp_path / "start.safetensors")
-    args = ["pretrain", "--pretrain_id", "locked", f"env.save_dir={tmp_path}", f"dataset_config.data_dir={corpus}",
-            "training.epochs=1", *BASE, *TINY_MODEL, f"model_config.audio.init={start}",
-            "model_config.audio.freeze_backbone=true"]
+    start = save_backbone(
+        Musicnn(MusicnnConfig(timbral_channels=8, temporal_channels=4, backend_channels=8)), tmp_path / "start.safetensors"
+    )
+    args = [
+        "pretrain",
+        "--pretrain_id",
+        "locked",
+        f"env.save_dir={tmp_path}",
+        f"dataset_config.data_dir={corpus}",
+        "training.epochs=1",
+        *BASE,
+        *TINY_MODEL,
+        f"model_config.audio.init={start}",
+        "model_config.audio.freeze_backbone=true",
+    ]
     assert main(args) == 0
     before, after = load_file(str(start)), load_file(str(tmp_path / "experiments" / "locked" / "backbone.safetensors"))
     assert before.keys() == after.keys()

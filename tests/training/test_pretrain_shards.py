@@ -1,5 +1,6 @@
 """Pre-training from tar shards (dataset_config.format=shards): a run, and a run interrupted
 mid-epoch that resumes without repeating or dropping a sample of the interrupted epoch."""
+
 import collections
 import json
 from pathlib import Path
@@ -13,9 +14,17 @@ from mulap.infra.config import load_config
 from mulap.training.pretrain import run_pretraining
 from tests.helpers import TINY_MODEL
 
-BASE = ["training.batch_size=2", "training.num_workers=2", "training.progress_bar=false", "training.lr=1e-3",
-        "dataset_config.max_len_seconds=6", "model_config.audio.max_chunks=2", "dataset_config.format=shards",
-        "dataset_config.shuffle_buffer=4", *TINY_MODEL]
+BASE = [
+    "training.batch_size=2",
+    "training.num_workers=2",
+    "training.progress_bar=false",
+    "training.lr=1e-3",
+    "dataset_config.max_len_seconds=6",
+    "model_config.audio.max_chunks=2",
+    "dataset_config.format=shards",
+    "dataset_config.shuffle_buffer=4",
+    *TINY_MODEL,
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +53,20 @@ class Record(L.Callback):
 
 def test_pretraining_from_shards_writes_the_experiment(shards, tmp_path, capsys):
     data, _ = shards
-    assert main(["pretrain", "--pretrain_id", "sh", f"env.save_dir={tmp_path}", f"dataset_config.data_dir={data}",
-                 "training.epochs=1", *BASE]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--pretrain_id",
+                "sh",
+                f"env.save_dir={tmp_path}",
+                f"dataset_config.data_dir={data}",
+                "training.epochs=1",
+                *BASE,
+            ]
+        )
+        == 0
+    )
     exp = tmp_path / "experiments" / "sh"
     assert (exp / "backbone.safetensors").is_file()
     ckpt = torch.load(exp / "checkpoints" / "last.ckpt", weights_only=True)
@@ -59,7 +80,10 @@ def test_interrupted_epoch_resumes_without_repeating_a_sample(shards, tmp_path, 
     cfg = load_config(None, [f"env.save_dir={tmp_path}", f"dataset_config.data_dir={data}", "training.epochs=2", *BASE])
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_pretraining(cfg, "r", extra_callbacks=[Record(seen, stop_after=stop_after, hook=hook)])
-    assert sum(map(len, seen.values())) == 2 * stop_after and (tmp_path / "experiments" / "r" / "checkpoints" / "interrupted.ckpt").is_file()
+    assert (
+        sum(map(len, seen.values())) == 2 * stop_after
+        and (tmp_path / "experiments" / "r" / "checkpoints" / "interrupted.ckpt").is_file()
+    )
     run_pretraining(cfg, "r", extra_callbacks=[Record(seen)])
     assert sorted(seen[0]) == want  # the interrupted epoch: every clip exactly once, over both runs
     assert sorted(seen[1]) == want
@@ -86,8 +110,18 @@ def test_a_shell_command_in_a_shard_name_is_refused_before_anything_runs(shards,
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    rc = main(["pretrain", "--pretrain_id", "inj", f"env.save_dir={tmp_path / 'save'}", f"dataset_config.data_dir={hostile}",
-               f"dataset_config.shard_url=pipe:cat {hostile}/{{name}}", "training.epochs=1", *BASE])
+    rc = main(
+        [
+            "pretrain",
+            "--pretrain_id",
+            "inj",
+            f"env.save_dir={tmp_path / 'save'}",
+            f"dataset_config.data_dir={hostile}",
+            f"dataset_config.shard_url=pipe:cat {hostile}/{{name}}",
+            "training.epochs=1",
+            *BASE,
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert not _pwned_anywhere(cwd, tmp_path, hostile, data) and not (Path(tempfile.gettempdir()) / "PWNED").exists()
     assert rc == 2 and len(err.splitlines()) == 1, err
@@ -103,7 +137,15 @@ def test_a_pipe_template_streams_the_shards(shards, tmp_path):
     spaced = tmp_path / "my shards"
     shutil.copytree(data, spaced)
     seen = collections.defaultdict(list)
-    cfg = load_config(None, [f"env.save_dir={tmp_path / 'save'}", f"dataset_config.data_dir={spaced}", "training.epochs=1",
-                             f"dataset_config.shard_url=pipe:cat '{spaced}'/{{name}}", *BASE])
+    cfg = load_config(
+        None,
+        [
+            f"env.save_dir={tmp_path / 'save'}",
+            f"dataset_config.data_dir={spaced}",
+            "training.epochs=1",
+            f"dataset_config.shard_url=pipe:cat '{spaced}'/{{name}}",
+            *BASE,
+        ],
+    )
     run_pretraining(cfg, "pipe", extra_callbacks=[Record(seen)])
     assert sorted(seen[0]) == want

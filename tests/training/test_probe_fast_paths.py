@@ -1,6 +1,7 @@
 """The probe loop's fast paths equal the slow ones: the per-epoch validation metric against
 mulap.evaluation.metrics.compute_metrics (sklearn), and the batched random-chunk fetch against
 the per-item one."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,9 @@ def test_accuracy_and_fallback_metrics_equal_compute_metrics() -> None:
     y = rng.integers(0, 4, 50)
     scores = rng.random((50, 4))
     labels = list("abcd")
-    assert primary_value("multiclass", "accuracy", y, scores, labels) == compute_metrics("multiclass", y, scores, labels)["accuracy"]
+    assert (
+        primary_value("multiclass", "accuracy", y, scores, labels) == compute_metrics("multiclass", y, scores, labels)["accuracy"]
+    )
     yr, pr = rng.random((30, 2)), rng.random((30, 2))
     assert primary_value("regression", "r2", yr, pr, ["a", "v"]) == compute_metrics("regression", yr, pr, ["a", "v"])["r2"]
 

@@ -1,6 +1,7 @@
 """Issue 11, failures 1-6, each as reproduced there, on tiny in-process pre-training runs (8 clips, 4 steps an epoch):
 a corrupt newest checkpoint, writes that fail (disk full on a real tmpfs, read-only, injected ENOSPC), two runs on
 one experiment, resume history and data order, and config / dataset mistakes refused before anything is written."""
+
 import contextlib
 import csv
 import errno
@@ -26,9 +27,18 @@ from mulap.training.locks import RunLockError
 from mulap.training.pretrain import run_pretraining
 from tests.helpers import TINY_MODEL, make_tone_corpus
 
-SETTINGS = ["training.batch_size=2", "training.num_workers=0", "training.progress_bar=false", "training.lr=3e-3",
-            "training.warmup_ratio=0.0", "training.deterministic=true", "training.log_every_n_steps=1",
-            "dataset_config.max_len_seconds=6", "model_config.audio.max_chunks=2", *TINY_MODEL]
+SETTINGS = [
+    "training.batch_size=2",
+    "training.num_workers=0",
+    "training.progress_bar=false",
+    "training.lr=3e-3",
+    "training.warmup_ratio=0.0",
+    "training.deterministic=true",
+    "training.log_every_n_steps=1",
+    "dataset_config.max_len_seconds=6",
+    "model_config.audio.max_chunks=2",
+    *TINY_MODEL,
+]
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +67,16 @@ class Record(L.Callback):
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if trainer.global_step == self.fail_at:
             raise RuntimeError("injected failure")
-        self.seen.append((trainer.current_epoch, batch_idx, trainer.global_step, tuple(batch["audio_ids"]),
-                          tuple(batch["captions"]), hashlib.sha1(batch["waveforms"].numpy().tobytes()).hexdigest()))
+        self.seen.append(
+            (
+                trainer.current_epoch,
+                batch_idx,
+                trainer.global_step,
+                tuple(batch["audio_ids"]),
+                tuple(batch["captions"]),
+                hashlib.sha1(batch["waveforms"].numpy().tobytes()).hexdigest(),
+            )
+        )
 
 
 # -- 1. a corrupt newest checkpoint ----------------------------------------------------------------------
@@ -150,13 +168,16 @@ def test_mid_epoch_resume_replays_the_uninterrupted_run_exactly(corpus, phrased_
 
 
 # -- 6. mistakes refused before anything is written -------------------------------------------------------
-@pytest.mark.parametrize("override,words", [
-    ("training.epochs=0", "training.epochs must be greater than or equal to 1"),
-    ("training.epochs=abc", "training.epochs must be a valid integer"),
-    ("training.lr=nan", "training.lr must be a finite number"),
-    ("training.batch_size=-4", "training.batch_size must be greater than or equal to 1"),
-    ("training.precision=16", "training.precision must be '32-true', 'bf16-mixed'"),
-])
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("training.epochs=0", "training.epochs must be greater than or equal to 1"),
+        ("training.epochs=abc", "training.epochs must be a valid integer"),
+        ("training.lr=nan", "training.lr must be a finite number"),
+        ("training.batch_size=-4", "training.batch_size must be greater than or equal to 1"),
+        ("training.precision=16", "training.precision must be '32-true', 'bf16-mixed'"),
+    ],
+)
 def test_bad_config_values_leave_nothing_behind(corpus, tmp_path, capsys, override, words):
     assert main(args(corpus, tmp_path, "bad", override)) == 2
     err = capsys.readouterr().err.strip()
@@ -187,8 +208,13 @@ def test_an_audio_file_that_fails_in_a_loader_worker_is_one_line(corpus, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("mulap pretrain: error: record audio_id 'tone003': ") and "tone003.npy: truncated" in err[-1]
     assert not [line for line in err if "Traceback" in line or "DataLoader worker" in line]
-    assert (save / "experiments" / "w" / "runs.log").read_text().splitlines()[-1].split(" ", 2)[2].startswith(
-        "stopped at global step 0: DatasetError: record audio_id 'tone003'")
+    assert (
+        (save / "experiments" / "w" / "runs.log")
+        .read_text()
+        .splitlines()[-1]
+        .split(" ", 2)[2]
+        .startswith("stopped at global step 0: DatasetError: record audio_id 'tone003'")
+    )
 
 
 def test_a_yaml_error_is_one_line(corpus, tmp_path, capsys):
@@ -199,9 +225,14 @@ def test_a_yaml_error_is_one_line(corpus, tmp_path, capsys):
     assert err.startswith(f"mulap pretrain: error: {bad}: not valid YAML") and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize("tagged", ['training: !!python/object/apply:os.system ["touch {marker}"]\n',
-                                    "training:\n  epochs: !!python/name:os.system\n",
-                                    "training: !!python/object/new:pathlib.Path ['{marker}']\n"])
+@pytest.mark.parametrize(
+    "tagged",
+    [
+        'training: !!python/object/apply:os.system ["touch {marker}"]\n',
+        "training:\n  epochs: !!python/name:os.system\n",
+        "training: !!python/object/new:pathlib.Path ['{marker}']\n",
+    ],
+)
 def test_yaml_tags_that_would_run_code_are_refused(tmp_path, capsys, tagged):
     """Config files are read with a safe loader (OmegaConf's, on yaml.SafeLoader): a Python tag is one line naming
     the file, and nothing it names runs."""
@@ -219,8 +250,9 @@ def test_yaml_tags_that_would_run_code_are_refused(tmp_path, capsys, tagged):
 def test_a_pretrain_id_that_is_a_path_is_refused(corpus, tmp_path, capsys, pid):
     save = tmp_path / "save"
     assert main(args(corpus, save, pid, "training.epochs=1")) == 2
-    assert capsys.readouterr().err.strip() == (f"mulap pretrain: error: pretrain_id {pid!r}: use a plain name "
-                                                "(letters, digits, '-', '_', '.'), not a path")
+    assert capsys.readouterr().err.strip() == (
+        f"mulap pretrain: error: pretrain_id {pid!r}: use a plain name (letters, digits, '-', '_', '.'), not a path"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -244,8 +276,12 @@ HOLDER = textwrap.dedent("""
 
 @contextlib.contextmanager
 def held(lock: Path):
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
     try:
         assert proc.stdout.readline().strip() == "held"
         yield proc.pid
@@ -312,8 +348,10 @@ def small_tmpfs(tmp_path):
     """A 20 MB tmpfs (a real full disk); skipped where mounting is not allowed."""
     mnt = tmp_path / "tmpfs"
     mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt)], capture_output=True).returncode != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         yield mnt

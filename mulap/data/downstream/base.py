@@ -6,6 +6,7 @@ target) plus the label names and the task type. Loaders never decode audio and n
 drop a clip silently: clips they leave out on purpose (e.g. FMA's known-broken files)
 are listed in `RawDataset.skipped` with the reason.
 """
+
 from __future__ import annotations
 
 import re

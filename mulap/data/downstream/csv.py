@@ -17,6 +17,7 @@ Label names are the sorted distinct labels/tags. Errors name the CSV and its lin
 header is line 1): a missing column, an empty label, an unknown split, a file listed twice, and
 every listed audio file that does not exist (all of them, not just the first).
 """
+
 from __future__ import annotations
 
 import re
@@ -75,11 +76,17 @@ def load_csv_labels(labels_csv: str | Path, audio_dir: str | Path, seed: int = 0
         raise FileNotFoundError(f"{root}: audio folder not found")
     columns, rows = _rows(path)
     if "file" not in columns:
-        raise DatasetFormatError(path, f"no 'file' column (columns: {', '.join(columns) or 'none'}); the header needs "
-                                       "file and label (single-label) or file and tags (multi-label, ';' between tags)")
+        raise DatasetFormatError(
+            path,
+            f"no 'file' column (columns: {', '.join(columns) or 'none'}); the header needs "
+            "file and label (single-label) or file and tags (multi-label, ';' between tags)",
+        )
     if ("label" in columns) == ("tags" in columns):
-        raise DatasetFormatError(path, "needs exactly one of the columns 'label' (single-label) and 'tags' (multi-label, "
-                                       f"';' between tags); columns: {', '.join(columns)}")
+        raise DatasetFormatError(
+            path,
+            "needs exactly one of the columns 'label' (single-label) and 'tags' (multi-label, "
+            f"';' between tags); columns: {', '.join(columns)}",
+        )
     if not rows:
         raise DatasetFormatError(path, "no rows below the header")
     multilabel = "tags" in columns
@@ -124,14 +131,25 @@ def load_csv_labels(labels_csv: str | Path, audio_dir: str | Path, seed: int = 0
         assert split is not None  # from the split column (checked above) or random_split
         target = multi_hot([index[t] for t in labels], len(label_names)) if multilabel else index[labels[0]]
         records.append(Record(id=cid, split=split, audio=audio, target=target))
-    ds = RawDataset(name=f"csv:{path.stem}", task_type="multilabel" if multilabel else "multiclass", label_names=label_names,
-                    records=records, source={"labels_csv": str(path.resolve()), "audio_dir": str(root.resolve()),
-                                             "split": "split column" if has_split else f"seeded 80/10/10 (seed {seed})"})
+    ds = RawDataset(
+        name=f"csv:{path.stem}",
+        task_type="multilabel" if multilabel else "multiclass",
+        label_names=label_names,
+        records=records,
+        source={
+            "labels_csv": str(path.resolve()),
+            "audio_dir": str(root.resolve()),
+            "split": "split column" if has_split else f"seeded 80/10/10 (seed {seed})",
+        },
+    )
     counts = ds.counts()
     for split in ("train", "valid"):
         if counts[split] == 0:
-            raise DatasetFormatError(path, f"no {split} files: a probe needs train and valid files"
-                                           + (" (check the split column)" if has_split else " (list at least 3 files)"))
+            raise DatasetFormatError(
+                path,
+                f"no {split} files: a probe needs train and valid files"
+                + (" (check the split column)" if has_split else " (list at least 3 files)"),
+            )
     ds.validate()
     return ds
 

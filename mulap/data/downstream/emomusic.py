@@ -20,6 +20,7 @@ letters and single spaces. If jukemir's own metadata file (`emomusic.json` or
 instead. Targets are (mean_arousal, mean_valence) on the original 1-9 scale; the train
 mean and standard deviation (jukemir z-scores with them) are in `source["target_stats"]`.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -98,12 +99,15 @@ def _jukemir_splits(raw: Path) -> tuple[dict[int, str], Path] | None:
             else:
                 meta = read_json(path)
             if not isinstance(meta, dict):
-                raise DatasetFormatError(path, f"not jukemir's emomusic metadata: expected an object keyed by song id, got {type(meta).__name__}")
+                raise DatasetFormatError(
+                    path, f"not jukemir's emomusic metadata: expected an object keyed by song id, got {type(meta).__name__}"
+                )
             splits = {}
             for uid, m in meta.items():
                 if not _DIGITS.match(uid) or not isinstance(m, dict) or "split" not in m:
-                    raise DatasetFormatError(path, "not jukemir's emomusic metadata: expected {\"<song id>\": {\"split\": ...}}",
-                                             record=uid)
+                    raise DatasetFormatError(
+                        path, 'not jukemir\'s emomusic metadata: expected {"<song id>": {"split": ...}}', record=uid
+                    )
                 splits[int(uid)] = str(m["split"])
             return splits, path
     return None
@@ -152,7 +156,9 @@ def load_emomusic(raw_dir: str | Path) -> RawDataset:
                 continue
         else:
             if sid not in info:
-                raise DatasetFormatError(static_path, f"song_id {sid} is not in {info_path}, which gives its split", line=target_lines[sid])
+                raise DatasetFormatError(
+                    static_path, f"song_id {sid} is not in {info_path}, which gives its split", line=target_lines[sid]
+                )
             line, row = info[sid]
             mset = row["Mediaeval 2013 set"].lower()
             if mset == "evaluation":
@@ -160,21 +166,32 @@ def load_emomusic(raw_dir: str | Path) -> RawDataset:
             elif mset == "development":
                 split = artist_split(row["Artist"])
             else:
-                raise DatasetFormatError(info_path, f"'Mediaeval 2013 set' is {mset!r}, expected development or evaluation", line=line)
-        records.append(Record(id=str(sid), split=split, audio=audio, target=target, origin=where(static_path, line=target_lines[sid])))
+                raise DatasetFormatError(
+                    info_path, f"'Mediaeval 2013 set' is {mset!r}, expected development or evaluation", line=line
+                )
+        records.append(
+            Record(id=str(sid), split=split, audio=audio, target=target, origin=where(static_path, line=target_lines[sid]))
+        )
     for sid in sorted(set(info) - set(targets)):
         skipped.append(Skipped(str(clips / f"{sid}.mp3"), f"song {sid} has no row in {static_path.name}"))
 
     train = np.stack([r.target for r in records if r.split == "train"]) if any(r.split == "train" for r in records) else None
     stats = None if train is None else {"mean": train.mean(0).tolist(), "std": train.std(0).tolist()}
-    split_src = f"jukemir metadata {given[1]}" if given else f"jukemir rule from {info_path.name} (MediaEval 2013 set + artist hash)"
+    split_src = (
+        f"jukemir metadata {given[1]}" if given else f"jukemir rule from {info_path.name} (MediaEval 2013 set + artist hash)"
+    )
     ds = RawDataset(
         name="emomusic",
         task_type="regression",
         label_names=list(LABELS),
         records=records,
-        source={"annotations": str(static_path), "split": split_src, "audio_root": str(clips), "target_stats": stats,
-                "target_scale": "1-9 (mean_arousal, mean_valence)"},
+        source={
+            "annotations": str(static_path),
+            "split": split_src,
+            "audio_root": str(clips),
+            "target_stats": stats,
+            "target_scale": "1-9 (mean_arousal, mean_valence)",
+        },
         skipped=skipped,
     )
     ds.validate()

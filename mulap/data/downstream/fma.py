@@ -15,6 +15,7 @@ set; here test is the real test split. Six small-subset clips hold (almost) no a
 because of wrong duration metadata (mdeff/fma issues #8 and #41, and the wiki):
 098565, 098567, 098569, 099134, 108925, 133297; they are left out and listed in `skipped`.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,10 +55,13 @@ def read_tracks(path: Path) -> pd.DataFrame:
     first: dict[int, int] = {}
     for pos, tid in enumerate(str(t).strip() for t in df.index):
         if not _DIGITS.match(tid):
-            raise DatasetFormatError(path, f"track_id {df.index[pos]!r} is not an integer (at most 12 digits)", line=row_line(path, pos))
+            raise DatasetFormatError(
+                path, f"track_id {df.index[pos]!r} is not an integer (at most 12 digits)", line=row_line(path, pos)
+            )
         if int(tid) in first:
-            raise DatasetFormatError(path, f"duplicate track_id {int(tid)}: first at line {row_line(path, first[int(tid)])}",
-                                     line=row_line(path, pos))
+            raise DatasetFormatError(
+                path, f"duplicate track_id {int(tid)}: first at line {row_line(path, first[int(tid)])}", line=row_line(path, pos)
+            )
         first[int(tid)] = pos
     ids = np.asarray(list(first), dtype=np.int64)
     df.index = ids
@@ -96,9 +100,13 @@ def load_fma(raw_dir: str | Path, subset: str = "small") -> RawDataset:
         if sub != subset:
             continue
         if split not in SPLIT_MAP:
-            raise DatasetFormatError(path, f"('set','split') is {split!r}, expected one of {sorted(SPLIT_MAP)}", line=row_line(path, pos))
+            raise DatasetFormatError(
+                path, f"('set','split') is {split!r}, expected one of {sorted(SPLIT_MAP)}", line=row_line(path, pos)
+            )
         if not isinstance(genre, str) or not genre:
-            raise DatasetFormatError(path, f"track {tid} of subset {subset!r} has no ('track','genre_top')", line=row_line(path, pos))
+            raise DatasetFormatError(
+                path, f"track {tid} of subset {subset!r} has no ('track','genre_top')", line=row_line(path, pos)
+            )
         rows.append((f"{int(tid):06d}", SPLIT_MAP[split], genre, pos))
     if not rows:
         raise DatasetFormatError(path, f"no track has ('set','subset') == {subset!r}")
@@ -117,7 +125,11 @@ def load_fma(raw_dir: str | Path, subset: str = "small") -> RawDataset:
         task_type="multiclass",
         label_names=labels,
         records=records,
-        source={"metadata": str(path), "split": "('set','split') of tracks.csv: training/validation/test", "audio_root": str(audio_dir)},
+        source={
+            "metadata": str(path),
+            "split": "('set','split') of tracks.csv: training/validation/test",
+            "audio_root": str(audio_dir),
+        },
         skipped=skipped,
     )
     ds.validate()

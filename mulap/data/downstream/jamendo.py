@@ -14,6 +14,7 @@ followed by one tab-separated field per tag (`genre---rock`, `instrument---piano
 audio under `<raw>`, `<raw>/audio`, `<raw>/raw_30s/audio` or `<raw>/raw_30s`.
 Label names are the tags found in the three files, sorted.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,12 @@ from mulap.infra.text_files import FirstSeen, text_lines, where
 
 from .base import DatasetFormatError, RawDataset, Record, audio_root, multi_hot, require_dir
 
-SUBSETS = {"top50tags": "autotagging_top50tags", "genre": "autotagging_genre",
-           "instrument": "autotagging_instrument", "moodtheme": "autotagging_moodtheme"}
+SUBSETS = {
+    "top50tags": "autotagging_top50tags",
+    "genre": "autotagging_genre",
+    "instrument": "autotagging_instrument",
+    "moodtheme": "autotagging_moodtheme",
+}
 SPLIT_FILES = {"train": "train", "valid": "validation", "test": "test"}
 SPLIT_DIRS = ("data/splits/split-0", "splits/split-0", "split-0", ".")
 HEADER = ["TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION", "TAGS"]
@@ -44,7 +49,9 @@ def read_tsv(path: Path) -> list[tuple[str, str, list[str], int]]:
             continue
         f = line.split("\t")
         if len(f) < 6:
-            raise DatasetFormatError(path, f"{len(f)} fields; expected TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION and at least one tag", line=n)
+            raise DatasetFormatError(
+                path, f"{len(f)} fields; expected TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION and at least one tag", line=n
+            )
         if not _TRACK.match(f[0]):
             raise DatasetFormatError(path, f"TRACK_ID {f[0]!r} is not track_<number>", line=n)
         try:
@@ -101,8 +108,13 @@ def load_jamendo(raw_dir: str | Path, subset: str = "top50tags") -> RawDataset:
     all_paths = [p for rs in rows.values() for _, p, _, _ in rs]
     root = audio_root([raw, raw / "audio", raw / "raw_30s" / "audio", raw / "raw_30s"], all_paths)
     records = [
-        Record(id=tid, split=split, audio=root / _with_low(root, rel), target=multi_hot([index[t] for t in tags], len(labels)),
-               origin=where(files[split], line=line))
+        Record(
+            id=tid,
+            split=split,
+            audio=root / _with_low(root, rel),
+            target=multi_hot([index[t] for t in tags], len(labels)),
+            origin=where(files[split], line=line),
+        )
         for split, rs in rows.items()
         for tid, rel, tags, line in rs
     ]

@@ -19,6 +19,7 @@ most frequent tags, clips with at least one of them, folders 0-b train, c valid,
 d-f test (their extra filter, clips shorter than 29.1 s, needs the audio and is left
 to decoding). `RawDataset.source["split"]` says which was used.
 """
+
 from __future__ import annotations
 
 import re
@@ -102,16 +103,20 @@ def _load_string_array(path: Path) -> list[str]:
             codes = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.dtype("u4").newbyteorder(order))  # type: ignore[arg-type]
             bad = np.flatnonzero((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF)))
             if len(bad):
-                raise DatasetFormatError(path, f"entry holds code point 0x{int(codes[bad[0]]):x}, which is not a character",
-                                         record=str(int(bad[0]) // (arr.dtype.itemsize // 4)))
+                raise DatasetFormatError(
+                    path,
+                    f"entry holds code point 0x{int(codes[bad[0]]):x}, which is not a character",
+                    record=str(int(bad[0]) // (arr.dtype.itemsize // 4)),
+                )
         out = []
         for n, x in enumerate(arr.tolist()):
             if isinstance(x, bytes):
                 try:
                     x = x.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise DatasetFormatError(path, f"entry is not UTF-8 (byte 0x{x[exc.start]:02x} at offset {exc.start})",
-                                             record=str(n)) from None
+                    raise DatasetFormatError(
+                        path, f"entry is not UTF-8 (byte 0x{x[exc.start]:02x} at offset {exc.start})", record=str(n)
+                    ) from None
             out.append(str(x))
         return out
     return [ln for _, ln in text_lines(path) if ln.strip()]
@@ -158,7 +163,9 @@ def load_mtt(raw_dir: str | Path) -> RawDataset:
                     raise DatasetFormatError(f, f"index {ix} beyond the {len(clip_ids)} rows of {ann_path}", record=str(n))
                 if mp3_paths[ix] != rel:
                     raise DatasetFormatError(
-                        f, f"row {ix} of {ann_path} is {mp3_paths[ix]!r}, not {rel!r}: split and annotations disagree", record=str(n)
+                        f,
+                        f"row {ix} of {ann_path} is {mp3_paths[ix]!r}, not {rel!r}: split and annotations disagree",
+                        record=str(n),
                     )
                 listed.add(str(ix), f, record=str(n))
                 entries.append((split, ix, where(f, record=str(n))))
@@ -183,7 +190,9 @@ def load_mtt(raw_dir: str | Path) -> RawDataset:
     cols = np.asarray([tag_index[t] for t in top], dtype=np.int64)
     root = audio_root([raw, raw / "mp3"], [mp3_paths[ix] for _, ix, _ in entries])
     records = [
-        Record(id=clip_ids[ix], split=split, audio=root / mp3_paths[ix], target=labels[ix, cols].astype(np.float32), origin=origin)
+        Record(
+            id=clip_ids[ix], split=split, audio=root / mp3_paths[ix], target=labels[ix, cols].astype(np.float32), origin=origin
+        )
         for split, ix, origin in entries
     ]
     ds = RawDataset(

@@ -11,6 +11,7 @@ Label: `instrument_family`, 11 classes in the publisher's fixed order (index = t
 integer in the json). A family absent from a split keeps its index. Note that the
 valid and test splits hold no synth_lead notes.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,7 +42,9 @@ def read_examples(path: Path) -> list[tuple[str, int]]:
         fam_str = rec.get("instrument_family_str")
         if fam_str is not None and fam_str != FAMILIES[fam]:
             raise DatasetFormatError(
-                path, f"instrument_family {fam} is {FAMILIES[fam]!r} in NSynth's order, but instrument_family_str says {fam_str!r}", record=key
+                path,
+                f"instrument_family {fam} is {FAMILIES[fam]!r} in NSynth's order, but instrument_family_str says {fam_str!r}",
+                record=key,
             )
         out.append((key, fam))
     return out
@@ -67,7 +70,9 @@ def load_nsynth(raw_dir: str | Path) -> RawDataset:
             raise FileNotFoundError(f"{path}: NSynth examples.json not found")
         for note, fam in read_examples(path):
             seen.add(note, path, record=note)
-            records.append(Record(id=note, split=split, audio=sdir / "audio" / f"{note}.wav", target=fam, origin=where(path, record=note)))
+            records.append(
+                Record(id=note, split=split, audio=sdir / "audio" / f"{note}.wav", target=fam, origin=where(path, record=note))
+            )
     ds = RawDataset(
         name="nsynth",
         task_type="multiclass",

@@ -19,6 +19,7 @@ Each module documents its layout: corpus, nsynth, mtt, jamendo, fma, emomusic. T
 music model lives in scores (parsing), arrange (styles -> notes), render (soundfont),
 captions and labels. Run: `python -m mulap.demo.world --out DIR --size small`.
 """
+
 from .build import SIZES, DemoSummary, SizeConfig, build_demo
 
 __all__ = ["build_demo", "DemoSummary", "SizeConfig", "SIZES"]

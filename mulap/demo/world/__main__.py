@@ -1,4 +1,5 @@
 """python -m mulap.demo.world --out DIR [--size small|default] [--seed N]"""
+
 from __future__ import annotations
 
 import argparse

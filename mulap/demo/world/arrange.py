@@ -9,6 +9,7 @@ starts, its length, a seed for instrument picks and human timing). `realize` tur
 MIDI key, velocity) plus the attributes that captions and labels are written from.
 Everything is a pure function of its inputs, so labels and audio always agree.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,71 +52,341 @@ class Style:
 _CLASSICAL_SOURCES = ("bach_chorales", "palestrina", "monteverdi", "trecento", "string_quartets")
 _FOLK_SOURCES = ("fiddle_tunes", "irish_tunes", "scottish_airs", "german_folk")
 
-STYLES: dict[str, Style] = {s.name: s for s in (
-    Style("string_quartet", "Instrumental", (40,), (40, 41), (42,), (45, 46), "arpeggio", accomp_prob=0.3,
-          dynamics=("p", "mf", "f"), legato=0.95, prefers=("bach_chorales", "string_quartets", "monteverdi")),
-    Style("string_orchestra", "Instrumental", (48, 49), (48, 49), (48, 43), (48, 49), "pad", accomp_prob=0.6,
-          tempo=(("slow", 2.0), ("moderate", 1.0)), dynamics=("pp", "p", "mf", "f"), legato=1.0,
-          prefers=_CLASSICAL_SOURCES),
-    Style("choir", "Choral", (52, 53), (52, 53), (52, 53), (52, 53), "pad", accomp_prob=0.3,
-          tempo=(("slow", 2.0), ("moderate", 1.0)), dynamics=("pp", "p", "mf", "f"), legato=1.0,
-          prefers=("bach_chorales", "palestrina", "monteverdi", "trecento")),
-    Style("church_organ", "Instrumental", (19,), (19,), (19,), (19,), "pad", accomp_prob=0.5,
-          tempo=(("slow", 2.0), ("moderate", 1.0)), dynamics=("mf", "f", "ff"), legato=0.98,
-          prefers=("bach_chorales", "palestrina")),
-    Style("piano", "Instrumental", (0, 1), (0, 1), (0, 1), (0, 1), "block", accomp_prob=0.7,
-          dynamics=DYNAMICS, legato=0.9, prefers=("string_quartets", "bach_chorales", "german_folk", "scottish_airs")),
-    Style("harpsichord", "Instrumental", (6,), (6,), (6,), (6,), "arpeggio", accomp_prob=0.5,
-          dynamics=("mf", "f"), legato=0.85, prefers=("bach_chorales", "string_quartets")),
-    Style("brass", "Instrumental", (56, 60), (60, 57), (58, 57), (61,), "block", accomp_prob=0.4,
-          tempo=(("slow", 1.0), ("moderate", 2.0), ("fast", 1.0)), dynamics=("mf", "f", "ff"), legato=0.9,
-          prefers=("bach_chorales", "palestrina")),
-    Style("woodwinds", "Instrumental", (73, 68), (71, 68, 69), (70,), (46, 24), "arpeggio", accomp_prob=0.4,
-          dynamics=("pp", "p", "mf", "f"), legato=0.93, prefers=("string_quartets", "bach_chorales", "scottish_airs")),
-    Style("recorder_consort", "Instrumental", (74,), (74,), (74, 70), None, accomp_prob=0.0,
-          tempo=(("slow", 1.0), ("moderate", 2.0)), dynamics=("p", "mf"), legato=0.9,
-          prefers=("palestrina", "trecento", "monteverdi")),
-    Style("mallets", "Instrumental", (12, 11, 13), (12, 11), (12,), (12, 11), "arpeggio", accomp_prob=0.5,
-          dynamics=("p", "mf", "f"), legato=0.8, prefers=("german_folk", "bach_chorales")),
-    Style("harp", "Instrumental", (46,), (46,), (46,), (46,), "arpeggio", accomp_prob=0.7,
-          tempo=(("slow", 2.0), ("moderate", 1.0)), dynamics=("pp", "p", "mf"), legato=0.9,
-          prefers=("scottish_airs", "irish_tunes")),
-    Style("classical_guitar", "Folk", (24,), (24,), (24,), (24,), "arpeggio", accomp_prob=0.7,
-          dynamics=("pp", "p", "mf"), legato=0.9, prefers=("german_folk", "scottish_airs", "trecento")),
-    Style("fiddle_band", "Folk", (110, 40), None, (32,), (25, 24), "strum", accomp_prob=0.7,
-          tempo=(("moderate", 1.0), ("fast", 3.0)), dynamics=("mf", "f"), legato=0.85,
-          prefers=("fiddle_tunes", "irish_tunes", "scottish_airs")),
-    Style("whistle_folk", "Folk", (79, 73, 74, 72), None, None, (25, 21), "strum", accomp_prob=0.6,
-          tempo=(("moderate", 1.0), ("fast", 2.0)), dynamics=("p", "mf", "f"), legato=0.85,
-          prefers=("irish_tunes", "fiddle_tunes", "scottish_airs")),
-    Style("accordion_folk", "Folk", (21, 23), (21,), (21,), (21,), "offbeat", "half", accomp_prob=0.8,
-          dynamics=("mf", "f"), legato=0.88, prefers=("german_folk", "fiddle_tunes")),
-    Style("banjo_folk", "Folk", (105,), None, (32,), (25,), "strum", accomp_prob=0.6,
-          tempo=(("moderate", 1.0), ("fast", 2.0)), dynamics=("mf", "f"), legato=0.7, prefers=("fiddle_tunes",)),
-    Style("world_plucked", "International", (104, 107, 106), None, None, (108, 15), "arpeggio", drums="hand",
-          accomp_prob=0.5, dynamics=("p", "mf", "f"), legato=0.8, prefers=("chinese_folk",)),
-    Style("world_winds", "International", (111, 75, 77, 79), None, None, (108, 107), "arpeggio", drums="hand",
-          accomp_prob=0.5, tempo=(("slow", 1.0), ("moderate", 2.0)), dynamics=("p", "mf", "f"), legato=0.92,
-          prefers=("chinese_folk",)),
-    Style("rock", "Rock", (30, 29), None, (34, 33), (30, 29), "power", "pulse8", drums="rock", accomp_prob=1.0,
-          tempo=(("moderate", 1.0), ("fast", 2.0)), dynamics=("f", "ff"), legato=0.9, bpm=(100.0, 150.0),
-          prefers=("fiddle_tunes", "irish_tunes", "german_folk")),
-    Style("pop", "Pop", (4, 0, 5, 81), None, (33,), (27, 0, 4), "block", "half", drums="pop", accomp_prob=1.0,
-          tempo=(("moderate", 1.0),), dynamics=("mf", "f"), legato=0.9, bpm=(88.0, 112.0),
-          prefers=("german_folk", "scottish_airs", "bach_chorales")),
-    Style("electronic", "Electronic", (81, 80, 87, 84), None, (38, 39), (89, 90, 95), "pad", "pulse8", drums="four",
-          accomp_prob=1.0, tempo=(("fast", 1.0),), dynamics=("f", "ff"), legato=0.8, bpm=(120.0, 132.0),
-          prefers=("fiddle_tunes", "german_folk", "bach_chorales")),
-    Style("hiphop", "Hip-Hop", (4, 11, 0, 5), None, (38, 33), (4, 89), "pad", "root", drums="boom", accomp_prob=1.0,
-          tempo=(("slow", 1.0), ("moderate", 1.0)), dynamics=("mf", "f"), legato=0.85, bpm=(78.0, 96.0),
-          prefers=("german_folk", "scottish_airs", "chinese_folk")),
-    Style("experimental", "Experimental", (96, 98, 99, 101, 102, 103, 92, 93), (97, 94, 88), (95, 91), (99, 94),
-          "pad", accomp_prob=0.3, tempo=(("slow", 3.0), ("fast", 1.0)), dynamics=("pp", "p", "mf", "ff"),
-          legato=1.3, prefers=("palestrina", "trecento", "string_quartets")),
-)}
+STYLES: dict[str, Style] = {
+    s.name: s
+    for s in (
+        Style(
+            "string_quartet",
+            "Instrumental",
+            (40,),
+            (40, 41),
+            (42,),
+            (45, 46),
+            "arpeggio",
+            accomp_prob=0.3,
+            dynamics=("p", "mf", "f"),
+            legato=0.95,
+            prefers=("bach_chorales", "string_quartets", "monteverdi"),
+        ),
+        Style(
+            "string_orchestra",
+            "Instrumental",
+            (48, 49),
+            (48, 49),
+            (48, 43),
+            (48, 49),
+            "pad",
+            accomp_prob=0.6,
+            tempo=(("slow", 2.0), ("moderate", 1.0)),
+            dynamics=("pp", "p", "mf", "f"),
+            legato=1.0,
+            prefers=_CLASSICAL_SOURCES,
+        ),
+        Style(
+            "choir",
+            "Choral",
+            (52, 53),
+            (52, 53),
+            (52, 53),
+            (52, 53),
+            "pad",
+            accomp_prob=0.3,
+            tempo=(("slow", 2.0), ("moderate", 1.0)),
+            dynamics=("pp", "p", "mf", "f"),
+            legato=1.0,
+            prefers=("bach_chorales", "palestrina", "monteverdi", "trecento"),
+        ),
+        Style(
+            "church_organ",
+            "Instrumental",
+            (19,),
+            (19,),
+            (19,),
+            (19,),
+            "pad",
+            accomp_prob=0.5,
+            tempo=(("slow", 2.0), ("moderate", 1.0)),
+            dynamics=("mf", "f", "ff"),
+            legato=0.98,
+            prefers=("bach_chorales", "palestrina"),
+        ),
+        Style(
+            "piano",
+            "Instrumental",
+            (0, 1),
+            (0, 1),
+            (0, 1),
+            (0, 1),
+            "block",
+            accomp_prob=0.7,
+            dynamics=DYNAMICS,
+            legato=0.9,
+            prefers=("string_quartets", "bach_chorales", "german_folk", "scottish_airs"),
+        ),
+        Style(
+            "harpsichord",
+            "Instrumental",
+            (6,),
+            (6,),
+            (6,),
+            (6,),
+            "arpeggio",
+            accomp_prob=0.5,
+            dynamics=("mf", "f"),
+            legato=0.85,
+            prefers=("bach_chorales", "string_quartets"),
+        ),
+        Style(
+            "brass",
+            "Instrumental",
+            (56, 60),
+            (60, 57),
+            (58, 57),
+            (61,),
+            "block",
+            accomp_prob=0.4,
+            tempo=(("slow", 1.0), ("moderate", 2.0), ("fast", 1.0)),
+            dynamics=("mf", "f", "ff"),
+            legato=0.9,
+            prefers=("bach_chorales", "palestrina"),
+        ),
+        Style(
+            "woodwinds",
+            "Instrumental",
+            (73, 68),
+            (71, 68, 69),
+            (70,),
+            (46, 24),
+            "arpeggio",
+            accomp_prob=0.4,
+            dynamics=("pp", "p", "mf", "f"),
+            legato=0.93,
+            prefers=("string_quartets", "bach_chorales", "scottish_airs"),
+        ),
+        Style(
+            "recorder_consort",
+            "Instrumental",
+            (74,),
+            (74,),
+            (74, 70),
+            None,
+            accomp_prob=0.0,
+            tempo=(("slow", 1.0), ("moderate", 2.0)),
+            dynamics=("p", "mf"),
+            legato=0.9,
+            prefers=("palestrina", "trecento", "monteverdi"),
+        ),
+        Style(
+            "mallets",
+            "Instrumental",
+            (12, 11, 13),
+            (12, 11),
+            (12,),
+            (12, 11),
+            "arpeggio",
+            accomp_prob=0.5,
+            dynamics=("p", "mf", "f"),
+            legato=0.8,
+            prefers=("german_folk", "bach_chorales"),
+        ),
+        Style(
+            "harp",
+            "Instrumental",
+            (46,),
+            (46,),
+            (46,),
+            (46,),
+            "arpeggio",
+            accomp_prob=0.7,
+            tempo=(("slow", 2.0), ("moderate", 1.0)),
+            dynamics=("pp", "p", "mf"),
+            legato=0.9,
+            prefers=("scottish_airs", "irish_tunes"),
+        ),
+        Style(
+            "classical_guitar",
+            "Folk",
+            (24,),
+            (24,),
+            (24,),
+            (24,),
+            "arpeggio",
+            accomp_prob=0.7,
+            dynamics=("pp", "p", "mf"),
+            legato=0.9,
+            prefers=("german_folk", "scottish_airs", "trecento"),
+        ),
+        Style(
+            "fiddle_band",
+            "Folk",
+            (110, 40),
+            None,
+            (32,),
+            (25, 24),
+            "strum",
+            accomp_prob=0.7,
+            tempo=(("moderate", 1.0), ("fast", 3.0)),
+            dynamics=("mf", "f"),
+            legato=0.85,
+            prefers=("fiddle_tunes", "irish_tunes", "scottish_airs"),
+        ),
+        Style(
+            "whistle_folk",
+            "Folk",
+            (79, 73, 74, 72),
+            None,
+            None,
+            (25, 21),
+            "strum",
+            accomp_prob=0.6,
+            tempo=(("moderate", 1.0), ("fast", 2.0)),
+            dynamics=("p", "mf", "f"),
+            legato=0.85,
+            prefers=("irish_tunes", "fiddle_tunes", "scottish_airs"),
+        ),
+        Style(
+            "accordion_folk",
+            "Folk",
+            (21, 23),
+            (21,),
+            (21,),
+            (21,),
+            "offbeat",
+            "half",
+            accomp_prob=0.8,
+            dynamics=("mf", "f"),
+            legato=0.88,
+            prefers=("german_folk", "fiddle_tunes"),
+        ),
+        Style(
+            "banjo_folk",
+            "Folk",
+            (105,),
+            None,
+            (32,),
+            (25,),
+            "strum",
+            accomp_prob=0.6,
+            tempo=(("moderate", 1.0), ("fast", 2.0)),
+            dynamics=("mf", "f"),
+            legato=0.7,
+            prefers=("fiddle_tunes",),
+        ),
+        Style(
+            "world_plucked",
+            "International",
+            (104, 107, 106),
+            None,
+            None,
+            (108, 15),
+            "arpeggio",
+            drums="hand",
+            accomp_prob=0.5,
+            dynamics=("p", "mf", "f"),
+            legato=0.8,
+            prefers=("chinese_folk",),
+        ),
+        Style(
+            "world_winds",
+            "International",
+            (111, 75, 77, 79),
+            None,
+            None,
+            (108, 107),
+            "arpeggio",
+            drums="hand",
+            accomp_prob=0.5,
+            tempo=(("slow", 1.0), ("moderate", 2.0)),
+            dynamics=("p", "mf", "f"),
+            legato=0.92,
+            prefers=("chinese_folk",),
+        ),
+        Style(
+            "rock",
+            "Rock",
+            (30, 29),
+            None,
+            (34, 33),
+            (30, 29),
+            "power",
+            "pulse8",
+            drums="rock",
+            accomp_prob=1.0,
+            tempo=(("moderate", 1.0), ("fast", 2.0)),
+            dynamics=("f", "ff"),
+            legato=0.9,
+            bpm=(100.0, 150.0),
+            prefers=("fiddle_tunes", "irish_tunes", "german_folk"),
+        ),
+        Style(
+            "pop",
+            "Pop",
+            (4, 0, 5, 81),
+            None,
+            (33,),
+            (27, 0, 4),
+            "block",
+            "half",
+            drums="pop",
+            accomp_prob=1.0,
+            tempo=(("moderate", 1.0),),
+            dynamics=("mf", "f"),
+            legato=0.9,
+            bpm=(88.0, 112.0),
+            prefers=("german_folk", "scottish_airs", "bach_chorales"),
+        ),
+        Style(
+            "electronic",
+            "Electronic",
+            (81, 80, 87, 84),
+            None,
+            (38, 39),
+            (89, 90, 95),
+            "pad",
+            "pulse8",
+            drums="four",
+            accomp_prob=1.0,
+            tempo=(("fast", 1.0),),
+            dynamics=("f", "ff"),
+            legato=0.8,
+            bpm=(120.0, 132.0),
+            prefers=("fiddle_tunes", "german_folk", "bach_chorales"),
+        ),
+        Style(
+            "hiphop",
+            "Hip-Hop",
+            (4, 11, 0, 5),
+            None,
+            (38, 33),
+            (4, 89),
+            "pad",
+            "root",
+            drums="boom",
+            accomp_prob=1.0,
+            tempo=(("slow", 1.0), ("moderate", 1.0)),
+            dynamics=("mf", "f"),
+            legato=0.85,
+            bpm=(78.0, 96.0),
+            prefers=("german_folk", "scottish_airs", "chinese_folk"),
+        ),
+        Style(
+            "experimental",
+            "Experimental",
+            (96, 98, 99, 101, 102, 103, 92, 93),
+            (97, 94, 88),
+            (95, 91),
+            (99, 94),
+            "pad",
+            accomp_prob=0.3,
+            tempo=(("slow", 3.0), ("fast", 1.0)),
+            dynamics=("pp", "p", "mf", "ff"),
+            legato=1.3,
+            prefers=("palestrina", "trecento", "string_quartets"),
+        ),
+    )
+}
 
-FMA_GENRES: tuple[str, ...] = ("Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International",
-                                "Pop", "Rock")
+FMA_GENRES: tuple[str, ...] = ("Electronic", "Experimental", "Folk", "Hip-Hop", "Instrumental", "International", "Pop", "Rock")
 
 
 @dataclass(frozen=True)
@@ -184,6 +455,7 @@ class Arrangement:
 
 # ----------------------------------------------------------------------------- planning helpers
 
+
 def choose_style(rng: np.random.Generator, piece: Piece, weights: dict[str, float]) -> str:
     """Style for a piece: dataset weights x3 where the style usually goes with this collection."""
     names = sorted(weights)
@@ -191,8 +463,9 @@ def choose_style(rng: np.random.Generator, piece: Piece, weights: dict[str, floa
     return names[int(rng.choice(len(names), p=w / w.sum()))]
 
 
-def plan_performance(rng: np.random.Generator, piece: Piece, style_name: str, duration_s: float,
-                     piece_id: str | None = None) -> Performance:
+def plan_performance(
+    rng: np.random.Generator, piece: Piece, style_name: str, duration_s: float, piece_id: str | None = None
+) -> Performance:
     """Draw tempo, dynamics, register, excerpt start and accompaniment for one rendition."""
     style = STYLES[style_name]
     classes = [c for c, _ in style.tempo]
@@ -211,8 +484,18 @@ def plan_performance(rng: np.random.Generator, piece: Piece, style_name: str, du
     start_bar = int(rng.choice(ok)) if len(ok) else 0
     mono = len(piece.parts) == 1
     accompany = bool(mono and style.chords is not None and rng.random() < style.accomp_prob)
-    return Performance(piece_id or piece.ref.piece_id, style_name, int(rng.integers(2**31 - 1)), tempo_class,
-                       round(bpm, 2), dyn, reg, start_bar, float(duration_s), accompany)
+    return Performance(
+        piece_id or piece.ref.piece_id,
+        style_name,
+        int(rng.integers(2**31 - 1)),
+        tempo_class,
+        round(bpm, 2),
+        dyn,
+        reg,
+        start_bar,
+        float(duration_s),
+        accompany,
+    )
 
 
 def _loop_length(piece: Piece) -> float:
@@ -261,7 +544,9 @@ def _triads(tonic: int, mode: str) -> list[tuple[int, tuple[int, int, int], floa
     return out
 
 
-def harmonize(melody: np.ndarray, windows: np.ndarray, end: float, tonic: int, mode: str) -> list[tuple[float, float, int, tuple[int, int, int]]]:
+def harmonize(
+    melody: np.ndarray, windows: np.ndarray, end: float, tonic: int, mode: str
+) -> list[tuple[float, float, int, tuple[int, int, int]]]:
     """One diatonic triad per window from the melody's duration-weighted pitch classes.
 
     melody: [n, 3] (onset, dur, midi) in ql. Returns (start, end, root pc, chord pcs) per window.
@@ -292,8 +577,9 @@ def _place(pitch_median: float, center: float) -> int:
     return int(12 * round((center - pitch_median) / 12.0))
 
 
-def _drum_hits(pattern: str, bars: np.ndarray, end: float, beat_ql: float, beats_per_bar: int, vel: int,
-               rng: np.random.Generator) -> list[tuple[float, int, int]]:
+def _drum_hits(
+    pattern: str, bars: np.ndarray, end: float, beat_ql: float, beats_per_bar: int, vel: int, rng: np.random.Generator
+) -> list[tuple[float, int, int]]:
     """(onset ql, GM drum key, velocity) of a drum pattern over the bar grid."""
     hits: list[tuple[float, int, int]] = []
     compound = abs(beat_ql - 1.5) < 1e-6
@@ -432,11 +718,27 @@ def realize(piece: Piece, perf: Performance) -> Arrangement:
 
     key_tonic = (piece.tonic + t) % 12
     if perf.accompany and channels:
-        _accompany(notes, role_list, programs, volumes, pans, channels, style, programs_by_role, piece, bars,
-                   span_ql, ql_s, key_tonic, base_vel, rng)
+        _accompany(
+            notes,
+            role_list,
+            programs,
+            volumes,
+            pans,
+            channels,
+            style,
+            programs_by_role,
+            piece,
+            bars,
+            span_ql,
+            ql_s,
+            key_tonic,
+            base_vel,
+            rng,
+        )
     if style.drums is not None:
-        hits = _drum_hits(style.drums, bars, span_ql, piece.beat_ql, piece.beats_per_bar,
-                          int(np.clip(base_vel + 4, 30, 124)), rng)
+        hits = _drum_hits(
+            style.drums, bars, span_ql, piece.beat_ql, piece.beats_per_bar, int(np.clip(base_vel + 4, 30, 124)), rng
+        )
         for on, key, v in hits:
             st = max(0.0, on * ql_s + rng.normal(0, 0.004))
             notes.append((st, st + 0.15, DRUM_CHANNEL, key, v))
@@ -449,12 +751,28 @@ def realize(piece: Piece, perf: Performance) -> Arrangement:
     arr = arr[np.lexsort((arr[:, 3], arr[:, 2], arr[:, 0]))]
     register = "low" if melody_median < 58 else ("high" if melody_median > 76 else "middle")
     n_parts = sum(1 for r, _ in role_list if r in ("melody", "inner", "bass"))
-    return Arrangement(arr, programs, volumes, pans, perf.duration_s, role_list, key_tonic, piece.mode, register,
-                       melody_median, n_parts)
+    return Arrangement(
+        arr, programs, volumes, pans, perf.duration_s, role_list, key_tonic, piece.mode, register, melody_median, n_parts
+    )
 
 
-def _accompany(notes, role_list, programs, volumes, pans, channels, style, programs_by_role, piece, bars, span_ql,
-               ql_s, key_tonic, base_vel, rng) -> None:
+def _accompany(
+    notes,
+    role_list,
+    programs,
+    volumes,
+    pans,
+    channels,
+    style,
+    programs_by_role,
+    piece,
+    bars,
+    span_ql,
+    ql_s,
+    key_tonic,
+    base_vel,
+    rng,
+) -> None:
     """Generated chords (+ bass on the chord roots) under a monophonic tune."""
     mel_notes = [n for n in notes if n[2] == 0]
     if not mel_notes:
@@ -534,8 +852,9 @@ def _accompany(notes, role_list, programs, volumes, pans, channels, style, progr
             elif style.bass_pattern == "half":
                 mid = a + (b - a) / 2
                 notes.append((a * ql_s, (a + (mid - a) * 0.9) * ql_s, bass_ch, bkey, base_vel))
-                notes.append((mid * ql_s, (mid + (b - mid) * 0.9) * ql_s, bass_ch, bkey + 7 if bkey + 7 <= bhi else bkey,
-                              base_vel - 6))
+                notes.append(
+                    (mid * ql_s, (mid + (b - mid) * 0.9) * ql_s, bass_ch, bkey + 7 if bkey + 7 <= bhi else bkey, base_vel - 6)
+                )
             else:
                 notes.append((a * ql_s, (a + (b - a) * 0.95) * ql_s, bass_ch, bkey, base_vel))
 

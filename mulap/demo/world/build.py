@@ -8,6 +8,7 @@ per-clip variation, drawn from the seed and the clip's file name; mulap.demo.wor
 summary (with what each source cost to render). The same seed gives byte-identical
 annotation files and audio (with the same soundfonts installed).
 """
+
 from __future__ import annotations
 
 import json
@@ -55,34 +56,93 @@ class SizeConfig:
 
 SIZES: dict[str, SizeConfig] = {
     "small": SizeConfig(
-        pieces={"bach_chorales": 3, "palestrina": 2, "monteverdi": 1, "trecento": 1, "fiddle_tunes": 3,
-                "irish_tunes": 2, "scottish_airs": 1, "german_folk": 2, "chinese_folk": 2},
-        corpus_clips=24, corpus_seconds=(10.0, 10.0),
-        nsynth_notes_per_program={"train": 2, "valid": 1, "test": 1}, nsynth_max_train_programs=1,
-        mtt_tracks=8, mtt_clips_per_track=2, mtt_clip_seconds=5.0, mtt_top_n=20,
-        jamendo_tracks=14, jamendo_seconds=(5.0, 7.0), jamendo_top_n=20,
-        fma_per_genre=3, fma_seconds=5.0, emomusic_clips=12, emomusic_seconds=6.0,
+        pieces={
+            "bach_chorales": 3,
+            "palestrina": 2,
+            "monteverdi": 1,
+            "trecento": 1,
+            "fiddle_tunes": 3,
+            "irish_tunes": 2,
+            "scottish_airs": 1,
+            "german_folk": 2,
+            "chinese_folk": 2,
+        },
+        corpus_clips=24,
+        corpus_seconds=(10.0, 10.0),
+        nsynth_notes_per_program={"train": 2, "valid": 1, "test": 1},
+        nsynth_max_train_programs=1,
+        mtt_tracks=8,
+        mtt_clips_per_track=2,
+        mtt_clip_seconds=5.0,
+        mtt_top_n=20,
+        jamendo_tracks=14,
+        jamendo_seconds=(5.0, 7.0),
+        jamendo_top_n=20,
+        fma_per_genre=3,
+        fma_seconds=5.0,
+        emomusic_clips=12,
+        emomusic_seconds=6.0,
     ),
     "default": SizeConfig(
-        pieces={"bach_chorales": 70, "palestrina": 40, "monteverdi": 12, "trecento": 14, "string_quartets": 10,
-                "fiddle_tunes": 60, "irish_tunes": 40, "scottish_airs": 24, "german_folk": 36, "chinese_folk": 26},
-        corpus_clips=800, corpus_seconds=(10.0, 30.0),
+        pieces={
+            "bach_chorales": 70,
+            "palestrina": 40,
+            "monteverdi": 12,
+            "trecento": 14,
+            "string_quartets": 10,
+            "fiddle_tunes": 60,
+            "irish_tunes": 40,
+            "scottish_airs": 24,
+            "german_folk": 36,
+            "chinese_folk": 26,
+        },
+        corpus_clips=800,
+        corpus_seconds=(10.0, 30.0),
         # clip lengths are whole 3 s chunks: three backbones embed every chunk within the demo's time budget
-        nsynth_notes_per_program={"train": 12, "valid": 12, "test": 110}, nsynth_max_train_programs=None,
-        mtt_tracks=130, mtt_clips_per_track=3, mtt_clip_seconds=9.0, mtt_top_n=50,
-        jamendo_tracks=360, jamendo_seconds=(6.0, 12.0), jamendo_top_n=50,
-        fma_per_genre=40, fma_seconds=9.0, emomusic_clips=320, emomusic_seconds=9.0,
+        nsynth_notes_per_program={"train": 12, "valid": 12, "test": 110},
+        nsynth_max_train_programs=None,
+        mtt_tracks=130,
+        mtt_clips_per_track=3,
+        mtt_clip_seconds=9.0,
+        mtt_top_n=50,
+        jamendo_tracks=360,
+        jamendo_seconds=(6.0, 12.0),
+        jamendo_top_n=50,
+        fma_per_genre=40,
+        fma_seconds=9.0,
+        emomusic_clips=320,
+        emomusic_seconds=9.0,
     ),
     # configs/demo/gpu.yaml: five times the captioned corpus, larger test sets (more scores where
     # the music21 corpus has them; select_pieces takes what there is)
     "large": SizeConfig(
-        pieces={"bach_chorales": 200, "palestrina": 120, "monteverdi": 30, "trecento": 40, "string_quartets": 25,
-                "fiddle_tunes": 180, "irish_tunes": 120, "scottish_airs": 70, "german_folk": 110, "chinese_folk": 80},
-        corpus_clips=4000, corpus_seconds=(10.0, 30.0),
-        nsynth_notes_per_program={"train": 24, "valid": 16, "test": 110}, nsynth_max_train_programs=None,
-        mtt_tracks=400, mtt_clips_per_track=3, mtt_clip_seconds=9.0, mtt_top_n=50,
-        jamendo_tracks=1000, jamendo_seconds=(6.0, 12.0), jamendo_top_n=50,
-        fma_per_genre=120, fma_seconds=9.0, emomusic_clips=800, emomusic_seconds=9.0,
+        pieces={
+            "bach_chorales": 200,
+            "palestrina": 120,
+            "monteverdi": 30,
+            "trecento": 40,
+            "string_quartets": 25,
+            "fiddle_tunes": 180,
+            "irish_tunes": 120,
+            "scottish_airs": 70,
+            "german_folk": 110,
+            "chinese_folk": 80,
+        },
+        corpus_clips=4000,
+        corpus_seconds=(10.0, 30.0),
+        nsynth_notes_per_program={"train": 24, "valid": 16, "test": 110},
+        nsynth_max_train_programs=None,
+        mtt_tracks=400,
+        mtt_clips_per_track=3,
+        mtt_clip_seconds=9.0,
+        mtt_top_n=50,
+        jamendo_tracks=1000,
+        jamendo_seconds=(6.0, 12.0),
+        jamendo_top_n=50,
+        fma_per_genre=120,
+        fma_seconds=9.0,
+        emomusic_clips=800,
+        emomusic_seconds=9.0,
     ),
 }
 
@@ -106,22 +166,31 @@ class DemoSummary:
     render_costs: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        lines = [f"demo world ({self.size}, seed {self.seed}) in {self.out}: {self.clips} audio files, "
-                 f"{self.hours:.2f} h of audio, built in {self.build_seconds:.0f} s",
-                 "  scores per split: " + ", ".join(f"{k} {v}" for k, v in self.pieces.items())]
+        lines = [
+            f"demo world ({self.size}, seed {self.seed}) in {self.out}: {self.clips} audio files, "
+            f"{self.hours:.2f} h of audio, built in {self.build_seconds:.0f} s",
+            "  scores per split: " + ", ".join(f"{k} {v}" for k, v in self.pieces.items()),
+        ]
         for name, counts in self.splits.items():
-            lines.append(f"  {name:<12} " + "  ".join(f"{k} {v:>5}" for k, v in counts.items())
-                         + f"   {self.paths[name]}")
+            lines.append(f"  {name:<12} " + "  ".join(f"{k} {v:>5}" for k, v in counts.items()) + f"   {self.paths[name]}")
         for name, c in self.render_costs.items():
-            lines.append(f"  {name:<12} {int(c['jobs'])} render jobs, {c['audio_s'] / 3600:.2f} h of audio: synthesis "
-                         f"{c['synth_s']:.0f} s, effects {c['effects_s']:.0f} s "
-                         f"({1000 * c['synth_s'] / max(c['audio_s'], 1e-9):.1f} ms per second of audio)")
+            lines.append(
+                f"  {name:<12} {int(c['jobs'])} render jobs, {c['audio_s'] / 3600:.2f} h of audio: synthesis "
+                f"{c['synth_s']:.0f} s, effects {c['effects_s']:.0f} s "
+                f"({1000 * c['synth_s'] / max(c['audio_s'], 1e-9):.1f} ms per second of audio)"
+            )
         return "\n".join(lines)
 
 
 PARTS = ("audiocaption", "nsynth", "mtt", "jamendo", "fma", "emomusic")
-_MANAGED = {"audiocaption": "audiocaption", "nsynth": "raw/nsynth", "mtt": "raw/mtt", "jamendo": "raw/jamendo",
-            "fma": "raw/fma", "emomusic": "raw/emomusic"}
+_MANAGED = {
+    "audiocaption": "audiocaption",
+    "nsynth": "raw/nsynth",
+    "mtt": "raw/mtt",
+    "jamendo": "raw/jamendo",
+    "fma": "raw/fma",
+    "emomusic": "raw/emomusic",
+}
 
 
 def _parse_job(args):
@@ -144,7 +213,7 @@ def _load_pieces(counts: dict[str, int], seed: int, pool, cache: Path | None, pr
         todo = []
         for name in sorted(selection):
             need = counts[name] - len(kept[name])
-            refs = selection[name][pos[name]: pos[name] + max(0, need)]
+            refs = selection[name][pos[name] : pos[name] + max(0, need)]
             pos[name] += len(refs)
             todo += refs
         if not todo:
@@ -184,9 +253,15 @@ def _add_cost(costs: dict[str, dict[str, float]], c: JobCost) -> None:
     row["effects_s"] += c.effects_s
 
 
-def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: bool = True,
-               workers: int | None = None, cache_dir: str | Path | None = None,
-               parts: tuple[str, ...] = PARTS) -> DemoSummary:
+def build_demo(
+    out: str | Path,
+    size: str = "default",
+    seed: int = 0,
+    progress: bool = True,
+    workers: int | None = None,
+    cache_dir: str | Path | None = None,
+    parts: tuple[str, ...] = PARTS,
+) -> DemoSummary:
     """Build the demo world under `out` (replacing a previous build there) and return its summary.
 
     size: 'small' (tests; seconds) or 'default' (the demo; minutes). workers: processes for
@@ -221,16 +296,28 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
         pieces, skipped = _load_pieces(cfg.pieces, seed, pool, cache, progress)
         world = World(pieces, seed)
         ac, raw = out / "audiocaption", out / "raw"
-        paths = {"audiocaption": ac, "nsynth": raw / "nsynth", "mtt": raw / "mtt", "jamendo": raw / "jamendo",
-                 "fma": raw / "fma", "emomusic": raw / "emomusic"}
+        paths = {
+            "audiocaption": ac,
+            "nsynth": raw / "nsynth",
+            "mtt": raw / "mtt",
+            "jamendo": raw / "jamendo",
+            "fma": raw / "fma",
+            "emomusic": raw / "emomusic",
+        }
         corpus, j_corpus = plan_corpus(world, ac, cfg.corpus_clips, cfg.corpus_seconds)
         nsynth, j_nsynth = plan_nsynth(paths["nsynth"], seed, cfg.nsynth_notes_per_program, cfg.nsynth_max_train_programs)
         mtt, j_mtt = plan_mtt(world, paths["mtt"], cfg.mtt_tracks, cfg.mtt_clips_per_track, cfg.mtt_clip_seconds)
         jam, j_jam = plan_jamendo(world, paths["jamendo"], cfg.jamendo_tracks, cfg.jamendo_seconds)
         fma, j_fma = plan_fma(world, paths["fma"], cfg.fma_per_genre, cfg.fma_seconds)
         emo, j_emo = plan_emomusic(world, paths["emomusic"], cfg.emomusic_clips, cfg.emomusic_seconds)
-        planned: dict[str, list] = {"audiocaption": j_corpus, "nsynth": j_nsynth, "mtt": j_mtt, "jamendo": j_jam, "fma": j_fma,
-                   "emomusic": j_emo}
+        planned: dict[str, list] = {
+            "audiocaption": j_corpus,
+            "nsynth": j_nsynth,
+            "mtt": j_mtt,
+            "jamendo": j_jam,
+            "fma": j_fma,
+            "emomusic": j_emo,
+        }
         sources = available_sources()
         timbres: dict[str, dict] = {}  # file (relative to out) -> its timbre, for world.json
         for name in PARTS:
@@ -257,10 +344,20 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
     splits = {name: writers[name]() for name in PARTS if name in parts}
     paths = {name: paths[name] for name in splits}
     world_meta = {
-        "seed": seed, "size": size,
-        "pieces": {pid: {"split": world.split_of[pid], "collection": p.ref.collection, "group": p.ref.group,
-                         "title": p.title, "composer": p.composer, "time_signature": p.time_signature,
-                         "key": f"{p.tonic} {p.mode}"} for pid, p in sorted(world.pieces.items())},
+        "seed": seed,
+        "size": size,
+        "pieces": {
+            pid: {
+                "split": world.split_of[pid],
+                "collection": p.ref.collection,
+                "group": p.ref.group,
+                "title": p.title,
+                "composer": p.composer,
+                "time_signature": p.time_signature,
+                "key": f"{p.tonic} {p.mode}",
+            }
+            for pid, p in sorted(world.pieces.items())
+        },
         "corpus": corpus_metadata(corpus),
         "mtt": {str(c.clip_id): c.piece_id for c in mtt},
         "jamendo": {str(t.track_id): t.piece_id for t in jam},
@@ -269,8 +366,19 @@ def build_demo(out: str | Path, size: str = "default", seed: int = 0, progress: 
         "timbre": {"sources": source_info(sources), "clips": timbres},
     }
     (out / "world.json").write_text(json.dumps(world_meta, indent=1, sort_keys=True) + "\n")
-    summary = DemoSummary(out, size, seed, n_files, seconds / 3600.0, time.time() - t0, splits, paths,
-                          world.split_counts(), skipped, dict(sorted(costs.items())))
+    summary = DemoSummary(
+        out,
+        size,
+        seed,
+        n_files,
+        seconds / 3600.0,
+        time.time() - t0,
+        splits,
+        paths,
+        world.split_counts(),
+        skipped,
+        dict(sorted(costs.items())),
+    )
     if progress:
         print(summary)
     return summary

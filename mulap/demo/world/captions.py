@@ -5,6 +5,7 @@ genre, instruments, texture, tempo, dynamics, key, metre, mood) appears only som
 the time, phrasings vary across several sentence shapes and a tag-list form, and a
 small share carries noise (a wrong tempo or instrument word, or an irrelevant remark).
 """
+
 from __future__ import annotations
 
 import re
@@ -45,8 +46,11 @@ TEXTURE_WORDS = {
     "ensemble": ("a full ensemble", "dense polyphony", "many interweaving voices"),
     "band": ("a full band", "a band with a rhythm section", "a groove with drums"),
 }
-REGISTER_WORDS = {"low": ("in a low register", "deep and dark in range", "low-pitched"),
-                  "high": ("in a high register", "high-pitched", "bright and high"), "middle": ()}
+REGISTER_WORDS = {
+    "low": ("in a low register", "deep and dark in range", "low-pitched"),
+    "high": ("in a high register", "high-pitched", "bright and high"),
+    "middle": (),
+}
 TEMPO_ADJ = {
     "slow": ("slow", "unhurried", "stately", "leisurely"),
     "moderate": ("mid-tempo", "moderately paced", "steady"),
@@ -91,12 +95,19 @@ MOODS = {
     ("minor", "slow"): ("sad", "melancholic", "mournful", "sombre"),
 }
 NOISE_REMARKS = (
-    "Recorded in a large hall.", "Nice background music for studying.", "The recording sounds a bit synthetic.",
-    "Could be from a video game soundtrack.", "My grandmother loved this one.", "Good for a quiet evening.",
-    "Sounds like a MIDI file.", "Heard this at a wedding once.", "The audio quality is fine.",
+    "Recorded in a large hall.",
+    "Nice background music for studying.",
+    "The recording sounds a bit synthetic.",
+    "Could be from a video game soundtrack.",
+    "My grandmother loved this one.",
+    "Good for a quiet evening.",
+    "Sounds like a MIDI file.",
+    "Heard this at a wedding once.",
+    "The audio quality is fine.",
 )
-_KIND_RX = re.compile(r"\b(reel|jig|hornpipe|waltz|polka|march|strathspey|schottische|clog|quickstep|slide|fling|air|song)s?\b",
-                      re.I)
+_KIND_RX = re.compile(
+    r"\b(reel|jig|hornpipe|waltz|polka|march|strathspey|schottische|clog|quickstep|slide|fling|air|song)s?\b", re.I
+)
 
 
 def tune_kind(piece: Piece) -> str:
@@ -125,11 +136,20 @@ def work_phrase(rng: np.random.Generator, piece: Piece) -> str:
     options: list[str] = []
     name = coll.name
     if name == "bach_chorales":
-        options = ["a Bach chorale", "a chorale harmonisation by J. S. Bach", "a Lutheran chorale",
-                   "a four-part chorale by Bach", "a Baroque chorale"]
+        options = [
+            "a Bach chorale",
+            "a chorale harmonisation by J. S. Bach",
+            "a Lutheran chorale",
+            "a four-part chorale by Bach",
+            "a Baroque chorale",
+        ]
     elif name == "palestrina":
-        options = ["a mass movement by Palestrina", "Renaissance sacred polyphony by Palestrina",
-                   "Renaissance church music", "a polyphonic mass section"]
+        options = [
+            "a mass movement by Palestrina",
+            "Renaissance sacred polyphony by Palestrina",
+            "Renaissance church music",
+            "a polyphonic mass section",
+        ]
     elif name == "monteverdi":
         options = ["a Monteverdi madrigal", "an Italian madrigal by Claudio Monteverdi", "a late Renaissance madrigal"]
     elif name == "trecento":
@@ -137,14 +157,21 @@ def work_phrase(rng: np.random.Generator, piece: Piece) -> str:
         if sur:
             options += [f"a medieval song by {comp}", f"a ballata by {sur}"]
     elif name == "string_quartets":
-        options = [f"music from a string quartet by {sur}", f"a Classical-era quartet movement by {comp}",
-                   f"a movement by {sur}", "Classical-era chamber music"]
+        options = [
+            f"music from a string quartet by {sur}",
+            f"a Classical-era quartet movement by {comp}",
+            f"a movement by {sur}",
+            "Classical-era chamber music",
+        ]
     elif name == "fiddle_tunes":
-        options = ["an old-time fiddle tune", f"a traditional {kind}", f"a {kind} from Ryan's Mammoth Collection",
-                   f"an American {kind}"]
+        options = [
+            "an old-time fiddle tune",
+            f"a traditional {kind}",
+            f"a {kind} from Ryan's Mammoth Collection",
+            f"an American {kind}",
+        ]
     elif name == "irish_tunes":
-        options = [f"an Irish {kind}", "a traditional Irish tune", "a tune from O'Neill's Music of Ireland",
-                   "an Irish folk tune"]
+        options = [f"an Irish {kind}", "a traditional Irish tune", "a tune from O'Neill's Music of Ireland", "an Irish folk tune"]
     elif name == "scottish_airs":
         options = ["a Scottish air", "a traditional Scottish tune", "an old Scottish melody"]
     elif name == "german_folk":
@@ -177,8 +204,15 @@ def instruments_phrase(rng: np.random.Generator, arr: Arrangement, style: str) -
     if arr.texture == "accompanied" and len(words) >= 2:
         return f"{words[0]} with {_join(words[1:])} accompaniment"
     if len(words) == 1:
-        return str(rng.choice([f"{words[0]}s" if not words[0].endswith(("s", "x")) else words[0],
-                                f"several {words[0]} parts", f"a {words[0]} ensemble"]))
+        return str(
+            rng.choice(
+                [
+                    f"{words[0]}s" if not words[0].endswith(("s", "x")) else words[0],
+                    f"several {words[0]} parts",
+                    f"a {words[0]} ensemble",
+                ]
+            )
+        )
     return _join(words)
 
 
@@ -235,8 +269,15 @@ def write_caption(rng: np.random.Generator, piece: Piece, perf: Performance, arr
         adjs = [w for w, p in ((tempo_adj, 0.7), (mood, 0.6), (dyn, 0.3)) if use(p)]
         noun = era if perf.style not in STYLE_PHRASES and era != "traditional" else ("folk" if era == "traditional" else "")
         if perf.style in STYLE_PHRASES:
-            noun = {"rock": "rock", "pop": "pop", "electronic": "electronic", "hiphop": "hip hop",
-                    "experimental": "experimental", "world_plucked": "world", "world_winds": "world"}[perf.style]
+            noun = {
+                "rock": "rock",
+                "pop": "pop",
+                "electronic": "electronic",
+                "hiphop": "hip hop",
+                "experimental": "experimental",
+                "world_plucked": "world",
+                "world_winds": "world",
+            }[perf.style]
         head = ", ".join(adjs + [f"{noun} music" if noun else "music"])
         text = f"{head} for {instruments}" + (f" in {key}" if use(0.5) else "") + "."
         if use(0.35) and piece.composer:
@@ -256,9 +297,16 @@ def write_caption(rng: np.random.Generator, piece: Piece, perf: Performance, arr
     elif form == 3:
         tags = [instrument_words(arr)[0]]
         dyn_tag = {"pp": "very quiet", "p": "quiet", "mf": "medium loud", "f": "loud", "ff": "very loud"}[perf.dynamics]
-        for w, p in ((tempo_class, 0.7), (dyn_tag, 0.5), (f"{arr.key_mode} key", 0.5),
-                     (piece.time_signature, 0.3), (mood, 0.5), (era if era != "traditional" else "folk", 0.6),
-                     (arr.texture, 0.4), ("drums" if arr.has_drums else "no drums", 0.3)):
+        for w, p in (
+            (tempo_class, 0.7),
+            (dyn_tag, 0.5),
+            (f"{arr.key_mode} key", 0.5),
+            (piece.time_signature, 0.3),
+            (mood, 0.5),
+            (era if era != "traditional" else "folk", 0.6),
+            (arr.texture, 0.4),
+            ("drums" if arr.has_drums else "no drums", 0.3),
+        ):
             if use(p):
                 tags.append(w)
         if perf.style in STYLE_PHRASES:

@@ -8,6 +8,7 @@ styles; the split follows the piece (world.SPLITS: train/valid/test -> train/val
 (`caption` first; PHRASINGS of them, fewer where two came out alike), which pre-training
 samples among epoch by epoch (mulap.data.audiocaption).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,28 @@ PHRASINGS = 5  # captions written per clip
 
 # Mostly classical and folk renditions, with band/electronic/world styles for variety.
 CORPUS_STYLE_WEIGHTS: dict[str, float] = {
-    "string_quartet": 1.2, "string_orchestra": 0.8, "choir": 1.0, "church_organ": 0.8, "piano": 1.4,
-    "harpsichord": 0.7, "brass": 0.7, "woodwinds": 0.8, "recorder_consort": 0.5, "mallets": 0.5, "harp": 0.5,
-    "classical_guitar": 0.7, "fiddle_band": 1.0, "whistle_folk": 0.8, "accordion_folk": 0.6, "banjo_folk": 0.4,
-    "world_plucked": 0.6, "world_winds": 0.6, "rock": 0.7, "pop": 0.7, "electronic": 0.7, "hiphop": 0.6,
+    "string_quartet": 1.2,
+    "string_orchestra": 0.8,
+    "choir": 1.0,
+    "church_organ": 0.8,
+    "piano": 1.4,
+    "harpsichord": 0.7,
+    "brass": 0.7,
+    "woodwinds": 0.8,
+    "recorder_consort": 0.5,
+    "mallets": 0.5,
+    "harp": 0.5,
+    "classical_guitar": 0.7,
+    "fiddle_band": 1.0,
+    "whistle_folk": 0.8,
+    "accordion_folk": 0.6,
+    "banjo_folk": 0.4,
+    "world_plucked": 0.6,
+    "world_winds": 0.6,
+    "rock": 0.7,
+    "pop": 0.7,
+    "electronic": 0.7,
+    "hiphop": 0.6,
     "experimental": 0.5,
 }
 
@@ -41,7 +60,9 @@ class CorpusEntry:
     captions: tuple[str, ...] = ()  # every phrasing, `caption` first
 
 
-def plan_corpus(world: World, root: Path, n_clips: int, seconds: tuple[float, float]) -> tuple[list[CorpusEntry], list[RenderJob]]:
+def plan_corpus(
+    world: World, root: Path, n_clips: int, seconds: tuple[float, float]
+) -> tuple[list[CorpusEntry], list[RenderJob]]:
     """Entries and render jobs of the corpus (nothing written yet)."""
     entries: list[CorpusEntry] = []
     jobs: list[RenderJob] = []
@@ -58,11 +79,15 @@ def plan_corpus(world: World, root: Path, n_clips: int, seconds: tuple[float, fl
             rel = f"{audio_id}.npy"
             # the other phrasings from their own stream: the corpus's other draws stay what they were
             more = rng_for(world.seed, "phrasings", audio_id)
-            captions = tuple(dict.fromkeys([caption] + [write_caption(more, r.piece, r.perf, r.arr)
-                                                        for _ in range(PHRASINGS - 1)]))
+            captions = tuple(
+                dict.fromkeys([caption] + [write_caption(more, r.piece, r.perf, r.arr) for _ in range(PHRASINGS - 1)])
+            )
             entries.append(CorpusEntry(audio_id, split, caption, rel, r, captions))
-            jobs.append(render_job(r.arr, r.perf, [ClipOut(str(root / "audio" / rel), 0.0, dur)],
-                                   level_jitter_db=float(rng.normal(0, 1.0))))
+            jobs.append(
+                render_job(
+                    r.arr, r.perf, [ClipOut(str(root / "audio" / rel), 0.0, dur)], level_jitter_db=float(rng.normal(0, 1.0))
+                )
+            )
             k += 1
     return entries, jobs
 
@@ -72,8 +97,16 @@ def write_corpus(root: Path, entries: list[CorpusEntry]) -> dict[str, int]:
     root.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split, fname in CORPUS_SPLIT_FILES.items():
-        rows = [{"audio_id": e.audio_id, "caption": e.caption, "captions": list(e.captions or (e.caption,)),
-                 "audio_path": e.audio_path} for e in entries if e.split == split]
+        rows = [
+            {
+                "audio_id": e.audio_id,
+                "caption": e.caption,
+                "captions": list(e.captions or (e.caption,)),
+                "audio_path": e.audio_path,
+            }
+            for e in entries
+            if e.split == split
+        ]
         (root / fname).write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         counts[split] = len(rows)
     return counts
@@ -85,10 +118,18 @@ def corpus_metadata(entries: list[CorpusEntry]) -> dict[str, dict]:
     for e in entries:
         r = e.rendition
         out[e.audio_id] = {
-            "split": e.split, "piece_id": r.piece.ref.piece_id, "style": r.perf.style,
-            "tempo_class": r.perf.tempo_class, "beat_bpm": r.perf.beat_bpm, "dynamics": r.perf.dynamics,
-            "key": r.arr.key_name, "time_signature": r.piece.time_signature, "texture": r.arr.texture,
-            "register": r.arr.register, "programs": r.arr.instrument_programs, "drums": r.arr.has_drums,
+            "split": e.split,
+            "piece_id": r.piece.ref.piece_id,
+            "style": r.perf.style,
+            "tempo_class": r.perf.tempo_class,
+            "beat_bpm": r.perf.beat_bpm,
+            "dynamics": r.perf.dynamics,
+            "key": r.arr.key_name,
+            "time_signature": r.piece.time_signature,
+            "texture": r.arr.texture,
+            "register": r.arr.register,
+            "programs": r.arr.instrument_programs,
+            "drums": r.arr.has_drums,
             "duration_s": r.perf.duration_s,
         }
     return out

@@ -11,6 +11,7 @@
 As in jukemir, test = the MediaEval evaluation set; train/valid are split by artist
 (here one artist per piece, so no piece crosses splits).
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,8 +31,17 @@ from .world import SPLITS, PieceDrawer, World, perform_any, rng_for, split_sizes
 
 EMO_SAMPLE_RATE = 22_050
 EMO_STYLE_WEIGHTS = dict(CORPUS_STYLE_WEIGHTS, rock=1.2, pop=1.2, electronic=1.0, hiphop=0.8)
-_GENRE_WORD = {"Instrumental": "Classical", "Choral": "Classical", "Folk": "Folk", "Rock": "Rock", "Pop": "Pop",
-               "Electronic": "Electronic", "Hip-Hop": "Pop", "International": "Folk", "Experimental": "Electronic"}
+_GENRE_WORD = {
+    "Instrumental": "Classical",
+    "Choral": "Classical",
+    "Folk": "Folk",
+    "Rock": "Rock",
+    "Pop": "Pop",
+    "Electronic": "Electronic",
+    "Hip-Hop": "Pop",
+    "International": "Folk",
+    "Experimental": "Electronic",
+}
 
 
 @dataclass
@@ -70,11 +80,30 @@ def plan_emomusic(world: World, root: Path, n_clips: int, seconds: float) -> tup
     for i in rng.permutation(len(pending)):
         split, r, (a, sa, v, sv) = pending[int(i)]
         artist = f"Artist {1 + groups.index(r.piece.ref.group):03d}"
-        s = EmoSong(song_id, split, a, sa, v, sv, seconds, artist, r.piece.title,
-                    _GENRE_WORD[STYLES[r.perf.style].genre], r.piece.ref.piece_id)
+        s = EmoSong(
+            song_id,
+            split,
+            a,
+            sa,
+            v,
+            sv,
+            seconds,
+            artist,
+            r.piece.title,
+            _GENRE_WORD[STYLES[r.perf.style].genre],
+            r.piece.ref.piece_id,
+        )
         songs.append(s)
-        jobs.append(render_job(r.arr, r.perf, [ClipOut(str(root / "clips_45seconds" / f"{song_id}.mp3"), 0.0, seconds)],
-                               stereo=True, sample_rate=EMO_SAMPLE_RATE, level_jitter_db=float(rng.normal(0, 1.0))))
+        jobs.append(
+            render_job(
+                r.arr,
+                r.perf,
+                [ClipOut(str(root / "clips_45seconds" / f"{song_id}.mp3"), 0.0, seconds)],
+                stereo=True,
+                sample_rate=EMO_SAMPLE_RATE,
+                level_jitter_db=float(rng.normal(0, 1.0)),
+            )
+        )
         song_id += int(rng.integers(1, 4))
     return sorted(songs, key=lambda s: s.song_id), jobs
 
@@ -90,12 +119,32 @@ def write_emomusic(root: Path, songs: list[EmoSong]) -> dict[str, int]:
     ann.mkdir(parents=True, exist_ok=True)
     (root / "clips_45seconds").mkdir(parents=True, exist_ok=True)
     static: list[list[object]] = [["song_id", "mean_arousal", "std_arousal", "mean_valence", "std_valence"]]
-    info: list[list[object]] = [["song_id", "file_name", "Artist", "Song title", "start of the segment (min.sec)",
-             "end of the segment (min.sec)", "Genre", "Mediaeval 2013 set"]]
+    info: list[list[object]] = [
+        [
+            "song_id",
+            "file_name",
+            "Artist",
+            "Song title",
+            "start of the segment (min.sec)",
+            "end of the segment (min.sec)",
+            "Genre",
+            "Mediaeval 2013 set",
+        ]
+    ]
     for s in songs:
         static.append([s.song_id, s.arousal, s.arousal_std, s.valence, s.valence_std])
-        info.append([s.song_id, f"{s.song_id}.mp3", s.artist, s.title, "0.00", _minsec(s.duration), s.genre,
-                     "evaluation" if s.split == "test" else "development"])
+        info.append(
+            [
+                s.song_id,
+                f"{s.song_id}.mp3",
+                s.artist,
+                s.title,
+                "0.00",
+                _minsec(s.duration),
+                s.genre,
+                "evaluation" if s.split == "test" else "development",
+            ]
+        )
     (ann / "static_annotations.csv").write_text(_csv(static))
     (ann / "songs_info.csv").write_text(_csv(info))
     # jukemir metadata: y standardised with the training songs' statistics
@@ -107,11 +156,12 @@ def write_emomusic(root: Path, songs: list[EmoSong]) -> dict[str, int]:
         uid = str(s.song_id).zfill(4)
         meta[uid] = {
             "split": s.split,
-            "clip": {"audio_uid": [s.artist, s.title], "audio_duration": s.duration, "clip_idx": 0,
-                     "clip_offset": 0.0},
+            "clip": {"audio_uid": [s.artist, s.title], "audio_duration": s.duration, "clip_idx": 0, "clip_offset": 0.0},
             "y": [round((s.arousal - am) / asd, 6), round((s.valence - vm) / vsd, 6)],
-            "extra": {"songs_info": dict(zip(info[0], map(str, irow))),
-                      "static_annotations": dict(zip(static[0], map(str, srow)))},
+            "extra": {
+                "songs_info": dict(zip(info[0], map(str, irow))),
+                "static_annotations": dict(zip(static[0], map(str, srow))),
+            },
         }
     data = json.dumps(meta, indent=2, sort_keys=True).encode()
     with open(root / "emomusic.json.gz", "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, filename="") as gz:

@@ -10,6 +10,7 @@ medium/large subsets (no audio in fma_small, some without genre_top), and holds 
 known-broken fma_small clips (98565, 98567, 98569, 99134, 108925, 133297) whose mp3s are
 well under a second long.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,22 +26,86 @@ from .world import SPLITS, PieceDrawer, World, perform, rng_for, split_sizes
 FMA_SPLIT_NAMES = {"train": "training", "valid": "validation", "test": "test"}
 FMA_SAMPLE_RATE = 22_050
 BROKEN_IDS = (98565, 98567, 98569, 99134, 108925, 133297)
-GENRE_IDS = {"Electronic": 15, "Experimental": 38, "Folk": 17, "Hip-Hop": 21, "Instrumental": 1235,
-             "International": 2, "Pop": 10, "Rock": 12}
+GENRE_IDS = {
+    "Electronic": 15,
+    "Experimental": 38,
+    "Folk": 17,
+    "Hip-Hop": 21,
+    "Instrumental": 1235,
+    "International": 2,
+    "Pop": 10,
+    "Rock": 12,
+}
 GENRE_STYLES = {g: tuple(sorted(s.name for s in STYLES.values() if s.genre == g)) for g in FMA_GENRES}
 
-_COLUMNS = [
-    ("album", c) for c in ("comments", "date_created", "date_released", "engineer", "favorites", "id", "information",
-                           "listens", "producer", "tags", "title", "tracks", "type")
-] + [
-    ("artist", c) for c in ("active_year_begin", "active_year_end", "associated_labels", "bio", "comments",
-                            "date_created", "favorites", "id", "latitude", "location", "longitude", "members", "name",
-                            "related_projects", "tags", "website", "wikipedia_page")
-] + [("set", "split"), ("set", "subset")] + [
-    ("track", c) for c in ("bit_rate", "comments", "composer", "date_created", "date_recorded", "duration",
-                           "favorites", "genre_top", "genres", "genres_all", "information", "interest",
-                           "language_code", "license", "listens", "lyricist", "number", "publisher", "tags", "title")
-]
+_COLUMNS = (
+    [
+        ("album", c)
+        for c in (
+            "comments",
+            "date_created",
+            "date_released",
+            "engineer",
+            "favorites",
+            "id",
+            "information",
+            "listens",
+            "producer",
+            "tags",
+            "title",
+            "tracks",
+            "type",
+        )
+    ]
+    + [
+        ("artist", c)
+        for c in (
+            "active_year_begin",
+            "active_year_end",
+            "associated_labels",
+            "bio",
+            "comments",
+            "date_created",
+            "favorites",
+            "id",
+            "latitude",
+            "location",
+            "longitude",
+            "members",
+            "name",
+            "related_projects",
+            "tags",
+            "website",
+            "wikipedia_page",
+        )
+    ]
+    + [("set", "split"), ("set", "subset")]
+    + [
+        ("track", c)
+        for c in (
+            "bit_rate",
+            "comments",
+            "composer",
+            "date_created",
+            "date_recorded",
+            "duration",
+            "favorites",
+            "genre_top",
+            "genres",
+            "genres_all",
+            "information",
+            "interest",
+            "language_code",
+            "license",
+            "listens",
+            "lyricist",
+            "number",
+            "publisher",
+            "tags",
+            "title",
+        )
+    ]
+)
 
 
 @dataclass
@@ -86,9 +151,16 @@ def plan_fma(world: World, root: Path, per_genre: int, seconds: float) -> tuple[
                 artist = f"{style.replace('_', ' ').title()} {1 + groups.index(r.piece.ref.group)}"
                 t = FmaTrack(ids[k], split, "small", genre, seconds, r.piece.title, artist, r.piece.ref.piece_id, True)
                 tracks.append(t)
-                jobs.append(render_job(r.arr, r.perf, [ClipOut(str(root / "fma_small" / t.path), 0.0, seconds)],
-                                       stereo=False, sample_rate=FMA_SAMPLE_RATE,
-                                       level_jitter_db=float(rng.normal(0, 2.0))))
+                jobs.append(
+                    render_job(
+                        r.arr,
+                        r.perf,
+                        [ClipOut(str(root / "fma_small" / t.path), 0.0, seconds)],
+                        stereo=False,
+                        sample_rate=FMA_SAMPLE_RATE,
+                        level_jitter_db=float(rng.normal(0, 2.0)),
+                    )
+                )
                 k += 1
     # the six known-broken clips: listed as fma_small training tracks, audio under a second
     rng = rng_for(world.seed, "fma", "broken")
@@ -101,15 +173,21 @@ def plan_fma(world: World, root: Path, per_genre: int, seconds: float) -> tuple[
         r = perform(rng, piece, style, dur)
         t = FmaTrack(tid, "train", "small", genre, 30.0, r.piece.title, "Unknown Artist", r.piece.ref.piece_id, True)
         tracks.append(t)
-        jobs.append(render_job(r.arr, r.perf, [ClipOut(str(root / "fma_small" / t.path), 0.0, dur)], stereo=False,
-                               sample_rate=FMA_SAMPLE_RATE))
+        jobs.append(
+            render_job(
+                r.arr, r.perf, [ClipOut(str(root / "fma_small" / t.path), 0.0, dur)], stereo=False, sample_rate=FMA_SAMPLE_RATE
+            )
+        )
     # metadata-only rows of the larger subsets
     for j in range(n_other):
         subset = "medium" if j % 2 == 0 else "large"
         genre_top = FMA_GENRES[int(rng.integers(len(FMA_GENRES)))] if j % 3 else None
         split = ("train", "train", "train", "valid", "test")[j % 5]
-        tracks.append(FmaTrack(ids[k + j], split, subset, genre_top, float(rng.integers(60, 400)), f"Track {j}",
-                               f"Other Artist {j}", None, False))
+        tracks.append(
+            FmaTrack(
+                ids[k + j], split, subset, genre_top, float(rng.integers(60, 400)), f"Track {j}", f"Other Artist {j}", None, False
+            )
+        )
     return sorted(tracks, key=lambda t: t.track_id), jobs
 
 
@@ -123,28 +201,55 @@ def write_fma(root: Path, tracks: list[FmaTrack]) -> dict[str, int]:
         gid = GENRE_IDS.get(t.genre) if t.genre else None
         genres = f"[{gid}]" if gid else "[]"
         v: dict[tuple[str, str], str | int] = {c: "" for c in _COLUMNS}
-        v.update({
-            ("album", "id"): 1000 + t.track_id % 977, ("album", "title"): f"Album {t.track_id % 977}",
-            ("album", "type"): "Album", ("album", "tracks"): 10, ("album", "listens"): 100 + t.track_id % 500,
-            ("album", "date_created"): "2009-01-05 13:20:00", ("album", "tags"): "[]", ("album", "favorites"): 0,
-            ("album", "comments"): 0,
-            ("artist", "id"): 100 + t.track_id % 601, ("artist", "name"): t.artist, ("artist", "tags"): "[]",
-            ("artist", "comments"): 0, ("artist", "favorites"): 1, ("artist", "date_created"): "2008-11-26 01:42:32",
-            ("set", "split"): FMA_SPLIT_NAMES[t.split], ("set", "subset"): t.subset,
-            ("track", "bit_rate"): 256000, ("track", "comments"): 0, ("track", "date_created"): "2009-01-05 13:20:00",
-            ("track", "duration"): int(round(t.duration)), ("track", "favorites"): 0,
-            ("track", "genre_top"): t.genre or "", ("track", "genres"): genres, ("track", "genres_all"): genres,
-            ("track", "interest"): 500 + t.track_id % 4000, ("track", "language_code"): "en",
-            ("track", "license"): "Attribution-NonCommercial-ShareAlike 3.0 International",
-            ("track", "listens"): 300 + t.track_id % 2000, ("track", "number"): 1 + t.track_id % 12,
-            ("track", "tags"): "[]", ("track", "title"): t.title,
-        })
+        v.update(
+            {
+                ("album", "id"): 1000 + t.track_id % 977,
+                ("album", "title"): f"Album {t.track_id % 977}",
+                ("album", "type"): "Album",
+                ("album", "tracks"): 10,
+                ("album", "listens"): 100 + t.track_id % 500,
+                ("album", "date_created"): "2009-01-05 13:20:00",
+                ("album", "tags"): "[]",
+                ("album", "favorites"): 0,
+                ("album", "comments"): 0,
+                ("artist", "id"): 100 + t.track_id % 601,
+                ("artist", "name"): t.artist,
+                ("artist", "tags"): "[]",
+                ("artist", "comments"): 0,
+                ("artist", "favorites"): 1,
+                ("artist", "date_created"): "2008-11-26 01:42:32",
+                ("set", "split"): FMA_SPLIT_NAMES[t.split],
+                ("set", "subset"): t.subset,
+                ("track", "bit_rate"): 256000,
+                ("track", "comments"): 0,
+                ("track", "date_created"): "2009-01-05 13:20:00",
+                ("track", "duration"): int(round(t.duration)),
+                ("track", "favorites"): 0,
+                ("track", "genre_top"): t.genre or "",
+                ("track", "genres"): genres,
+                ("track", "genres_all"): genres,
+                ("track", "interest"): 500 + t.track_id % 4000,
+                ("track", "language_code"): "en",
+                ("track", "license"): "Attribution-NonCommercial-ShareAlike 3.0 International",
+                ("track", "listens"): 300 + t.track_id % 2000,
+                ("track", "number"): 1 + t.track_id % 12,
+                ("track", "tags"): "[]",
+                ("track", "title"): t.title,
+            }
+        )
         rows.append([v[c] for c in _COLUMNS])
-    df = pd.DataFrame(rows, columns=pd.MultiIndex.from_tuples(_COLUMNS),
-                      index=pd.Index([t.track_id for t in tracks], name="track_id"))
+    df = pd.DataFrame(
+        rows, columns=pd.MultiIndex.from_tuples(_COLUMNS), index=pd.Index([t.track_id for t in tracks], name="track_id")
+    )
     df.to_csv(meta / "tracks.csv", lineterminator="\n")
-    g = pd.DataFrame({"genre_id": list(GENRE_IDS.values()), "#tracks": [sum(1 for t in tracks if t.genre == n)
-                                                                        for n in GENRE_IDS],
-                      "parent": 0, "title": list(GENRE_IDS), "top_level": list(GENRE_IDS.values())})
+    g = pd.DataFrame(
+        {
+            "genre_id": list(GENRE_IDS.values()),
+            "#tracks": [sum(1 for t in tracks if t.genre == n) for n in GENRE_IDS],
+            "parent": 0,
+            "title": list(GENRE_IDS),
+            "top_level": list(GENRE_IDS.values()),
+        }
+    )
     g.sort_values("genre_id").to_csv(meta / "genres.csv", index=False, lineterminator="\n")
     return {s: sum(1 for t in tracks if t.subset == "small" and t.split == s) for s in SPLITS}

@@ -10,6 +10,7 @@
 The category files keep only that category's tags and the tracks that have one; the
 top-50 file keeps the N most frequent tags (N = 50 by default).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,10 +24,16 @@ from .world import SPLITS, PieceDrawer, World, perform_any, rng_for, split_sizes
 JAMENDO_SPLIT_NAMES = {"train": "train", "valid": "validation", "test": "test"}
 JAMENDO_SAMPLE_RATE = 22_050
 # Jamendo is mostly pop/rock/electronic with classical and world music
-JAMENDO_STYLE_WEIGHTS = dict(CORPUS_STYLE_WEIGHTS, rock=2.0, pop=2.0, electronic=2.0, hiphop=1.5, experimental=1.0,
-                             world_plucked=1.0, world_winds=1.0)
-VARIANTS = {"autotagging": None, "autotagging_top50tags": "top", "autotagging_genre": "genre---",
-            "autotagging_instrument": "instrument---", "autotagging_moodtheme": "mood/theme---"}
+JAMENDO_STYLE_WEIGHTS = dict(
+    CORPUS_STYLE_WEIGHTS, rock=2.0, pop=2.0, electronic=2.0, hiphop=1.5, experimental=1.0, world_plucked=1.0, world_winds=1.0
+)
+VARIANTS = {
+    "autotagging": None,
+    "autotagging_top50tags": "top",
+    "autotagging_genre": "genre---",
+    "autotagging_instrument": "instrument---",
+    "autotagging_moodtheme": "mood/theme---",
+}
 HEADER = "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS"
 
 
@@ -45,11 +52,21 @@ class JamendoTrack:
         return f"{self.track_id % 100:02d}/{self.track_id}.mp3"
 
     def row(self, tags: list[str]) -> str:
-        return "\t".join([f"track_{self.track_id:07d}", f"artist_{self.artist_id:06d}", f"album_{self.album_id:06d}",
-                          self.path, f"{self.duration:.1f}", *tags])
+        return "\t".join(
+            [
+                f"track_{self.track_id:07d}",
+                f"artist_{self.artist_id:06d}",
+                f"album_{self.album_id:06d}",
+                self.path,
+                f"{self.duration:.1f}",
+                *tags,
+            ]
+        )
 
 
-def plan_jamendo(world: World, root: Path, n_tracks: int, seconds: tuple[float, float]) -> tuple[list[JamendoTrack], list[RenderJob]]:
+def plan_jamendo(
+    world: World, root: Path, n_tracks: int, seconds: tuple[float, float]
+) -> tuple[list[JamendoTrack], list[RenderJob]]:
     tracks: list[JamendoTrack] = []
     jobs: list[RenderJob] = []
     ids_rng = rng_for(world.seed, "jamendo", "ids")
@@ -68,8 +85,16 @@ def plan_jamendo(world: World, root: Path, n_tracks: int, seconds: tuple[float, 
             album = 5000 + gi * 53 + sorted(JAMENDO_STYLE_WEIGHTS).index(r.perf.style)
             t = JamendoTrack(ids[k], artist, album, split, dur, noisy_jamendo(rng, r), r.piece.ref.piece_id)
             tracks.append(t)
-            jobs.append(render_job(r.arr, r.perf, [ClipOut(str(root / "audio" / t.path), 0.0, dur)], stereo=False,
-                                   sample_rate=JAMENDO_SAMPLE_RATE, level_jitter_db=float(rng.normal(0, 2.0))))
+            jobs.append(
+                render_job(
+                    r.arr,
+                    r.perf,
+                    [ClipOut(str(root / "audio" / t.path), 0.0, dur)],
+                    stereo=False,
+                    sample_rate=JAMENDO_SAMPLE_RATE,
+                    level_jitter_db=float(rng.normal(0, 2.0)),
+                )
+            )
             k += 1
     return tracks, jobs
 
@@ -101,7 +126,8 @@ def write_jamendo(root: Path, tracks: list[JamendoTrack], top_n: int) -> dict[st
         for split in SPLITS:
             part = [t for t in rows if t.split == split]
             (split_dir / f"{name}-{JAMENDO_SPLIT_NAMES[split]}.tsv").write_text(
-                "\n".join([HEADER] + [t.row(tags[t.track_id]) for t in part]) + "\n")
+                "\n".join([HEADER] + [t.row(tags[t.track_id]) for t in part]) + "\n"
+            )
             if kind == "top":
                 counts[split] = len(part)
     return counts

@@ -7,6 +7,7 @@ tuning, tempo and detuned layer), applies its EQ and room, normalises loudness, 
 into its output clips, converts rate/channels and writes each file (atomically). It returns what
 the render cost (`JobCost`), per source.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -89,11 +90,26 @@ class JobCost:
     effects_s: float
 
 
-def render_job(arr: Arrangement, perf: Performance, outputs: list[ClipOut], stereo: bool = False,
-               sample_rate: int = SAMPLE_RATE, level_jitter_db: float = 0.0) -> RenderJob:
+def render_job(
+    arr: Arrangement,
+    perf: Performance,
+    outputs: list[ClipOut],
+    stereo: bool = False,
+    sample_rate: int = SAMPLE_RATE,
+    level_jitter_db: float = 0.0,
+) -> RenderJob:
     """A job rendering `arr` (loudness from the performance's dynamics) into `outputs`."""
-    return RenderJob(arr.notes, dict(arr.programs), dict(arr.volumes), dict(arr.pans), arr.duration_s,
-                     DYN_RMS_DB[perf.dynamics] + level_jitter_db, tuple(outputs), stereo, sample_rate)
+    return RenderJob(
+        arr.notes,
+        dict(arr.programs),
+        dict(arr.volumes),
+        dict(arr.pans),
+        arr.duration_s,
+        DYN_RMS_DB[perf.dynamics] + level_jitter_db,
+        tuple(outputs),
+        stereo,
+        sample_rate,
+    )
 
 
 def with_timbre(job: RenderJob | NoteJob, timbre: Timbre) -> RenderJob | NoteJob:
@@ -102,19 +118,26 @@ def with_timbre(job: RenderJob | NoteJob, timbre: Timbre) -> RenderJob | NoteJob
     return replace(job, timbre=timbre)
 
 
-def _rendered(notes: np.ndarray, programs: dict[int, int], duration_s: float, volumes, pans, soundfont: str | None,
-              timbre: Timbre | None) -> np.ndarray:
+def _rendered(
+    notes: np.ndarray, programs: dict[int, int], duration_s: float, volumes, pans, soundfont: str | None, timbre: Timbre | None
+) -> np.ndarray:
     """[T, 2]: the notes through the timbre's soundfont, tuning and tempo, plus its detuned layer."""
     if timbre is None:
         return render_notes(notes, programs, duration_s, volumes, pans, soundfont=soundfont)
     if timbre.tempo != 1.0:
         notes = np.array(notes, dtype=np.float64, copy=True)
         notes[:, :2] /= timbre.tempo
-    out = render_notes(notes, programs, duration_s, volumes, pans, soundfont=timbre.soundfont,
-                       tuning_cents=timbre.tuning_cents)
+    out = render_notes(notes, programs, duration_s, volumes, pans, soundfont=timbre.soundfont, tuning_cents=timbre.tuning_cents)
     if timbre.layer_cents:
-        layer = render_notes(notes, programs, duration_s, volumes, pans, soundfont=timbre.soundfont,
-                             tuning_cents=timbre.tuning_cents + timbre.layer_cents)
+        layer = render_notes(
+            notes,
+            programs,
+            duration_s,
+            volumes,
+            pans,
+            soundfont=timbre.soundfont,
+            tuning_cents=timbre.tuning_cents + timbre.layer_cents,
+        )
         out = out + layer * np.float32(10 ** (timbre.layer_db / 20.0))
     return out
 
@@ -124,8 +147,9 @@ def run_job(job: RenderJob | NoteJob) -> JobCost:
     timbre = job.timbre
     if timbre is not None:
         check_world_soundfont(timbre.soundfont)
-    source = timbre.source if timbre is not None else (job.soundfont if isinstance(job, NoteJob) and job.soundfont
-                                                       else "timgm6mb")
+    source = (
+        timbre.source if timbre is not None else (job.soundfont if isinstance(job, NoteJob) and job.soundfont else "timgm6mb")
+    )
     t0 = time.perf_counter()
     if isinstance(job, NoteJob):
         notes = np.array([[0.0, 3.0, 0, job.pitch, job.velocity]], dtype=np.float64)
@@ -178,8 +202,9 @@ def worker_pool(workers: int):
         pool.join()
 
 
-def run_jobs(jobs: Sequence[RenderJob | NoteJob], pool, desc: str, progress: bool, chunksize: int = 1,
-             unit: str = "job") -> Iterator[JobCost]:
+def run_jobs(
+    jobs: Sequence[RenderJob | NoteJob], pool, desc: str, progress: bool, chunksize: int = 1, unit: str = "job"
+) -> Iterator[JobCost]:
     """Render every job, in the pool when there is one, under one progress bar; yields each JobCost as it ends."""
     it = pool.imap_unordered(run_job, jobs, chunksize=chunksize) if pool else map(run_job, jobs)
     with tqdm(total=len(jobs), desc=desc, disable=not progress, unit=unit) as bar:

@@ -5,6 +5,7 @@ arousal/valence are all derived from what was actually rendered: instruments, dr
 tempo, dynamics, register, mode, texture, and the collection/style (a genre proxy).
 `noisy` then drops true tags and adds rare false ones, as crowd and uploader tags do.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,19 @@ import numpy as np
 from .arrange import DYNAMICS
 from .world import Rendition
 
-CLASSICAL_STYLES = {"string_quartet", "string_orchestra", "choir", "church_organ", "piano", "harpsichord", "brass",
-                    "woodwinds", "recorder_consort", "mallets", "harp"}
+CLASSICAL_STYLES = {
+    "string_quartet",
+    "string_orchestra",
+    "choir",
+    "church_organ",
+    "piano",
+    "harpsichord",
+    "brass",
+    "woodwinds",
+    "recorder_consort",
+    "mallets",
+    "harp",
+}
 FOLK_STYLES = {"fiddle_band", "whistle_folk", "accordion_folk", "banjo_folk", "classical_guitar"}
 CLASSICAL_COLLECTIONS = {"bach_chorales", "palestrina", "monteverdi", "trecento", "string_quartets"}
 FOLK_COLLECTIONS = {"fiddle_tunes", "irish_tunes", "scottish_airs", "german_folk", "chinese_folk"}
@@ -21,23 +33,149 @@ VOCAL_PROGRAMS = {52, 53, 54, 85, 91}
 
 # MagnaTagATune-style tag vocabulary (column order of annotations_final.csv)
 MTT_TAGS: tuple[str, ...] = (
-    "no voice", "singer", "duet", "plucking", "hard rock", "world", "harpsichord", "sitar", "chorus", "female",
-    "classical", "strings", "drums", "electronic", "rock", "fast", "piano", "ambient", "beat", "violin", "vocal",
-    "synth", "indian", "choral", "slow", "loud", "quiet", "flute", "soft", "pop", "solo", "classic", "choir",
-    "voice", "new age", "dance", "beats", "harp", "cello", "no vocals", "weird", "country", "metal", "techno",
-    "instrumental", "organ", "guitar", "baroque", "folk", "medieval", "irish", "celtic", "oriental", "bass",
-    "trumpet", "brass", "clarinet", "oboe", "sax", "accordion", "banjo", "fiddle", "marimba", "happy", "sad",
-    "calm", "dark", "hip hop", "electro", "viola", "horns", "bagpipes", "eastern", "no singer", "strange",
+    "no voice",
+    "singer",
+    "duet",
+    "plucking",
+    "hard rock",
+    "world",
+    "harpsichord",
+    "sitar",
+    "chorus",
+    "female",
+    "classical",
+    "strings",
+    "drums",
+    "electronic",
+    "rock",
+    "fast",
+    "piano",
+    "ambient",
+    "beat",
+    "violin",
+    "vocal",
+    "synth",
+    "indian",
+    "choral",
+    "slow",
+    "loud",
+    "quiet",
+    "flute",
+    "soft",
+    "pop",
+    "solo",
+    "classic",
+    "choir",
+    "voice",
+    "new age",
+    "dance",
+    "beats",
+    "harp",
+    "cello",
+    "no vocals",
+    "weird",
+    "country",
+    "metal",
+    "techno",
+    "instrumental",
+    "organ",
+    "guitar",
+    "baroque",
+    "folk",
+    "medieval",
+    "irish",
+    "celtic",
+    "oriental",
+    "bass",
+    "trumpet",
+    "brass",
+    "clarinet",
+    "oboe",
+    "sax",
+    "accordion",
+    "banjo",
+    "fiddle",
+    "marimba",
+    "happy",
+    "sad",
+    "calm",
+    "dark",
+    "hip hop",
+    "electro",
+    "viola",
+    "horns",
+    "bagpipes",
+    "eastern",
+    "no singer",
+    "strange",
 )
 
-JAMENDO_GENRES = ("classical", "baroque", "folk", "rock", "pop", "electronic", "hiphop", "world", "experimental",
-                  "ambient", "newage", "country", "celtic", "techno", "dance", "orchestral", "soundtrack",
-                  "chillout", "easylistening", "medieval", "choir")
-JAMENDO_INSTRUMENTS = ("piano", "guitar", "acousticguitar", "electricguitar", "classicalguitar", "violin",
-                       "strings", "cello", "drums", "bass", "synthesizer", "voice", "flute", "organ", "accordion",
-                       "harp", "brass", "keyboard", "electricpiano", "drummachine", "computer", "pad", "viola")
-JAMENDO_MOODS = ("happy", "sad", "relaxing", "calm", "energetic", "dark", "melancholic", "epic", "romantic",
-                 "dramatic", "upbeat", "meditative", "film", "emotional", "fun", "peaceful")
+JAMENDO_GENRES = (
+    "classical",
+    "baroque",
+    "folk",
+    "rock",
+    "pop",
+    "electronic",
+    "hiphop",
+    "world",
+    "experimental",
+    "ambient",
+    "newage",
+    "country",
+    "celtic",
+    "techno",
+    "dance",
+    "orchestral",
+    "soundtrack",
+    "chillout",
+    "easylistening",
+    "medieval",
+    "choir",
+)
+JAMENDO_INSTRUMENTS = (
+    "piano",
+    "guitar",
+    "acousticguitar",
+    "electricguitar",
+    "classicalguitar",
+    "violin",
+    "strings",
+    "cello",
+    "drums",
+    "bass",
+    "synthesizer",
+    "voice",
+    "flute",
+    "organ",
+    "accordion",
+    "harp",
+    "brass",
+    "keyboard",
+    "electricpiano",
+    "drummachine",
+    "computer",
+    "pad",
+    "viola",
+)
+JAMENDO_MOODS = (
+    "happy",
+    "sad",
+    "relaxing",
+    "calm",
+    "energetic",
+    "dark",
+    "melancholic",
+    "epic",
+    "romantic",
+    "dramatic",
+    "upbeat",
+    "meditative",
+    "film",
+    "emotional",
+    "fun",
+    "peaceful",
+)
 
 
 def _programs(r: Rendition) -> set[int]:
@@ -83,9 +221,28 @@ def mtt_tags(r: Rendition) -> set[str]:
     if s == "string_orchestra" and p.tempo_class == "slow" and p.dynamics in ("pp", "p"):
         t.add("ambient")
     # instruments
-    inst = {0: "piano", 1: "piano", 6: "harpsichord", 19: "organ", 16: "organ", 40: "violin", 110: "fiddle",
-            42: "cello", 41: "viola", 46: "harp", 104: "sitar", 105: "banjo", 21: "accordion", 23: "accordion",
-            56: "trumpet", 60: "horns", 71: "clarinet", 68: "oboe", 109: "bagpipes", 12: "marimba"}
+    inst = {
+        0: "piano",
+        1: "piano",
+        6: "harpsichord",
+        19: "organ",
+        16: "organ",
+        40: "violin",
+        110: "fiddle",
+        42: "cello",
+        41: "viola",
+        46: "harp",
+        104: "sitar",
+        105: "banjo",
+        21: "accordion",
+        23: "accordion",
+        56: "trumpet",
+        60: "horns",
+        71: "clarinet",
+        68: "oboe",
+        109: "bagpipes",
+        12: "marimba",
+    }
     for prog, tag in inst.items():
         if prog in progs:
             t.add(tag)
@@ -140,13 +297,34 @@ def mtt_tags(r: Rendition) -> set[str]:
 
 
 # how reliably annotators mark a true tag (the rest default to 0.7)
-_MTT_KEEP = {"no voice": 0.35, "no vocals": 0.3, "instrumental": 0.25, "no singer": 0.2, "classic": 0.4,
-             "classical": 0.85, "drums": 0.8, "piano": 0.85, "guitar": 0.8, "fast": 0.75, "slow": 0.75,
-             "happy": 0.4, "sad": 0.4, "calm": 0.4, "dark": 0.35, "strange": 0.5}
+_MTT_KEEP = {
+    "no voice": 0.35,
+    "no vocals": 0.3,
+    "instrumental": 0.25,
+    "no singer": 0.2,
+    "classic": 0.4,
+    "classical": 0.85,
+    "drums": 0.8,
+    "piano": 0.85,
+    "guitar": 0.8,
+    "fast": 0.75,
+    "slow": 0.75,
+    "happy": 0.4,
+    "sad": 0.4,
+    "calm": 0.4,
+    "dark": 0.35,
+    "strange": 0.5,
+}
 
 
-def noisy(rng: np.random.Generator, true: set[str], vocab: tuple[str, ...], keep: dict[str, float] | None = None,
-          default_keep: float = 0.7, false_rate: float = 0.015) -> list[str]:
+def noisy(
+    rng: np.random.Generator,
+    true: set[str],
+    vocab: tuple[str, ...],
+    keep: dict[str, float] | None = None,
+    default_keep: float = 0.7,
+    false_rate: float = 0.015,
+) -> list[str]:
     """Annotated tags: each true tag kept with its probability, plus rare false tags; sorted by vocab order."""
     keep = keep or {}
     out = {t for t in sorted(true) if rng.random() < keep.get(t, default_keep)}
@@ -184,9 +362,15 @@ def jamendo_tags(r: Rendition) -> set[str]:
             g.add("celtic")
         if s == "banjo_folk":
             g.add("country")
-    g |= {"rock": {"rock"}, "pop": {"pop", "easylistening"}, "electronic": {"electronic", "techno", "dance"},
-          "hiphop": {"hiphop", "chillout"}, "world_plucked": {"world"}, "world_winds": {"world", "newage"},
-          "experimental": {"experimental", "ambient", "soundtrack"}}.get(s, set())
+    g |= {
+        "rock": {"rock"},
+        "pop": {"pop", "easylistening"},
+        "electronic": {"electronic", "techno", "dance"},
+        "hiphop": {"hiphop", "chillout"},
+        "world_plucked": {"world"},
+        "world_winds": {"world", "newage"},
+        "experimental": {"experimental", "ambient", "soundtrack"},
+    }.get(s, set())
     i: set[str] = set()
     if progs & {0, 1}:
         i |= {"piano", "keyboard"}
@@ -252,12 +436,14 @@ def jamendo_tags(r: Rendition) -> set[str]:
         m.add("romantic")
     if s in ("string_orchestra", "experimental"):
         m.add("film")
-    return ({f"genre---{x}" for x in g} | {f"instrument---{x}" for x in i} | {f"mood/theme---{x}" for x in m})
+    return {f"genre---{x}" for x in g} | {f"instrument---{x}" for x in i} | {f"mood/theme---{x}" for x in m}
 
 
 JAMENDO_VOCAB: tuple[str, ...] = tuple(
-    [f"genre---{x}" for x in JAMENDO_GENRES] + [f"instrument---{x}" for x in JAMENDO_INSTRUMENTS]
-    + [f"mood/theme---{x}" for x in JAMENDO_MOODS])
+    [f"genre---{x}" for x in JAMENDO_GENRES]
+    + [f"instrument---{x}" for x in JAMENDO_INSTRUMENTS]
+    + [f"mood/theme---{x}" for x in JAMENDO_MOODS]
+)
 
 
 def noisy_jamendo(rng: np.random.Generator, r: Rendition) -> list[str]:
@@ -277,9 +463,32 @@ def fma_genre(r: Rendition) -> str:
     return STYLES[r.perf.style].genre
 
 
-_BRIGHT = {72: 1.0, 73: 0.6, 78: 1.0, 9: 1.0, 13: 0.8, 56: 0.8, 80: 0.6, 81: 0.7, 40: 0.3, 110: 0.5, 105: 0.6,
-           42: -0.6, 19: -0.4, 70: -0.7, 58: -0.9, 43: -0.9, 32: -0.6, 89: -0.5, 94: -0.5, 95: -0.4, 99: -0.5,
-           49: -0.3, 52: -0.2, 53: -0.3}
+_BRIGHT = {
+    72: 1.0,
+    73: 0.6,
+    78: 1.0,
+    9: 1.0,
+    13: 0.8,
+    56: 0.8,
+    80: 0.6,
+    81: 0.7,
+    40: 0.3,
+    110: 0.5,
+    105: 0.6,
+    42: -0.6,
+    19: -0.4,
+    70: -0.7,
+    58: -0.9,
+    43: -0.9,
+    32: -0.6,
+    89: -0.5,
+    94: -0.5,
+    95: -0.4,
+    99: -0.5,
+    49: -0.3,
+    52: -0.2,
+    53: -0.3,
+}
 
 
 def emotion(rng: np.random.Generator, r: Rendition) -> tuple[float, float, float, float]:
@@ -298,5 +507,4 @@ def emotion(rng: np.random.Generator, r: Rendition) -> tuple[float, float, float
     valence = 5.0 + 0.9 * mode + 0.5 * tempo_z + 0.35 * reg_z + 0.8 * bright + rng.normal(0, 0.5)
     arousal = float(np.clip(arousal, 1.0, 9.0))
     valence = float(np.clip(valence, 1.0, 9.0))
-    return (round(arousal, 2), round(float(rng.uniform(0.5, 1.7)), 2), round(valence, 2),
-            round(float(rng.uniform(0.5, 1.7)), 2))
+    return (round(arousal, 2), round(float(rng.uniform(0.5, 1.7)), 2), round(valence, 2), round(float(rng.uniform(0.5, 1.7)), 2))

@@ -11,6 +11,7 @@
 (split/mtat/ as in the sota-music-tagging-models repository.) Consecutive clips of
 one rendered track share a folder and a split; tags are per clip, with annotator noise.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,13 +28,28 @@ from .world import SPLITS, PieceDrawer, World, perform_any, rng_for, split_sizes
 # MTT is mostly classical, with rock/electronic/world/new-age
 MTT_STYLE_WEIGHTS = dict(CORPUS_STYLE_WEIGHTS, harpsichord=1.0, rock=0.9, electronic=0.8, world_plucked=0.8)
 _ARTISTS = {
-    "string_quartet": "american_string_quartet", "string_orchestra": "london_chamber_strings", "choir": "vox_cantorum",
-    "church_organ": "st_marys_organists", "piano": "jeff_wahl", "harpsichord": "hanneke_van_proosdij",
-    "brass": "the_brass_consort", "woodwinds": "wind_quintet_of_vienna", "recorder_consort": "consort_of_recorders",
-    "mallets": "mallet_works", "harp": "elizabeth_harp", "classical_guitar": "jacob_heringman",
-    "fiddle_band": "the_fiddlers_three", "whistle_folk": "tin_whistle_john", "accordion_folk": "accordion_club",
-    "banjo_folk": "old_time_pickers", "world_plucked": "shiva_sound", "world_winds": "jade_wind_ensemble",
-    "rock": "electric_frankenstein", "pop": "the_daydreams", "electronic": "dj_markitos", "hiphop": "beat_lab",
+    "string_quartet": "american_string_quartet",
+    "string_orchestra": "london_chamber_strings",
+    "choir": "vox_cantorum",
+    "church_organ": "st_marys_organists",
+    "piano": "jeff_wahl",
+    "harpsichord": "hanneke_van_proosdij",
+    "brass": "the_brass_consort",
+    "woodwinds": "wind_quintet_of_vienna",
+    "recorder_consort": "consort_of_recorders",
+    "mallets": "mallet_works",
+    "harp": "elizabeth_harp",
+    "classical_guitar": "jacob_heringman",
+    "fiddle_band": "the_fiddlers_three",
+    "whistle_folk": "tin_whistle_john",
+    "accordion_folk": "accordion_club",
+    "banjo_folk": "old_time_pickers",
+    "world_plucked": "shiva_sound",
+    "world_winds": "jade_wind_ensemble",
+    "rock": "electric_frankenstein",
+    "pop": "the_daydreams",
+    "electronic": "dj_markitos",
+    "hiphop": "beat_lab",
     "experimental": "strange_noises",
 }
 
@@ -59,7 +75,9 @@ class MttClip:
     piece_id: str
 
 
-def plan_mtt(world: World, root: Path, n_tracks: int, clips_per_track: int, clip_s: float) -> tuple[list[MttClip], list[RenderJob]]:
+def plan_mtt(
+    world: World, root: Path, n_tracks: int, clips_per_track: int, clip_s: float
+) -> tuple[list[MttClip], list[RenderJob]]:
     """Clips (rows of annotations_final.csv, in clip_id order) and one render job per track."""
     tracks = []
     for split, n in split_sizes(world, n_tracks).items():
@@ -87,8 +105,9 @@ def plan_mtt(world: World, root: Path, n_tracks: int, clips_per_track: int, clip
         for c in range(clips_per_track):
             a, b = c * clip_s, (c + 1) * clip_s
             path = f"{folder}/{artist}-{album}-{tn:02d}-{title}-{int(a)}-{int(b) - 1}.mp3"
-            clips.append(MttClip(clip_id, split, tags[c], path, tn, r.piece.title, artist, album, int(a), int(b) - 1,
-                                 r.piece.ref.piece_id))
+            clips.append(
+                MttClip(clip_id, split, tags[c], path, tn, r.piece.title, artist, album, int(a), int(b) - 1, r.piece.ref.piece_id)
+            )
             outs.append(ClipOut(str(root / "mp3" / path), a, b))
             clip_id += int(rng.integers(1, 5))
         jobs.append(render_job(r.arr, r.perf, outs, level_jitter_db=float(rng.normal(0, 1.5))))
@@ -117,12 +136,42 @@ def write_mtt(root: Path, clips: list[MttClip], top_n: int) -> dict[str, int]:
         on = set(c.tags)
         lines.append("\t".join([_q(c.clip_id)] + [_q(int(t in on)) for t in MTT_TAGS] + [_q(c.mp3_path)]))
     (root / "annotations_final.csv").write_text("\n".join(lines) + "\n")
-    info = ["\t".join(_q(x) for x in ("clip_id", "track_number", "title", "artist", "album", "url", "segmentStart",
-                                       "segmentEnd", "original_url", "mp3_path"))]
+    info = [
+        "\t".join(
+            _q(x)
+            for x in (
+                "clip_id",
+                "track_number",
+                "title",
+                "artist",
+                "album",
+                "url",
+                "segmentStart",
+                "segmentEnd",
+                "original_url",
+                "mp3_path",
+            )
+        )
+    ]
     for c in clips:
         url = f"http://www.magnatune.com/artists/albums/{c.artist.replace('_', '')}-{c.album.replace('_', '')}/"
-        info.append("\t".join(_q(x) for x in (c.clip_id, c.track_number, c.title.replace('"', "'"), c.artist, c.album,
-                                               url, c.start, c.end, url + "lofi/" + c.mp3_path, c.mp3_path)))
+        info.append(
+            "\t".join(
+                _q(x)
+                for x in (
+                    c.clip_id,
+                    c.track_number,
+                    c.title.replace('"', "'"),
+                    c.artist,
+                    c.album,
+                    url,
+                    c.start,
+                    c.end,
+                    url + "lofi/" + c.mp3_path,
+                    c.mp3_path,
+                )
+            )
+        )
     (root / "clip_info_final.csv").write_text("\n".join(info) + "\n")
     tags = top_tags(clips, top_n)
     split_dir = root / "split" / "mtat"

@@ -9,6 +9,7 @@ An NSynth "instrument" is one GM program; each program is in exactly one split (
 source crosses splits). As in the real NSynth, synth_lead exists only in train. Programs
 whose soundfont sample does not sound at the key's pitch (gm.NOT_AT_KEY_PITCH) are left out.
 """
+
 from __future__ import annotations
 
 import json
@@ -86,8 +87,9 @@ def example(note_id: int, program: int, pitch: int, velocity: int) -> dict:
     }
 
 
-def plan_nsynth(root: Path, seed: int, notes_per_program: dict[str, int],
-                max_train_per_family: int | None = None) -> tuple[dict[str, dict[str, dict]], list[NoteJob]]:
+def plan_nsynth(
+    root: Path, seed: int, notes_per_program: dict[str, int], max_train_per_family: int | None = None
+) -> tuple[dict[str, dict[str, dict]], list[NoteJob]]:
     """split -> {note_str: example} and the note-rendering jobs."""
     records: dict[str, dict[str, dict]] = {s: {} for s in SPLITS}
     jobs: list[NoteJob] = []
@@ -119,8 +121,14 @@ def write_nsynth(root: Path, records: dict[str, dict[str, dict]]) -> dict[str, i
     return counts
 
 
-def build_nsynth_with_soundfont(out: str | Path, soundfont: str | Path, seed: int = 0, test_notes_per_program: int = 12,
-                                workers: int | None = None, progress: bool = True) -> dict[str, int]:
+def build_nsynth_with_soundfont(
+    out: str | Path,
+    soundfont: str | Path,
+    seed: int = 0,
+    test_notes_per_program: int = 12,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, int]:
     """NSynth-layout notes rendered through another General MIDI soundfont than the world's: a test of what
     transfers beyond the one soundfont the world (and so pre-training) ever used. Every melodic GM program of
     every family (its samples differ from TimGM6mb's), `test_notes_per_program` notes each in test, one each in
@@ -143,13 +151,14 @@ def build_nsynth_with_soundfont(out: str | Path, soundfont: str | Path, seed: in
         picks = rng_for(seed, "nsynth-other-sf", prog).permutation(len(cands))
         taken = 0
         for split in ("test", "valid", "train"):
-            for i in picks[taken:taken + want[split]]:
+            for i in picks[taken : taken + want[split]]:
                 pitch, vel = cands[int(i)]
                 ex = example(note_id, prog, pitch, vel)
                 note_id += 1
                 records[split][ex["note_str"]] = ex
-                jobs.append(NoteJob(prog, pitch, vel, str(out / f"nsynth-{split}" / "audio" / f"{ex['note_str']}.wav"),
-                                    str(soundfont)))
+                jobs.append(
+                    NoteJob(prog, pitch, vel, str(out / f"nsynth-{split}" / "audio" / f"{ex['note_str']}.wav"), str(soundfont))
+                )
             taken += want[split]
     with worker_pool(workers if workers is not None else min(2, os.cpu_count() or 1)) as pool:
         for _ in run_jobs(jobs, pool, "rendering notes", progress, chunksize=8, unit="note"):

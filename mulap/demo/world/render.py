@@ -8,6 +8,7 @@ and resets it before every render: all voices ended and flushed, every channel b
 defaults, so a render is byte-identical to one from a fresh synthesizer (tested) and the
 same notes give the same samples whichever worker renders them, after whatever it rendered.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -39,10 +40,17 @@ def _synth(sample_rate: int, soundfont: str | None = None):
     return synth, sfid
 
 
-def render_notes(notes: np.ndarray, programs: dict[int, int], duration_s: float,
-                 volumes: dict[int, int] | None = None, pans: dict[int, int] | None = None,
-                 sample_rate: int = SAMPLE_RATE, tail_s: float = 0.0, soundfont: str | None = None,
-                 tuning_cents: float = 0.0) -> np.ndarray:
+def render_notes(
+    notes: np.ndarray,
+    programs: dict[int, int],
+    duration_s: float,
+    volumes: dict[int, int] | None = None,
+    pans: dict[int, int] | None = None,
+    sample_rate: int = SAMPLE_RATE,
+    tail_s: float = 0.0,
+    soundfont: str | None = None,
+    tuning_cents: float = 0.0,
+) -> np.ndarray:
     """Notes [n, 5] (start s, end s, channel, key, velocity) -> [T, 2] float32, T = (duration+tail)*sr.
 
     programs: channel -> GM program; -1 selects the GM drum kit (bank 128).
@@ -90,12 +98,21 @@ def render_notes(notes: np.ndarray, programs: dict[int, int], duration_s: float,
     return out
 
 
-def render_note(program: int, pitch: int, velocity: int, hold_s: float = 3.0, total_s: float = 4.0,
-                sample_rate: int = SAMPLE_RATE, soundfont: str | None = None, tuning_cents: float = 0.0) -> np.ndarray:
+def render_note(
+    program: int,
+    pitch: int,
+    velocity: int,
+    hold_s: float = 3.0,
+    total_s: float = 4.0,
+    sample_rate: int = SAMPLE_RATE,
+    soundfont: str | None = None,
+    tuning_cents: float = 0.0,
+) -> np.ndarray:
     """One note of a GM program, held hold_s then released -> [T] float32 mono, T = total_s*sr."""
     notes = np.array([[0.0, hold_s, 0, pitch, velocity]], dtype=np.float64)
-    stereo = render_notes(notes, {0: int(program)}, total_s, sample_rate=sample_rate, soundfont=soundfont,
-                          tuning_cents=tuning_cents)
+    stereo = render_notes(
+        notes, {0: int(program)}, total_s, sample_rate=sample_rate, soundfont=soundfont, tuning_cents=tuning_cents
+    )
     return stereo.mean(axis=1).astype(np.float32)
 
 

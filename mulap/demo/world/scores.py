@@ -8,6 +8,7 @@ of the Essen collection...). `parse_piece` turns one into a `Piece`: per part an
 metre, bar lines, an estimated key and the score's metadata. Parsing is slow (0.05-3 s
 per score), so results are cached as JSON under a user cache folder.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,23 +40,46 @@ class Collection:
     group_by_dir: bool = False  # movements of one work share a split
 
 
-COLLECTIONS: dict[str, Collection] = {c.name: c for c in (
-    Collection("bach_chorales", r"^bach/bwv[\d.]+\.mxl$", "Johann Sebastian Bach", "Baroque", "chorale", "German"),
-    Collection("palestrina", r"^palestrina/.+\.krn$", "Giovanni Pierluigi da Palestrina", "Renaissance",
-               "sacred polyphony", "Italian"),
-    Collection("monteverdi", r"^monteverdi/madrigal\.[\d.]+\.mxl$", "Claudio Monteverdi", "late Renaissance",
-               "madrigal", "Italian"),
-    Collection("trecento", r"^trecento/.+\.xml$", None, "medieval", "song", "Italian"),
-    Collection("string_quartets", r"^(mozart|haydn)/.+\.mxl$|^beethoven/opus18no\d/movement\d\.mxl$", None,
-               "Classical", "string quartet movement", None, group_by_dir=True),
-    Collection("fiddle_tunes", r"^ryansMammoth/.+\.abc$", None, "traditional", "fiddle tune", "American"),
-    Collection("irish_tunes", r"^oneills1850/.+\.abc$", None, "traditional", "dance tune", "Irish", multi_tune=True),
-    Collection("scottish_airs", r"^airdsAirs/.+\.abc$", None, "traditional", "air", "Scottish", multi_tune=True),
-    Collection("german_folk", r"^essenFolksong/(altdeu|ballad|boehme|dva|erk|fink|kinder)\d*\.abc$", None,
-               "traditional", "folk song", "German", multi_tune=True),
-    Collection("chinese_folk", r"^essenFolksong/han\d\.abc$", None, "traditional", "folk song", "Chinese",
-               multi_tune=True),
-)}
+COLLECTIONS: dict[str, Collection] = {
+    c.name: c
+    for c in (
+        Collection("bach_chorales", r"^bach/bwv[\d.]+\.mxl$", "Johann Sebastian Bach", "Baroque", "chorale", "German"),
+        Collection(
+            "palestrina",
+            r"^palestrina/.+\.krn$",
+            "Giovanni Pierluigi da Palestrina",
+            "Renaissance",
+            "sacred polyphony",
+            "Italian",
+        ),
+        Collection(
+            "monteverdi", r"^monteverdi/madrigal\.[\d.]+\.mxl$", "Claudio Monteverdi", "late Renaissance", "madrigal", "Italian"
+        ),
+        Collection("trecento", r"^trecento/.+\.xml$", None, "medieval", "song", "Italian"),
+        Collection(
+            "string_quartets",
+            r"^(mozart|haydn)/.+\.mxl$|^beethoven/opus18no\d/movement\d\.mxl$",
+            None,
+            "Classical",
+            "string quartet movement",
+            None,
+            group_by_dir=True,
+        ),
+        Collection("fiddle_tunes", r"^ryansMammoth/.+\.abc$", None, "traditional", "fiddle tune", "American"),
+        Collection("irish_tunes", r"^oneills1850/.+\.abc$", None, "traditional", "dance tune", "Irish", multi_tune=True),
+        Collection("scottish_airs", r"^airdsAirs/.+\.abc$", None, "traditional", "air", "Scottish", multi_tune=True),
+        Collection(
+            "german_folk",
+            r"^essenFolksong/(altdeu|ballad|boehme|dva|erk|fink|kinder)\d*\.abc$",
+            None,
+            "traditional",
+            "folk song",
+            "German",
+            multi_tune=True,
+        ),
+        Collection("chinese_folk", r"^essenFolksong/han\d\.abc$", None, "traditional", "folk song", "Chinese", multi_tune=True),
+    )
+}
 
 _COMPOSER_BY_DIR = {"mozart": "Wolfgang Amadeus Mozart", "haydn": "Joseph Haydn", "beethoven": "Ludwig van Beethoven"}
 
@@ -107,26 +131,40 @@ class Piece:
 
     def to_json(self) -> dict:
         return {
-            "collection": self.ref.collection, "path": self.ref.path, "number": self.ref.number,
-            "title": self.title, "composer": self.composer, "time_signature": self.time_signature,
-            "bar_ql": self.bar_ql, "beat_ql": self.beat_ql, "beats_per_bar": self.beats_per_bar,
+            "collection": self.ref.collection,
+            "path": self.ref.path,
+            "number": self.ref.number,
+            "title": self.title,
+            "composer": self.composer,
+            "time_signature": self.time_signature,
+            "bar_ql": self.bar_ql,
+            "beat_ql": self.beat_ql,
+            "beats_per_bar": self.beats_per_bar,
             "measure_offsets": [round(float(x), 6) for x in self.measure_offsets],
-            "tonic": self.tonic, "mode": self.mode,
+            "tonic": self.tonic,
+            "mode": self.mode,
             "parts": [[[round(float(a), 6), round(float(b), 6), int(c)] for a, b, c in p] for p in self.parts],
         }
 
     @classmethod
     def from_json(cls, d: dict) -> Piece:
         return cls(
-            ref=PieceRef(d["collection"], d["path"], d["number"]), title=d["title"], composer=d["composer"],
-            time_signature=d["time_signature"], bar_ql=float(d["bar_ql"]), beat_ql=float(d["beat_ql"]),
-            beats_per_bar=int(d["beats_per_bar"]), measure_offsets=np.asarray(d["measure_offsets"], dtype=np.float64),
-            tonic=int(d["tonic"]), mode=d["mode"],
+            ref=PieceRef(d["collection"], d["path"], d["number"]),
+            title=d["title"],
+            composer=d["composer"],
+            time_signature=d["time_signature"],
+            bar_ql=float(d["bar_ql"]),
+            beat_ql=float(d["beat_ql"]),
+            beats_per_bar=int(d["beats_per_bar"]),
+            measure_offsets=np.asarray(d["measure_offsets"], dtype=np.float64),
+            tonic=int(d["tonic"]),
+            mode=d["mode"],
             parts=[np.asarray(p, dtype=np.float64).reshape(-1, 3) for p in d["parts"]],
         )
 
 
 # ----------------------------------------------------------------------------- selection
+
 
 def corpus_root() -> Path:
     """Folder of the music21 corpus (inside the music21 package)."""
@@ -272,9 +310,19 @@ def parse_piece(ref: PieceRef) -> Piece:
     if composer is None and md is not None and md.composer and md.composer.strip().lower() not in ("", "unknown", "anonymous"):
         composer = md.composer.strip()
     tonic, mode = estimate_key(parts)
-    return Piece(ref=ref, title=str(title).strip(), composer=composer, time_signature=ts.ratioString,
-                 bar_ql=bar_ql, beat_ql=beat_ql, beats_per_bar=beats, measure_offsets=offsets,
-                 tonic=tonic, mode=mode, parts=parts)
+    return Piece(
+        ref=ref,
+        title=str(title).strip(),
+        composer=composer,
+        time_signature=ts.ratioString,
+        bar_ql=bar_ql,
+        beat_ql=beat_ql,
+        beats_per_bar=beats,
+        measure_offsets=offsets,
+        tonic=tonic,
+        mode=mode,
+        parts=parts,
+    )
 
 
 def default_cache_dir() -> Path:

@@ -13,6 +13,7 @@ csound's GM bank (sf_GMbank.sf2, Debian `csound-soundfont`: the held-out test `m
 rendered by `mulap data nsynth-soundfont`), FluidR3 (`fluid-soundfont-*`, `fluidr3mono-*`) and MuseScore
 General (`musescore-general-*`), kept for independent checks of what the world never heard.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,12 +38,20 @@ class Source:
     install: str  # how to get it when it is missing
 
 
-WORLD_SOURCES: dict[str, Source] = {s.name: s for s in (
-    Source("timgm6mb", "TimGM6mb, a small sampled General MIDI bank (shipped in pretty_midi)", None,
-           "pip install 'mulap[demo]'"),
-    Source("opl3", "OPL-3 FM General MIDI bank (frequency-modulation synthesis, no samples)", OPL3_PATH,
-           "Debian: apt-get install opl3-soundfont (install.sh does it when run as root)"),
-)}
+WORLD_SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source(
+            "timgm6mb", "TimGM6mb, a small sampled General MIDI bank (shipped in pretty_midi)", None, "pip install 'mulap[demo]'"
+        ),
+        Source(
+            "opl3",
+            "OPL-3 FM General MIDI bank (frequency-modulation synthesis, no samples)",
+            OPL3_PATH,
+            "Debian: apt-get install opl3-soundfont (install.sh does it when run as root)",
+        ),
+    )
+}
 
 # File names (lower case, any folder) of soundfonts the world must never use: csound's GM bank is the demo's
 # held-out test; FluidR3 and MuseScore General are kept unseen for checks by others.
@@ -67,8 +76,10 @@ def is_reserved(path: str | Path) -> bool:
 def check_world_soundfont(path: str | Path) -> Path:
     """`path` if the world may render through it; ReservedSoundfontError for a reserved test soundfont."""
     if is_reserved(path):
-        raise ReservedSoundfontError(f"{path}: reserved for testing what the demo world never heard "
-                                     "(csound GM bank, FluidR3, MuseScore General); the world never renders through it")
+        raise ReservedSoundfontError(
+            f"{path}: reserved for testing what the demo world never heard "
+            "(csound GM bank, FluidR3, MuseScore General); the world never renders through it"
+        )
     return Path(path)
 
 
@@ -92,8 +103,12 @@ def available_sources(names: tuple[str, ...] | None = None) -> dict[str, str]:
             raise ValueError(f"unknown timbre source {name!r}; the world's sources are {', '.join(WORLD_SOURCES)}")
         path = source_path(name)
         if path is None:
-            log.warning("demo world: soundfont %s (%s) is not installed: rendering without it (%s)",
-                        WORLD_SOURCES[name].path, name, WORLD_SOURCES[name].install)
+            log.warning(
+                "demo world: soundfont %s (%s) is not installed: rendering without it (%s)",
+                WORLD_SOURCES[name].path,
+                name,
+                WORLD_SOURCES[name].install,
+            )
             continue
         out[name] = str(path)
     if not out:
@@ -103,8 +118,10 @@ def available_sources(names: tuple[str, ...] | None = None) -> dict[str, str]:
 
 def source_info(sources: dict[str, str]) -> dict[str, dict]:
     """What world.json says about each source used: description and file (name and size)."""
-    return {name: {"description": WORLD_SOURCES[name].description, "file": os.path.basename(path),
-                   "bytes": os.path.getsize(path)} for name, path in sources.items()}
+    return {
+        name: {"description": WORLD_SOURCES[name].description, "file": os.path.basename(path), "bytes": os.path.getsize(path)}
+        for name, path in sources.items()
+    }
 
 
 # -- the per-clip variation --------------------------------------------------------------------------------
@@ -158,14 +175,22 @@ def draw_timbre(rng: np.random.Generator, sources: dict[str, str], note: bool = 
     room = int(rng.integers(2**31 - 1))
     gain = float(rng.uniform(-3.0, 3.0))
     if u[0] < PLAIN_SHARE:
-        return Timbre(name, sources[name], round(tuning, 2), round(tempo, 4), 0.0, 0.0, (), 0.0, 0.0, 0.0, 0.0, 0,
-                      round(gain, 2))
-    return Timbre(name, sources[name], round(tuning, 2), round(tempo, 4),
-                  round(layer_cents, 2) if u[1] < 0.3 else 0.0, round(layer_db, 2) if u[1] < 0.3 else 0.0,
-                  tuple((f, round(float(g), 2)) for f, g in zip(EQ_FREQS, eq_gains)),
-                  round(hp, 1) if u[2] < 0.3 else 0.0, round(lp, 1) if u[3] < 0.3 else 0.0,
-                  round(mix, 3) if u[4] < 0.5 else 0.0, round(rt60, 3) if u[4] < 0.5 else 0.0,
-                  room if u[4] < 0.5 else 0, round(gain, 2))
+        return Timbre(name, sources[name], round(tuning, 2), round(tempo, 4), 0.0, 0.0, (), 0.0, 0.0, 0.0, 0.0, 0, round(gain, 2))
+    return Timbre(
+        name,
+        sources[name],
+        round(tuning, 2),
+        round(tempo, 4),
+        round(layer_cents, 2) if u[1] < 0.3 else 0.0,
+        round(layer_db, 2) if u[1] < 0.3 else 0.0,
+        tuple((f, round(float(g), 2)) for f, g in zip(EQ_FREQS, eq_gains)),
+        round(hp, 1) if u[2] < 0.3 else 0.0,
+        round(lp, 1) if u[3] < 0.3 else 0.0,
+        round(mix, 3) if u[4] < 0.5 else 0.0,
+        round(rt60, 3) if u[4] < 0.5 else 0.0,
+        room if u[4] < 0.5 else 0,
+        round(gain, 2),
+    )
 
 
 def eq_curve_db(freqs: np.ndarray, timbre: Timbre, min_highpass: float | None = None) -> np.ndarray:

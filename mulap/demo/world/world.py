@@ -4,6 +4,7 @@ Splits are by piece (movements of one work count as one piece) and global: a pie
 in the same split in the pre-training corpus and in every downstream dataset, so no
 piece (and no excerpt of it) is ever in two splits of one dataset.
 """
+
 from __future__ import annotations
 
 import zlib
