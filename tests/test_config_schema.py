@@ -129,3 +129,15 @@ def test_the_musicnn_section_lists_every_musicnn_setting_with_its_default():
     assert (
         load_config(None, ["model_config.audio.musicnn={timbral_channels: 8}"]).model_config.audio.musicnn.timbral_channels == 8
     )
+
+
+def test_the_supervised_models_are_named_once():
+    """The schema's backbone choices, the backbone checkpoints and the tagging models all come from SUPERVISED_NAMES."""
+    import typing
+
+    from mulap.inference.tagging import TAG_MODELS
+    from mulap.infra.config_schema import SUPERVISED_NAMES, Downstream
+    from mulap.models.backbone import SUPERVISED
+
+    assert typing.get_args(Downstream.model_fields["backbone_init"].annotation) == ("mulap", "random", *SUPERVISED_NAMES)
+    assert tuple(SUPERVISED) == SUPERVISED_NAMES == TAG_MODELS

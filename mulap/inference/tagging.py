@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mulap.infra.config_schema import SUPERVISED_NAMES
+
 log = logging.getLogger(__name__)
-TAG_MODELS = ("supervised_mtt", "supervised_msd")
+TAG_MODELS = SUPERVISED_NAMES  # the models with a tagging head
 
 
 @dataclass

@@ -100,14 +100,20 @@ def _devices(v: Any) -> Any:
     raise ValueError("must be 'auto', a number of devices >= 1 (-1: all) or a list of device indices")
 
 
+# the MTT- and MSD-trained musicnn taggers (their checkpoints: mulap.models.backbone.SUPERVISED): named once, here
+SUPERVISED_NAMES = ("supervised_mtt", "supervised_msd")
+
+
 def _backbone_init(v: Any) -> Any:
-    if v in ("random", "supervised_mtt", "supervised_msd"):
+    if v == "random" or v in SUPERVISED_NAMES:
         return v
     if isinstance(v, str) and Path(v).suffix == ".safetensors":
         if not Path(v).is_file():
             raise ValueError(f"backbone file {v} does not exist")
         return v
-    raise ValueError("must be 'random', 'supervised_mtt', 'supervised_msd' or a path to a backbone .safetensors file")
+    raise ValueError(
+        f"must be 'random', {', '.join(repr(n) for n in SUPERVISED_NAMES)} or a path to a backbone .safetensors file"
+    )
 
 
 def _task_name(v: Any) -> Any:

@@ -14,10 +14,11 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from mulap.infra.config_schema import SUPERVISED_NAMES
 from mulap.models.musicnn import Musicnn, MusicnnConfig
 from mulap.models.weight_files import build_to_fit, first_line, module_tensors, safetensors_shapes, save_safetensors
 
-SUPERVISED = {"supervised_mtt": "MTT_musicnn", "supervised_msd": "MSD_musicnn"}
+SUPERVISED = dict(zip(SUPERVISED_NAMES, ("MTT_musicnn", "MSD_musicnn"), strict=True))  # name -> musicnn checkpoint
 
 
 def musicnn_config(overrides: dict | None = None) -> MusicnnConfig:
