@@ -4,7 +4,7 @@
 decodes every clip once to 16 kHz mono float32 and writes
 
     <out_dir>/audio/<id>.npy     [T] float32 at 16 kHz (the seed's audio convention)
-    <out_dir>/manifest.jsonl     one clip per line: {"id", "split", "audio", "target", "num_samples", "source"}
+    <out_dir>/manifest.jsonl     one clip per line: {"id", "split", "audio", "target", "num_samples", "crc32", "source"}
                                  audio relative to <out_dir>; target: multilabel -> multi-hot list of 0/1,
                                  multiclass -> class index, regression -> [arousal, valence]
     <out_dir>/dataset.json       {"format_version", "task", "task_type", "label_names", "sample_rate",
@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import time
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -233,6 +234,15 @@ def _link_or_copy(src: Path, dest: Path) -> None:
     tmp.replace(dest)
 
 
+def audio_crc32(path: Path) -> str:
+    """CRC-32 of a prepared clip's samples (its .npy array), as 8 hex digits: the manifest records it, so the manifest
+    (and the embedding cache's key, mulap.inference.cache.cache_key) changes whenever the audio does. Two datasets
+    with the same ids, labels and lengths but other sounds (one task rendered through two soundfonts) then never
+    share cached embeddings."""
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    return f"{zlib.crc32(np.ascontiguousarray(array).view(np.uint8)):08x}"
+
+
 def _decode_one(rec: Record, audio_dir: Path, siblings: Sequence[Path] = ()) -> tuple[str, int, str | None]:
     """-> ("reused"|"decoded"|"skipped", num_samples, reason)."""
     dest = audio_dir / f"{rec.id}.npy"
@@ -314,7 +324,7 @@ def prepare(
     counts = {s: 0 for s in SPLITS}
     decoded = reused = 0
     total_samples = 0
-    for rec, (status, n, reason) in zip(ds.records, outcomes):
+    for rec, (status, n, reason) in zip(ds.records, outcomes, strict=True):
         if status == "skipped":
             skipped.append({"file": str(rec.audio), "reason": reason or "unreadable"})
             continue
@@ -328,6 +338,7 @@ def prepare(
             "audio": f"{AUDIO_DIR}/{rec.id}.npy",
             "target": _target_json(ds.task_type, rec.target),
             "num_samples": n,
+            "crc32": audio_crc32(out / AUDIO_DIR / f"{rec.id}.npy"),
             "source": _relative_source(rec.audio, raw),
         }
         lines.append(json.dumps(entry, ensure_ascii=False))

@@ -3,7 +3,8 @@
 The frozen-probe protocol computes each chunk's embedding once: the cache key is made
 of the backbone's weights (a hash of its state), the dataset's manifest and the audio
 settings, so every probe on the same backbone and dataset shares one extraction, and a
-changed checkpoint or manifest can never be served stale features. An entry is verified on
+changed checkpoint or manifest can never be served stale features. The manifest holds each clip's
+CRC-32 (mulap.data.prepare), so the key changes with the audio too. An entry is verified on
 every read (sizes, shapes and CRC-32s kept in its meta.json); a damaged one is moved aside
 and computed again, never served.
 """

@@ -129,3 +129,28 @@ def test_jamendo_subsets_share_decoded_clips(tmp_path):
     b = tmp_path / "datasets/jamendo_genre/audio/track_0000215.npy"
     assert a.stat().st_ino == b.stat().st_ino  # a hard link, not a second decode
     np.testing.assert_array_equal(np.load(a), np.load(b))
+
+
+def test_the_manifest_changes_with_the_audio_so_cached_embeddings_never_cross_datasets(tmp_path):
+    """One task rendered through two soundfonts has the same ids, labels and lengths: the manifests differ only by
+    each clip's crc32, which keeps the embedding cache from serving one dataset's features for the other (it did:
+    the cache key is made of the manifest)."""
+    from mulap.inference.cache import cache_key
+
+    a, b = pl.build_nsynth(tmp_path / "raw_a"), pl.build_nsynth(tmp_path / "raw_b")
+    for i, wav in enumerate(sorted((b / "nsynth-test" / "audio").glob("*.wav"))):
+        pl._clip(wav, seconds=0.25, sr=16000, seed=100 + i)  # other sounds, same files, same lengths
+    prepare("nsynth_clf", a, tmp_path / "a")
+    prepare("nsynth_clf", b, tmp_path / "b")
+    man_a, man_b = (tmp_path / "a" / "manifest.jsonl"), (tmp_path / "b" / "manifest.jsonl")
+    rows_a = [json.loads(line) for line in man_a.read_text().splitlines()]
+    rows_b = [json.loads(line) for line in man_b.read_text().splitlines()]
+    assert [{k: v for k, v in r.items() if k != "crc32"} for r in rows_a] == [
+        {k: v for k, v in r.items() if k != "crc32"} for r in rows_b
+    ]
+    differ = {r["id"] for r, s in zip(rows_a, rows_b, strict=True) if r["crc32"] != s["crc32"]}
+    assert differ == {r["id"] for r in rows_b if r["split"] == "test"}
+    assert cache_key("model", man_a, 48000, 16000) != cache_key("model", man_b, 48000, 16000)
+    before = man_a.read_bytes()
+    prepare("nsynth_clf", a, tmp_path / "a")  # prepared again, clips reused: the same manifest, the same cache entry
+    assert man_a.read_bytes() == before
