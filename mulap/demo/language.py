@@ -24,6 +24,7 @@ from mulap.infra.files import write_json
 
 log = logging.getLogger(__name__)
 MODELS = ("mulap", "shuffled", "untrained")
+TEMPLATE = "language.md.j2"  # the section's words; the numbers come from here
 
 
 def untrained_model(exp_dir: Path, seed: int, device=None):
@@ -193,119 +194,88 @@ def _short(direction: dict) -> dict:
 
 # -- the report section ----------------------------------------------------------------------------------------
 def markdown(summary: dict) -> list[str]:
+    """The report's section "What language taught", as lines: the numbers of `summary` laid out by language.md.j2."""
     if not summary:
         return []
+    return _render(taught=taught_context(summary))
+
+
+def taught_context(summary: dict) -> dict:
+    """The section's numbers and tables as plain data (interval cells already written as text)."""
     r = summary["retrieval"]
-    ch, amb = r["chance"], r["caption_ambiguity_bound"]
-    lines = [
-        "",
-        "## What language taught",
-        "",
-        f"Three models of one architecture: **mulap** (the pre-trained model), **shuffled** (the same recipe on "
-        f"captions permuted across clips: same words, no alignment) and **untrained** (the recipe's initial weights). "
-        f"Retrieval on the corpus test split ({r['n_test']} clips, one caption each); 95 % bootstrap intervals over "
-        f"queries in brackets; re-ranked = the top {r['rerank_n']} of the contrastive shortlist re-scored by MuLaP's "
-        "audio-text matching head through the co-attention.",
-        "",
-        "| model | t2a R@1 | t2a R@5 | t2a R@10 | t2a median rank | a2t R@1 | a2t R@10 | a2t median rank "
-        "| t2a R@1 re-ranked | t2a R@10 re-ranked |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for m, cell in r["models"].items():
-        t, a = cell["t2a"], cell["a2t"]
-        rr = t.get("reranked")
-        reranked = f"{_ci(rr, 'R@1')} | {rr['R@10']:.3f}" if rr else "– | –"
-        lines.append(
-            f"| {m} | {_ci(t, 'R@1')} | {_ci(t, 'R@5')} | {_ci(t, 'R@10')} | {t['median_rank']:.1f} | "
-            f"{a['R@1']:.3f} | {a['R@10']:.3f} | {a['median_rank']:.1f} | {reranked} |"
-        )
-    lines.append(
-        f"| chance | {ch['R@1']:.3f} | {ch['R@5']:.3f} | {ch['R@10']:.3f} | {ch['median_rank']:.1f} | "
-        f"{ch['R@1']:.3f} | {ch['R@10']:.3f} | {ch['median_rank']:.1f} | | |"
-    )
-    lines.append(
-        f"| caption-ambiguity bound | {amb['R@1']:.3f} | {amb['R@5']:.3f} | {amb['R@10']:.3f} | "
-        f"{amb['median_rank']:.1f} | | | | | |"
-    )
-    lines += [
-        "",
-        f"The bound: {amb['captions_with_near_duplicates']} of {r['n_test']} test captions have a near-duplicate "
-        f"(cosine ≥ {amb['threshold']} in an untrained sentence encoder), so even a perfect model cannot tell those clips "
-        "apart from their captions alone.",
-    ]
-    comp = r.get("comparisons", {})
-    for key, vals in comp.items():
-        lines.append(f"- {key.replace('_', ' ')}: " + ", ".join(f"{k} {lo:+.3f}..{hi:+.3f}" for k, (lo, hi) in vals.items()))
-    mt = r["models"].get("mulap", {}).get("t2a", {})
-    if "rerank_minus_contrastive_R@1_ci95" in mt and mt["rerank_minus_contrastive_R@1_ci95"]:
-        lo, hi = mt["rerank_minus_contrastive_R@1_ci95"]
-        lines.append(f"- re-ranked minus contrastive, text→audio R@1 (mulap): 95 % interval {lo:+.3f}..{hi:+.3f}")
     zs = summary["zeroshot"]
     models = [m for m in MODELS if any(m in row for row in zs.values())]
-    lines += [
-        "",
-        "Zero-shot on the downstream test splits from the default prompt ensembles (no training on the task): "
-        "ROC-AUC macro (tagging), accuracy (classification), Pearson r of the prompt contrast (Emomusic: energetic "
-        "vs calm for arousal, happy vs sad for valence, mean of the two). Class scores are standardised by each "
-        "class's mean and spread over the validation split's tracks (no labels; `mulap zeroshot --raw` turns it "
-        "off): it leaves ranking metrics alone and removes the head start of prompts that sit near every clip; "
-        "accuracies from the raw cosines are given after the table.",
-        "",
-        "| task | n test | " + " | ".join(models) + " | chance | mulap − shuffled | mulap − untrained |",
-        "|---|---|" + "---|" * (len(models) + 3),
-    ]
-    above = []
     paired = summary.get("zeroshot_paired", {})
-    for task, row in zs.items():
-        first = next(iter(row.values()))
-        cells = [_zs(row.get(m)) for m in models]
-        diffs = [_diff(paired.get(f"mulap_minus_{o}", {}).get(task)) for o in ("shuffled", "untrained")]
-        lines.append(
-            f"| {task} | {first['n_test']} | " + " | ".join(cells) + f" | {first['chance']:.3f} | " + " | ".join(diffs) + " |"
-        )
-        m = row.get("mulap")
-        if m and m["ci"][0] is not None and m["ci"][0] > m["chance"]:
-            above.append(task)
-    lines += [
-        "",
-        f"MuLaP's zero-shot is above chance beyond its 95 % interval on **{len(above)} of {len(zs)}** tasks"
-        + (f" ({', '.join(above)})." if above else "."),
-    ]
-    # standardising moves accuracy only (ranking metrics per class are unchanged by it)
-    raw = [
-        f"{task} " + ", ".join(f"{m} {c['value_raw']:.3f}" for m, c in row.items() if "value_raw" in c)
-        for task, row in zs.items()
-        if any("value_raw" in c and c["metric"] == "accuracy" for c in row.values())
-    ]
-    if raw:
-        lines += ["", "Accuracy from the raw cosines (no standardisation): " + "; ".join(raw) + "."]
+    mt = r["models"].get("mulap", {}).get("t2a", {})
     other = summary.get("zeroshot_other_soundfont")
-    if other:
-        first = next(iter(other.values()))
-        lines += [
-            "",
-            f"NSynth instrument family on {first['n_test']} notes of every GM program rendered through a soundfont "
-            "the world never uses (Debian's csound GM bank): "
-            + ", ".join(f"{m} {_zs(c)}" for m, c in other.items())
-            + f"; chance {first['chance']:.3f}"
-            + (
-                " (raw cosines: " + ", ".join(f"{m} {c['value_raw']:.3f}" for m, c in other.items() if "value_raw" in c) + ")"
-                if any("value_raw" in c for c in other.values())
-                else ""
-            )
-            + ".",
-        ]
-    lines += [
-        "",
-        "Reading: the corpus captions name instruments, style/era, tempo, dynamics, texture, key and metre. "
-        "Retrieval and zero-shot measure how much of that the joint space carries: what a caption names "
-        "*and* the audio side can hear (timbre, tempo, loudness, texture) can be learnt; key and mode cannot, "
-        "because Musicnn's front end is nearly transposition-invariant (see the section above), so happy/sad "
-        "prompts and valence stay near chance; and what captions never name (NSynth's pitch, FMA's labels beyond "
-        "instrumentation) cannot be learnt from them. The shuffled control keeps every word and "
-        "removes only the pairing: what mulap does beyond it is what the alignment taught.",
-    ]
-    return lines
+    return {
+        "n_test": r["n_test"],
+        "rerank_n": r["rerank_n"],
+        "retrieval": [_retrieval_row(m, cell) for m, cell in r["models"].items()],
+        "chance": r["chance"],
+        "bound": r["caption_ambiguity_bound"],
+        "comparisons": [
+            {"label": key.replace("_", " "), "intervals": [{"name": k, "lo": lo, "hi": hi} for k, (lo, hi) in vals.items()]}
+            for key, vals in r.get("comparisons", {}).items()
+        ],
+        "rerank_minus": mt.get("rerank_minus_contrastive_R@1_ci95") or None,
+        "models": models,
+        "zeroshot": [
+            {
+                "task": task,
+                "n_test": next(iter(row.values()))["n_test"],
+                "cells": [_zs(row.get(m)) for m in models],
+                "chance": next(iter(row.values()))["chance"],
+                "diffs": [_diff(paired.get(f"mulap_minus_{o}", {}).get(task)) for o in ("shuffled", "untrained")],
+            }
+            for task, row in zs.items()
+        ],
+        "above": [task for task, row in zs.items() if _above_chance(row.get("mulap"))],
+        # standardising moves accuracy only (ranking metrics per class are unchanged by it)
+        "raw": [
+            {"task": task, "accuracies": [{"name": m, "value": c["value_raw"]} for m, c in row.items() if "value_raw" in c]}
+            for task, row in zs.items()
+            if any("value_raw" in c and c["metric"] == "accuracy" for c in row.values())
+        ],
+        "other": _other_context(other) if other else None,
+    }
+
+
+def _retrieval_row(name: str, cell: dict) -> dict:
+    t, a = cell["t2a"], cell["a2t"]
+    rr = t.get("reranked")
+    return {
+        "name": name,
+        "t2a_r1": _ci(t, "R@1"),
+        "t2a_r5": _ci(t, "R@5"),
+        "t2a_r10": _ci(t, "R@10"),
+        "t2a_median": t["median_rank"],
+        "a2t_r1": a["R@1"],
+        "a2t_r10": a["R@10"],
+        "a2t_median": a["median_rank"],
+        "reranked": {"r1": _ci(rr, "R@1"), "r10": rr["R@10"]} if rr else None,
+    }
+
+
+def _above_chance(cell: dict | None) -> bool:
+    return bool(cell and cell["ci"][0] is not None and cell["ci"][0] > cell["chance"])
+
+
+def _other_context(other: dict) -> dict:
+    first = next(iter(other.values()))
+    return {
+        "n_test": first["n_test"],
+        "chance": first["chance"],
+        "cells": [{"name": m, "cell": _zs(c)} for m, c in other.items()],
+        "raw": [{"name": m, "value": c["value_raw"]} for m, c in other.items() if "value_raw" in c],
+    }
+
+
+def _render(taught: dict | None = None, gen: dict | None = None) -> list[str]:
+    """One part of language.md.j2 (the other given as None), as the report's lines."""
+    from mulap.demo import templates
+
+    return templates.render(TEMPLATE, {"taught": taught, "gen": gen}).removesuffix("\n").split("\n")
 
 
 def _ci(cell: dict, k: str) -> str:
@@ -395,22 +365,8 @@ def generalisation_lines(gen: dict) -> list[str]:
     """The report's paragraph on the gap between the world's timbres and the held-out soundfont."""
     if not gen:
         return []
-    w, h = gen["world"], gen["held_out"]
-    per = ", ".join(f"{name} {_cell(c)} ({c['n_test']} notes)" for name, c in gen["world_by_source"].items())
-    lo, hi = gen["gap_ci"]
-    return [
-        "",
-        "**Generalisation to an unheard soundfont** (NSynth instrument family, zero-shot, the demo's MuLaP; "
-        "95 % bootstrap intervals over notes): on the world's own test notes " + _cell(w) + f" ({w['n_test']} notes; "
-        f"per soundfont: {per}); on the held-out soundfont's notes {_cell(h)} ({h['n_test']} notes, rendered dry "
-        f"through a bank the world never uses). Gap, world minus held-out: **{gen['gap']:+.3f}** [{lo:+.3f}, {hi:+.3f}] "
-        "(the two note sets resampled independently): the smaller, the better the joint space carries an instrument "
-        "family to timbres it never heard.",
-    ]
-
-
-def _cell(c: dict) -> str:
-    return f"{c['value']:.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]"
+    by_source = [{"name": name, **c} for name, c in gen["world_by_source"].items()]
+    return _render(gen={**gen, "by_source": by_source})
 
 
 def read_summary(out: Path) -> dict:

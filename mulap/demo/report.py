@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from mulap.data.tasks import get_task
+from mulap.demo import templates
 from mulap.infra.experiment import experiment_dir
 from mulap.infra.files import atomic_write_text, write_json
 
@@ -270,14 +270,7 @@ def world_timbre(out: Path, world: dict) -> dict:
 def _markdown(results: dict, s, world: dict, curves: dict, language_lines: Sequence[str] = ()) -> str:
     """report.md: the template filled with what `results` holds (plus the world, the pre-training curves and the
     lines of "What language taught")."""
-    env = Environment(
-        loader=FileSystemLoader(Path(__file__).parent),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env.get_template(TEMPLATE).render(report_context(results, s, world, curves, language_lines))
+    return templates.render(TEMPLATE, report_context(results, s, world, curves, language_lines))
 
 
 def report_context(results: dict, s, world: dict, curves: dict, language_lines=()) -> dict:
