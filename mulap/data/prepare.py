@@ -240,7 +240,7 @@ def audio_crc32(path: Path) -> str:
     with the same ids, labels and lengths but other sounds (one task rendered through two soundfonts) then never
     share cached embeddings."""
     array = np.load(path, mmap_mode="r", allow_pickle=False)
-    return f"{zlib.crc32(np.ascontiguousarray(array).view(np.uint8)):08x}"
+    return f"{zlib.crc32(np.ascontiguousarray(array).tobytes()):08x}"
 
 
 def _decode_one(rec: Record, audio_dir: Path, siblings: Sequence[Path] = ()) -> tuple[str, int, str | None]:
