@@ -234,9 +234,9 @@ def test_interrupted_embed_writes_nothing_and_the_same_command_writes_it(music, 
     assert np.load(out)["track_embeddings"].shape[0] == 5
 
 
-def test_interrupted_search_indexing_keeps_the_finished_blocks_and_the_same_command_continues(music, tmp_path, capsys):
-    index = tmp_path / "index"
-    args = [
+def like_search(music: Path, index: Path, *more: str) -> list[str]:
+    """`mulap search random <music> --like song1 --index <index> ...`: the search every interrupt test runs."""
+    return [
         "search",
         "random",
         str(music),
@@ -244,10 +244,14 @@ def test_interrupted_search_indexing_keeps_the_finished_blocks_and_the_same_comm
         str(music / "song1.npy"),
         "--index",
         str(index),
-        "--top",
-        "2",
+        *more,
         "training.num_workers=0",
     ]
+
+
+def test_interrupted_search_indexing_keeps_the_finished_blocks_and_the_same_command_continues(music, tmp_path, capsys):
+    index = tmp_path / "index"
+    args = like_search(music, index, "--top", "2")
     # blocks of 2 files; the --like file is embedded first (call 1), then block 1 (call 2), Ctrl-C in block 2
     rc, err = interrupt(tmp_path, "embed:3,block:2", args, signal.SIGINT)
     assert rc == 130, err[-3000:]
@@ -264,7 +268,7 @@ def test_interrupted_search_indexing_keeps_the_finished_blocks_and_the_same_comm
 
 def test_search_interrupted_in_its_first_block_says_the_index_is_as_it_was(music, tmp_path):
     index = tmp_path / "index"
-    args = ["search", "random", str(music), "--like", str(music / "song1.npy"), "--index", str(index), "training.num_workers=0"]
+    args = like_search(music, index)
     rc, err = interrupt(tmp_path, "embed:2", args, signal.SIGTERM)
     assert rc == 143, err[-3000:]
     assert last_line(err) == (
@@ -277,18 +281,7 @@ def test_ctrl_c_inside_the_final_index_write_finishes_it_and_says_the_index_keep
     """The last save of the index ran outside the deferred-signal blocks: a Ctrl-C part way through it threw the
     whole run's work away and said nothing of the index. Now the write is finished first, then the one line."""
     index = tmp_path / "index"
-    args = [
-        "search",
-        "random",
-        str(music),
-        "--like",
-        str(music / "song1.npy"),
-        "--index",
-        str(index),
-        "--top",
-        "2",
-        "training.num_workers=0",
-    ]
+    args = like_search(music, index, "--top", "2")
     rc, err = interrupt(tmp_path, "index-write:1", args, signal.SIGINT)
     assert rc == 130, err[-3000:]
     assert last_line(err) == (
