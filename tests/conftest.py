@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # A job a shell starts in the background (`cmd &`, nohup) begins with Ctrl-C ignored, and an ignored signal stays
-# ignored across exec: the interrupt tests (tests/test_interrupts.py) would see SIGINT do nothing, in this process
+# ignored across exec: the interrupt tests (tests/infra/test_interrupts.py) would see SIGINT do nothing, in this process
 # and in the commands it starts. Give the suite Ctrl-C as a terminal gives it; the children then get the default too.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -70,6 +70,15 @@ def test_every_folder_of_the_package_has_a_layer():
     assert {_layer(m) for m in MODULES} - {None} <= set(ALLOWED)
 
 
+def test_the_tests_mirror_the_layers():
+    """Each folder of tests/ is named after the layer it tests; only cross-layer tests (docs, layers,
+    packaging) sit at the top."""
+    tests = Path(__file__).resolve().parent
+    folders = {p.parent.name for p in tests.glob("*/test_*.py")}
+    assert folders <= set(ALLOWED), f"test folders without a layer: {sorted(folders - set(ALLOWED))}"
+    assert {p.name for p in tests.glob("test_*.py")} == {"test_docs.py", "test_layers.py", "test_packaging.py"}
+
+
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
     """Every import of `graph` that runs from a layer to one it may not import."""
     return sorted(

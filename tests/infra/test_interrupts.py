@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM (issue 17, "Interrupts"). A real `python -m mulap` process (tests/interrupt_worker.py) stops at
+"""Ctrl-C and SIGTERM (issue 17, "Interrupts"). A real `python -m mulap` process (tests/infra/interrupt_worker.py) stops at
 a chosen point - a training step, inside a checkpoint write, an embedding batch of `embed` or of `search`'s indexing -
 and the test signals its process group. The process ends with one line that says what was kept and gives the
 command that continues, with the signal's exit status (130 SIGINT, 143 SIGTERM); the same command then finishes.
@@ -25,7 +25,7 @@ from mulap.training import checkpoints as ck
 from tests.helpers import TINY_MODEL, make_tone_corpus, tone
 from tests.training.crash_trials import state_problems
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRETRAIN = [
     "training.batch_size=2",
     "training.num_workers=0",
@@ -45,7 +45,7 @@ def interrupt(tmp_path: Path, hook: str, args: list[str], sig: int) -> tuple[int
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with open(err, "w") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.interrupt_worker", hook, str(ready), *args],
+            [sys.executable, "-m", "tests.infra.interrupt_worker", hook, str(ready), *args],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -96,7 +96,7 @@ def test_two_processes_racing_on_one_cache_entry_never_crash(tmp_path):
     before the rename (both hold a complete entry), odd rounds before extraction starts."""
     clips = _clips(tmp_path / "clips")
     work = tmp_path / "work"
-    cmd = [sys.executable, "-m", "tests.training.cache_race_child", str(work), str(RACE_ROUNDS), str(clips)]
+    cmd = [sys.executable, "-m", "tests.inference.cache_race_child", str(work), str(RACE_ROUNDS), str(clips)]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ) for _ in range(2)]
     results = []
     for p in procs:
@@ -133,7 +133,7 @@ def test_an_entry_for_other_tracks_is_replaced(tmp_path):
 
 
 def test_temp_folders_of_killed_cache_writers_are_removed_live_and_other_host_ones_left(tmp_path):
-    """Like the search index's (tests/test_search_hardening.py): a temp folder whose writer is a dead process of
+    """Like the search index's (tests/inference/test_search_hardening.py): a temp folder whose writer is a dead process of
     this host is removed when an entry is stored; a live writer's, and one of another host (its pid cannot be
     checked here), stay."""
     from mulap.infra.files import WRITER_HOST

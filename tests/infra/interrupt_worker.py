@@ -1,6 +1,6 @@
-"""Run by tests/test_interrupts.py: `python -m mulap ARGS...` with one point where the process waits for a signal.
+"""Run by tests/infra/test_interrupts.py: `python -m mulap ARGS...` with one point where the process waits for a signal.
 
-    python -m tests.interrupt_worker HOOK READY_FILE ARGS...
+    python -m tests.infra.interrupt_worker HOOK READY_FILE ARGS...
 
 HOOK: none | step:K (pre-training, at the start of the training step at global step K) | write:J (inside the J-th
 checkpoint write, torch.save part way through the file) | embed:J (before the J-th batch of chunks goes through the
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def _held() -> bool:

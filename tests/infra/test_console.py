@@ -1,6 +1,6 @@
 """The console: one handler (every line once), Lightning's tips and known chatter gone, sklearn's
 UndefinedMetricWarning counted and said once. Each check runs in a fresh interpreter, as the CLI does;
-tests/test_default_run.py checks a whole (tiny) pre-training run's console."""
+tests/demo/test_default_run.py checks a whole (tiny) pre-training run's console."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One of two processes racing to write the same embedding-cache entries (run by test_embed_input).
 
-    python -m tests.training.cache_race_child <work dir> <rounds> <clip dir>
+    python -m tests.inference.cache_race_child <work dir> <rounds> <clip dir>
 
 Round r uses the cache root <work dir>/r. Both processes meet at a file barrier right before
 they publish (even rounds, "publish": each has a complete temporary entry, then both rename at

@@ -17,7 +17,7 @@ from mulap.infra.config import load_config
 from mulap.infra.paths import project_root
 from tests.helpers import TINY_MODEL
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = [
     "training.epochs=1",
     "training.limit_train_batches=1",

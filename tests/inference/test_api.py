@@ -18,7 +18,7 @@ from mulap.inference.loading import ModelLoadError
 from mulap.models.text import additive_mask
 from tests.helpers import tone
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
