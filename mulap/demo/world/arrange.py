@@ -47,6 +47,7 @@ class Style:
     legato: float = 0.92
     prefers: tuple[str, ...] = ()  # collections this style is usually heard with
     bpm: tuple[float, float] | None = None  # fixed beat-bpm range (dance styles)
+    captions_only: bool = False  # heard in the captioned corpus only, never in a downstream dataset
 
 
 _CLASSICAL_SOURCES = ("bach_chorales", "palestrina", "monteverdi", "trecento", "string_quartets")
@@ -383,6 +384,10 @@ STYLES: dict[str, Style] = {
             legato=1.3,
             prefers=("palestrina", "trecento", "string_quartets"),
         ),
+        # One instrument alone, every melodic GM family about equally often (5-12 programs each): in the
+        # other styles an instrument is mostly heard inside a mixture, so a caption's word for it rarely
+        # meets its sound alone. The captioned corpus only (corpus.CAPTIONED_STYLE_WEIGHTS).
+        Style("solo", "Instrumental", tuple(sorted(PROGRAM_FAMILY)), None, None, legato=0.95, captions_only=True),
     )
 }
 

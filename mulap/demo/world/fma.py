@@ -36,7 +36,7 @@ GENRE_IDS = {
     "Pop": 10,
     "Rock": 12,
 }
-GENRE_STYLES = {g: tuple(sorted(s.name for s in STYLES.values() if s.genre == g)) for g in FMA_GENRES}
+GENRE_STYLES = {g: tuple(sorted(s.name for s in STYLES.values() if s.genre == g and not s.captions_only)) for g in FMA_GENRES}
 
 _COLUMNS = (
     [
