@@ -185,7 +185,7 @@ def _demo(sub) -> None:
         "--size",
         default="default",
         choices=["small", "default", "large"],
-        help="small: a few minutes; default: ~33 minutes on 2 CPU cores; large: for GPUs (see --settings gpu)",
+        help="small: a few minutes; default: ~39 minutes on 2 CPU cores; large: for GPUs (see --settings gpu)",
     )
     p.add_argument("--settings", help="a demo settings file in configs/demo/ (default: the --size one), e.g. ablation")
     _add_overrides(p)
