@@ -63,19 +63,15 @@ def convert(src: bytes) -> bytes:
         name, start, end, loop_start, loop_end, rate, pitch, corr, link, kind = SHDR.unpack_from(shdr, i * SHDR.size)
         if kind & VORBIS and end > start:
             wave, file_rate = sf.read(io.BytesIO(smpl[start:end]), dtype="int16", always_2d=True)
-            wave = wave[:, 0]
-            rate = rate or file_rate
-            n = len(wave)
-            loop_start, loop_end = cursor + loop_start, cursor + loop_end
-            kind &= ~VORBIS
-        elif kind & VORBIS:  # the terminal record (EOS) and empty samples
-            wave, n = np.zeros(0, np.int16), 0
+            wave, rate = wave[:, 0], rate or file_rate
+            loop_start, loop_end = cursor + loop_start, cursor + loop_end  # relative in SF3
+        elif kind & VORBIS:  # a compressed sample without data
+            wave = np.zeros(0, np.int16)
             loop_start = loop_end = cursor
-            kind &= ~VORBIS
-        else:  # an uncompressed sample inside an SF3: copy its frames
+        else:  # an uncompressed sample, and the terminal record (EOS, no frames): copy its frames
             wave = np.frombuffer(smpl[2 * start : 2 * end], dtype="<i2").copy()
-            n = len(wave)
             loop_start, loop_end = cursor + loop_start - start, cursor + loop_end - start
+        n, kind = len(wave), kind & ~VORBIS
         headers.append(SHDR.pack(name, cursor, cursor + n, loop_start, loop_end, rate, pitch, corr, link, kind))
         out_samples += [wave.astype("<i2"), np.zeros(46, "<i2")]
         cursor += n + 46
