@@ -25,31 +25,26 @@ import argparse
 
 def prompt_sets(labels: list[str]) -> dict[str, dict[str, list[str]]]:
     from mulap.demo.world.gm import PROGRAM_FAMILY, program_name
-    from mulap.evaluation.prompts import TEMPLATES, VOCABULARY, default_prompts, with_articles
+    from mulap.evaluation.prompts import TEMPLATES, class_words, default_prompts, ensemble
 
-    gm: dict[str, list[str]] = {}
-    for program, family in sorted(PROGRAM_FAMILY.items()):
-        names = gm.setdefault(family, [])
-        if program_name(program) not in names:
-            names.append(program_name(program))
-    solo = ("solo {w}", "a {w} alone", "a single {w}")
+    programs = sorted(PROGRAM_FAMILY.items())
+    gm = {f: list(dict.fromkeys(program_name(p) for p, g in programs if g == f)) for f in set(PROGRAM_FAMILY.values())}
+    solo = ("solo {w}", "a {w} alone", "a single {w}")  # the corpus's solo phrasings (mulap/demo/world/captions.py)
+    kinds = {c: class_words("nsynth_clf", c) for c in labels}  # (the note or voice templates' kind, the synonyms)
 
-    def note(c: str) -> tuple[str, ...]:
-        return TEMPLATES["voice" if VOCABULARY[c][0] == "voice" else "note"]
+    def build(words, extra=()) -> dict[str, list[str]]:
+        return {c: ensemble(words(c), TEMPLATES[kinds[c][0]] + extra) for c in labels}
 
     def both(c: str) -> list[str]:
-        return list(dict.fromkeys([*VOCABULARY[c][1], *gm[c]]))
-
-    def build(words, templates) -> dict[str, list[str]]:
-        return {c: list(dict.fromkeys(with_articles(t.format(w=w)) for w in words(c) for t in templates(c))) for c in labels}
+        return list(dict.fromkeys([*kinds[c][1], *gm[c]]))
 
     return {
         "A default": default_prompts("nsynth_clf", labels),
-        "B default + solo phrasings": build(lambda c: VOCABULARY[c][1], lambda c: note(c) + solo),
-        "C GM names": build(lambda c: gm[c], note),
-        "D GM names + solo phrasings": build(lambda c: gm[c], lambda c: note(c) + solo),
-        "E default and GM names": build(both, note),
-        "F default and GM names + solo phrasings": build(both, lambda c: note(c) + solo),
+        "B default + solo phrasings": build(lambda c: kinds[c][1], solo),
+        "C GM names": build(lambda c: gm[c]),
+        "D GM names + solo phrasings": build(lambda c: gm[c], solo),
+        "E default and GM names": build(both),
+        "F default and GM names + solo phrasings": build(both, solo),
     }
 
 
@@ -62,7 +57,7 @@ def main() -> None:
     args = ap.parse_intermixed_args()  # overrides may follow --split
     import numpy as np
 
-    from mulap.evaluation.zeroshot import standardise, track_means, zero_shot_scores
+    from mulap.evaluation.zeroshot import standardise, track_means, zero_shot_scores, zero_shot_value
     from mulap.inference.api import load
     from mulap.inference.cache import dataset_embeddings
     from mulap.training.downstream import downstream_config, load_task_data
@@ -77,8 +72,8 @@ def main() -> None:
     for name, prompts in prompt_sets(labels).items():
         s = zero_shot_scores(model, np.concatenate([feats_v, feats]), "multiclass", labels, prompts)
         s_v, s_x = s[: len(feats_v)], s[len(feats_v) :]
-        acc = float((standardise(s_v, s_x).argmax(1) == y).mean())
-        raw = float((s_x.argmax(1) == y).mean())
+        acc = zero_shot_value("multiclass", y, standardise(s_v, s_x), labels)  # as `mulap zeroshot` scores it
+        raw = zero_shot_value("multiclass", y, s_x, labels)
         print(f"{name}: {acc:.3f} (raw cosines {raw:.3f}) on {len(y)} {args.split} notes", flush=True)
 
 

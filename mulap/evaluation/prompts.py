@@ -195,24 +195,29 @@ def with_articles(text: str) -> str:
     return re.sub(r"\b([Aa]) (?=(?!eu|uni|use|usu|uku|one\b|once)[aeiou]|hour|honest)", r"\1n ", text)
 
 
+def class_words(task: str, label: str) -> tuple[str, tuple[str, ...]]:
+    """(the kind of phrasing, the words) of a task's class: its synonyms in VOCABULARY, else its own name."""
+    key, prefix_kind = _key(label)
+    kind, words = VOCABULARY.get(key, VOCABULARY.get(key.replace(" ", ""), (None, (key,))))
+    kind = TASK_KIND.get(task, prefix_kind or kind or "attribute") if kind != "phrase" else "phrase"
+    if task == "nsynth_clf" and VOCABULARY.get(key, ("",))[0] == "voice":
+        kind = "voice"
+    return kind, words
+
+
+def ensemble(words, templates) -> list[str]:
+    """Every template filled with every word, articles mended, each text once, in order."""
+    return list(dict.fromkeys(with_articles(tpl.format(w=w)) for w in words for tpl in templates))
+
+
 def default_prompts(task: str, label_names: list[str]) -> dict:
     """Default prompt ensembles for a task's classes (see the module docstring)."""
     if task == "emomusic_reg":
         return {k: {s: list(v) for s, v in d.items()} for k, d in EMOMUSIC_PROMPTS.items() if k in label_names}
     out = {}
     for label in label_names:
-        key, prefix_kind = _key(label)
-        kind, words = VOCABULARY.get(key, VOCABULARY.get(key.replace(" ", ""), (None, (key,))))
-        kind = TASK_KIND.get(task, prefix_kind or kind or "attribute") if kind != "phrase" else "phrase"
-        if task == "nsynth_clf" and VOCABULARY.get(key, ("",))[0] == "voice":
-            kind = "voice"
-        prompts = []
-        for w in words:
-            for tpl in TEMPLATES[kind]:
-                text = with_articles(tpl.format(w=w))
-                if text not in prompts:
-                    prompts.append(text)
-        out[label] = prompts
+        kind, words = class_words(task, label)
+        out[label] = ensemble(words, TEMPLATES[kind])
     return out
 
 
