@@ -321,6 +321,13 @@ def _entry(cell: dict) -> dict:
     return {k: cell[k] for k in ("metric", "value", "ci", "chance", "value_raw") if k in cell}
 
 
+def note_sources(world: dict, ids) -> np.ndarray:
+    """The timbre source (world.json's `timbre.clips`) of each of the world's NSynth test notes, by note id ("?" when
+    unrecorded)."""
+    clips = (world.get("timbre") or {}).get("clips", {})
+    return np.array([clips.get(f"raw/nsynth/nsynth-test/audio/{i}.wav", {}).get("source", "?") for i in ids])
+
+
 def generalisation(out: Path, world: dict, n_boot: int = 1000, seed: int = 0) -> dict:
     """Zero-shot NSynth family of the demo's MuLaP on the world's own test notes (its soundfonts, with the world's
     timbre variation; overall and per source) and on the held-out soundfont's notes (dry), each with a 95 %
@@ -349,8 +356,7 @@ def generalisation(out: Path, world: dict, n_boot: int = 1000, seed: int = 0) ->
 
     bw, bo = boot(hit_w), boot(hit_o)
     gap = bw - bo
-    clips = (world.get("timbre") or {}).get("clips", {})
-    source = np.array([clips.get(f"raw/nsynth/nsynth-test/audio/{i}.wav", {}).get("source", "?") for i in w["ids"]])
+    source = note_sources(world, w["ids"])
     return {
         "metric": "accuracy",
         "world": cell(hit_w),
