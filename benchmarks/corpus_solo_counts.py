@@ -20,20 +20,25 @@ from mulap.demo.world.corpus import CORPUS_SPLIT_FILES
 from mulap.demo.world.gm import PROGRAM_FAMILY, program_name
 
 
+def alone(clip: dict) -> bool:
+    """One instrument heard alone (texture `solo`, in any style)."""
+    return clip["texture"] == "solo" and len(clip["programs"]) == 1
+
+
 def main(worlds: list[str]) -> None:
     families = sorted(set(PROGRAM_FAMILY.values()))
     for world in map(Path, worlds):
         clips = json.loads((world / "world.json").read_text())["corpus"]
         train = [v for v in clips.values() if v["split"] == "train"]
-        alone = Counter(family_of(v["programs"][0]) for v in train if v["texture"] == "solo" and len(v["programs"]) == 1)
+        per_family = Counter(family_of(v["programs"][0]) for v in train if alone(v))
         test = json.loads((world / "audiocaption" / CORPUS_SPLIT_FILES["test"]).read_text())
-        solo = [r for r in test if clips[r["audio_id"]]["texture"] == "solo" and len(clips[r["audio_id"]]["programs"]) == 1]
+        solo = [r for r in test if alone(clips[r["audio_id"]])]
         named = sum(program_name(clips[r["audio_id"]]["programs"][0]) in r["caption"].lower() for r in solo)
         rendition = sum(v["style"] == "solo" for v in train)
         print(
-            f"{world}: {len(train)} training clips, {sum(alone.values())} with one instrument alone ({rendition} in the solo style)"
+            f"{world}: {len(train)} training clips, {sum(per_family.values())} with one instrument alone ({rendition} in the solo style)"
         )
-        print("  alone per family: " + ", ".join(f"{f} {alone.get(f, 0)}" for f in families))
+        print("  alone per family: " + ", ".join(f"{f} {per_family.get(f, 0)}" for f in families))
         print(f"  test split: {len(test)} clips, {len(solo)} solo, {named} of whose captions name the instrument")
 
 

@@ -1,10 +1,7 @@
 """Convert an SF3 soundfont (SF2 with Ogg Vorbis samples, MuseScore's format) to a plain SF2 that
-TinySoundFont, the demo's synthesizer, can play:
-
-    python tools/sf3_to_sf2.py /usr/share/sounds/sf3/MuseScore_General_Lite.sf3 /tmp/MuseScore_General_Lite.sf2
-
-Used to render NSynth-layout test notes through MuseScore General (Debian `musescore-general-soundfont*`), a
-soundfont reserved for an independent check of the demo's zero-shot figure and never used by the world:
+TinySoundFont, the demo's synthesizer, can play. Used to render NSynth-layout test notes through MuseScore
+General (Debian `musescore-general-soundfont*`), a soundfont reserved for an independent check of the demo's
+zero-shot figure and never used by the world:
 
     python tools/sf3_to_sf2.py /usr/share/sounds/sf3/MuseScore_General_Lite.sf3 /tmp/MuseScore_General_Lite.sf2
     mulap data nsynth-soundfont /tmp/MuseScore_General_Lite.sf2 --out demo_out/world_musescore
@@ -24,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from mulap.infra.files import atomic_write_bytes
 
 VORBIS = 0x10
 SHDR = struct.Struct("<20sIIIIIBbHH")  # name, start, end, loop start, loop end, rate, pitch, correction, link, type
@@ -87,7 +86,7 @@ def main(argv: list[str]) -> None:
     if len(argv) != 2:
         sys.exit("usage: python tools/sf3_to_sf2.py IN.sf3 OUT.sf2")
     src, dst = Path(argv[0]), Path(argv[1])
-    dst.write_bytes(convert(src.read_bytes()))
+    atomic_write_bytes(dst, convert(src.read_bytes()))  # an interrupted run leaves no truncated soundfont
     print(f"{src} -> {dst} ({dst.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -17,7 +17,7 @@ from scipy.ndimage import maximum_filter1d
 
 from mulap.audio.io import load_audio
 from mulap.demo.world import SIZES, build_demo, render, timbre
-from mulap.demo.world.gm import NOT_AT_KEY_PITCH, PROGRAM_FAMILY
+from mulap.demo.world.gm import NOT_AT_KEY_PITCH, PROGRAM_FAMILY, program_name
 from mulap.demo.world.render import render_note, render_notes
 
 SR = 16000
@@ -436,6 +436,4 @@ def test_the_captioned_corpus_hears_every_family_alone_and_no_downstream_dataset
         for name in corpus.CORPUS_SPLIT_FILES.values()
         for r in json.loads((demo_world / "audiocaption" / name).read_text())
     }
-    from mulap.demo.world.gm import program_name
-
     assert all(any(program_name(v["programs"][0]) in c for c in rows[k]["captions"]) for k, v in solos.items())
